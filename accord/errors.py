@@ -1,0 +1,71 @@
+"""The one error tree of Accord (standard library only, so every part may import it).
+
+    AccordError                  base; never raised itself
+    ├── ConfigError              a setting is wrong; the message names field, value and fix
+    ├── UsageError               a command or API was called wrongly
+    ├── RoundAborted             a round cannot complete (too few participants or shares)
+    ├── IntegrityError           data failed an integrity check (CRC, AEAD tag, ledger chain)
+    └── ProtocolError            a message broke the protocol; state is unchanged
+        ├── OutOfStage           legal message, wrong stage
+        ├── BadSignature         signature missing or wrong
+        ├── Replayed             (round, stage, participant, sequence) seen before
+        ├── Malformed            the message does not decode or has the wrong shape
+        └── Oversized            the message exceeds a configured limit
+
+Each class names the gRPC status a service answers with; the mapping is applied in
+one place per service. Anything else that escapes is a bug and maps to INTERNAL.
+"""
+
+from __future__ import annotations
+
+
+class AccordError(Exception):
+    """Base of every error Accord raises on purpose."""
+
+    grpc_status = "INTERNAL"
+
+
+class ConfigError(AccordError):
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class UsageError(AccordError):
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class RoundAborted(AccordError):
+    grpc_status = "ABORTED"
+
+
+class IntegrityError(AccordError):
+    grpc_status = "DATA_LOSS"
+
+
+class ProtocolError(AccordError):
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class OutOfStage(ProtocolError):
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class BadSignature(ProtocolError):
+    grpc_status = "UNAUTHENTICATED"
+
+
+class Replayed(ProtocolError):
+    grpc_status = "ALREADY_EXISTS"
+
+
+class Malformed(ProtocolError):
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class Oversized(ProtocolError):
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class NotAllowed(ProtocolError):
+    """The sender is not permitted to send this (unknown, revoked or not selected)."""
+
+    grpc_status = "PERMISSION_DENIED"
