@@ -6,6 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given
+from hypothesis import strategies as st
+
 from accord.crypto.agreement import (
     KeyPair,
     encode_fields,
@@ -14,11 +19,6 @@ from accord.crypto.agreement import (
     public_key,
     shared_key,
 )
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from hypothesis import given
-from hypothesis import strategies as st
-
 from accord.errors import IntegrityError, UsageError
 
 # RFC 7748, section 6.1.

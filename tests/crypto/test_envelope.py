@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from accord.crypto import envelope
-from accord.crypto.agreement import generate_keypair
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accord.crypto import envelope
+from accord.crypto.agreement import generate_keypair
 from accord.errors import IntegrityError, UsageError
 
 AAD = b"fed|epoch 3|from P1|to P2"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from accord.crypto.graph import neighbours
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accord.crypto.graph import neighbours
 from accord.errors import UsageError
 
 SEED = hashlib.sha256(b"round seed").digest()

@@ -7,6 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from accord.crypto.identity import (
     dump_private,
     generate_identity,
@@ -17,9 +20,6 @@ from accord.crypto.identity import (
     sign,
     verify,
 )
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from accord.errors import BadSignature, ConfigError, UsageError
 
 # RFC 8032, section 7.1, tests 1 and 2.

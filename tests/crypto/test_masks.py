@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from accord.crypto import shamir
 from accord.crypto.agreement import KeyPair, generate_keypair, pairwise_seed
 from accord.crypto.graph import neighbours
@@ -26,9 +29,6 @@ from accord.crypto.masks import (
     participant_terms,
 )
 from accord.crypto.prg import expand
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from accord.errors import RoundAborted, UsageError
 
 FEDERATION = "fed-test"

@@ -6,11 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
-from accord.crypto.prg import Keystream, expand
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accord.crypto.prg import Keystream, expand
 from accord.errors import UsageError
 
 SEED = bytes(range(16))

@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from accord.crypto.quantize import (
     QuantSpec,
     clip_l2,
@@ -16,9 +19,6 @@ from accord.crypto.quantize import (
     quantize,
     to_field,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from accord.errors import ConfigError, IntegrityError, UsageError
 
 

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from accord.crypto.shamir import PRIME, SHARE_BYTES, Share, combine, split
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accord.crypto.shamir import PRIME, SHARE_BYTES, Share, combine, split
 from accord.errors import IntegrityError, Malformed, RoundAborted, UsageError
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from accord.crypto import agreement, envelope, identity, prg, shamir
 
+from accord.crypto import agreement, envelope, identity, prg, shamir
 from accord.errors import IntegrityError
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"

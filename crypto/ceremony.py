@@ -1,0 +1,138 @@
+"""The key ceremony: one participant makes the federation's CKKS key and seals it to the rest.
+
+Theory of operation (DESIGN.md section 3, step 3). The maker generates a CKKS secret
+context, keeps it, and seals its bytes to every other participant's long-term X25519
+ceremony key with `envelope.seal` (HKDF-SHA256 + AES-256-GCM). The associated data
+binds the federation id, the key epoch and the recipient, so an envelope cannot be
+replayed into another federation, epoch or mailbox. The coordinator relays the
+envelopes and keeps only the public context, which carries no key at all.
+
+Each ceremony key must be signed by its owner's Ed25519 identity key (issued at
+provisioning): the maker refuses an unsigned or mis-signed one, so a coordinator that
+swaps in a key of its own learns nothing (BadSignature), the same rule as for the keys
+advertised in a round.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from accord.crypto import envelope, identity
+from accord.crypto.agreement import encode_fields
+from accord.crypto.ckks import SecretContext
+
+_KEY_DOMAIN = b"accord/v1/ceremony-key"
+_AAD_DOMAIN = b"accord/v1/ceremony"
+
+
+def ceremony_key_statement(
+    *, federation_id: str, participant: str, ceremony_public: bytes
+) -> bytes:
+    """The bytes a participant's identity key signs to vouch for its ceremony key."""
+    return _KEY_DOMAIN + encode_fields(federation_id, participant, ceremony_public)
+
+
+def sign_ceremony_key(
+    identity_private: bytes, *, federation_id: str, participant: str, ceremony_public: bytes
+) -> bytes:
+    """Sign `ceremony_public` as `participant`'s key for receiving the CKKS secret."""
+    statement = ceremony_key_statement(
+        federation_id=federation_id, participant=participant, ceremony_public=ceremony_public
+    )
+    return identity.sign(identity_private, statement)
+
+
+@dataclass(frozen=True)
+class CeremonyKey:
+    """A participant's X25519 ceremony key and the identity signature that vouches for it."""
+
+    participant: str
+    ceremony_public: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Ceremony:
+    """What the maker keeps (`secret`) and hands the coordinator (`public`, `sealed`)."""
+
+    key_epoch: int
+    secret: SecretContext
+    public: bytes
+    sealed: dict[str, bytes]
+
+
+def _aad(federation_id: str, key_epoch: int, recipient: str) -> bytes:
+    return _AAD_DOMAIN + encode_fields(federation_id, key_epoch, recipient)
+
+
+def make(
+    keys: Mapping[str, CeremonyKey],
+    identities: Mapping[str, bytes],
+    *,
+    federation_id: str,
+    key_epoch: int,
+    maker: str,
+    poly_modulus_degree: int = 4096,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> Ceremony:
+    """Generate the CKKS key and seal it to every participant but the maker.
+
+    Args:
+        keys: each recipient's ceremony key, as relayed by the coordinator.
+        identities: every participant's Ed25519 identity public key (from the roster).
+        federation_id, key_epoch: bound into each envelope.
+        maker: the participant running the ceremony (it keeps the secret itself).
+
+    Returns:
+        The ceremony: the secret to keep, the public context and the envelopes.
+
+    Raises:
+        BadSignature: a ceremony key is not signed by its owner's identity key.
+    """
+    for participant, key in keys.items():
+        statement = ceremony_key_statement(
+            federation_id=federation_id,
+            participant=participant,
+            ceremony_public=key.ceremony_public,
+        )
+        identity.verify(
+            identities[participant],
+            statement,
+            key.signature,
+            what=f"the ceremony key of {participant}",
+        )
+    secret = SecretContext.generate(poly_modulus_degree)
+    secret_bytes = secret.to_bytes()
+    sealed = {
+        participant: envelope.seal(
+            secret_bytes,
+            key.ceremony_public,
+            aad=_aad(federation_id, key_epoch, participant),
+            random_bytes=random_bytes,
+        )
+        for participant, key in keys.items()
+        if participant != maker
+    }
+    return Ceremony(
+        key_epoch=key_epoch, secret=secret, public=secret.public().to_bytes(), sealed=sealed
+    )
+
+
+def open_secret(
+    sealed: bytes, ceremony_private: bytes, *, federation_id: str, key_epoch: int, recipient: str
+) -> SecretContext:
+    """Open the envelope addressed to `recipient` and load the CKKS secret context.
+
+    Raises:
+        IntegrityError: the envelope is not for this federation, epoch or recipient, or
+            was altered.
+    """
+    data = envelope.open(
+        sealed,
+        ceremony_private,
+        aad=_aad(federation_id, key_epoch, recipient),
+        what=f"the CKKS key envelope for {recipient}",
+    )
+    return SecretContext.from_bytes(data)

@@ -1,0 +1,96 @@
+"""The key ceremony hands the CKKS secret to participants only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from accord.crypto import agreement, ceremony, identity
+from accord.crypto.ckks import PublicContext
+from accord.crypto.packing import choose_packing, pack
+from accord.errors import BadSignature, IntegrityError
+
+from .harness import seeded_bytes
+
+NAMES = ("energy", "residential", "urban")
+
+
+def _members() -> tuple[dict, dict, dict]:
+    ids = {p: identity.generate_identity(seeded_bytes(f"id/{p}")) for p in NAMES}
+    boxes = {p: agreement.generate_keypair(seeded_bytes(f"box/{p}")) for p in NAMES}
+    keys = {
+        p: ceremony.CeremonyKey(
+            participant=p,
+            ceremony_public=boxes[p].public,
+            signature=ceremony.sign_ceremony_key(
+                ids[p].private, federation_id="fed", participant=p, ceremony_public=boxes[p].public
+            ),
+        )
+        for p in NAMES
+    }
+    return ids, boxes, keys
+
+
+def test_every_participant_opens_the_same_secret_and_the_coordinator_only_gets_public() -> None:
+    ids, boxes, keys = _members()
+    made = ceremony.make(
+        keys,
+        {p: k.public for p, k in ids.items()},
+        federation_id="fed",
+        key_epoch=1,
+        maker="energy",
+    )
+    assert set(made.sealed) == {"residential", "urban"}
+    spec = choose_packing(16, 3)
+    values = np.arange(100, dtype=np.uint32)
+    ciphertext = made.secret.encrypt(pack(values, spec), spec)
+    for p in ("residential", "urban"):
+        opened = ceremony.open_secret(
+            made.sealed[p], boxes[p].private, federation_id="fed", key_epoch=1, recipient=p
+        )
+        np.testing.assert_array_equal(opened.decrypt_packed(ciphertext, spec, 100), values)
+    public = PublicContext.from_bytes(made.public)
+    assert not hasattr(public, "decrypt_packed")
+    assert made.secret.to_bytes() not in made.public
+    assert len(made.public) < len(made.secret.to_bytes())
+
+
+def test_a_ceremony_key_swapped_by_the_coordinator_is_refused() -> None:
+    ids, _, keys = _members()
+    evil = agreement.generate_keypair(seeded_bytes("evil"))
+    swapped = {**keys, "urban": dataclasses.replace(keys["urban"], ceremony_public=evil.public)}
+    with pytest.raises(BadSignature, match="ceremony key of urban"):
+        ceremony.make(
+            swapped,
+            {p: k.public for p, k in ids.items()},
+            federation_id="fed",
+            key_epoch=1,
+            maker="energy",
+        )
+
+
+@pytest.mark.parametrize(
+    ("federation_id", "key_epoch", "recipient"),
+    [("other", 1, "urban"), ("fed", 2, "urban"), ("fed", 1, "residential")],
+)
+def test_an_envelope_opens_only_for_its_federation_epoch_and_recipient(
+    federation_id: str, key_epoch: int, recipient: str
+) -> None:
+    ids, boxes, keys = _members()
+    made = ceremony.make(
+        keys,
+        {p: k.public for p, k in ids.items()},
+        federation_id="fed",
+        key_epoch=1,
+        maker="energy",
+    )
+    with pytest.raises(IntegrityError):
+        ceremony.open_secret(
+            made.sealed["urban"],
+            boxes["urban"].private,
+            federation_id=federation_id,
+            key_epoch=key_epoch,
+            recipient=recipient,
+        )
