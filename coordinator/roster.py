@@ -1,0 +1,511 @@
+"""The federation roster: which client certificate may speak for which participant.
+
+Theory of operation (DESIGN.md section 1, "network attacker", and section 3, "Enroll";
+docs/provisioning.md):
+
+- mTLS proves only that a peer holds *some* key whose certificate the federation's CA
+  signed. The roster says which one: every entry binds a participant id to the
+  SHA-256 fingerprint of the one client certificate issued to it, to its Ed25519
+  identity public key (which signs every protocol message) and to its X25519
+  ceremony public key (to which the CKKS secret is sealed).
+- ``Roster.authorize(peer, claimed)`` looks the peer's certificate up by fingerprint,
+  never by the name inside it, and refuses (``NotAllowed``, PERMISSION_DENIED) a
+  certificate that is unknown, revoked, or whose participant differs from the id a
+  request claims: "certificate of energy cannot speak for urban". The coordinator
+  calls it in one place, before any handler touches state.
+- Revocation without restart: the operator rewrites the file (``accord provision
+  revoke``, an atomic ``os.replace``); ``authorize`` first stats the file and reloads
+  it when its (mtime, size, inode) signature changed, so the next request of a
+  revoked participant is refused. A stat per request costs microseconds.
+- Fail closed: a roster that no longer parses refuses every participant until it is
+  fixed; the reason is kept in ``Roster.error`` for the coordinator's log. Keeping the
+  last good copy instead would keep a revoked participant in.
+
+File format (JSON, UTF-8), ``format_version`` first::
+
+    {"format_version": 1, "format": "accord/roster", "federation_id": "city-safety",
+     "participants": [{"participant_id": "energy", "status": "active",
+                       "cert_sha256": "<64 hex>", "identity_public_key": "<64 hex>",
+                       "ceremony_public_key": "<64 hex>", "approved_at": "<ISO 8601>",
+                       "revoked_at": null}]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from accord.errors import ConfigError, NotAllowed, UsageError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "PARTICIPANT_ID_PATTERN",
+    "Roster",
+    "RosterEntry",
+    "RosterSnapshot",
+    "Status",
+    "fingerprint",
+    "normalize_fingerprint",
+    "read_snapshot",
+    "write_snapshot",
+]
+
+FORMAT = "accord/roster"
+"""The ``format`` field of a roster file."""
+
+FORMAT_VERSION = 1
+"""The newest roster format this code reads and the one it writes."""
+
+PARTICIPANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""Participant and federation ids: lower case, digits, ``-`` and ``_``, at most 63 characters."""
+
+_HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_KEY_HEX_LENGTH = 64
+
+
+class Status(enum.Enum):
+    """Whether a roster entry may still speak."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """One participant of the federation.
+
+    Attributes:
+        participant_id: the id the client certificate's CN carries.
+        cert_sha256: SHA-256 of the client certificate's DER, 64 lower-case hex digits.
+        identity_public_key: raw Ed25519 public key (32 bytes).
+        ceremony_public_key: raw X25519 public key (32 bytes) the CKKS secret is sealed to.
+        status: active or revoked.
+        approved_at: when the operator approved it (ISO 8601, UTC).
+        revoked_at: when it was revoked, else None.
+    """
+
+    participant_id: str
+    cert_sha256: str
+    identity_public_key: bytes
+    ceremony_public_key: bytes
+    status: Status = Status.ACTIVE
+    approved_at: str = ""
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while the entry may speak."""
+        return self.status is Status.ACTIVE
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as the roster file holds it."""
+        return {
+            "participant_id": self.participant_id,
+            "status": self.status.value,
+            "cert_sha256": self.cert_sha256,
+            "identity_public_key": self.identity_public_key.hex(),
+            "ceremony_public_key": self.ceremony_public_key.hex(),
+            "approved_at": self.approved_at,
+            "revoked_at": self.revoked_at,
+        }
+
+    @classmethod
+    def from_json(cls, item: Any, *, where: str) -> RosterEntry:
+        """Read one entry; ``where`` names it in errors.
+
+        Raises:
+            ConfigError: a field is missing or malformed.
+        """
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: must be an object")
+        expected = {
+            "participant_id",
+            "status",
+            "cert_sha256",
+            "identity_public_key",
+            "ceremony_public_key",
+            "approved_at",
+            "revoked_at",
+        }
+        unknown = sorted(set(item) - expected)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}")
+        participant_id = _string(item, "participant_id", where)
+        if not re.fullmatch(PARTICIPANT_ID_PATTERN, participant_id):
+            raise ConfigError(
+                f"{where} participant_id = {participant_id!r}: must match {PARTICIPANT_ID_PATTERN}"
+            )
+        status_text = _string(item, "status", where)
+        try:
+            status = Status(status_text)
+        except ValueError:
+            raise ConfigError(
+                f"{where} status = {status_text!r}: must be one of active, revoked"
+            ) from None
+        cert_sha256 = _string(item, "cert_sha256", where)
+        if not _HEX_DIGEST.fullmatch(cert_sha256):
+            raise ConfigError(f"{where} cert_sha256: must be 64 lower-case hex digits")
+        revoked_at = item.get("revoked_at")
+        if revoked_at is not None and not isinstance(revoked_at, str):
+            raise ConfigError(f"{where} revoked_at: must be a string or null")
+        approved_at = item.get("approved_at", "")
+        if not isinstance(approved_at, str):
+            raise ConfigError(f"{where} approved_at: must be a string")
+        return cls(
+            participant_id=participant_id,
+            cert_sha256=cert_sha256,
+            identity_public_key=_key(item, "identity_public_key", where),
+            ceremony_public_key=_key(item, "ceremony_public_key", where),
+            status=status,
+            approved_at=approved_at,
+            revoked_at=revoked_at,
+        )
+
+
+@dataclass(frozen=True)
+class RosterSnapshot:
+    """The roster's contents at one moment (a value; ``Roster`` holds the live copy).
+
+    Attributes:
+        federation_id: the federation the roster belongs to.
+        entries: one per participant id, in approval order.
+    """
+
+    federation_id: str
+    entries: tuple[RosterEntry, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [entry.participant_id for entry in self.entries]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("roster: a participant id appears twice (keep one entry per id)")
+        prints = [entry.cert_sha256 for entry in self.entries]
+        if len(set(prints)) != len(prints):
+            raise ConfigError("roster: one certificate fingerprint appears twice")
+
+    def get(self, participant_id: str) -> RosterEntry | None:
+        """The entry of ``participant_id``, or None."""
+        for entry in self.entries:
+            if entry.participant_id == participant_id:
+                return entry
+        return None
+
+    def by_fingerprint(self, cert_sha256: str) -> RosterEntry | None:
+        """The entry whose certificate has this fingerprint, or None."""
+        for entry in self.entries:
+            if entry.cert_sha256 == cert_sha256:
+                return entry
+        return None
+
+    def replace(self, entry: RosterEntry) -> RosterSnapshot:
+        """A copy with ``entry`` added, or replacing the entry of the same id in place."""
+        kept = [e for e in self.entries if e.participant_id != entry.participant_id]
+        if len(kept) == len(self.entries):
+            return dataclasses.replace(self, entries=(*self.entries, entry))
+        return dataclasses.replace(
+            self,
+            entries=tuple(
+                entry if e.participant_id == entry.participant_id else e for e in self.entries
+            ),
+        )
+
+    def active(self) -> tuple[RosterEntry, ...]:
+        """The entries that may speak."""
+        return tuple(entry for entry in self.entries if entry.active)
+
+    def to_bytes(self) -> bytes:
+        """Serialize as the roster file (format version first)."""
+        document = {
+            "format_version": FORMAT_VERSION,
+            "format": FORMAT,
+            "federation_id": self.federation_id,
+            "participants": [entry.to_json() for entry in self.entries],
+        }
+        return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str = "roster.json") -> RosterSnapshot:
+        """Parse a roster file.
+
+        Raises:
+            ConfigError: not JSON, another format, a newer version, or a bad entry.
+        """
+        try:
+            document = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{source}: not a JSON roster ({error})") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise ConfigError(f"{source}: not an Accord roster (format must be {FORMAT!r})")
+        version = document.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ConfigError(f"{source} format_version = {version!r}: must be a positive integer")
+        if version > FORMAT_VERSION:
+            raise ConfigError(
+                f"{source} format_version = {version}: this accord reads up to "
+                f"{FORMAT_VERSION} (upgrade accord)"
+            )
+        federation_id = document.get("federation_id")
+        if not isinstance(federation_id, str) or not re.fullmatch(
+            PARTICIPANT_ID_PATTERN, federation_id
+        ):
+            raise ConfigError(f"{source} federation_id = {federation_id!r}: not a valid id")
+        items = document.get("participants")
+        if not isinstance(items, list):
+            raise ConfigError(f"{source} participants: must be a list")
+        entries = tuple(
+            RosterEntry.from_json(item, where=f"{source} participants[{index}]")
+            for index, item in enumerate(items)
+        )
+        return cls(federation_id=federation_id, entries=entries)
+
+
+def read_snapshot(path: Path) -> RosterSnapshot:
+    """Read the roster file at ``path``.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or malformed.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no roster (create the federation with `accord provision`)"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the roster ({error.strerror})") from None
+    return RosterSnapshot.from_bytes(data, source=str(path))
+
+
+def write_snapshot(path: Path, snapshot: RosterSnapshot) -> None:
+    """Replace the roster file atomically, so a reader sees the old or the new file whole.
+
+    The roster holds only public material; it is written 0644 so the coordinator's
+    service account can read it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".roster-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(snapshot.to_bytes())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def fingerprint(certificate: bytes | x509.Certificate) -> str:
+    """SHA-256 of a certificate's DER encoding, as 64 lower-case hex digits.
+
+    Args:
+        certificate: a ``cryptography`` certificate, or its DER or PEM bytes.
+
+    Raises:
+        UsageError: the bytes are not a certificate.
+    """
+    if isinstance(certificate, x509.Certificate):
+        der = certificate.public_bytes(serialization.Encoding.DER)
+    else:
+        data = bytes(certificate)
+        try:
+            if data.lstrip().startswith(b"-----BEGIN"):
+                der = x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+            else:
+                der = x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+        except ValueError:
+            raise UsageError("not an X.509 certificate (PEM or DER expected)") from None
+    return hashlib.sha256(der).hexdigest()
+
+
+def normalize_fingerprint(text: str) -> str:
+    """Accept a SHA-256 fingerprint as people paste it; return 64 lower-case hex digits.
+
+    Upper case, ``:`` or blank separators and a ``sha256:`` prefix are allowed.
+
+    Raises:
+        UsageError: what remains is not 64 hex digits.
+    """
+    cleaned = text.strip().lower().removeprefix("sha256:").removeprefix("sha256 ")
+    cleaned = re.sub(r"[\s:]", "", cleaned)
+    if not _HEX_DIGEST.fullmatch(cleaned):
+        raise UsageError(
+            f"{text!r} is not a SHA-256 fingerprint (64 hex digits, `:` separators allowed)"
+        )
+    return cleaned
+
+
+class Roster:
+    """The live roster the coordinator authorizes against; reloads when the file changes.
+
+    Thread-safe: gRPC handlers on many threads may call ``authorize`` at once.
+    """
+
+    def __init__(self, path: Path, snapshot: RosterSnapshot, signature: tuple[int, ...]) -> None:
+        self._path = Path(path)
+        self._snapshot = snapshot
+        self._signature: tuple[int, ...] | None = signature
+        self._error: ConfigError | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path) -> Roster:
+        """Read the roster at ``path`` (the coordinator does this once, at start).
+
+        Raises:
+            ConfigError: the file is missing or malformed.
+        """
+        path = Path(path)
+        signature = _signature(path)
+        return cls(path, read_snapshot(path), signature)
+
+    @property
+    def path(self) -> Path:
+        """The roster file."""
+        return self._path
+
+    @property
+    def federation_id(self) -> str:
+        """The federation of the last good copy."""
+        return self._snapshot.federation_id
+
+    @property
+    def error(self) -> ConfigError | None:
+        """Why the file could not be read at the last reload, or None if it could."""
+        return self._error
+
+    def snapshot(self) -> RosterSnapshot:
+        """The contents after reloading the file if it changed."""
+        self.reload_if_changed()
+        with self._lock:
+            return self._snapshot
+
+    def reload_if_changed(self) -> bool:
+        """Stat the file; read it again if its (mtime, size, inode) changed.
+
+        Returns:
+            True if the file was read again.
+
+        Raises:
+            ConfigError: the file changed and no longer reads; until it does, every
+                ``authorize`` is refused (fail closed).
+        """
+        try:
+            signature: tuple[int, ...] | None = _signature(self._path)
+        except ConfigError:
+            signature = None
+        with self._lock:
+            if signature is not None and signature == self._signature:
+                if self._error is not None:
+                    raise self._error
+                return False
+            self._signature = signature
+            try:
+                self._snapshot = read_snapshot(self._path)
+            except ConfigError as error:
+                self._error = error
+                raise
+            self._error = None
+            return True
+
+    def authorize(self, peer: bytes | str, claimed_participant_id: str | None = None) -> str:
+        """Map a peer's client certificate to the participant it may speak for.
+
+        Args:
+            peer: the peer certificate (DER or PEM bytes) or its SHA-256 fingerprint
+                (hex; ``tls.peer_identity`` returns it).
+            claimed_participant_id: the id the request claims (its header's
+                ``participant_id``); None for calls that claim no id.
+
+        Returns:
+            The participant id the certificate belongs to.
+
+        Raises:
+            NotAllowed: the certificate is unknown or revoked, the claimed id differs,
+                or the roster file is unreadable (fail closed).
+        """
+        try:
+            self.reload_if_changed()
+        except ConfigError:
+            raise NotAllowed(
+                "the coordinator's roster is unreadable; every participant is refused until "
+                "the operator fixes it"
+            ) from None
+        cert_sha256 = _peer_fingerprint(peer)
+        with self._lock:
+            entry = self._snapshot.by_fingerprint(cert_sha256)
+            federation_id = self._snapshot.federation_id
+        if entry is None:
+            raise NotAllowed(
+                f"certificate {cert_sha256[:16]}… is not in the roster of federation "
+                f"{federation_id} (ask the operator to approve your request)"
+            )
+        if not entry.active:
+            raise NotAllowed(f"participant {entry.participant_id} is revoked")
+        if claimed_participant_id is not None and claimed_participant_id != entry.participant_id:
+            raise NotAllowed(
+                f"certificate of {entry.participant_id} cannot speak for {claimed_participant_id}"
+            )
+        return entry.participant_id
+
+    def identity_keys(self) -> dict[str, bytes]:
+        """Raw Ed25519 identity public key of each active participant."""
+        return {e.participant_id: e.identity_public_key for e in self.snapshot().active()}
+
+    def active_ids(self) -> list[str]:
+        """Ids of the active participants, sorted."""
+        return sorted(e.participant_id for e in self.snapshot().active())
+
+
+def _signature(path: Path) -> tuple[int, ...]:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no roster (create the federation with `accord provision`)"
+        ) from None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_dev)
+
+
+def _peer_fingerprint(peer: bytes | str) -> str:
+    if isinstance(peer, str):
+        try:
+            return normalize_fingerprint(peer)
+        except UsageError:
+            raise NotAllowed("the peer presented no usable client certificate") from None
+    try:
+        return fingerprint(peer)
+    except UsageError:
+        raise NotAllowed("the peer presented no usable client certificate") from None
+
+
+def _string(item: dict[str, Any], name: str, where: str) -> str:
+    value = item.get(name)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} {name}: required string")
+    return value
+
+
+def _key(item: dict[str, Any], name: str, where: str) -> bytes:
+    value = _string(item, name, where)
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(value) != _KEY_HEX_LENGTH or len(raw) != _KEY_HEX_LENGTH // 2:
+        raise ConfigError(f"{where} {name}: must be 64 hex digits (a raw 32-byte public key)")
+    return raw
