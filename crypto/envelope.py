@@ -26,10 +26,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from accord.crypto.agreement import KEY_BYTES, public_key, shared_key
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from accord.crypto.agreement import KEY_BYTES, public_key, shared_key
 from accord.errors import AccordError, IntegrityError, UsageError
 
 __all__ = ["ENVELOPE_INFO", "ENVELOPE_VERSION", "NONCE_BYTES", "OVERHEAD_BYTES", "open", "seal"]

@@ -27,11 +27,11 @@ import hashlib
 import os
 from collections.abc import Callable
 
-from accord.crypto.agreement import KEY_BYTES, KeyPair, encode_fields
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from accord.crypto.agreement import KEY_BYTES, KeyPair, encode_fields
 from accord.errors import BadSignature, ConfigError, UsageError
 
 __all__ = [

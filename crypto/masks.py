@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from accord.crypto.prg import MAX_ELEMENTS, SEED_BYTES, Keystream
 
+from accord.crypto.prg import MAX_ELEMENTS, SEED_BYTES, Keystream
 from accord.errors import UsageError
 
 __all__ = [

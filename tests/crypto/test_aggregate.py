@@ -46,7 +46,7 @@ def new_sum(profile: Profile, **change: object) -> UpdateSum:
         target_chunk_bytes=TARGET,
     )
     kwargs.update(change)
-    return UpdateSum(profile, COUNT, **kwargs)  # type: ignore[arg-type]
+    return UpdateSum(profile, COUNT, **kwargs)
 
 
 def inputs(profile: Profile, seed: int) -> np.ndarray:
@@ -56,7 +56,9 @@ def inputs(profile: Profile, seed: int) -> np.ndarray:
     return rng.integers(0, 2**B, COUNT).astype(np.uint32)
 
 
-def upload(profile: Profile, values: np.ndarray, terms: list[MaskTerm], **change: object) -> list[bytes]:
+def upload(
+    profile: Profile, values: np.ndarray, terms: list[MaskTerm], **change: object
+) -> list[bytes]:
     kwargs: dict[str, object] = dict(
         profile=profile,
         federation_id=FED,
@@ -68,7 +70,7 @@ def upload(profile: Profile, values: np.ndarray, terms: list[MaskTerm], **change
         target_chunk_bytes=TARGET,
     )
     kwargs.update(change)
-    return list(pipeline.protect(values, **kwargs))  # type: ignore[arg-type]
+    return list(pipeline.protect(values, **kwargs))
 
 
 def reveal(profile: Profile, chunks: list[bytes]) -> np.ndarray:
@@ -168,7 +170,12 @@ BAD_CHUNKS: list[tuple[str, Callable[[bytes], bytes], type[Exception], str]] = [
     ("element_start", rewrite(16, "<Q", 7), Malformed, "chunk 1: element_start = 7"),
     ("modulus_bits", rewrite(28, "<B", 12), Malformed, "chunk 1: modulus_bits"),
     ("aggregate flag", rewrite(2, "<B", 1), Malformed, "chunk 1: flags = 1, expected 0"),
-    ("federation", lambda c: recrc(c.replace(FED.encode(), b"fed-xyz")), Malformed, "federation_id"),
+    (
+        "federation",
+        lambda c: recrc(c.replace(FED.encode(), b"fed-xyz")),
+        Malformed,
+        "federation_id",
+    ),
 ]
 
 
@@ -208,7 +215,9 @@ def test_a_chunk_with_one_bad_ciphertext_adds_none_of_them(profile: Profile) -> 
     assert len(chunks) == 1
     total.add(chunks[0])
     before = list(total.chunks())
-    bad = tamper_ciphertext(upload(profile, inputs(profile, 7), TERMS[1], target_chunk_bytes=1 << 20)[0])
+    bad = tamper_ciphertext(
+        upload(profile, inputs(profile, 7), TERMS[1], target_chunk_bytes=1 << 20)[0]
+    )
     with pytest.raises(Malformed, match="chunk 0: ciphertext 2"):
         total.add(bad)
     assert list(total.chunks()) == before
@@ -222,7 +231,9 @@ def test_a_ciphertext_at_another_scale_is_refused() -> None:
     header, payload = wire.decode_chunk(chunk)
     foreign = secret().encrypt(pack(inputs(Profile.CKKS, 9)[:4096], other), other)
     payload = wire.encode_ciphertext_payload([foreign])
-    bad = wire.encode_chunk(wire.ChunkHeader(**{**header.__dict__, "payload_len": len(payload)}), payload)
+    bad = wire.encode_chunk(
+        wire.ChunkHeader(**{**header.__dict__, "payload_len": len(payload)}), payload
+    )
     with pytest.raises(Malformed, match="chunk 0: ciphertext 0"):
         total.add(bad)
 

@@ -36,7 +36,9 @@ MODULUS_BITS = [8, 12, 16, 24, 32]
         (8, 1, 4, 9, 14),
     ],
 )
-def test_choose_packing_picks_the_densest_exact_layout(b: int, n: int, k: int, w: int, s: int) -> None:
+def test_choose_packing_picks_the_densest_exact_layout(
+    b: int, n: int, k: int, w: int, s: int
+) -> None:
     spec = choose_packing(b, n)
     assert (spec.fields_per_real, spec.field_bits, spec.scale_bits) == (k, w, s)
     assert spec.elements_per_ciphertext == 4096 * k
@@ -159,7 +161,9 @@ def test_packed_sums_unpack_to_the_sum_mod_2b_despite_noise(
 
 
 @given(offset=st.floats(0.2501, 0.7499), where=st.integers(0, 4095), sign=st.sampled_from([-1, 1]))
-def test_unpack_refuses_a_value_that_is_not_an_integer(offset: float, where: int, sign: int) -> None:
+def test_unpack_refuses_a_value_that_is_not_an_integer(
+    offset: float, where: int, sign: int
+) -> None:
     spec = choose_packing(16, 10)
     reals = pack(np.arange(100, dtype=np.uint32), spec)
     reals[where] += sign * offset

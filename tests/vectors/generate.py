@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from accord.crypto import agreement, envelope, identity, prg, shamir
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from accord.crypto import agreement, envelope, identity, prg, shamir
 
 HERE = Path(__file__).resolve().parent
 FORMAT_VERSION = 1

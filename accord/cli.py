@@ -1,0 +1,98 @@
+"""The `accord` command: one entry point, each role contributes its own commands.
+
+    accord demo                    a coordinator and N participants on this machine
+    accord coordinator serve       run the coordinator service
+    accord participant run         run one participant daemon
+    accord provision               keys, certificates and startup kits (issue #4)
+    accord audit                   privacy budgets from the ledgers (later issue)
+
+An `AccordError` is reported as `TypeName: message` with exit status 2, in one place
+(`AccordGroup.invoke`); any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from accord import __version__
+from accord.coordinator.cli import app as coordinator_app
+from accord.demo import demo
+from accord.errors import AccordError, UsageError
+from accord.participant.cli import app as participant_app
+
+ERROR_EXIT_STATUS = 2
+
+
+class AccordGroup(TyperGroup):
+    """The root command group: turns an `AccordError` into a one-line message."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click; its Context is private
+        try:
+            return super().invoke(ctx)
+        except AccordError as error:
+            typer.echo(f"{type(error).__name__}: {error}", err=True)
+            raise typer.Exit(ERROR_EXIT_STATUS) from None
+
+
+app = typer.Typer(
+    cls=AccordGroup,
+    name="accord",
+    help="Accord: enterprises fine-tune one model together; no one, not even the "
+    "coordinator, sees another's update.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"accord {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_show_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Accord: federated fine-tuning of LoRA adapters where updates stay hidden.
+
+    Start with `accord demo --insecure-plaintext --profile none`, which runs a
+    coordinator and three participants on this machine. See README.md and docs/.
+    """
+
+
+app.command(
+    "demo",
+    help="Run a coordinator and N participant daemons on this machine, as separate "
+    "processes talking gRPC over loopback, and show the rounds live.",
+)(demo)
+app.add_typer(coordinator_app, name="coordinator")
+app.add_typer(participant_app, name="participant")
+
+
+@app.command()
+def provision() -> None:
+    """Make identity keys, mTLS certificates and startup kits for a federation (issue #4)."""
+    raise UsageError(
+        "`accord provision` arrives with provisioning (issue #4): keys, certificates and "
+        "startup kits. Until then `accord demo` makes identity keys for its own participants."
+    )
+
+
+@app.command()
+def audit() -> None:
+    """Verify participants' privacy ledgers and report the budgets spent (later issue)."""
+    raise UsageError(
+        "`accord audit` arrives with the privacy ledger (DP issue): it will verify each "
+        "ledger's hash chain and signatures and print the epsilon spent per participant."
+    )

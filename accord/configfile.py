@@ -1,0 +1,216 @@
+"""Load a role's TOML file into its pydantic model, with errors that say how to fix them.
+
+Standard library `tomllib` and pydantic only, so every role may import it. A file holds
+one table named after the role (`[coordinator]`, `[participant]`). Relative paths in it
+are resolved against the file's own folder, so a federation folder can be moved whole.
+
+A validation failure becomes one `ConfigError` naming the file, the table, the field,
+the bad value and the fix; the fix is the field's `description`:
+
+    ConfigError: coordinator.toml [coordinator] threshold = 0: must be >= 2
+    (least number of participants whose inputs are summed)
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError, ValidationInfo
+
+from accord.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
+    import tomli as tomllib
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+BASE_DIR_CONTEXT = "base_dir"
+"""Validation-context key holding the folder that relative paths resolve against."""
+
+
+def resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative `value` against the config file's folder (or the working dir).
+
+    Use as the body of a `field_validator` on each `Path` field.
+    """
+    base = (info.context or {}).get(BASE_DIR_CONTEXT)
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(base or Path.cwd()) / path
+    return path.resolve()
+
+
+def load(
+    path: Path,
+    model: type[ModelT],
+    section: str,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> ModelT:
+    """Read table `[section]` of the TOML file at `path` into `model`.
+
+    Args:
+        path: the TOML file.
+        model: a pydantic model (frozen, `extra="forbid"`).
+        section: the one table the file must hold, e.g. `coordinator`.
+        overrides: settings given on the command line; they win over the file's.
+
+    Returns:
+        The validated model; relative paths resolved against `path`'s folder.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, lacks the table, holds unknown
+            tables, or a value is invalid; the message names field, value and fix.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (write one, or start from `--help`)") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path.name}: not valid TOML ({error})") from None
+    extra_tables = sorted(set(document) - {section})
+    if extra_tables:
+        raise ConfigError(
+            f"{path.name}: unknown table [{extra_tables[0]}] (a {section} file holds "
+            f"only [{section}])"
+        )
+    table = {**document.get(section, {}), **(overrides or {})}
+    return validate(table, model, section, source=path.name, base_dir=path.resolve().parent)
+
+
+def validate(
+    table: Mapping[str, Any],
+    model: type[ModelT],
+    section: str,
+    *,
+    source: str = "<settings>",
+    base_dir: Path | None = None,
+) -> ModelT:
+    """Validate a mapping as `model`, translating errors as `load` does."""
+    context = {BASE_DIR_CONTEXT: base_dir}
+    try:
+        return model.model_validate(dict(table), context=context)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, model, table, section, source)) from None
+
+
+def _describe(
+    error: ValidationError,
+    model: type[BaseModel],
+    table: Mapping[str, Any],
+    section: str,
+    source: str,
+) -> str:
+    """Say what is wrong with the first error pydantic found, and how to fix it."""
+    first = error.errors(include_url=False)[0]
+    location = tuple(first["loc"])
+    where = f"{source} [{section}]"
+    if not location:
+        reason = first["msg"].removeprefix("Value error, ")
+        return f"{where}: {reason}"
+    field = _format_location(location)
+    field_info = model.model_fields.get(str(location[0]))
+    hint = f" ({field_info.description})" if field_info and field_info.description else ""
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        known = sorted(model.model_fields)
+        close = difflib.get_close_matches(str(location[0]), known, n=1)
+        suggestion = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(known)
+        return f"{where} {field}: unknown setting ({suggestion})"
+    if kind == "missing":
+        return f"{where} {field}: required, but missing{hint}"
+    value = _toml_value(first.get("input"))
+    return f"{where} {field} = {value}: {_reason(first)}{hint}"
+
+
+def _format_location(location: Sequence[int | str]) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _reason(detail: Any) -> str:
+    """Rephrase pydantic's message as a short rule: `must be >= 2`."""
+    kind = detail["type"]
+    ctx = {
+        key: f"{value:g}" if isinstance(value, float) else value
+        for key, value in (detail.get("ctx") or {}).items()
+    }
+    rules = {
+        "greater_than_equal": "must be >= {ge}",
+        "greater_than": "must be > {gt}",
+        "less_than_equal": "must be <= {le}",
+        "less_than": "must be < {lt}",
+        "string_too_short": "must have at least {min_length} characters",
+        "string_too_long": "must have at most {max_length} characters",
+        "too_short": "must have at least {min_length} items",
+        "too_long": "must have at most {max_length} items",
+        "string_pattern_mismatch": "must match {pattern}",
+        "enum": "must be one of {expected}",
+        "literal_error": "must be one of {expected}",
+    }
+    if kind in rules:
+        try:
+            return rules[kind].format(**ctx)
+        except KeyError:
+            pass
+    message = str(detail["msg"]).removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def _toml_value(value: Any) -> str:
+    """Render a value the way it would be written in TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return _toml_value(value.value)
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        return repr(value)
+    if isinstance(value, Path):
+        return json.dumps(str(value))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items())
+        return "{" + inner + "}"
+    return repr(value)
+
+
+def dumps(config: BaseModel, section: str, *, relative_to: Path | None = None) -> str:
+    """Write `config` as a TOML file with one `[section]` table (None values omitted).
+
+    Each field's description becomes a comment above it, so a written file documents
+    itself. Paths inside `relative_to` (the file's future folder) are written relative
+    to it. `load(dumps(c, s, relative_to=folder))` from that folder gives back `c`.
+    """
+    lines = [f"[{section}]"]
+    for name, info in type(config).model_fields.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, Path)
+            and relative_to is not None
+            and value.is_relative_to(relative_to)
+        ):
+            value = value.relative_to(relative_to)
+        if info.description:
+            lines.append(f"# {info.description}")
+        lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,51 @@
+"""gRPC transport settings that the coordinator and participants must agree on.
+
+Standard library only. Keepalive is a pair: a client that pings more often than
+the server permits is disconnected with GOAWAY "too_many_pings", so both sides read
+the numbers from here. Message limits bound what one request may cost the receiver;
+update and aggregate payloads travel as streams of chunks well below them.
+"""
+
+from __future__ import annotations
+
+MiB = 1 << 20
+
+DEFAULT_MAX_MESSAGE_BYTES = 8 * MiB
+"""Largest single gRPC message either side accepts (one chunk plus its header)."""
+
+KEEPALIVE_TIME_MS = 20_000
+"""A client pings an idle connection this often."""
+
+KEEPALIVE_TIMEOUT_MS = 10_000
+"""A ping unanswered for this long closes the connection."""
+
+MIN_PING_INTERVAL_MS = 10_000
+"""The server tolerates pings this often; must be <= KEEPALIVE_TIME_MS."""
+
+GRACEFUL_STOP_S = 5.0
+"""How long a stopping server lets running calls finish."""
+
+Options = list[tuple[str, int]]
+
+
+def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Options:
+    """Channel arguments for `grpc.server`: message limits and the keepalive policy."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
+        ("grpc.http2.max_ping_strikes", 0),
+    ]
+
+
+def client_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Options:
+    """Channel arguments for a participant's channel, matching `server_options`."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]

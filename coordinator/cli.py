@@ -1,0 +1,43 @@
+"""`accord coordinator ...`: the coordinator's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from accord import configfile
+from accord.coordinator.config import CoordinatorConfig
+
+app = typer.Typer(
+    help="Run the coordinator service: it routes the rounds and sums protected updates.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(
+        ...,
+        "--config",
+        "-c",
+        help="TOML file with a [coordinator] table (see coordinator/config.py for every field).",
+    ),
+    insecure_plaintext: bool = typer.Option(
+        False,
+        "--insecure-plaintext",
+        help="Serve without TLS (loopback tests and demos only, until mTLS arrives in issue #4).",
+    ),
+) -> None:
+    """Serve a federation until SIGTERM or Ctrl-C.
+
+    Listens on `listen_host:listen_port` (port 0 picks one and writes it to
+    `<state_dir>/port`), logs JSON lines to `<state_dir>/coordinator.log` and runs
+    `rounds` rounds once the participants have enrolled.
+    """
+    overrides = {"insecure_plaintext": True} if insecure_plaintext else {}
+    settings = configfile.load(config, CoordinatorConfig, "coordinator", overrides=overrides)
+    from accord import logs
+    from accord.coordinator.server import serve as serve_forever
+
+    serve_forever(settings, log=logs.configure("coordinator", settings.log_file))

@@ -1,0 +1,124 @@
+"""Who enrolled, who is alive, and what each participant moved: the live membership.
+
+(`roster.py` is the provisioning roster: which certificate may speak for whom.)
+
+Enrolment fixes what every participant must share: the base model's content hash and
+the adapter's parameter count. The first participant to enrol sets them; a later one
+that differs is refused with a `ConfigError` that names both values, because the fix
+is in its settings. A participant is online while its last request is younger than
+three heartbeat intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from accord.coordinator.config import CoordinatorConfig
+from accord.errors import ConfigError, Malformed
+
+OFFLINE_AFTER_HEARTBEATS = 3
+"""A participant silent for this many heartbeat intervals is shown offline."""
+
+
+@dataclass
+class Member:
+    """One participant as the coordinator sees it."""
+
+    name: str
+    enrolled: bool = False
+    last_seen_s: float | None = None
+    state: str = "not enrolled"
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+class Membership:
+    """The federation's members; not thread-safe (the orchestrator holds the lock).
+
+    Args:
+        config: lists the participants and the heartbeat interval.
+        clock: monotonic seconds.
+    """
+
+    def __init__(self, config: CoordinatorConfig, *, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._offline_after_s = OFFLINE_AFTER_HEARTBEATS * config.heartbeat_interval_s
+        self._members = {name: Member(name) for name in config.participants}
+        self._base_model_hash: str | None = None
+        self._adapter_parameters: int | None = None
+
+    def check_enrollment(self, name: str, *, base_model_hash: str, adapter_parameters: int) -> None:
+        """Raise unless `name` may enrol with this model; nothing changes.
+
+        Raises:
+            Malformed: no model hash or adapter size given.
+            ConfigError: its base model or adapter size differs from the federation's.
+        """
+        if not base_model_hash or adapter_parameters < 1:
+            raise Malformed(f"enrolment of {name}: base model hash and adapter size are required")
+        if self._base_model_hash is not None and base_model_hash != self._base_model_hash:
+            raise ConfigError(
+                f"{name}: base model hash {base_model_hash[:16]} differs from the federation's "
+                f"{self._base_model_hash[:16]} (every participant needs the same base model and "
+                "model_seed)"
+            )
+        if self._adapter_parameters is not None and adapter_parameters != self._adapter_parameters:
+            raise ConfigError(
+                f"{name}: adapter of {adapter_parameters} parameters differs from the federation's "
+                f"{self._adapter_parameters} (every participant needs the same lora_rank)"
+            )
+
+    def enroll(self, name: str, *, base_model_hash: str, adapter_parameters: int) -> None:
+        """Admit `name` after `check_enrollment`; a repeated enrolment (restart) is fine."""
+        self.check_enrollment(
+            name, base_model_hash=base_model_hash, adapter_parameters=adapter_parameters
+        )
+        self._base_model_hash = base_model_hash
+        self._adapter_parameters = adapter_parameters
+        member = self._members[name]
+        member.enrolled = True
+        member.state = "enrolled"
+        member.last_seen_s = self._clock()
+
+    def seen(self, name: str, *, state: str | None = None) -> None:
+        """Note a request from `name` (and the state it reports, if any)."""
+        member = self._members[name]
+        if not member.enrolled:
+            return
+        member.last_seen_s = self._clock()
+        if state:
+            member.state = state
+
+    def is_enrolled(self, name: str) -> bool:
+        """True once `name` enrolled."""
+        return self._members[name].enrolled
+
+    def online(self) -> list[str]:
+        """Enrolled participants heard from recently, sorted."""
+        now = self._clock()
+        return sorted(
+            m.name
+            for m in self._members.values()
+            if m.last_seen_s is not None and now - m.last_seen_s <= self._offline_after_s
+        )
+
+    def element_count(self) -> int:
+        """Length of the protected vector: adapter parameters plus the weight slot."""
+        if self._adapter_parameters is None:
+            raise Malformed("no participant has enrolled yet; the adapter size is unknown")
+        return self._adapter_parameters + 1
+
+    def add_bytes(self, name: str, *, up: int = 0, down: int = 0) -> None:
+        """Count update bytes received from, and aggregate bytes sent to, `name`."""
+        member = self._members[name]
+        member.bytes_up += up
+        member.bytes_down += down
+
+    def rows(self) -> tuple[tuple[str, bool, str, int, int], ...]:
+        """(name, online, state, bytes_up, bytes_down) for every participant, sorted."""
+        online = set(self.online())
+        return tuple(
+            (m.name, m.name in online, m.state, m.bytes_up, m.bytes_down)
+            for m in sorted(self._members.values(), key=lambda m: m.name)
+        )

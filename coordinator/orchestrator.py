@@ -1,0 +1,453 @@
+"""Round orchestration: the one place where the coordinator decides what happens next.
+
+The services (`service.py`) own gRPC and translate messages; this module owns the
+federation's lifecycle and drives the round state machine of `accord.crypto.round`:
+
+    ENROLL  wait until every participant enrolled (or `enroll_deadline_s` passed with
+            at least `threshold` online), then start round 1
+    ROUND   select the online participants, build the `RoundConfig`, feed each message
+            to `CoordinatorRound`, close a stage when its deadline passes, add uploads to
+            the running sum, serve the aggregate, then start the next round
+    FINISHED after `rounds` rounds; every task then says so
+
+All protocol decisions (which stage, who may upload, when a stage closes) are made by
+`CoordinatorRound`; this driver only supplies time (`clock`, monotonic seconds), the
+deadlines and the sum. Every public method is called from gRPC worker threads and holds
+one lock; `NextTask` long-polls wait on its condition.
+
+Validate, then mutate: an upload is checked chunk by chunk as it streams in and kept
+aside; only when its signed receipt verifies are its chunks added to the sum. A refused
+request changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from accord import logs
+from accord.coordinator.aggregation import RoundSum, round_config
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.membership import Membership
+from accord.coordinator.records import Assignment, Header, Lifecycle, RoundRecord, Status, Upload
+from accord.crypto.messages import (
+    Aborted,
+    AggregateReady,
+    CoordinatorMessage,
+    Stage,
+    UploadDone,
+)
+from accord.crypto.round import CoordinatorRound
+from accord.errors import NotAllowed, OutOfStage, Oversized, UsageError
+
+RECENT_ROUNDS = 100
+"""How many round summaries `status()` keeps."""
+
+
+class Orchestrator:
+    """Drives the federation's rounds; thread-safe.
+
+    Args:
+        config: the coordinator's settings.
+        log: structured logger (see `accord.logs`).
+        clock: monotonic seconds; injected so tests control deadlines.
+        random_bytes: source of the public per-round graph seed.
+    """
+
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        *,
+        log: logging.Logger,
+        clock: Callable[[], float] = time.monotonic,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.config = config
+        self._log = log
+        self._clock = clock
+        self._random_bytes = random_bytes
+        self._changed = threading.Condition()
+        self._members = Membership(config, clock=clock)
+        self._lifecycle = Lifecycle.ENROLL
+        self._enroll_opened_s = clock()
+        self._round_number = 0
+        self._round: CoordinatorRound | None = None
+        self._sum: RoundSum | None = None
+        self._inbox: dict[str, CoordinatorMessage] = {}
+        self._aggregate: list[bytes] = []
+        self._downloaded: set[str] = set()
+        self._stage_started_s = 0.0
+        self._stage_seen: Stage | None = None
+        self._record: RoundRecord | None = None
+        self._history: list[RoundRecord] = []
+        self._rounds_completed = 0
+        self._identities = config.identities()
+        check_profile_wired(config)
+
+    # ---- enrolment and liveness ----
+
+    def enroll(self, header: Header, *, base_model_hash: str, adapter_parameters: int) -> int:
+        """Admit a participant (again, after a restart); return the current round.
+
+        Raises:
+            NotAllowed: wrong federation or unknown participant.
+            ProtocolError: its base model or adapter size differs from the federation's.
+        """
+        with self._changed:
+            self._check_identity(header)
+            self._members.enroll(
+                header.participant,
+                base_model_hash=base_model_hash,
+                adapter_parameters=adapter_parameters,
+            )
+            logs.event(self._log, "enrolled", participant=header.participant)
+            self._advance()
+            return self._round_number
+
+    def heartbeat(self, header: Header, state: str) -> tuple[int, Stage | None]:
+        """Note that a participant is alive and what it is doing."""
+        with self._changed:
+            self._check_identity(header)
+            self._members.seen(header.participant, state=state[:64])
+            self._advance()
+            return self._round_number, self._round.stage if self._round else None
+
+    def next_task(self, header: Header, *, wait_s: float) -> Assignment:
+        """Return the participant's assignment once it differs from what it last saw.
+
+        `header.round` and `header.stage` say what the participant saw last; the call
+        returns at once if that is stale, else waits up to `wait_s` for a change.
+        """
+        deadline = self._clock() + max(0.0, min(wait_s, 60.0))
+        with self._changed:
+            self._check_identity(header)
+            self._members.seen(header.participant)
+            while True:
+                self._advance()
+                task = self._assignment(header.participant)
+                unchanged = task.round == header.round and task.stage == header.stage
+                remaining = deadline - self._clock()
+                if not unchanged or remaining <= 0 or task.lifecycle is Lifecycle.FINISHED:
+                    return task
+                self._changed.wait(timeout=min(remaining, 0.5))
+
+    # ---- uploads ----
+
+    def open_upload(self, header: Header) -> Upload:
+        """Check that `header`'s sender may upload now; nothing changes.
+
+        Raises:
+            NotAllowed, OutOfStage, Replayed: see `CoordinatorRound.may_upload`.
+        """
+        with self._changed:
+            current = self._current_round(header, Stage.UPLOAD)
+            current.may_upload(header.participant)
+            return Upload(
+                participant=header.participant, round=header.round, started_s=self._clock()
+            )
+
+    def take_chunk(self, upload: Upload, header: Header, chunk: bytes) -> None:
+        """Check one chunk of `upload` and keep it aside (the sum is not touched).
+
+        Raises:
+            Oversized: more chunks or bytes than the round's vector needs.
+            IntegrityError, Malformed: the chunk fails the wire-format checks.
+        """
+        with self._changed:
+            if header.participant != upload.participant or header.round != upload.round:
+                raise NotAllowed(
+                    "every chunk of an upload must name the same participant and round"
+                )
+            self._current_round(header, Stage.UPLOAD)
+            assert self._sum is not None
+            if len(upload.chunks) >= self._sum.chunk_count:
+                raise Oversized(
+                    f"upload from {upload.participant}: more than the "
+                    f"{self._sum.chunk_count} chunks of round {upload.round}"
+                )
+            self._sum.check(chunk, index=len(upload.chunks))
+        upload.chunks.append(chunk)
+        upload.digest.update(chunk)
+        upload.bytes += len(chunk)
+
+    def finish_upload(self, upload: Upload, header: Header) -> bytes:
+        """Verify the signed receipt in the last chunk's header, then add the upload.
+
+        Returns:
+            The SHA-256 digest over the chunks, in order.
+
+        Raises:
+            BadSignature: the receipt's signature does not verify; nothing was added.
+            Malformed: the upload is incomplete.
+        """
+        with self._changed:
+            current = self._current_round(header, Stage.UPLOAD)
+            assert self._sum is not None
+            digest = upload.digest.digest()
+            receipt = UploadDone(
+                sender=upload.participant,
+                digest=digest,
+                chunk_count=len(upload.chunks),
+                sequence=header.sequence,
+                signature=header.signature,
+            )
+            self._sum.check_complete(upload.chunks)
+            replies = current.receive(receipt)
+            self._sum.add(upload.chunks)
+            self._members.add_bytes(upload.participant, up=upload.bytes)
+            assert self._record is not None
+            self._record.bytes_up[upload.participant] = upload.bytes
+            logs.event(
+                self._log,
+                "upload_received",
+                round=upload.round,
+                stage=Stage.UPLOAD.value,
+                participant=upload.participant,
+                bytes=upload.bytes,
+                chunks=len(upload.chunks),
+                duration_s=round(self._clock() - upload.started_s, 4),
+            )
+            self._deliver(replies)
+            self._changed.notify_all()
+            return digest
+
+    # ---- aggregate download ----
+
+    def aggregate_for(self, header: Header) -> list[bytes]:
+        """The aggregate's chunks for a survivor of the current round.
+
+        Raises:
+            OutOfStage: the round is not in its aggregate stage.
+            NotAllowed: the participant's input is not in the aggregate.
+        """
+        with self._changed:
+            current = self._current_round(header, Stage.AGGREGATE)
+            if header.participant not in current.outcome.survivors:
+                raise NotAllowed(f"{header.participant} is not a survivor of round {header.round}")
+            return list(self._aggregate)
+
+    def download_done(self, header: Header, sent_bytes: int) -> None:
+        """Record that a survivor received the whole aggregate; maybe close the round."""
+        with self._changed:
+            if self._round is None or header.round != self._round_number:
+                return
+            self._members.add_bytes(header.participant, down=sent_bytes)
+            assert self._record is not None
+            self._record.bytes_down[header.participant] = sent_bytes
+            logs.event(
+                self._log,
+                "aggregate_sent",
+                round=header.round,
+                stage=Stage.AGGREGATE.value,
+                participant=header.participant,
+                bytes=sent_bytes,
+            )
+            self._downloaded.add(header.participant)
+            if self._round.stage is Stage.AGGREGATE and self._downloaded >= set(
+                self._round.outcome.survivors
+            ):
+                self._deliver(self._round.close_stage())
+            self._changed.notify_all()
+
+    # ---- time ----
+
+    def tick(self) -> None:
+        """Close stages whose deadline passed and start rounds that may start."""
+        with self._changed:
+            self._advance()
+
+    def status(self) -> Status:
+        """A consistent snapshot of the federation for displays."""
+        with self._changed:
+            self._advance()
+            return Status(
+                lifecycle=self._lifecycle,
+                round=self._round_number,
+                stage=self._round.stage if self._round else None,
+                rounds_completed=self._rounds_completed,
+                rounds_planned=self.config.rounds,
+                members=self._members.rows(),
+                recent_rounds=tuple(self._history[-RECENT_ROUNDS:]),
+            )
+
+    # ---- checks (never mutate) ----
+
+    def _check_identity(self, header: Header) -> None:
+        if header.federation_id != self.config.federation_id:
+            raise NotAllowed(
+                f"federation {header.federation_id!r} is not served here "
+                f"(this is {self.config.federation_id!r})"
+            )
+        if header.participant not in self._identities:
+            raise NotAllowed(f"{header.participant!r} is not a participant of this federation")
+
+    def _current_round(self, header: Header, stage: Stage) -> CoordinatorRound:
+        self._check_identity(header)
+        if not self._members.is_enrolled(header.participant):
+            raise NotAllowed(f"{header.participant} has not enrolled")
+        if header.stage is not stage:
+            named = header.stage.value if header.stage else "no stage"
+            raise OutOfStage(f"a {stage.value} request whose header names {named}")
+        if self._round is None or header.round != self._round_number:
+            raise OutOfStage(
+                f"{stage.value} for round {header.round} refused: the federation is in round "
+                f"{self._round_number} ({self._lifecycle.value})"
+            )
+        if self._round.stage is not stage:
+            raise OutOfStage(
+                f"{stage.value} for round {header.round} refused: the round is in "
+                f"{self._round.stage.value}"
+            )
+        return self._round
+
+    # ---- transitions ----
+
+    def _assignment(self, name: str) -> Assignment:
+        if self._lifecycle is Lifecycle.FINISHED:
+            return Assignment(
+                Lifecycle.FINISHED,
+                self._round_number,
+                None,
+                message=f"federation finished after {self._round_number} rounds",
+            )
+        if self._round is None or name not in self._round.config.selected:
+            why = "waiting for participants" if self._round is None else "not selected"
+            return Assignment(self._lifecycle, self._round_number, None, message=why)
+        stage = self._round.stage
+        if stage is Stage.DONE:
+            return Assignment(
+                self._lifecycle, self._round_number, None, message="waiting for the next round"
+            )
+        inbox = self._inbox.get(name)
+        survivors = inbox.survivors if isinstance(inbox, AggregateReady) else ()
+        message = inbox.reason if isinstance(inbox, Aborted) else ""
+        return Assignment(
+            Lifecycle.ROUND, self._round_number, stage, self._round.config, survivors, message
+        )
+
+    def _advance(self) -> None:
+        """Apply every transition that time or membership now allows."""
+        now = self._clock()
+        current = self._round
+        if (
+            current is not None
+            and current.stage not in (Stage.DONE, Stage.ABORTED)
+            and now - self._stage_started_s >= self.config.stage_deadline_s
+        ):
+            logs.event(
+                self._log,
+                "stage_deadline",
+                round=self._round_number,
+                stage=current.stage.value,
+                level=logging.WARNING,
+            )
+            self._deliver(current.close_stage())
+        if self._lifecycle in (Lifecycle.ENROLL, Lifecycle.IDLE):
+            online = self._members.online()
+            everyone = len(online) == len(self.config.participants)
+            waited = now - self._enroll_opened_s >= self.config.enroll_deadline_s
+            if len(online) >= self.config.threshold and (everyone or waited):
+                self._start_round(tuple(sorted(online)))
+
+    def _start_round(self, selected: tuple[str, ...]) -> None:
+        self._round_number += 1
+        config = round_config(
+            self.config,
+            round=self._round_number,
+            selected=selected,
+            element_count=self._members.element_count(),
+            graph_seed=self._random_bytes(32),
+        )
+        self._round = CoordinatorRound(config, self._identities)
+        self._sum = RoundSum(config, max_chunk_bytes=self.config.max_message_bytes)
+        self._inbox = {}
+        self._aggregate = []
+        self._downloaded = set()
+        self._lifecycle = Lifecycle.ROUND
+        self._stage_started_s = self._clock()
+        self._stage_seen = self._round.stage
+        self._record = RoundRecord(round=self._round_number, started_s=self._stage_started_s)
+        logs.event(
+            self._log,
+            "round_started",
+            round=self._round_number,
+            stage=self._round.stage.value,
+            selected=list(selected),
+            profile=config.profile.value,
+            element_count=config.element_count,
+        )
+        self._changed.notify_all()
+
+    def _deliver(self, replies: list[CoordinatorMessage]) -> None:
+        """Take the round machine's output after a transition; start what follows."""
+        assert self._round is not None and self._record is not None and self._sum is not None
+        for reply in replies:
+            self._inbox[reply.recipient] = reply
+        stage = self._round.stage
+        if stage is not self._stage_seen:
+            now = self._clock()
+            durations = self._record.stage_durations_s
+            if self._stage_seen is not None:
+                durations[self._stage_seen.value] = round(now - self._stage_started_s, 4)
+            self._stage_seen = stage
+            self._stage_started_s = now
+            logs.event(self._log, "stage_opened", round=self._round_number, stage=stage.value)
+            if stage is Stage.AGGREGATE:
+                self._aggregate = list(self._sum.finish(self._round.outcome.correction))
+            elif stage in (Stage.DONE, Stage.ABORTED):
+                self._finish_round(now)
+        self._changed.notify_all()
+
+    def _finish_round(self, now: float) -> None:
+        assert self._round is not None and self._record is not None
+        record = self._record
+        record.duration_s = round(now - record.started_s, 4)
+        record.outcome = self._round.stage
+        if self._round.stage is Stage.DONE:
+            record.survivors = self._round.outcome.survivors
+            self._rounds_completed += 1
+        else:
+            record.message = self._round.abort_reason
+        self._history.append(record)
+        del self._history[:-RECENT_ROUNDS]
+        logs.event(
+            self._log,
+            "round_finished",
+            round=record.round,
+            stage=record.outcome.value,
+            duration_s=record.duration_s,
+            stage_durations_s=record.stage_durations_s,
+            survivors=list(record.survivors),
+            bytes_up=record.bytes_up,
+            bytes_down=record.bytes_down,
+            reason=record.message,
+        )
+        self._sum = None
+        self._aggregate = []
+        if self._round_number >= self.config.rounds:
+            self._lifecycle = Lifecycle.FINISHED
+            logs.event(self._log, "federation_finished", rounds=self._round_number)
+            return
+        # The next round starts at once when enough participants are online.
+        self._lifecycle = Lifecycle.IDLE
+        self._enroll_opened_s = now
+        online = self._members.online()
+        if len(online) >= self.config.threshold:
+            self._start_round(tuple(sorted(online)))
+
+
+def check_profile_wired(config: CoordinatorConfig) -> None:
+    """Refuse profiles whose pipeline the services do not drive yet.
+
+    Raises:
+        UsageError: the profile needs the key ceremony, masks or CKKS in the services.
+    """
+    if config.profile.is_secure:
+        raise UsageError(
+            f"profile {config.profile.value}: the key ceremony and the CKKS/mask pipeline are "
+            "not wired into the services yet (crypto issue); use profile none with "
+            "insecure_plaintext = true"
+        )

@@ -1,0 +1,254 @@
+"""The participant's side of an update: protect it chunk by chunk, reveal the aggregate.
+
+Theory of operation (DESIGN.md section 2; docs/protocol.md). ``protect`` walks the
+``wire.chunk_plan`` of the quantized update and, for each chunk only:
+
+1. adds the pairwise and self masks mod ``2^b`` (``masks.apply``; Bonawitz et al.
+   2017, SecAgg+ of Bell et al. 2020) when the profile masks;
+2. packs ``k`` elements per real and encrypts each ciphertext's worth
+   (``packing.pack``, ``SecretContext.encrypt``; BatchCrypt of Zhang et al. 2020 over
+   CKKS of Cheon et al. 2017) when the profile encrypts;
+3. frames the result as one wire chunk.
+
+So the only buffers besides the caller's vector are chunk-sized, and a caller can
+stream the chunks to the coordinator as they come. ``reveal`` reverses step 2 on the
+coordinator's aggregate: it decrypts each ciphertext and keeps only exact integers
+(``SecretContext.decrypt_packed``, after Li and Micciancio 2021), giving field sums
+mod ``2^b``; dequantizing is the caller's next step.
+
+Invariants: ``reveal(sum of protect(x_u)) == sum(x_u) mod 2^b`` for the secure
+profiles whenever the masks cancel (with the coordinator's correction); arguments
+are validated before the first chunk is produced, so a wrong call yields nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from accord.crypto import masks, wire
+from accord.crypto.ckks import SecretContext
+from accord.crypto.packing import PackingSpec, pack
+from accord.crypto.profile import Profile
+from accord.errors import IntegrityError, Malformed, UsageError
+
+__all__ = ["protect", "reveal"]
+
+
+def protect(
+    values: npt.ArrayLike,
+    *,
+    profile: Profile,
+    federation_id: str,
+    round: int,
+    mask_terms: Sequence[masks.MaskTerm],
+    modulus_bits: int,
+    packing: PackingSpec | None,
+    secret: SecretContext | None,
+    target_chunk_bytes: int = wire.DEFAULT_TARGET_CHUNK_BYTES,
+) -> Iterator[bytes]:
+    """Mask, pack, encrypt and frame an update, one wire chunk at a time.
+
+    Args:
+        values: 1-D array; for the secure profiles unsigned integers in ``[0, 2^b)``
+            (``quantize.encode`` output, uint32), for ``none`` finite floats (float32).
+        profile: the round's protection profile.
+        federation_id, round: written into every chunk header.
+        mask_terms: this participant's masks (``ParticipantRound.mask_terms()``); must be
+            empty for profiles without masks.
+        modulus_bits: ``b``.
+        packing: the packing spec; required exactly for the CKKS profiles.
+        secret: the CKKS secret context; required exactly for the CKKS profiles.
+        target_chunk_bytes: chunk size; the coordinator must use the same.
+
+    Returns:
+        An iterator over the chunks (bytes), in chunk order.
+
+    Raises:
+        UsageError: the arguments do not fit the profile, or a value is out of range.
+            Raised by this call, before any chunk is produced.
+    """
+    array = np.asarray(values)
+    if array.ndim != 1 or array.size < 1:
+        raise UsageError("protect: values must be a non-empty 1-D array")
+    _check_profile_arguments(profile, modulus_bits, packing, secret)
+    if profile is Profile.NONE:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise UsageError("protect: profile none takes float values")
+        # min and max propagate NaN and infinities without a full-size temporary.
+        if not (np.isfinite(array.min()) and np.isfinite(array.max())):
+            raise UsageError("protect: values hold a NaN or an infinity")
+    else:
+        if not np.issubdtype(array.dtype, np.integer):
+            raise UsageError("protect: secure profiles take integer field elements (uint32)")
+        if int(array.min()) < 0 or int(array.max()) >> modulus_bits:
+            raise UsageError(f"protect: values must lie in [0, 2^{modulus_bits})")
+    terms = list(mask_terms)
+    if terms and not profile.uses_masks:
+        raise UsageError(f"protect: profile {profile} takes no mask terms")
+    plan = wire.chunk_plan(array.size, profile, packing, target_chunk_bytes)
+    wire.layout_header(
+        profile=profile,
+        federation_id=federation_id,
+        round=round,
+        plan=plan,
+        chunk_index=0,
+        modulus_bits=modulus_bits,
+        spec=packing,
+    )
+    return _protect_chunks(
+        array, profile, federation_id, round, terms, modulus_bits, packing, secret, plan
+    )
+
+
+def _protect_chunks(
+    array: npt.NDArray[np.generic],
+    profile: Profile,
+    federation_id: str,
+    round: int,
+    terms: list[masks.MaskTerm],
+    modulus_bits: int,
+    packing: PackingSpec | None,
+    secret: SecretContext | None,
+    plan: list[tuple[int, int]],
+) -> Iterator[bytes]:
+    for index, (start, count) in enumerate(plan):
+        piece = array[start : start + count]
+        if profile.uses_masks:
+            piece = masks.apply(piece, start, terms, modulus_bits)
+        if packing is not None and secret is not None:
+            per = packing.elements_per_ciphertext
+            payload = wire.encode_ciphertext_payload(
+                [
+                    secret.encrypt(pack(piece[offset : offset + per], packing), packing)
+                    for offset in range(0, count, per)
+                ]
+            )
+        elif profile is Profile.NONE:
+            payload = wire.encode_float_payload(piece)
+        else:
+            payload = wire.encode_field_payload(piece, modulus_bits)
+        header = wire.layout_header(
+            profile=profile,
+            federation_id=federation_id,
+            round=round,
+            plan=plan,
+            chunk_index=index,
+            modulus_bits=modulus_bits,
+            spec=packing,
+            payload_len=len(payload),
+        )
+        yield wire.encode_chunk(header, payload)
+
+
+def reveal(
+    chunks: Iterable[bytes],
+    *,
+    profile: Profile,
+    element_count: int,
+    modulus_bits: int,
+    packing: PackingSpec | None,
+    secret: SecretContext | None,
+    federation_id: str | None = None,
+    round: int | None = None,
+    target_chunk_bytes: int = wire.DEFAULT_TARGET_CHUNK_BYTES,
+    max_chunk_bytes: int = wire.DEFAULT_MAX_CHUNK_BYTES,
+) -> npt.NDArray[np.uint32] | npt.NDArray[np.float32]:
+    """Decode the coordinator's aggregate into field sums (or float sums for ``none``).
+
+    Args:
+        chunks: the aggregate's chunks (``UpdateSum.chunks()``), in any order.
+        profile, element_count, modulus_bits, packing, secret: as for ``protect``.
+        federation_id, round: when given, every chunk must carry them (recommended).
+        target_chunk_bytes: the chunk size the update was planned with.
+        max_chunk_bytes: larger chunks are refused.
+
+    Returns:
+        uint32 array of shape ``(element_count,)`` with the sums mod ``2^b``, or a
+        float32 array for ``none``.
+
+    Raises:
+        Oversized, Malformed, IntegrityError: a chunk is refused (see
+            ``wire.decode_chunk``); Malformed also for a chunk that is not part of this
+            aggregate, repeated or missing.
+        IntegrityError: a ciphertext does not decrypt to exact packed integers; the
+            message names the chunk and the ciphertext.
+        UsageError: the arguments do not fit the profile.
+    """
+    _check_profile_arguments(profile, modulus_bits, packing, secret)
+    plan = wire.chunk_plan(element_count, profile, packing, target_chunk_bytes)
+    out: npt.NDArray[np.uint32] | npt.NDArray[np.float32]
+    if profile is Profile.NONE:
+        out = np.zeros(element_count, dtype=np.float32)
+    else:
+        out = np.zeros(element_count, dtype=np.uint32)
+    seen = np.zeros(len(plan), dtype=bool)
+    for chunk in chunks:
+        header, payload = wire.decode_chunk(chunk, max_bytes=max_chunk_bytes)
+        wire.require_layout(
+            header,
+            profile=profile,
+            federation_id=federation_id,
+            round=round,
+            plan=plan,
+            modulus_bits=modulus_bits,
+            spec=packing,
+            aggregate=True,
+        )
+        index, start, count = header.chunk_index, header.element_start, header.element_count
+        if seen[index]:
+            raise Malformed(f"chunk {index}: received twice")
+        if profile is Profile.NONE:
+            out[start : start + count] = wire.decode_float_payload(
+                payload, count, chunk_index=index
+            )
+        elif packing is None or secret is None:
+            out[start : start + count] = wire.decode_field_payload(
+                payload, modulus_bits, count, chunk_index=index
+            )
+        else:
+            per = packing.elements_per_ciphertext
+            blobs = wire.decode_ciphertext_payload(
+                payload, packing.ciphertext_count(count), chunk_index=index
+            )
+            for number, blob in enumerate(blobs):
+                offset = start + number * per
+                width = min(per, start + count - offset)
+                try:
+                    out[offset : offset + width] = secret.decrypt_packed(blob, packing, width)
+                except Malformed as err:
+                    raise Malformed(f"chunk {index}: ciphertext {number}: {err}") from err
+                except IntegrityError as err:
+                    raise IntegrityError(f"chunk {index}: ciphertext {number}: {err}") from err
+        seen[index] = True
+    if not seen.all():
+        missing = int(np.flatnonzero(~seen)[0])
+        raise Malformed(f"chunk {missing}: missing from the aggregate")
+    return out
+
+
+def _check_profile_arguments(
+    profile: Profile,
+    modulus_bits: int,
+    packing: PackingSpec | None,
+    secret: SecretContext | None,
+) -> None:
+    if not isinstance(profile, Profile):
+        raise UsageError(f"profile must be a Profile, got {type(profile).__name__}")
+    if profile.uses_ckks:
+        if packing is None or secret is None:
+            raise UsageError(f"profile {profile} needs a packing spec and a secret context")
+        if packing.modulus_bits != modulus_bits:
+            raise UsageError(
+                f"packing is for b = {packing.modulus_bits}, the round uses b = {modulus_bits}"
+            )
+        if packing.poly_modulus_degree != secret.poly_modulus_degree:
+            raise UsageError("the packing and the secret context have different ring degrees")
+    elif packing is not None or secret is not None:
+        raise UsageError(f"profile {profile} takes no packing spec and no secret context")
+    if profile is not Profile.NONE and not (
+        isinstance(modulus_bits, int) and 1 <= modulus_bits <= 32
+    ):
+        raise UsageError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")

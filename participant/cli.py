@@ -1,0 +1,45 @@
+"""`accord participant ...`: a participant's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from accord import configfile
+from accord.participant.config import ParticipantConfig
+
+app = typer.Typer(
+    help="Run a participant daemon: it trains locally and uploads only protected updates.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(
+        ...,
+        "--config",
+        "-c",
+        help="TOML file with a [participant] table (see participant/config.py for every field). "
+        "Startup kits (`--kit DIR --data DIR`) arrive with provisioning, issue #4.",
+    ),
+    insecure_plaintext: bool = typer.Option(
+        False,
+        "--insecure-plaintext",
+        help="Connect without TLS (loopback tests and demos only, until mTLS arrives in issue #4).",
+    ),
+) -> None:
+    """Enrol with the coordinator and take part in rounds until the federation finishes.
+
+    Keeps its state in `state_dir`: the global adapter after every round
+    (`adapters/round-NNNN/`, PEFT format), `metrics.jsonl`, `state.json` (to resume
+    after a restart) and `participant.log` (JSON lines, never a payload).
+    """
+    overrides = {"insecure_plaintext": True} if insecure_plaintext else {}
+    settings = configfile.load(config, ParticipantConfig, "participant", overrides=overrides)
+    from accord import logs
+    from accord.participant.daemon import ParticipantDaemon
+
+    daemon = ParticipantDaemon(settings, log=logs.configure("participant", settings.log_file))
+    daemon.run()

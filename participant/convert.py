@@ -1,0 +1,97 @@
+"""The participant's side of the wire: `*_to_proto` for what it sends, `*_from_proto` for
+what it receives (the coordinator's mirror is `coordinator/convert.py`).
+
+Stage and profile enums convert by name: `accord.crypto` and `accord.v1` spell every
+member alike.
+"""
+
+from __future__ import annotations
+
+from accord.crypto.messages import RoundConfig, Stage
+from accord.crypto.packing import PackingSpec
+from accord.crypto.profile import Profile
+from accord.crypto.quantize import QuantSpec
+from accord.errors import Malformed
+from accord.proto.v1 import federation_pb2 as pb
+
+
+def stage_to_proto(stage: Stage | None) -> pb.Stage.ValueType:
+    """A round stage by name; None (outside a round) is `STAGE_UNSPECIFIED`."""
+    return pb.STAGE_UNSPECIFIED if stage is None else pb.Stage.Value(stage.name)
+
+
+def stage_from_proto(value: int) -> Stage | None:
+    """The round stage of a task; None for the stages outside a round (ENROLL, IDLE...)."""
+    name = pb.Stage.Name(value) if value in pb.Stage.values() else ""
+    return Stage[name] if name in Stage.__members__ else None
+
+
+def profile_from_proto(value: int) -> Profile:
+    """`accord.v1.CKKS_MASKS` -> `Profile.CKKS_MASKS`.
+
+    Raises:
+        Malformed: the value names no profile.
+    """
+    name = pb.Profile.Name(value) if value in pb.Profile.values() else ""
+    if name not in Profile.__members__:
+        raise Malformed(f"profile {value} is not one this participant knows")
+    return Profile[name]
+
+
+def header_to_proto(
+    *,
+    federation_id: str,
+    participant: str,
+    round: int = 0,
+    stage: Stage | None = None,
+    sequence: int = 0,
+    signature: bytes = b"",
+) -> pb.RequestHeader:
+    """The routing fields every request carries."""
+    return pb.RequestHeader(
+        federation_id=federation_id,
+        round=round,
+        stage=stage_to_proto(stage),
+        participant_id=participant,
+        sequence=sequence,
+        signature=signature,
+    )
+
+
+def round_config_from_proto(message: pb.RoundConfig, *, federation_id: str) -> RoundConfig:
+    """The round's parameters as announced by the coordinator.
+
+    Raises:
+        ConfigError: the parameters are inconsistent (from `RoundConfig`'s own checks).
+        Malformed: the profile is unknown.
+    """
+    quant = QuantSpec(
+        modulus_bits=message.modulus_bits,
+        max_participants=message.max_participants,
+        clip_norm=message.clip_norm,
+        value_bound=message.value_bound or None,
+        weight_cap=message.weight_cap or None,
+    )
+    packing = None
+    if message.fields_per_real:
+        packing = PackingSpec(
+            modulus_bits=message.modulus_bits,
+            max_participants=message.max_participants,
+            fields_per_real=message.fields_per_real,
+            field_bits=message.field_bits,
+            scale_bits=message.scale_bits,
+            poly_modulus_degree=message.poly_modulus_degree,
+        )
+    return RoundConfig(
+        federation_id=federation_id,
+        round=message.round,
+        profile=profile_from_proto(message.profile),
+        selected=tuple(message.selected),
+        threshold=message.threshold,
+        quant=quant,
+        element_count=message.element_count,
+        packing=packing,
+        neighbour_degree=message.neighbour_degree,
+        graph_seed=message.graph_seed,
+        key_epoch=message.key_epoch,
+    )

@@ -1,0 +1,82 @@
+"""The `accord` command explains itself, and reports Accord errors in one line."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from accord import __version__
+from accord.cli import app
+
+runner = CliRunner()
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(text: str) -> str:
+    return " ".join(ANSI.sub("", text).split())
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"accord {__version__}"
+
+
+def test_root_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "coordinator", "participant", "provision", "audit"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["demo", "--help"], "--insecure-plaintext"),
+        (["coordinator", "--help"], "serve"),
+        (["coordinator", "serve", "--help"], "--config"),
+        (["participant", "--help"], "run"),
+        (["participant", "run", "--help"], "--config"),
+        (["provision", "--help"], "issue #4"),
+        (["audit", "--help"], "ledger"),
+    ],
+)
+def test_every_command_has_help(arguments: list[str], expected: str) -> None:
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0
+    assert expected in plain(result.output)
+
+
+@pytest.mark.parametrize("command", ["provision", "audit"])
+def test_placeholders_say_which_issue_fills_them_in(command: str) -> None:
+    result = runner.invoke(app, [command])
+    assert result.exit_code == 2
+    assert result.output.startswith("UsageError: ")
+    assert "arrives with" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_demo_refuses_plaintext_without_the_flag() -> None:
+    result = runner.invoke(app, ["demo", "--profile", "none"])
+    assert result.exit_code == 2
+    assert result.output.startswith("UsageError: ")
+    assert "--insecure-plaintext" in result.output
+
+
+def test_demo_names_the_missing_piece_for_secure_profiles() -> None:
+    result = runner.invoke(app, ["demo", "--insecure-plaintext", "--profile", "ckks+masks"])
+    assert result.exit_code == 2
+    assert "not wired" in result.output
+
+
+def test_config_errors_are_one_line_with_status_2(tmp_path) -> None:
+    config = tmp_path / "coordinator.toml"
+    config.write_text("[coordinator]\nthreshold = 0\n")
+    result = runner.invoke(app, ["coordinator", "serve", "--config", str(config)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "ConfigError: coordinator.toml [coordinator] threshold = 0: must be >= 2 "
+        "(least number of participants whose inputs are summed)"
+    )
