@@ -143,18 +143,12 @@ def check_demo_flags(profile: Profile, insecure_plaintext: bool) -> None:
     """Refuse what cannot run yet, saying what is missing.
 
     Raises:
-        UsageError: plaintext without `--insecure-plaintext`, or a secure profile.
+        UsageError: plaintext without `--insecure-plaintext`.
     """
     if not insecure_plaintext:
         raise UsageError(
             "the demo needs --insecure-plaintext for now: mTLS between the processes arrives "
             "with provisioning (issue #4). Try `accord demo --insecure-plaintext --profile none`."
-        )
-    if profile.is_secure:
-        raise UsageError(
-            f"--profile {profile.value}: the key ceremony and the masked/CKKS upload path are not "
-            "wired into the coordinator and participants yet (crypto issue). Try "
-            "`accord demo --insecure-plaintext --profile none`."
         )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from accord.coordinator.config import CoordinatorConfig
 from accord.crypto import masks
 from accord.crypto.aggregate import UpdateSum
+from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import RoundConfig
 from accord.crypto.packing import choose_packing
 from accord.crypto.quantize import QuantSpec
@@ -27,6 +28,7 @@ def round_config(
     selected: Sequence[str],
     element_count: int,
     graph_seed: bytes,
+    key_epoch: int = 0,
 ) -> RoundConfig:
     """The parameters of round `round` for the `selected` participants.
 
@@ -51,9 +53,9 @@ def round_config(
         quant=quant,
         element_count=element_count,
         packing=packing,
-        # The complete graph for now; SecAgg+'s sparse degree comes with the masks wiring.
-        neighbour_degree=len(selected) - 1,
+        neighbour_degree=config.neighbour_degree or len(selected) - 1,
         graph_seed=graph_seed if config.profile.uses_masks else b"",
+        key_epoch=key_epoch,
     )
 
 
@@ -62,19 +64,20 @@ class RoundSum:
 
     Args:
         config: the round.
+        public: the CKKS public context (no key of any kind) for the CKKS profiles.
         max_chunk_bytes: larger chunks are refused.
     """
 
-    def __init__(self, config: RoundConfig, *, max_chunk_bytes: int) -> None:
-        if config.profile.uses_ckks:
-            raise NotImplementedError("the CKKS public context is wired with the key ceremony")
+    def __init__(
+        self, config: RoundConfig, *, public: PublicContext | None, max_chunk_bytes: int
+    ) -> None:
         self._config = config
         self._sum = UpdateSum(
             config.profile,
             config.element_count,
             modulus_bits=config.quant.modulus_bits,
-            packing=None,
-            public=None,
+            packing=config.packing,
+            public=public,
             federation_id=config.federation_id,
             round=config.round,
             max_chunk_bytes=max_chunk_bytes,

@@ -7,14 +7,34 @@ member alike (`UPLOAD`, `CKKS_MASKS`), so no second table can drift.
 
 from __future__ import annotations
 
-from accord.coordinator.records import Assignment, Header, Lifecycle, RoundRecord, Status
-from accord.crypto.messages import RoundConfig, Stage
+from accord.coordinator.records import (
+    Assignment,
+    Header,
+    KeyState,
+    Lifecycle,
+    RoundRecord,
+    SealedKey,
+    Status,
+)
+from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.messages import (
+    AdvertiseKeys,
+    NeighbourKeys,
+    RelayedShares,
+    RoundConfig,
+    SealedShare,
+    ShareKeys,
+    Stage,
+    UnmaskCall,
+    UnmaskShares,
+)
 from accord.crypto.profile import Profile
 from accord.errors import Malformed
 from accord.proto.v1 import federation_pb2 as pb
 
 _LIFECYCLE_STAGE = {
     Lifecycle.ENROLL: pb.ENROLL,
+    Lifecycle.CEREMONY: pb.IDLE,
     Lifecycle.IDLE: pb.IDLE,
     Lifecycle.ROUND: pb.IDLE,
     Lifecycle.FINISHED: pb.DONE,
@@ -85,12 +105,34 @@ def round_config_to_proto(config: RoundConfig, *, stage_deadline_s: float) -> pb
 
 
 def assignment_to_proto(task: Assignment, *, stage_deadline_s: float) -> pb.Task:
-    """What a participant should do now."""
+    """What a participant should do now, with the round machine's message for it."""
     message = pb.Task(
         stage=stage_to_proto(task.stage, task.lifecycle),
         survivors=list(task.survivors),
         message=task.message,
+        key_epoch=task.key_epoch,
     )
+    if task.ceremony_keys:
+        message.stage = pb.KEY_CEREMONY
+        message.ceremony_keys.extend(
+            pb.RosterEntry(
+                participant_id=key.participant,
+                ceremony_public_key=key.ceremony_public,
+                ceremony_key_signature=key.signature,
+            )
+            for key in task.ceremony_keys
+        )
+    inbox = task.inbox
+    if isinstance(inbox, NeighbourKeys):
+        message.neighbour_keys.extend(signed_keys_to_proto(keys) for keys in inbox.keys)
+    elif isinstance(inbox, RelayedShares):
+        message.shares.extend(
+            pb.SealedShare(sender_id=s.sender, recipient_id=s.recipient, envelope=s.envelope)
+            for s in inbox.shares
+        )
+    elif isinstance(inbox, UnmaskCall):
+        message.survivors[:] = list(inbox.survivors)
+        message.dropped[:] = list(inbox.dropped)
     if task.config is not None:
         message.config.CopyFrom(
             round_config_to_proto(task.config, stage_deadline_s=stage_deadline_s)
@@ -131,3 +173,92 @@ def status_to_proto(status: Status, *, federation_id: str, profile: Profile) -> 
         rounds_planned=status.rounds_planned,
         recent_rounds=[round_record_to_proto(record) for record in status.recent_rounds],
     )
+
+
+def signed_keys_to_proto(keys: AdvertiseKeys) -> pb.SignedKeys:
+    """A neighbour's key advertisement, relayed with its owner's signature."""
+    return pb.SignedKeys(
+        participant_id=keys.sender,
+        encryption_public_key=keys.encryption_public,
+        masking_public_key=keys.masking_public,
+        signature=keys.signature,
+        sequence=keys.sequence,
+    )
+
+
+def advertise_from_proto(request: pb.AdvertiseKeysRequest, header: Header) -> AdvertiseKeys:
+    """A participant's key advertisement; the header carries its signature.
+
+    Raises:
+        Malformed: the keys name another participant than the header.
+    """
+    if request.keys.participant_id != header.participant:
+        raise Malformed("advertised keys must be the sender's own")
+    return AdvertiseKeys(
+        encryption_public=request.keys.encryption_public_key,
+        masking_public=request.keys.masking_public_key,
+        sender=header.participant,
+        sequence=header.sequence,
+        signature=header.signature,
+    )
+
+
+def share_keys_from_proto(request: pb.ShareKeysRequest, header: Header) -> ShareKeys:
+    """A participant's sealed shares, one for each live neighbour."""
+    return ShareKeys(
+        shares=tuple(
+            SealedShare(sender=s.sender_id, recipient=s.recipient_id, envelope=s.envelope)
+            for s in request.shares
+        ),
+        sender=header.participant,
+        sequence=header.sequence,
+        signature=header.signature,
+    )
+
+
+def unmask_from_proto(request: pb.UnmaskRequest, header: Header) -> UnmaskShares:
+    """A survivor's answer to the unmask call."""
+    return UnmaskShares(
+        self_mask_shares=tuple((s.owner_id, s.share) for s in request.self_mask_shares),
+        masking_key_shares=tuple((s.owner_id, s.share) for s in request.masking_key_shares),
+        sender=header.participant,
+        sequence=header.sequence,
+        signature=header.signature,
+    )
+
+
+def ceremony_key_from_proto(request: pb.EnrollRequest, participant: str) -> CeremonyKey | None:
+    """The signed ceremony key sent at enrolment, if any."""
+    if not request.ceremony_public_key:
+        return None
+    return CeremonyKey(
+        participant=participant,
+        ceremony_public=request.ceremony_public_key,
+        signature=request.ceremony_key_signature,
+    )
+
+
+def sealed_keys_from_proto(request: pb.CeremonyPost) -> dict[str, SealedKey]:
+    """The maker's envelopes, by recipient.
+
+    Raises:
+        Malformed: two envelopes for one recipient.
+    """
+    sealed = {
+        s.recipient_id: SealedKey(envelope=s.envelope, signature=s.signature)
+        for s in request.secrets
+    }
+    if len(sealed) != len(request.secrets):
+        raise Malformed("key ceremony: two envelopes for one recipient")
+    return sealed
+
+
+def ceremony_bundle_to_proto(keys: KeyState, sealed: SealedKey | None) -> pb.CeremonyBundle:
+    """The current key's public parts, and the caller's envelope when it has one."""
+    bundle = pb.CeremonyBundle(
+        key_epoch=keys.epoch, maker_id=keys.maker, public_context=keys.public, ready=keys.epoch > 0
+    )
+    if sealed is not None:
+        bundle.sealed_secret = sealed.envelope
+        bundle.signature = sealed.signature
+    return bundle

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from accord.coordinator.config import CoordinatorConfig
+from accord.crypto.ceremony import CeremonyKey
 from accord.errors import ConfigError, Malformed
 
 OFFLINE_AFTER_HEARTBEATS = 3
@@ -31,6 +32,8 @@ class Member:
     state: str = "not enrolled"
     bytes_up: int = 0
     bytes_down: int = 0
+    enrolled_order: int = 0
+    ceremony_key: CeremonyKey | None = None
 
 
 class Membership:
@@ -47,6 +50,7 @@ class Membership:
         self._members = {name: Member(name) for name in config.participants}
         self._base_model_hash: str | None = None
         self._adapter_parameters: int | None = None
+        self._enrolments = 0
 
     def check_enrollment(self, name: str, *, base_model_hash: str, adapter_parameters: int) -> None:
         """Raise unless `name` may enrol with this model; nothing changes.
@@ -69,14 +73,29 @@ class Membership:
                 f"{self._adapter_parameters} (every participant needs the same lora_rank)"
             )
 
-    def enroll(self, name: str, *, base_model_hash: str, adapter_parameters: int) -> None:
-        """Admit `name` after `check_enrollment`; a repeated enrolment (restart) is fine."""
+    def enroll(
+        self,
+        name: str,
+        *,
+        base_model_hash: str,
+        adapter_parameters: int,
+        ceremony_key: CeremonyKey | None = None,
+    ) -> None:
+        """Admit `name` after `check_enrollment`; a repeated enrolment (restart) is fine.
+
+        `ceremony_key` is the participant's signed X25519 key for receiving the CKKS key.
+        """
         self.check_enrollment(
             name, base_model_hash=base_model_hash, adapter_parameters=adapter_parameters
         )
         self._base_model_hash = base_model_hash
         self._adapter_parameters = adapter_parameters
         member = self._members[name]
+        if not member.enrolled:
+            self._enrolments += 1
+            member.enrolled_order = self._enrolments
+        if ceremony_key is not None:
+            member.ceremony_key = ceremony_key
         member.enrolled = True
         member.state = "enrolled"
         member.last_seen_s = self._clock()
@@ -102,6 +121,15 @@ class Membership:
             for m in self._members.values()
             if m.last_seen_s is not None and now - m.last_seen_s <= self._offline_after_s
         )
+
+    def ceremony_keys(self, names: tuple[str, ...]) -> tuple[CeremonyKey, ...]:
+        """The signed ceremony keys of `names` (those that sent one at enrolment)."""
+        keys = (self._members[name].ceremony_key for name in names)
+        return tuple(key for key in keys if key is not None)
+
+    def first_enrolled(self, names: tuple[str, ...]) -> str:
+        """Of `names`, the participant that enrolled first (the default ceremony maker)."""
+        return min(names, key=lambda name: self._members[name].enrolled_order)
 
     def element_count(self) -> int:
         """Length of the protected vector: adapter parameters plus the weight slot."""

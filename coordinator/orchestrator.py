@@ -26,22 +26,35 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from accord import logs
 from accord.coordinator.aggregation import RoundSum, round_config
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.membership import Membership
-from accord.coordinator.records import Assignment, Header, Lifecycle, RoundRecord, Status, Upload
+from accord.coordinator.records import (
+    Assignment,
+    Header,
+    KeyState,
+    Lifecycle,
+    RoundRecord,
+    SealedKey,
+    Status,
+    Upload,
+)
+from accord.crypto import ceremony, identity
+from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import (
     Aborted,
     AggregateReady,
     CoordinatorMessage,
+    ParticipantMessage,
     Stage,
     UploadDone,
 )
 from accord.crypto.round import CoordinatorRound
-from accord.errors import NotAllowed, OutOfStage, Oversized, UsageError
+from accord.errors import Malformed, NotAllowed, OutOfStage, Oversized
 
 RECENT_ROUNDS = 100
 """How many round summaries `status()` keeps."""
@@ -55,6 +68,8 @@ class Orchestrator:
         log: structured logger (see `accord.logs`).
         clock: monotonic seconds; injected so tests control deadlines.
         random_bytes: source of the public per-round graph seed.
+        identities: each participant's Ed25519 identity public key (from the provisioning
+            roster); the config's `identity_keys` when None.
     """
 
     def __init__(
@@ -64,6 +79,7 @@ class Orchestrator:
         log: logging.Logger,
         clock: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        identities: Mapping[str, bytes] | None = None,
     ) -> None:
         self.config = config
         self._log = log
@@ -84,24 +100,59 @@ class Orchestrator:
         self._record: RoundRecord | None = None
         self._history: list[RoundRecord] = []
         self._rounds_completed = 0
-        self._identities = config.identities()
-        check_profile_wired(config)
+        self._identities = dict(identities) if identities is not None else config.identities()
+        self._keys = KeyState()
+        self._maker = ""
+        self._recipients: tuple[str, ...] = ()
+        self._ceremony_started_s = 0.0
+
+    @property
+    def identities(self) -> dict[str, bytes]:
+        """Each participant's Ed25519 identity public key (read-only use)."""
+        return dict(self._identities)
 
     # ---- enrolment and liveness ----
 
-    def enroll(self, header: Header, *, base_model_hash: str, adapter_parameters: int) -> int:
+    def enroll(
+        self,
+        header: Header,
+        *,
+        base_model_hash: str,
+        adapter_parameters: int,
+        ceremony_key: CeremonyKey | None = None,
+    ) -> int:
         """Admit a participant (again, after a restart); return the current round.
 
         Raises:
             NotAllowed: wrong federation or unknown participant.
             ProtocolError: its base model or adapter size differs from the federation's.
+            Malformed: a CKKS profile and no ceremony key to seal the CKKS key to.
+            BadSignature: the ceremony key is not signed by the participant's identity key.
         """
         with self._changed:
             self._check_identity(header)
+            if ceremony_key is not None:
+                statement = ceremony.ceremony_key_statement(
+                    federation_id=self.config.federation_id,
+                    participant=header.participant,
+                    ceremony_public=ceremony_key.ceremony_public,
+                )
+                identity.verify(
+                    self._identities[header.participant],
+                    statement,
+                    ceremony_key.signature,
+                    what=f"the ceremony key of {header.participant}",
+                )
+            elif self.config.profile.uses_ckks:
+                raise Malformed(
+                    f"enrolment of {header.participant}: profile {self.config.profile.value} "
+                    "needs a signed ceremony key"
+                )
             self._members.enroll(
                 header.participant,
                 base_model_hash=base_model_hash,
                 adapter_parameters=adapter_parameters,
+                ceremony_key=ceremony_key,
             )
             logs.event(self._log, "enrolled", participant=header.participant)
             self._advance()
@@ -133,6 +184,72 @@ class Orchestrator:
                 if not unchanged or remaining <= 0 or task.lifecycle is Lifecycle.FINISHED:
                     return task
                 self._changed.wait(timeout=min(remaining, 0.5))
+
+    # ---- key ceremony ----
+
+    def post_ceremony(
+        self, header: Header, *, key_epoch: int, public: bytes, sealed: Mapping[str, SealedKey]
+    ) -> None:
+        """Take the maker's new CKKS key: the public context and one envelope per recipient.
+
+        Raises:
+            OutOfStage: no ceremony is running, or `header`'s sender is not its maker.
+            Malformed: wrong epoch, wrong recipients, or a public context that does not load.
+        """
+        with self._changed:
+            self._check_identity(header)
+            if self._lifecycle is not Lifecycle.CEREMONY or header.participant != self._maker:
+                raise OutOfStage(f"{header.participant} is not running a key ceremony now")
+            if key_epoch != self._keys.epoch + 1:
+                raise Malformed(f"key ceremony: epoch {key_epoch}, expected {self._keys.epoch + 1}")
+            if set(sealed) != set(self._recipients):
+                raise Malformed("key ceremony: exactly one envelope for every recipient")
+            PublicContext.from_bytes(public)
+            self._keys = KeyState(
+                epoch=key_epoch,
+                maker=self._maker,
+                public=public,
+                sealed=dict(sealed),
+                holders=frozenset(self._recipients),
+            )
+            logs.event(
+                self._log,
+                "key_ceremony_done",
+                participant=self._maker,
+                key_epoch=key_epoch,
+                recipients=list(self._recipients),
+                bytes=len(public),
+            )
+            self._lifecycle = Lifecycle.IDLE
+            self._begin(self._recipients)
+            self._changed.notify_all()
+
+    def fetch_ceremony(self, header: Header) -> tuple[KeyState, SealedKey | None]:
+        """The current key's public parts and the envelope sealed to `header`'s sender."""
+        with self._changed:
+            self._check_identity(header)
+            return self._keys, self._keys.sealed.get(header.participant)
+
+    # ---- the masking stages ----
+
+    def receive(self, header: Header, message: ParticipantMessage) -> None:
+        """Feed a participant's signed round message to the round machine.
+
+        Raises:
+            OutOfStage, NotAllowed, Replayed, BadSignature, Malformed: from the checks of
+                `CoordinatorRound.receive`; nothing changes.
+        """
+        with self._changed:
+            current = self._current_round(header, message.stage)
+            replies = current.receive(message)
+            logs.event(
+                self._log,
+                "message_received",
+                round=header.round,
+                stage=message.stage.value,
+                participant=header.participant,
+            )
+            self._deliver(replies)
 
     # ---- uploads ----
 
@@ -306,6 +423,22 @@ class Orchestrator:
     # ---- transitions ----
 
     def _assignment(self, name: str) -> Assignment:
+        if self._lifecycle is Lifecycle.CEREMONY:
+            if name != self._maker:
+                return Assignment(
+                    self._lifecycle,
+                    self._round_number,
+                    None,
+                    message="waiting for the key ceremony",
+                )
+            return Assignment(
+                self._lifecycle,
+                self._round_number,
+                None,
+                message="make the federation's CKKS key",
+                ceremony_keys=self._members.ceremony_keys(self._recipients),
+                key_epoch=self._keys.epoch + 1,
+            )
         if self._lifecycle is Lifecycle.FINISHED:
             return Assignment(
                 Lifecycle.FINISHED,
@@ -325,7 +458,14 @@ class Orchestrator:
         survivors = inbox.survivors if isinstance(inbox, AggregateReady) else ()
         message = inbox.reason if isinstance(inbox, Aborted) else ""
         return Assignment(
-            Lifecycle.ROUND, self._round_number, stage, self._round.config, survivors, message
+            Lifecycle.ROUND,
+            self._round_number,
+            stage,
+            self._round.config,
+            survivors,
+            message,
+            inbox=inbox,
+            key_epoch=self._keys.epoch,
         )
 
     def _advance(self) -> None:
@@ -350,7 +490,43 @@ class Orchestrator:
             everyone = len(online) == len(self.config.participants)
             waited = now - self._enroll_opened_s >= self.config.enroll_deadline_s
             if len(online) >= self.config.threshold and (everyone or waited):
-                self._start_round(tuple(sorted(online)))
+                self._begin(tuple(sorted(online)))
+        elif (
+            self._lifecycle is Lifecycle.CEREMONY
+            and now - self._ceremony_started_s >= self.config.stage_deadline_s
+        ):
+            # The maker went silent: let the next online participant make the key.
+            logs.event(
+                self._log,
+                "key_ceremony_deadline",
+                participant=self._maker,
+                level=logging.WARNING,
+            )
+            others = tuple(p for p in self._members.online() if p != self._maker)
+            self._lifecycle = Lifecycle.IDLE
+            if len(others) >= self.config.threshold:
+                self._start_ceremony(others)
+
+    def _begin(self, selected: tuple[str, ...]) -> None:
+        """Start a round with `selected`, after a key ceremony when some lack the CKKS key."""
+        if self.config.profile.uses_ckks and not set(selected) <= self._keys.holders:
+            self._start_ceremony(selected)
+        else:
+            self._start_round(selected)
+
+    def _start_ceremony(self, members: tuple[str, ...]) -> None:
+        self._lifecycle = Lifecycle.CEREMONY
+        self._recipients = tuple(sorted(members))
+        self._maker = self._members.first_enrolled(self._recipients)
+        self._ceremony_started_s = self._clock()
+        logs.event(
+            self._log,
+            "key_ceremony_started",
+            participant=self._maker,
+            key_epoch=self._keys.epoch + 1,
+            recipients=list(self._recipients),
+        )
+        self._changed.notify_all()
 
     def _start_round(self, selected: tuple[str, ...]) -> None:
         self._round_number += 1
@@ -360,9 +536,11 @@ class Orchestrator:
             selected=selected,
             element_count=self._members.element_count(),
             graph_seed=self._random_bytes(32),
+            key_epoch=self._keys.epoch,
         )
         self._round = CoordinatorRound(config, self._identities)
-        self._sum = RoundSum(config, max_chunk_bytes=self.config.max_message_bytes)
+        public = PublicContext.from_bytes(self._keys.public) if config.profile.uses_ckks else None
+        self._sum = RoundSum(config, public=public, max_chunk_bytes=self.config.max_message_bytes)
         self._inbox = {}
         self._aggregate = []
         self._downloaded = set()
@@ -436,18 +614,4 @@ class Orchestrator:
         self._enroll_opened_s = now
         online = self._members.online()
         if len(online) >= self.config.threshold:
-            self._start_round(tuple(sorted(online)))
-
-
-def check_profile_wired(config: CoordinatorConfig) -> None:
-    """Refuse profiles whose pipeline the services do not drive yet.
-
-    Raises:
-        UsageError: the profile needs the key ceremony, masks or CKKS in the services.
-    """
-    if config.profile.is_secure:
-        raise UsageError(
-            f"profile {config.profile.value}: the key ceremony and the CKKS/mask pipeline are "
-            "not wired into the services yet (crypto issue); use profile none with "
-            "insecure_plaintext = true"
-        )
+            self._begin(tuple(sorted(online)))

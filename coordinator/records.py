@@ -11,13 +11,15 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
-from accord.crypto.messages import RoundConfig, Stage
+from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.messages import CoordinatorMessage, RoundConfig, Stage
 
 
 class Lifecycle(enum.Enum):
     """Where the federation is, outside the stages of one round."""
 
     ENROLL = "enroll"
+    CEREMONY = "ceremony"
     ROUND = "round"
     IDLE = "idle"
     FINISHED = "finished"
@@ -49,6 +51,32 @@ class Assignment:
     config: RoundConfig | None = None
     survivors: tuple[str, ...] = ()
     message: str = ""
+    inbox: CoordinatorMessage | None = None
+    ceremony_keys: tuple[CeremonyKey, ...] = ()
+    key_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class SealedKey:
+    """The CKKS key sealed to one participant, with the maker's signature over it."""
+
+    envelope: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """The federation's current CKKS key as the coordinator knows it: public parts only.
+
+    `holders` received the key in the ceremony of `epoch` (the maker included); a round
+    selects only holders, and an online member without the key triggers a new ceremony.
+    """
+
+    epoch: int = 0
+    maker: str = ""
+    public: bytes = b""
+    sealed: dict[str, SealedKey] = field(default_factory=dict)
+    holders: frozenset[str] = frozenset()
 
 
 @dataclass

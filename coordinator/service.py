@@ -6,42 +6,52 @@ into a status here: `server.py` maps every `AccordError` in one interceptor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import NoReturn
+from collections.abc import Callable, Iterator
 
 import grpc
 
 from accord.coordinator import convert
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.orchestrator import Orchestrator
+from accord.coordinator.records import Header
 from accord.errors import Malformed
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-
-NOT_WIRED = (
-    "{method}: the masking stages and the key ceremony are not wired into the coordinator "
-    "yet (crypto issue); only profile none runs"
-)
-
-
-def _not_wired(context: grpc.ServicerContext, method: str) -> NoReturn:
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_WIRED.format(method=method))
-    raise AssertionError("context.abort raises")  # pragma: no cover
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
     """Serves `accord.v1.Coordinator` for one federation."""
 
-    def __init__(self, config: CoordinatorConfig, orchestrator: Orchestrator) -> None:
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        orchestrator: Orchestrator,
+        *,
+        authenticate: Callable[[grpc.ServicerContext, str], None] | None = None,
+    ) -> None:
         self._config = config
         self._orchestrator = orchestrator
+        self._authenticate = authenticate
+
+    def _header(self, header: pb.RequestHeader, context: grpc.ServicerContext) -> Header:
+        """The request's routing fields, once the caller's certificate may claim its id.
+
+        Raises:
+            Malformed: the header lacks its federation or participant id.
+            NotAllowed: the mTLS peer may not speak for the participant it names.
+        """
+        routed = convert.header_from_proto(header)
+        if self._authenticate is not None:
+            self._authenticate(context, routed.participant)
+        return routed
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
-        header = convert.header_from_proto(request.header)
+        header = self._header(request.header, context)
         current_round = self._orchestrator.enroll(
             header,
             base_model_hash=request.base_model_hash,
             adapter_parameters=request.adapter_parameters,
+            ceremony_key=convert.ceremony_key_from_proto(request, header.participant),
         )
         return pb.EnrollResponse(
             federation_id=self._config.federation_id,
@@ -49,7 +59,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             profile=convert.profile_to_proto(self._config.profile),
             roster=[
                 pb.RosterEntry(participant_id=name, identity_public_key=key)
-                for name, key in sorted(self._config.identities().items())
+                for name, key in sorted(self._orchestrator.identities.items())
             ],
             heartbeat_interval_s=self._config.heartbeat_interval_s,
         )
@@ -57,7 +67,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     def Heartbeat(
         self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
     ) -> pb.HeartbeatResponse:
-        header = convert.header_from_proto(request.header)
+        header = self._header(request.header, context)
         current_round, stage = self._orchestrator.heartbeat(header, request.state)
         return pb.HeartbeatResponse(
             current_round=current_round,
@@ -65,7 +75,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         )
 
     def NextTask(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.Task:
-        header = convert.header_from_proto(request.header)
+        header = self._header(request.header, context)
         task = self._orchestrator.next_task(header, wait_s=request.wait_s)
         return convert.assignment_to_proto(task, stage_deadline_s=self._config.stage_deadline_s)
 
@@ -75,7 +85,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         upload = None
         header = None
         for message in request_iterator:
-            header = convert.header_from_proto(message.header)
+            header = self._header(message.header, context)
             if upload is None:
                 upload = self._orchestrator.open_upload(header)
             self._orchestrator.take_chunk(upload, header, message.chunk)
@@ -87,7 +97,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     def DownloadAggregate(
         self, request: pb.AggregateRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.AggregateChunk]:
-        header = convert.header_from_proto(request.header)
+        header = self._header(request.header, context)
         chunks = self._orchestrator.aggregate_for(header)
         sent = 0
         for chunk in chunks:
@@ -105,22 +115,37 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         )
 
     def PostCeremony(self, request: pb.CeremonyPost, context: grpc.ServicerContext) -> pb.Ack:
-        _not_wired(context, "PostCeremony")
+        header = self._header(request.header, context)
+        self._orchestrator.post_ceremony(
+            header,
+            key_epoch=request.key_epoch,
+            public=request.public_context,
+            sealed=convert.sealed_keys_from_proto(request),
+        )
+        return pb.Ack(message=f"key epoch {request.key_epoch} stored")
 
     def FetchCeremony(
         self, request: pb.CeremonyRequest, context: grpc.ServicerContext
     ) -> pb.CeremonyBundle:
-        _not_wired(context, "FetchCeremony")
+        header = self._header(request.header, context)
+        keys, sealed = self._orchestrator.fetch_ceremony(header)
+        return convert.ceremony_bundle_to_proto(keys, sealed)
 
     def AdvertiseKeys(
         self, request: pb.AdvertiseKeysRequest, context: grpc.ServicerContext
     ) -> pb.Ack:
-        _not_wired(context, "AdvertiseKeys")
+        header = self._header(request.header, context)
+        self._orchestrator.receive(header, convert.advertise_from_proto(request, header))
+        return pb.Ack()
 
     def ShareKeys(self, request: pb.ShareKeysRequest, context: grpc.ServicerContext) -> pb.Ack:
-        _not_wired(context, "ShareKeys")
+        header = self._header(request.header, context)
+        self._orchestrator.receive(header, convert.share_keys_from_proto(request, header))
+        return pb.Ack()
 
     def SubmitUnmaskShares(
         self, request: pb.UnmaskRequest, context: grpc.ServicerContext
     ) -> pb.Ack:
-        _not_wired(context, "SubmitUnmaskShares")
+        header = self._header(request.header, context)
+        self._orchestrator.receive(header, convert.unmask_from_proto(request, header))
+        return pb.Ack()

@@ -1,7 +1,7 @@
 """The key ceremony: one participant makes the federation's CKKS key and seals it to the rest.
 
 Theory of operation (DESIGN.md section 3, step 3). The maker generates a CKKS secret
-context, keeps it, and seals its bytes to every other participant's long-term X25519
+context and seals its bytes to every participant's (its own included) long-term X25519
 ceremony key with `envelope.seal` (HKDF-SHA256 + AES-256-GCM). The associated data
 binds the federation id, the key epoch and the recipient, so an envelope cannot be
 replayed into another federation, epoch or mailbox. The coordinator relays the
@@ -10,11 +10,14 @@ envelopes and keeps only the public context, which carries no key at all.
 Each ceremony key must be signed by its owner's Ed25519 identity key (issued at
 provisioning): the maker refuses an unsigned or mis-signed one, so a coordinator that
 swaps in a key of its own learns nothing (BadSignature), the same rule as for the keys
-advertised in a round.
+advertised in a round. In the other direction the maker signs every envelope together
+with the public context, so a coordinator cannot hand participants a key of its own
+making (which it could then decrypt with): `open_secret` checks that signature first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from accord.crypto.ckks import SecretContext
 
 _KEY_DOMAIN = b"accord/v1/ceremony-key"
 _AAD_DOMAIN = b"accord/v1/ceremony"
+_SEALED_DOMAIN = b"accord/v1/ceremony-sealed"
 
 
 def ceremony_key_statement(
@@ -55,12 +59,29 @@ class CeremonyKey:
 
 @dataclass(frozen=True)
 class Ceremony:
-    """What the maker keeps (`secret`) and hands the coordinator (`public`, `sealed`)."""
+    """What the maker keeps (`secret`) and hands the coordinator (`public`, `sealed`).
+
+    `signatures[p]` is the maker's identity signature over `p`'s envelope and `public`.
+    """
 
     key_epoch: int
     secret: SecretContext
     public: bytes
     sealed: dict[str, bytes]
+    signatures: dict[str, bytes]
+
+
+def sealed_statement(
+    *, federation_id: str, key_epoch: int, recipient: str, sealed: bytes, public: bytes
+) -> bytes:
+    """The bytes the maker signs for one recipient's envelope."""
+    return _SEALED_DOMAIN + encode_fields(
+        federation_id,
+        key_epoch,
+        recipient,
+        hashlib.sha256(sealed).digest(),
+        hashlib.sha256(public).digest(),
+    )
 
 
 def _aad(federation_id: str, key_epoch: int, recipient: str) -> bytes:
@@ -74,16 +95,21 @@ def make(
     federation_id: str,
     key_epoch: int,
     maker: str,
+    maker_identity_private: bytes,
     poly_modulus_degree: int = 4096,
     random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> Ceremony:
-    """Generate the CKKS key and seal it to every participant but the maker.
+    """Generate the CKKS key and seal it to every participant, the maker included.
+
+    The maker seals a copy to itself too, so that it recovers the key after a restart
+    the same way everyone else does.
 
     Args:
         keys: each recipient's ceremony key, as relayed by the coordinator.
         identities: every participant's Ed25519 identity public key (from the roster).
         federation_id, key_epoch: bound into each envelope.
         maker: the participant running the ceremony (it keeps the secret itself).
+        maker_identity_private: the maker's Ed25519 key, to sign each envelope.
 
     Returns:
         The ceremony: the secret to keep, the public context and the envelopes.
@@ -113,22 +139,55 @@ def make(
             random_bytes=random_bytes,
         )
         for participant, key in keys.items()
-        if participant != maker
+    }
+    public = secret.public().to_bytes()
+    signatures = {
+        participant: identity.sign(
+            maker_identity_private,
+            sealed_statement(
+                federation_id=federation_id,
+                key_epoch=key_epoch,
+                recipient=participant,
+                sealed=envelope_bytes,
+                public=public,
+            ),
+        )
+        for participant, envelope_bytes in sealed.items()
     }
     return Ceremony(
-        key_epoch=key_epoch, secret=secret, public=secret.public().to_bytes(), sealed=sealed
+        key_epoch=key_epoch, secret=secret, public=public, sealed=sealed, signatures=signatures
     )
 
 
 def open_secret(
-    sealed: bytes, ceremony_private: bytes, *, federation_id: str, key_epoch: int, recipient: str
+    sealed: bytes,
+    ceremony_private: bytes,
+    *,
+    federation_id: str,
+    key_epoch: int,
+    recipient: str,
+    public: bytes,
+    signature: bytes,
+    maker: str,
+    maker_identity_public: bytes,
 ) -> SecretContext:
-    """Open the envelope addressed to `recipient` and load the CKKS secret context.
+    """Check the maker's signature, open the envelope and load the CKKS secret context.
 
     Raises:
+        BadSignature: the envelope or the public context is not the maker's.
         IntegrityError: the envelope is not for this federation, epoch or recipient, or
             was altered.
     """
+    statement = sealed_statement(
+        federation_id=federation_id,
+        key_epoch=key_epoch,
+        recipient=recipient,
+        sealed=sealed,
+        public=public,
+    )
+    identity.verify(
+        maker_identity_public, statement, signature, what=f"the CKKS key envelope from {maker}"
+    )
     data = envelope.open(
         sealed,
         ceremony_private,

@@ -7,7 +7,19 @@ member alike.
 
 from __future__ import annotations
 
-from accord.crypto.messages import RoundConfig, Stage
+from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.messages import (
+    AdvertiseKeys,
+    NeighbourKeys,
+    ParticipantMessage,
+    RelayedShares,
+    RoundConfig,
+    SealedShare,
+    ShareKeys,
+    Stage,
+    UnmaskCall,
+    UnmaskShares,
+)
 from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
@@ -95,3 +107,93 @@ def round_config_from_proto(message: pb.RoundConfig, *, federation_id: str) -> R
         graph_seed=message.graph_seed,
         key_epoch=message.key_epoch,
     )
+
+
+def _signed_header(message: ParticipantMessage, config: RoundConfig) -> pb.RequestHeader:
+    return header_to_proto(
+        federation_id=config.federation_id,
+        participant=message.sender,
+        round=config.round,
+        stage=message.stage,
+        sequence=message.sequence,
+        signature=message.signature,
+    )
+
+
+def advertise_to_proto(message: AdvertiseKeys, config: RoundConfig) -> pb.AdvertiseKeysRequest:
+    """The participant's signed key advertisement."""
+    return pb.AdvertiseKeysRequest(
+        header=_signed_header(message, config),
+        keys=pb.SignedKeys(
+            participant_id=message.sender,
+            encryption_public_key=message.encryption_public,
+            masking_public_key=message.masking_public,
+            signature=message.signature,
+            sequence=message.sequence,
+        ),
+    )
+
+
+def share_keys_to_proto(message: ShareKeys, config: RoundConfig) -> pb.ShareKeysRequest:
+    """The participant's sealed shares, one for each live neighbour."""
+    return pb.ShareKeysRequest(
+        header=_signed_header(message, config),
+        shares=[
+            pb.SealedShare(sender_id=s.sender, recipient_id=s.recipient, envelope=s.envelope)
+            for s in message.shares
+        ],
+    )
+
+
+def unmask_to_proto(message: UnmaskShares, config: RoundConfig) -> pb.UnmaskRequest:
+    """The participant's answer to the unmask call."""
+    return pb.UnmaskRequest(
+        header=_signed_header(message, config),
+        self_mask_shares=[pb.Share(owner_id=o, share=s) for o, s in message.self_mask_shares],
+        masking_key_shares=[pb.Share(owner_id=o, share=s) for o, s in message.masking_key_shares],
+    )
+
+
+def neighbour_keys_from_proto(task: pb.Task, me: str) -> NeighbourKeys:
+    """The neighbours' key advertisements relayed in a SHARE task."""
+    return NeighbourKeys(
+        recipient=me,
+        keys=tuple(
+            AdvertiseKeys(
+                sender=k.participant_id,
+                encryption_public=k.encryption_public_key,
+                masking_public=k.masking_public_key,
+                sequence=k.sequence,
+                signature=k.signature,
+            )
+            for k in task.neighbour_keys
+        ),
+    )
+
+
+def relayed_shares_from_proto(task: pb.Task, me: str) -> RelayedShares:
+    """The sealed shares addressed to this participant, relayed in an UPLOAD task."""
+    return RelayedShares(
+        recipient=me,
+        shares=tuple(
+            SealedShare(sender=s.sender_id, recipient=s.recipient_id, envelope=s.envelope)
+            for s in task.shares
+        ),
+    )
+
+
+def unmask_call_from_proto(task: pb.Task, me: str) -> UnmaskCall:
+    """Who survived and who dropped, from an UNMASK task."""
+    return UnmaskCall(recipient=me, survivors=tuple(task.survivors), dropped=tuple(task.dropped))
+
+
+def ceremony_keys_from_proto(task: pb.Task) -> dict[str, CeremonyKey]:
+    """The signed ceremony keys a KEY_CEREMONY task asks the maker to seal to."""
+    return {
+        e.participant_id: CeremonyKey(
+            participant=e.participant_id,
+            ceremony_public=e.ceremony_public_key,
+            signature=e.ceremony_key_signature,
+        )
+        for e in task.ceremony_keys
+    }

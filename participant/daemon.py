@@ -16,6 +16,7 @@ restart it resumes from `state.json` and the last saved adapter.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -29,12 +30,22 @@ from typing import TypeVar
 import grpc
 
 from accord import __version__, errors, logs, transport
-from accord.crypto import identity
-from accord.crypto.messages import AggregateReady, RoundConfig, Stage
+from accord.crypto import agreement, ceremony, identity
+from accord.crypto.ckks import SecretContext
+from accord.crypto.messages import (
+    AdvertiseKeys,
+    AggregateReady,
+    ParticipantMessage,
+    RoundConfig,
+    ShareKeys,
+    Stage,
+    UnmaskShares,
+)
 from accord.crypto.participant_round import ParticipantRound
 from accord.errors import ConfigError, ProtocolError
 from accord.participant import convert, exchange
 from accord.participant.config import ParticipantConfig
+from accord.participant.kit import Kit, secure_channel
 from accord.participant.trainer import Trainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -57,15 +68,16 @@ class ParticipantDaemon:
     def __init__(
         self, config: ParticipantConfig, *, log: logging.Logger, trainer: Trainer | None = None
     ) -> None:
-        if not config.insecure_plaintext:
+        if config.kit is None and not config.insecure_plaintext:
             raise ConfigError(
-                "[participant] insecure_plaintext = false: mTLS arrives with provisioning "
-                "(issue #4); until then only insecure_plaintext = true (loopback tests and "
-                "demos) can connect"
+                "[participant] kit: required unless insecure_plaintext = true (run `accord "
+                'provision federation.toml --out DIR` and set kit = "DIR/kits/<name>")'
             )
+        # Refuses a kit with exposed keys, a swapped CA or a certificate for another key.
+        self._kit: Kit | None = Kit.load(config.kit) if config.kit is not None else None
         self.config = config
         self._log = log
-        self._identity_private = _load_identity(config.identity_key)
+        self._identity_private = _load_identity(config, self._kit)
         if trainer is None:
             from accord.participant.trainer import LoraMlpTrainer
 
@@ -76,12 +88,19 @@ class ParticipantDaemon:
         self._state_changed = threading.Event()
         self._identities: dict[str, bytes] = {}
         self._round: ParticipantRound | None = None
+        self._secret: SecretContext | None = None
+        self._key_epoch = 0
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
         self._round_applied = self._resume()
-        self._channel = grpc.insecure_channel(
-            config.coordinator, options=transport.client_options(config.max_message_bytes)
-        )
+        options = transport.client_options(config.max_message_bytes)
+        if self._kit is None or config.insecure_plaintext:
+            self._channel = grpc.insecure_channel(config.coordinator, options=options)
+        else:
+            # mTLS with the kit's certificate, trusting only its pinned CA; the config may
+            # override the kit's address (the demo's free port), not whom it trusts.
+            dial = dataclasses.replace(self._kit, coordinator=config.coordinator)
+            self._channel = secure_channel(dial, options=options)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     # ---- lifecycle ----
@@ -120,11 +139,19 @@ class ParticipantDaemon:
             ) from None
 
     def _enroll(self) -> float:
+        ceremony_public = agreement.public_key(self._ceremony_private())
         request = pb.EnrollRequest(
             header=self._header(),
             base_model_hash=self._trainer.base_model_hash,
             software_version=__version__,
             adapter_parameters=self._trainer.parameter_count,
+            ceremony_public_key=ceremony_public,
+            ceremony_key_signature=ceremony.sign_ceremony_key(
+                self._identity_private,
+                federation_id=self.config.federation_id,
+                participant=self.config.name,
+                ceremony_public=ceremony_public,
+            ),
         )
         response = self._call(self._stub.Enroll, request)
         self._identities = {e.participant_id: e.identity_public_key for e in response.roster}
@@ -165,6 +192,9 @@ class ParticipantDaemon:
                 logs.event(self._log, "finished", message=task.message)
                 return
             seen_round, seen_stage = task.config.round, task.stage
+            if task.stage == pb.KEY_CEREMONY:
+                self._make_key(task)
+                continue
             stage = convert.stage_from_proto(task.stage)
             if stage is None:
                 self._set_state("waiting")
@@ -189,23 +219,113 @@ class ParticipantDaemon:
                 self._round = None
 
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
+        """Drive this round's `ParticipantRound` with what the task carries."""
+        me = self.config.name
         if stage is Stage.ABORTED:
             logs.event(self._log, "round_aborted", round=config.round, reason=task.message)
             self._round = None
             self._set_state("waiting")
-        elif stage is Stage.UPLOAD and config.round > self._round_applied:
-            if self._round is None or self._round.config.round != config.round:
-                self._round = ParticipantRound(
-                    config, self.config.name, self._identity_private, self._identities
+            return
+        if config.round <= self._round_applied:
+            return  # applied before a restart; never train or spend budget twice
+        current = self._round if self._round and self._round.config.round == config.round else None
+        if current is None and stage is config.first_stage:
+            self._fetch_key(config)
+            current = self._round = ParticipantRound(
+                config, me, self._identity_private, self._identities
+            )
+            self._send(current.start(), config)
+        if current is None:
+            return  # selected, but this process missed the round's start (e.g. restarted)
+        if stage is Stage.SHARE and current.stage is Stage.ADVERTISE:
+            self._send(current.receive(convert.neighbour_keys_from_proto(task, me)), config)
+        elif stage is Stage.UPLOAD:
+            if current.stage is Stage.SHARE:
+                current.receive(convert.relayed_shares_from_proto(task, me))
+            if current.stage is Stage.UPLOAD:
+                self._upload(current)
+        elif stage is Stage.UNMASK and current.stage is Stage.UNMASK and me in task.survivors:
+            self._send(current.receive(convert.unmask_call_from_proto(task, me)), config)
+        elif stage is Stage.AGGREGATE and me in task.survivors:
+            current.receive(AggregateReady(me, tuple(task.survivors)))
+            self._download(config)
+
+    def _send(self, messages: list[ParticipantMessage], config: RoundConfig) -> None:
+        """Send the round machine's signed messages, each with its RPC."""
+        for message in messages:
+            if isinstance(message, AdvertiseKeys):
+                self._call(self._stub.AdvertiseKeys, convert.advertise_to_proto(message, config))
+            elif isinstance(message, ShareKeys):
+                self._call(self._stub.ShareKeys, convert.share_keys_to_proto(message, config))
+            elif isinstance(message, UnmaskShares):
+                self._call(self._stub.SubmitUnmaskShares, convert.unmask_to_proto(message, config))
+            else:  # pragma: no cover - UploadDone travels inside the upload stream
+                raise ProtocolError(f"{type(message).__name__} has no RPC of its own")
+            self._set_state(f"{message.stage.value} sent")
+
+    # ---- the CKKS key ----
+
+    def _make_key(self, task: pb.Task) -> None:
+        """Run the key ceremony as its maker: make the CKKS key, seal it to everyone, post it."""
+        self._set_state("making the CKKS key")
+        made = ceremony.make(
+            convert.ceremony_keys_from_proto(task),
+            self._identities,
+            federation_id=self.config.federation_id,
+            key_epoch=task.key_epoch,
+            maker=self.config.name,
+            maker_identity_private=self._identity_private,
+        )
+        post = pb.CeremonyPost(
+            header=self._header(),
+            key_epoch=made.key_epoch,
+            public_context=made.public,
+            secrets=[
+                pb.SealedSecret(
+                    recipient_id=name, envelope=envelope, signature=made.signatures[name]
                 )
-                self._round.start()
-            if self._round.stage is Stage.UPLOAD:
-                self._upload(self._round)
-        elif stage is Stage.AGGREGATE and self.config.name in task.survivors:
-            current = self._round
-            if current is not None and current.config.round == config.round:
-                current.receive(AggregateReady(self.config.name, tuple(task.survivors)))
-                self._download(config)
+                for name, envelope in sorted(made.sealed.items())
+            ],
+        )
+        self._call(self._stub.PostCeremony, post)
+        logs.event(self._log, "key_ceremony_posted", key_epoch=made.key_epoch)
+
+    def _fetch_key(self, config: RoundConfig) -> None:
+        """Make sure this participant holds the CKKS key the round uses (CKKS profiles).
+
+        Raises:
+            ProtocolError: the coordinator has no envelope for this key epoch.
+            BadSignature, IntegrityError: the envelope is not the maker's, or not ours.
+        """
+        if not config.profile.uses_ckks:
+            return
+        if self._secret is not None and self._key_epoch == config.key_epoch:
+            return
+        bundle = self._call(self._stub.FetchCeremony, pb.CeremonyRequest(header=self._header()))
+        if not bundle.ready or bundle.key_epoch != config.key_epoch or not bundle.sealed_secret:
+            raise ProtocolError(f"no CKKS key of epoch {config.key_epoch} for {self.config.name}")
+        self._secret = ceremony.open_secret(
+            bundle.sealed_secret,
+            self._ceremony_private(),
+            federation_id=self.config.federation_id,
+            key_epoch=bundle.key_epoch,
+            recipient=self.config.name,
+            public=bundle.public_context,
+            signature=bundle.signature,
+            maker=bundle.maker_id,
+            maker_identity_public=self._identities[bundle.maker_id],
+        )
+        self._key_epoch = bundle.key_epoch
+        logs.event(
+            self._log, "key_received", key_epoch=bundle.key_epoch, participant=bundle.maker_id
+        )
+
+    def _ceremony_private(self) -> bytes:
+        """The X25519 key the CKKS key is sealed to: the kit's, else one kept in state_dir."""
+        kit = getattr(self, "_kit", None)
+        if kit is not None:
+            return bytes(kit.ceremony_key)
+        return _local_ceremony_key(self.config.state_dir / "ceremony.key")
 
     # ---- one round ----
 
@@ -217,7 +337,7 @@ class ParticipantDaemon:
         train_s = time.monotonic() - started
         self._set_state("uploading")
         started = time.monotonic()
-        chunks = exchange.protect_update(update, config, current.mask_terms())
+        chunks = exchange.protect_update(update, config, current.mask_terms(), secret=self._secret)
         digest, count, sent = hashlib.sha256(), 0, 0
 
         def messages() -> Iterator[pb.UpdateChunk]:
@@ -263,7 +383,7 @@ class ParticipantDaemon:
         received: list[bytes] = []
         for message in self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s):
             received.append(message.chunk)
-        mean_delta = exchange.reveal_mean(received, config)
+        mean_delta = exchange.reveal_mean(received, config, secret=self._secret)
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
         self._trainer.save(adapter_dir)
@@ -347,6 +467,43 @@ def accord_error(error: grpc.RpcError) -> Exception:
     return error
 
 
+REFUSED_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+"""Statuses by which the coordinator refuses this participant's certificate or identity."""
+
+
+def refusal(error: grpc.RpcError, *, kit: Path | None = None) -> ConfigError | None:
+    """The `ConfigError` that ends the daemon when no retry can help, else None.
+
+    Such refusals must never be retried: UNAUTHENTICATED or PERMISSION_DENIED (the
+    coordinator's roster does not know, or has revoked, this certificate, or it may not
+    speak for the id it claims), and a failed TLS handshake, which gRPC reports as
+    UNAVAILABLE naming the handshake (the coordinator's certificate is not from the kit's
+    CA, or does not name the host dialled). A client certificate the coordinator refuses
+    at the handshake looks like a closed socket and cannot be told from a restart;
+    `accord kit check` names it.
+
+    Args:
+        error: a failed call.
+        kit: the startup kit folder, named in the fix.
+    """
+    check = f"`accord kit check {kit}`" if kit is not None else "`accord kit check KIT_DIR`"
+    details = error.details() or ""
+    code = error.code()
+    if code in REFUSED_CODES:
+        return ConfigError(
+            f"the coordinator refuses this participant ({code.name}, {details}); run {check}, "
+            "and if the kit passes, ask the federation's operator whether this participant is "
+            "approved and not revoked (a revoked one needs new keys: `accord kit request`)"
+        )
+    if code is grpc.StatusCode.UNAVAILABLE and "handshake" in details.lower():
+        return ConfigError(
+            f"the TLS handshake with the coordinator failed ({details}); run {check}: the "
+            "coordinator's certificate must come from the kit's CA and name the host in the "
+            "coordinator address"
+        )
+    return None
+
+
 def _with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
     """Yield each item with a flag that is True for the last one (one item of lookahead)."""
     iterator = iter(items)
@@ -360,13 +517,21 @@ def _with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
     yield previous, True
 
 
-def _load_identity(path: Path) -> bytes:
+def _load_identity(config: ParticipantConfig, kit: Kit | None) -> bytes:
+    """This participant's raw Ed25519 identity key: the kit's, else `identity_key`'s file.
+
+    Raises:
+        ConfigError: no kit and the key file is missing or malformed.
+    """
+    if kit is not None:
+        return kit.identity_key
+    path = config.identity_key
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
-            f"[participant] identity_key = {str(path)!r}: no such file (provisioning issues it; "
-            "`accord demo` writes one)"
+            f"[participant] identity_key = {str(path)!r}: no such file (with mTLS, set kit = "
+            "KIT_DIR instead; `accord demo --insecure-plaintext` writes one)"
         ) from None
     return identity.load_private(data, what=f"identity key {path}")
 
@@ -375,3 +540,15 @@ def _write_json(path: Path, value: object) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
+
+
+def _local_ceremony_key(path: Path) -> bytes:
+    """Load, or make once (0600), the ceremony key of a participant without a kit."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private = agreement.generate_keypair().private
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(private)
+    return private

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.crypto import masks, pipeline, quantize
+from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.errors import IntegrityError
@@ -42,9 +43,13 @@ def protect_update(
     config: RoundConfig,
     mask_terms: Sequence[masks.MaskTerm],
     *,
+    secret: SecretContext | None = None,
     rng: np.random.Generator | None = None,
 ) -> Iterator[bytes]:
-    """The update as wire chunks, in order (masked and encrypted as the profile says)."""
+    """The update as wire chunks, in order (masked and encrypted as the profile says).
+
+    `secret` is the federation's CKKS key, needed by the CKKS profiles only.
+    """
     values = encode_update(update, config, rng or np.random.default_rng())
     return pipeline.protect(
         values,
@@ -54,11 +59,13 @@ def protect_update(
         mask_terms=mask_terms,
         modulus_bits=config.quant.modulus_bits,
         packing=config.packing,
-        secret=None,
+        secret=secret,
     )
 
 
-def reveal_mean(chunks: Iterable[bytes], config: RoundConfig) -> npt.NDArray[np.float32]:
+def reveal_mean(
+    chunks: Iterable[bytes], config: RoundConfig, *, secret: SecretContext | None = None
+) -> npt.NDArray[np.float32]:
     """The weighted mean change of the survivors, shape (d,).
 
     Raises:
@@ -71,7 +78,7 @@ def reveal_mean(chunks: Iterable[bytes], config: RoundConfig) -> npt.NDArray[np.
         element_count=config.element_count,
         modulus_bits=config.quant.modulus_bits,
         packing=config.packing,
-        secret=None,
+        secret=secret,
         federation_id=config.federation_id,
         round=config.round,
     )

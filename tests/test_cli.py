@@ -65,12 +65,6 @@ def test_demo_refuses_plaintext_without_the_flag() -> None:
     assert "--insecure-plaintext" in result.output
 
 
-def test_demo_names_the_missing_piece_for_secure_profiles() -> None:
-    result = runner.invoke(app, ["demo", "--insecure-plaintext", "--profile", "ckks+masks"])
-    assert result.exit_code == 2
-    assert "not wired" in result.output
-
-
 def test_config_errors_are_one_line_with_status_2(tmp_path) -> None:
     config = tmp_path / "coordinator.toml"
     config.write_text("[coordinator]\nthreshold = 0\n")

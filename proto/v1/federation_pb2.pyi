@@ -62,18 +62,20 @@ class RequestHeader(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., round: _Optional[int] = ..., stage: _Optional[_Union[Stage, str]] = ..., participant_id: _Optional[str] = ..., sequence: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class EnrollRequest(_message.Message):
-    __slots__ = ("header", "base_model_hash", "ceremony_public_key", "software_version", "adapter_parameters")
+    __slots__ = ("header", "base_model_hash", "ceremony_public_key", "software_version", "adapter_parameters", "ceremony_key_signature")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     CEREMONY_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    CEREMONY_KEY_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     header: RequestHeader
     base_model_hash: str
     ceremony_public_key: bytes
     software_version: str
     adapter_parameters: int
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., base_model_hash: _Optional[str] = ..., ceremony_public_key: _Optional[bytes] = ..., software_version: _Optional[str] = ..., adapter_parameters: _Optional[int] = ...) -> None: ...
+    ceremony_key_signature: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., base_model_hash: _Optional[str] = ..., ceremony_public_key: _Optional[bytes] = ..., software_version: _Optional[str] = ..., adapter_parameters: _Optional[int] = ..., ceremony_key_signature: _Optional[bytes] = ...) -> None: ...
 
 class RosterEntry(_message.Message):
     __slots__ = ("participant_id", "identity_public_key", "ceremony_public_key", "ceremony_key_signature")
@@ -118,12 +120,14 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, current_round: _Optional[int] = ..., stage: _Optional[_Union[Stage, str]] = ...) -> None: ...
 
 class SealedSecret(_message.Message):
-    __slots__ = ("recipient_id", "envelope")
+    __slots__ = ("recipient_id", "envelope", "signature")
     RECIPIENT_ID_FIELD_NUMBER: _ClassVar[int]
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     recipient_id: str
     envelope: bytes
-    def __init__(self, recipient_id: _Optional[str] = ..., envelope: _Optional[bytes] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, recipient_id: _Optional[str] = ..., envelope: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class CeremonyPost(_message.Message):
     __slots__ = ("header", "key_epoch", "public_context", "secrets")
@@ -144,18 +148,20 @@ class CeremonyRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ...) -> None: ...
 
 class CeremonyBundle(_message.Message):
-    __slots__ = ("key_epoch", "maker_id", "public_context", "sealed_secret", "ready")
+    __slots__ = ("key_epoch", "maker_id", "public_context", "sealed_secret", "ready", "signature")
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     MAKER_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     SEALED_SECRET_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     key_epoch: int
     maker_id: str
     public_context: bytes
     sealed_secret: bytes
     ready: bool
-    def __init__(self, key_epoch: _Optional[int] = ..., maker_id: _Optional[str] = ..., public_context: _Optional[bytes] = ..., sealed_secret: _Optional[bytes] = ..., ready: _Optional[bool] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, key_epoch: _Optional[int] = ..., maker_id: _Optional[str] = ..., public_context: _Optional[bytes] = ..., sealed_secret: _Optional[bytes] = ..., ready: _Optional[bool] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class RoundConfig(_message.Message):
     __slots__ = ("round", "profile", "selected", "threshold", "neighbour_degree", "graph_seed", "modulus_bits", "max_participants", "clip_norm", "value_bound", "weight_cap", "fields_per_real", "field_bits", "scale_bits", "poly_modulus_degree", "key_epoch", "element_count", "stage_deadline_s")
@@ -198,16 +204,18 @@ class RoundConfig(_message.Message):
     def __init__(self, round: _Optional[int] = ..., profile: _Optional[_Union[Profile, str]] = ..., selected: _Optional[_Iterable[str]] = ..., threshold: _Optional[int] = ..., neighbour_degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., modulus_bits: _Optional[int] = ..., max_participants: _Optional[int] = ..., clip_norm: _Optional[float] = ..., value_bound: _Optional[float] = ..., weight_cap: _Optional[int] = ..., fields_per_real: _Optional[int] = ..., field_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., poly_modulus_degree: _Optional[int] = ..., key_epoch: _Optional[int] = ..., element_count: _Optional[int] = ..., stage_deadline_s: _Optional[float] = ...) -> None: ...
 
 class SignedKeys(_message.Message):
-    __slots__ = ("participant_id", "encryption_public_key", "masking_public_key", "signature")
+    __slots__ = ("participant_id", "encryption_public_key", "masking_public_key", "signature", "sequence")
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     ENCRYPTION_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     MASKING_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     participant_id: str
     encryption_public_key: bytes
     masking_public_key: bytes
     signature: bytes
-    def __init__(self, participant_id: _Optional[str] = ..., encryption_public_key: _Optional[bytes] = ..., masking_public_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    sequence: int
+    def __init__(self, participant_id: _Optional[str] = ..., encryption_public_key: _Optional[bytes] = ..., masking_public_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class SealedShare(_message.Message):
     __slots__ = ("sender_id", "recipient_id", "envelope")
@@ -228,7 +236,7 @@ class TaskRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message")
+    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOUR_KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +244,8 @@ class Task(_message.Message):
     SURVIVORS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CEREMONY_KEYS_FIELD_NUMBER: _ClassVar[int]
+    KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     config: RoundConfig
     neighbour_keys: _containers.RepeatedCompositeFieldContainer[SignedKeys]
@@ -243,7 +253,9 @@ class Task(_message.Message):
     survivors: _containers.RepeatedScalarFieldContainer[str]
     dropped: _containers.RepeatedScalarFieldContainer[str]
     message: str
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ...) -> None: ...
+    ceremony_keys: _containers.RepeatedCompositeFieldContainer[RosterEntry]
+    key_epoch: int
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ...) -> None: ...
 
 class AdvertiseKeysRequest(_message.Message):
     __slots__ = ("header", "keys")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from accord import logs
-from accord.coordinator.orchestrator import Orchestrator, check_profile_wired
+from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.records import Header, Lifecycle
 from accord.crypto import pipeline
 from accord.crypto.messages import Stage
@@ -19,10 +19,10 @@ from accord.errors import (
     BadSignature,
     ConfigError,
     IntegrityError,
+    Malformed,
     NotAllowed,
     OutOfStage,
     Replayed,
-    UsageError,
 )
 
 from .plaintext_federation import (
@@ -196,9 +196,14 @@ def test_a_participant_with_another_base_model_is_refused(tmp_path, keys, clock,
     assert not orchestrator.status().members[2][1]  # urban stayed offline
 
 
-def test_secure_profiles_are_refused_until_wired(tmp_path, keys) -> None:
-    with pytest.raises(UsageError, match="not wired"):
-        check_profile_wired(make_config(tmp_path, keys, profile="ckks+masks"))
+def test_a_ckks_federation_refuses_enrolment_without_a_ceremony_key(
+    tmp_path, keys, clock, log
+) -> None:
+    config = make_config(tmp_path, keys, profile="ckks+masks", insecure_plaintext=True)
+    orchestrator = Orchestrator(config, log=log, clock=clock)
+    with pytest.raises(Malformed, match="ceremony key"):
+        orchestrator.enroll(header("energy"), base_model_hash=MODEL_HASH, adapter_parameters=10)
+    assert not orchestrator.status().members[0][1]
 
 
 def test_logs_are_structured_and_hold_no_payload(tmp_path, keys, clock, log) -> None:

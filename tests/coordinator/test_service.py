@@ -133,11 +133,23 @@ def test_an_upload_out_of_stage_is_failed_precondition(stub, keys) -> None:
     assert {p.participant_id: p.bytes_up for p in after.participants}["energy"] == receipt.bytes
 
 
-def test_methods_of_unwired_stages_are_unimplemented(stub) -> None:
+def test_a_masking_stage_message_in_a_profile_without_masks_is_out_of_stage(stub) -> None:
+    enroll(stub, "energy")
+    before = comparable(stub.GetStatus(pb.StatusRequest()))
     code, details = status_code(
-        lambda: stub.AdvertiseKeys(pb.AdvertiseKeysRequest(header=header("energy")))
+        lambda: stub.AdvertiseKeys(
+            pb.AdvertiseKeysRequest(
+                header=header("energy", stage=pb.ADVERTISE),
+                keys=pb.SignedKeys(
+                    participant_id="energy",
+                    encryption_public_key=bytes(32),
+                    masking_public_key=bytes(32),
+                ),
+            )
+        )
     )
-    assert code is grpc.StatusCode.UNIMPLEMENTED and "not wired" in details
+    assert code is grpc.StatusCode.FAILED_PRECONDITION and "advertise" in details
+    assert comparable(stub.GetStatus(pb.StatusRequest())) == before
 
 
 def test_plaintext_transport_is_refused_without_the_flag(tmp_path, keys) -> None:

@@ -33,22 +33,49 @@ def _members() -> tuple[dict, dict, dict]:
     return ids, boxes, keys
 
 
-def test_every_participant_opens_the_same_secret_and_the_coordinator_only_gets_public() -> None:
-    ids, boxes, keys = _members()
-    made = ceremony.make(
+def _make(ids: dict, keys: dict) -> ceremony.Ceremony:
+    return ceremony.make(
         keys,
         {p: k.public for p, k in ids.items()},
         federation_id="fed",
         key_epoch=1,
         maker="energy",
+        maker_identity_private=ids["energy"].private,
     )
-    assert set(made.sealed) == {"residential", "urban"}
+
+
+def _open(made: ceremony.Ceremony, ids: dict, box: bytes, **overrides: object) -> object:
+    arguments: dict = {
+        "federation_id": "fed",
+        "key_epoch": 1,
+        "recipient": "urban",
+        "public": made.public,
+        "signature": made.signatures["urban"],
+        "maker": "energy",
+        "maker_identity_public": ids["energy"].public,
+        **overrides,
+    }
+    return ceremony.open_secret(made.sealed["urban"], box, **arguments)
+
+
+def test_every_participant_opens_the_same_secret_and_the_coordinator_only_gets_public() -> None:
+    ids, boxes, keys = _members()
+    made = _make(ids, keys)
+    assert set(made.sealed) == set(NAMES)
     spec = choose_packing(16, 3)
     values = np.arange(100, dtype=np.uint32)
     ciphertext = made.secret.encrypt(pack(values, spec), spec)
-    for p in ("residential", "urban"):
+    for p in NAMES:
         opened = ceremony.open_secret(
-            made.sealed[p], boxes[p].private, federation_id="fed", key_epoch=1, recipient=p
+            made.sealed[p],
+            boxes[p].private,
+            federation_id="fed",
+            key_epoch=1,
+            recipient=p,
+            public=made.public,
+            signature=made.signatures[p],
+            maker="energy",
+            maker_identity_public=ids["energy"].public,
         )
         np.testing.assert_array_equal(opened.decrypt_packed(ciphertext, spec, 100), values)
     public = PublicContext.from_bytes(made.public)
@@ -62,13 +89,7 @@ def test_a_ceremony_key_swapped_by_the_coordinator_is_refused() -> None:
     evil = agreement.generate_keypair(seeded_bytes("evil"))
     swapped = {**keys, "urban": dataclasses.replace(keys["urban"], ceremony_public=evil.public)}
     with pytest.raises(BadSignature, match="ceremony key of urban"):
-        ceremony.make(
-            swapped,
-            {p: k.public for p, k in ids.items()},
-            federation_id="fed",
-            key_epoch=1,
-            maker="energy",
-        )
+        _make(ids, swapped)
 
 
 @pytest.mark.parametrize(
@@ -79,18 +100,39 @@ def test_an_envelope_opens_only_for_its_federation_epoch_and_recipient(
     federation_id: str, key_epoch: int, recipient: str
 ) -> None:
     ids, boxes, keys = _members()
-    made = ceremony.make(
-        keys,
-        {p: k.public for p, k in ids.items()},
-        federation_id="fed",
-        key_epoch=1,
-        maker="energy",
-    )
-    with pytest.raises(IntegrityError):
-        ceremony.open_secret(
-            made.sealed["urban"],
+    made = _make(ids, keys)
+    with pytest.raises((IntegrityError, BadSignature)):
+        _open(
+            made,
+            ids,
             boxes["urban"].private,
             federation_id=federation_id,
             key_epoch=key_epoch,
             recipient=recipient,
+        )
+    assert _open(made, ids, boxes["urban"].private) is not None
+
+
+def test_a_key_made_by_the_coordinator_is_refused_even_when_sealed_correctly() -> None:
+    ids, boxes, keys = _members()
+    made = _make(ids, keys)
+    # The coordinator knows every ceremony public key, so it can seal a key of its own...
+    from accord.crypto import envelope
+    from accord.crypto.ckks import SecretContext
+
+    own = SecretContext.generate()
+    forged = envelope.seal(
+        own.to_bytes(), keys["urban"].ceremony_public, aad=b"accord/v1/ceremony" + b"x"
+    )
+    with pytest.raises(BadSignature):
+        ceremony.open_secret(
+            forged,
+            boxes["urban"].private,
+            federation_id="fed",
+            key_epoch=1,
+            recipient="urban",
+            public=own.public().to_bytes(),
+            signature=made.signatures["urban"],
+            maker="energy",
+            maker_identity_public=ids["energy"].public,
         )
