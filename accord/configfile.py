@@ -200,9 +200,14 @@ def dumps(config: BaseModel, section: str, *, relative_to: Path | None = None) -
     to it. `load(dumps(c, s, relative_to=folder))` from that folder gives back `c`.
     """
     lines = [f"[{section}]"]
+    tables: list[str] = []
     for name, info in type(config).model_fields.items():
         value = getattr(config, name)
         if value is None:
+            continue
+        if isinstance(value, BaseModel):
+            # A nested settings group becomes its own `[section.name]` table.
+            tables.append(dumps(value, f"{section}.{name}", relative_to=relative_to))
             continue
         if (
             isinstance(value, Path)
@@ -213,4 +218,4 @@ def dumps(config: BaseModel, section: str, *, relative_to: Path | None = None) -
         if info.description:
             lines.append(f"# {info.description}")
         lines.append(f"{name} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *("\n" + table for table in tables)]) + "\n"

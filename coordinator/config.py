@@ -1,8 +1,12 @@
 """The coordinator's settings: one `[coordinator]` table in a TOML file.
 
 Every setting has a default that works on one machine except the federation's
-members: `participants` and their `identity_keys` come from provisioning (issue #4;
-`accord demo` writes them itself). Relative paths resolve against the file's folder.
+members. With mTLS (the default) they come from provisioning: `tls_dir` and `roster`
+name what `accord provision federation.toml --out DIR` wrote to `DIR/coordinator/`,
+and the roster lists the participants and their identity keys. Only with
+`insecure_plaintext = true` (loopback debugging) does the file list `participants` and
+their `identity_keys` itself, as `accord demo --insecure-plaintext` writes them.
+Relative paths resolve against the file's folder.
 """
 
 from __future__ import annotations
@@ -55,17 +59,34 @@ class CoordinatorConfig(BaseModel):
     participants: list[str] = Field(
         default_factory=lambda: ["energy", "residential", "urban"],
         min_length=2,
-        description="ids of the federation's participants",
+        description="ids of the federation's participants; with mTLS, unset means every active "
+        "participant of the roster",
     )
     identity_keys: dict[str, str] = Field(
         default_factory=dict,
-        description='Ed25519 identity public key of each participant, `name = "<64 hex digits>"`, '
-        "as issued at provisioning",
+        description="insecure_plaintext only: Ed25519 identity public key of each participant, "
+        '`name = "<64 hex digits>"`; with mTLS the keys come from the roster',
+    )
+    tls_dir: Path | None = Field(
+        None,
+        description="folder with the coordinator's TLS files (server.pem, server.key, ca.pem) "
+        "as `accord provision federation.toml --out DIR` writes them to DIR/coordinator; "
+        "required unless insecure_plaintext = true",
+    )
+    roster: Path | None = Field(
+        None,
+        description="the federation's roster.json (DIR/coordinator/roster.json from `accord "
+        "provision`); required unless insecure_plaintext = true",
     )
     threshold: int = Field(
         2, ge=2, description="least number of participants whose inputs are summed"
     )
-    rounds: int = Field(2, ge=1, description="rounds to run before the federation is finished")
+    rounds: int = Field(
+        2,
+        ge=1,
+        description="rounds to complete before the federation is finished; an aborted round "
+        "is tried again under a new number, at most 3 numbers per planned round",
+    )
     stage_deadline_s: float = Field(
         60.0, gt=0, description="seconds a round stage waits for late participants"
     )
@@ -77,6 +98,12 @@ class CoordinatorConfig(BaseModel):
     )
     heartbeat_interval_s: float = Field(
         2.0, gt=0, description="seconds between a participant's heartbeats"
+    )
+    neighbour_degree: int = Field(
+        0,
+        ge=0,
+        description="SecAgg+ neighbours per participant (even, >= threshold); 0 means everyone "
+        "(the complete graph of SecAgg, right for small federations)",
     )
     modulus_bits: Literal[8, 12, 16, 24, 32] = Field(
         16, description="bits b of the aggregation group Z_2^b"
@@ -95,14 +122,19 @@ class CoordinatorConfig(BaseModel):
     )
     insecure_plaintext: bool = Field(
         False,
-        description="serve without TLS on loopback; allowed only for tests and demos until mTLS "
-        "arrives with provisioning (issue #4)",
+        description="serve without TLS (loopback debugging, tests and `--profile none` only); "
+        "the default is mTLS from the files of `accord provision`",
     )
 
     @field_validator("state_dir")
     @classmethod
     def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
         return resolve_path(value, info)
+
+    @field_validator("tls_dir", "roster")
+    @classmethod
+    def _resolve_optional(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
 
     @field_validator("participants")
     @classmethod
@@ -118,16 +150,26 @@ class CoordinatorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CoordinatorConfig:
-        if self.threshold > len(self.participants):
+        if self.profile is Profile.NONE and not self.insecure_plaintext:
+            raise ValueError(
+                "profile = none sends updates in clear; it needs insecure_plaintext = true "
+                "(benchmarks and demos only)"
+            )
+        # With mTLS and no explicit list, the roster names the participants (`server.start`
+        # checks the threshold against it).
+        listed = self.insecure_plaintext or "participants" in self.model_fields_set
+        if listed and self.threshold > len(self.participants):
             raise ValueError(
                 f"threshold = {self.threshold} exceeds the {len(self.participants)} participants "
                 "(lower it, or add participants)"
             )
+        if not self.insecure_plaintext:
+            return self._check_tls()
         missing = [p for p in self.participants if p not in self.identity_keys]
         if missing:
             raise ValueError(
                 f'identity_keys: no key for {", ".join(missing)} (add `name = "<64 hex digits>"`; '
-                "`accord demo` writes them, `accord provision` will)"
+                "`accord demo --insecure-plaintext` writes them)"
             )
         unknown = sorted(set(self.identity_keys) - set(self.participants))
         if unknown:
@@ -141,10 +183,20 @@ class CoordinatorConfig(BaseModel):
                 raise ValueError(
                     f"identity_keys.{name}: must be 64 hex digits (a raw Ed25519 public key)"
                 )
-        if self.profile is Profile.NONE and not self.insecure_plaintext:
+        return self
+
+    def _check_tls(self) -> CoordinatorConfig:
+        for field in ("tls_dir", "roster"):
+            if getattr(self, field) is None:
+                raise ValueError(
+                    f"{field}: required unless insecure_plaintext = true (run `accord provision "
+                    f'federation.toml --out DIR`, then set tls_dir = "DIR/coordinator" and '
+                    'roster = "DIR/coordinator/roster.json")'
+                )
+        if self.identity_keys:
             raise ValueError(
-                "profile = none sends updates in clear; it needs insecure_plaintext = true "
-                "(benchmarks and demos only)"
+                "identity_keys: only for insecure_plaintext = true; with mTLS the identity keys "
+                "come from the roster (remove identity_keys)"
             )
         return self
 
@@ -164,5 +216,8 @@ class CoordinatorConfig(BaseModel):
         return self.store_url or f"sqlite:///{self.state_dir / 'coordinator.sqlite'}"
 
     def identities(self) -> dict[str, bytes]:
-        """Each participant's raw Ed25519 identity public key."""
+        """Each participant's raw Ed25519 identity public key from `identity_keys`.
+
+        Empty with mTLS: `server.start` then takes the keys from the roster.
+        """
         return {name: bytes.fromhex(key) for name, key in self.identity_keys.items()}

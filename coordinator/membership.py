@@ -100,6 +100,50 @@ class Membership:
         member.state = "enrolled"
         member.last_seen_s = self._clock()
 
+    def snapshot(self) -> dict[str, object]:
+        """What a restart needs: the model the federation fixed and who enrolled with what.
+
+        Liveness and byte counts are not kept: members are online again once they call.
+        """
+        return {
+            "base_model_hash": self._base_model_hash,
+            "adapter_parameters": self._adapter_parameters,
+            "members": {
+                m.name: {
+                    "order": m.enrolled_order,
+                    "ceremony_public": m.ceremony_key.ceremony_public.hex()
+                    if m.ceremony_key
+                    else None,
+                    "ceremony_signature": m.ceremony_key.signature.hex()
+                    if m.ceremony_key
+                    else None,
+                }
+                for m in self._members.values()
+                if m.enrolled
+            },
+        }
+
+    def restore(self, snapshot: dict[str, object]) -> None:
+        """Load a `snapshot()` taken before a restart; members no longer configured are dropped."""
+        self._base_model_hash = snapshot.get("base_model_hash")  # type: ignore[assignment]
+        self._adapter_parameters = snapshot.get("adapter_parameters")  # type: ignore[assignment]
+        members = snapshot.get("members", {})
+        assert isinstance(members, dict)
+        for name, saved in members.items():
+            member = self._members.get(name)
+            if member is None:
+                continue
+            member.enrolled = True
+            member.state = "enrolled before a restart"
+            member.enrolled_order = saved["order"]
+            if saved["ceremony_public"]:
+                member.ceremony_key = CeremonyKey(
+                    participant=name,
+                    ceremony_public=bytes.fromhex(saved["ceremony_public"]),
+                    signature=bytes.fromhex(saved["ceremony_signature"]),
+                )
+        self._enrolments = max((m.enrolled_order for m in self._members.values()), default=0)
+
     def seen(self, name: str, *, state: str | None = None) -> None:
         """Note a request from `name` (and the state it reports, if any)."""
         member = self._members[name]

@@ -32,6 +32,7 @@ from accord import logs
 from accord.coordinator.aggregation import RoundSum, round_config
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.membership import Membership
+from accord.coordinator.persistence import FederationRecords
 from accord.coordinator.records import (
     Assignment,
     Header,
@@ -42,6 +43,7 @@ from accord.coordinator.records import (
     Status,
     Upload,
 )
+from accord.coordinator.spool import Spool
 from accord.crypto import ceremony, identity
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
@@ -58,6 +60,8 @@ from accord.errors import Malformed, NotAllowed, OutOfStage, Oversized
 
 RECENT_ROUNDS = 100
 """How many round summaries `status()` keeps."""
+MAX_ATTEMPTS_PER_ROUND = 3
+"""A federation gives up after this many round numbers per planned round."""
 
 
 class Orchestrator:
@@ -70,6 +74,7 @@ class Orchestrator:
         random_bytes: source of the public per-round graph seed.
         identities: each participant's Ed25519 identity public key (from the provisioning
             roster); the config's `identity_keys` when None.
+        records: the durable store's side; without it nothing survives a restart.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class Orchestrator:
         clock: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
         identities: Mapping[str, bytes] | None = None,
+        records: FederationRecords | None = None,
     ) -> None:
         self.config = config
         self._log = log
@@ -105,6 +111,38 @@ class Orchestrator:
         self._maker = ""
         self._recipients: tuple[str, ...] = ()
         self._ceremony_started_s = 0.0
+        self._records = records
+        if records is not None:
+            self._resume(records)
+
+    def _resume(self, records: FederationRecords) -> None:
+        """Pick up where the store says the federation was (after a restart)."""
+        members = records.load_members()
+        if members is not None:
+            self._members.restore(members)
+        self._keys = records.load_keys()
+        resumed = records.resume()
+        self._round_number = resumed.last_round
+        self._rounds_completed = resumed.rounds_completed
+        self._history = list(resumed.history[-RECENT_ROUNDS:])
+        if resumed.aggregate is not None:
+            config, outcome = resumed.aggregate
+            self._round = CoordinatorRound.resume_aggregate(config, self._identities, outcome)
+            self._aggregate = records.aggregate_chunks(config.round)
+            self._lifecycle = Lifecycle.ROUND
+            self._stage_started_s = self._clock()
+            self._stage_seen = Stage.AGGREGATE
+            self._record = RoundRecord(round=config.round, started_s=self._stage_started_s)
+        elif self._finished():
+            self._lifecycle = Lifecycle.FINISHED
+        logs.event(
+            self._log,
+            "resumed",
+            round=self._round_number,
+            rounds_completed=self._rounds_completed,
+            stage=self._round.stage.value if self._round else None,
+            key_epoch=self._keys.epoch,
+        )
 
     @property
     def identities(self) -> dict[str, bytes]:
@@ -154,6 +192,8 @@ class Orchestrator:
                 adapter_parameters=adapter_parameters,
                 ceremony_key=ceremony_key,
             )
+            if self._records is not None:
+                self._records.save_members(self._members.snapshot())
             logs.event(self._log, "enrolled", participant=header.participant)
             self._advance()
             return self._round_number
@@ -212,6 +252,8 @@ class Orchestrator:
                 sealed=dict(sealed),
                 holders=frozenset(self._recipients),
             )
+            if self._records is not None:
+                self._records.save_keys(self._keys)
             logs.event(
                 self._log,
                 "key_ceremony_done",
@@ -263,7 +305,10 @@ class Orchestrator:
             current = self._current_round(header, Stage.UPLOAD)
             current.may_upload(header.participant)
             return Upload(
-                participant=header.participant, round=header.round, started_s=self._clock()
+                participant=header.participant,
+                round=header.round,
+                chunks=Spool(self.config.state_dir / "spool"),
+                started_s=self._clock(),
             )
 
     def take_chunk(self, upload: Upload, header: Header, chunk: bytes) -> None:
@@ -327,6 +372,7 @@ class Orchestrator:
                 chunks=len(upload.chunks),
                 duration_s=round(self._clock() - upload.started_s, 4),
             )
+            upload.chunks.close()  # added in: the coordinator keeps no per-participant upload
             self._deliver(replies)
             self._changed.notify_all()
             return digest
@@ -507,6 +553,11 @@ class Orchestrator:
             if len(others) >= self.config.threshold:
                 self._start_ceremony(others)
 
+    def _finished(self) -> bool:
+        """Done after `rounds` completed rounds; aborted ones are retried, up to a limit."""
+        attempts = self.config.rounds * MAX_ATTEMPTS_PER_ROUND
+        return self._rounds_completed >= self.config.rounds or self._round_number >= attempts
+
     def _begin(self, selected: tuple[str, ...]) -> None:
         """Start a round with `selected`, after a key ceremony when some lack the CKKS key."""
         if self.config.profile.uses_ckks and not set(selected) <= self._keys.holders:
@@ -539,6 +590,8 @@ class Orchestrator:
             key_epoch=self._keys.epoch,
         )
         self._round = CoordinatorRound(config, self._identities)
+        if self._records is not None:
+            self._records.round_started(config)
         public = PublicContext.from_bytes(self._keys.public) if config.profile.uses_ckks else None
         self._sum = RoundSum(config, public=public, max_chunk_bytes=self.config.max_message_bytes)
         self._inbox = {}
@@ -561,7 +614,7 @@ class Orchestrator:
 
     def _deliver(self, replies: list[CoordinatorMessage]) -> None:
         """Take the round machine's output after a transition; start what follows."""
-        assert self._round is not None and self._record is not None and self._sum is not None
+        assert self._round is not None and self._record is not None
         for reply in replies:
             self._inbox[reply.recipient] = reply
         stage = self._round.stage
@@ -574,9 +627,15 @@ class Orchestrator:
             self._stage_started_s = now
             logs.event(self._log, "stage_opened", round=self._round_number, stage=stage.value)
             if stage is Stage.AGGREGATE:
-                self._aggregate = list(self._sum.finish(self._round.outcome.correction))
+                assert self._sum is not None
+                outcome = self._round.outcome
+                self._aggregate = list(self._sum.finish(outcome.correction))
+                if self._records is not None:
+                    self._records.aggregate_ready(self._round_number, outcome, self._aggregate)
             elif stage in (Stage.DONE, Stage.ABORTED):
                 self._finish_round(now)
+            elif self._records is not None:
+                self._records.stage_opened(self._round_number, stage)
         self._changed.notify_all()
 
     def _finish_round(self, now: float) -> None:
@@ -587,7 +646,11 @@ class Orchestrator:
         if self._round.stage is Stage.DONE:
             record.survivors = self._round.outcome.survivors
             self._rounds_completed += 1
+            if self._records is not None:
+                self._records.round_done(record)
         else:
+            if self._records is not None:
+                self._records.round_aborted(record.round, self._round.abort_reason)
             record.message = self._round.abort_reason
         self._history.append(record)
         del self._history[:-RECENT_ROUNDS]
@@ -605,7 +668,7 @@ class Orchestrator:
         )
         self._sum = None
         self._aggregate = []
-        if self._round_number >= self.config.rounds:
+        if self._finished():
             self._lifecycle = Lifecycle.FINISHED
             logs.event(self._log, "federation_finished", rounds=self._round_number)
             return

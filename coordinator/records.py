@@ -11,6 +11,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
+from accord.coordinator.spool import Spool
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.messages import CoordinatorMessage, RoundConfig, Stage
 
@@ -96,11 +97,14 @@ class RoundRecord:
 
 @dataclass
 class Upload:
-    """One participant's upload while it streams in, checked but not yet summed."""
+    """One participant's upload while it streams in, checked but not yet summed.
+
+    Its chunks wait on disk (`Spool`), not in memory.
+    """
 
     participant: str
     round: int
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: Spool
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     bytes: int = 0
     started_s: float = 0.0

@@ -4,6 +4,15 @@
 the Coordinator service, the standard health service and reflection, starts the deadline
 ticker and the optional Prometheus endpoint, and runs until SIGTERM or SIGINT.
 
+Transport: mTLS by default. The port serves only with `tls.server_credentials(tls_dir)`
+(client certificates from the federation's CA required), every call answers with the
+server's clock as `date` metadata (`tls.DateHeaderInterceptor`, for `accord kit check`),
+and every request header's participant id is checked against the caller's certificate
+in the roster (`tls.authenticate`, from `CoordinatorService._header`). The roster is
+read once at start for the members and their identity keys, and re-stated at most once
+a second (`ROSTER_CHECK_INTERVAL_S`) so that a revocation takes effect without a
+restart. `insecure_plaintext = true` serves without TLS, for loopback debugging only.
+
 `AccordErrorInterceptor` is the one place where an `AccordError` becomes a gRPC status
 (`grpc_status` on its class); anything else is a bug and answers INTERNAL.
 """
@@ -24,10 +33,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from accord import logs, transport
+from accord.coordinator import tls
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.metrics import start_metrics
 from accord.coordinator.orchestrator import Orchestrator
+from accord.coordinator.persistence import FederationRecords
+from accord.coordinator.roster import Roster
 from accord.coordinator.service import CoordinatorService
+from accord.coordinator.store import Store, open_store
 from accord.errors import AccordError, ConfigError
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -35,6 +48,9 @@ from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Coordinator"].full_name
 TICK_S = 0.2
 """How often stage deadlines are checked."""
+
+ROSTER_CHECK_INTERVAL_S = 1.0
+"""Least seconds between two stats of the roster file: a revocation takes effect within it."""
 
 
 def _answer(context: grpc.ServicerContext, error: Exception, log: logging.Logger) -> NoReturn:
@@ -102,34 +118,57 @@ class RunningServer:
     port: int
     orchestrator: Orchestrator
     stop_ticker: threading.Event
+    roster: Roster | None = None
+    """The live roster (None with `insecure_plaintext`)."""
+    store: Store | None = None
+    """The durable store, closed on `stop()`."""
 
     def stop(self, grace_s: float = transport.GRACEFUL_STOP_S) -> None:
         """Stop ticking and serving; running calls get `grace_s` to finish."""
         self.stop_ticker.set()
         self.server.stop(grace_s).wait()
+        if self.store is not None:
+            self.store.close()
 
 
 def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
     """Bind, register the services and start serving in background threads.
 
     Raises:
-        ConfigError: TLS is required (mTLS arrives with provisioning), or the port is taken.
+        ConfigError: a TLS file or the roster is missing or malformed, the roster is of
+            another federation or lacks a listed participant, or the port is taken.
         UsageError: the profile is not wired into the services yet.
     """
+    roster: Roster | None = None
+    credentials: grpc.ServerCredentials | None = None
+    interceptors: list[grpc.ServerInterceptor] = [AccordErrorInterceptor(log)]
     if not config.insecure_plaintext:
-        raise ConfigError(
-            "[coordinator] insecure_plaintext = false: mTLS arrives with provisioning (issue #4); "
-            "until then only insecure_plaintext = true (loopback tests and demos) can serve"
-        )
-    orchestrator = Orchestrator(config, log=log)
+        if config.tls_dir is None or config.roster is None:  # the config's validator says so
+            raise ConfigError("[coordinator] tls_dir and roster are required with mTLS")
+        credentials = tls.server_credentials(config.tls_dir)
+        roster = Roster.load(config.roster, check_interval_s=ROSTER_CHECK_INTERVAL_S)
+        config = _members_from_roster(config, roster)
+        # Outermost, so that every answer carries the clock, refusals included.
+        interceptors.insert(0, tls.DateHeaderInterceptor())
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(config.resolved_store_url)
+    orchestrator = Orchestrator(
+        config,
+        log=log,
+        identities=roster.identity_keys() if roster is not None else None,
+        records=FederationRecords(store),
+    )
     workers = 4 * len(config.participants) + 8
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accord-rpc"),
-        interceptors=[AccordErrorInterceptor(log)],
+        interceptors=interceptors,
         options=transport.server_options(config.max_message_bytes),
         maximum_concurrent_rpcs=workers * 4,
     )
-    pb_grpc.add_CoordinatorServicer_to_server(CoordinatorService(config, orchestrator), server)
+    service = CoordinatorService(
+        config, orchestrator, authenticate=_authenticator(roster) if roster is not None else None
+    )
+    pb_grpc.add_CoordinatorServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -137,7 +176,10 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
     )
     address = f"{config.listen_host}:{config.listen_port}"
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as error:
         raise ConfigError(f"[coordinator] listen_port: cannot bind {address} ({error})") from None
     server.start()
@@ -160,8 +202,49 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         profile=config.profile.value,
         participants=list(config.participants),
         rounds=config.rounds,
+        transport="insecure-plaintext" if roster is None else "mtls",
     )
-    return RunningServer(server, port, orchestrator, stop_ticker)
+    return RunningServer(server, port, orchestrator, stop_ticker, roster, store)
+
+
+def _members_from_roster(config: CoordinatorConfig, roster: Roster) -> CoordinatorConfig:
+    """`config` with the roster's active participants, unless it lists its own subset.
+
+    Raises:
+        ConfigError: the roster is another federation's, a listed participant is not
+            active in it, or the threshold exceeds its participants.
+    """
+    where = f"[coordinator] roster = {str(roster.path)!r}"
+    if roster.federation_id != config.federation_id:
+        raise ConfigError(
+            f"{where}: the roster is of federation {roster.federation_id!r}, but federation_id "
+            f"= {config.federation_id!r} (set federation_id = {roster.federation_id!r})"
+        )
+    active = roster.active_ids()
+    if "participants" in config.model_fields_set:
+        missing = [name for name in config.participants if name not in active]
+        if missing:
+            raise ConfigError(
+                f"{where}: {', '.join(missing)} is not an active participant in the roster "
+                "(approve it with `accord provision approve`, or remove it from participants)"
+            )
+        return config
+    if config.threshold > len(active):
+        raise ConfigError(
+            f"{where}: threshold = {config.threshold} exceeds the {len(active)} active "
+            "participants of the roster (lower threshold, or approve more participants)"
+        )
+    # The roster validated the ids (pattern, unique); the threshold check bounds the count.
+    return config.model_copy(update={"participants": active})
+
+
+def _authenticator(roster: Roster) -> Callable[[grpc.ServicerContext, str], None]:
+    """The check `CoordinatorService` makes for every request header (see `tls.authenticate`)."""
+
+    def authenticate(context: grpc.ServicerContext, claimed_participant_id: str) -> None:
+        tls.authenticate(context, roster, claimed_participant_id)
+
+    return authenticate
 
 
 def serve(config: CoordinatorConfig, *, log: logging.Logger) -> None:

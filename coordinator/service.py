@@ -84,15 +84,19 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     ) -> pb.UploadReceipt:
         upload = None
         header = None
-        for message in request_iterator:
-            header = self._header(message.header, context)
-            if upload is None:
-                upload = self._orchestrator.open_upload(header)
-            self._orchestrator.take_chunk(upload, header, message.chunk)
-        if upload is None or header is None:
-            raise Malformed("an upload needs at least one chunk")
-        digest = self._orchestrator.finish_upload(upload, header)
-        return pb.UploadReceipt(chunks=len(upload.chunks), bytes=upload.bytes, digest=digest)
+        try:
+            for message in request_iterator:
+                header = self._header(message.header, context)
+                if upload is None:
+                    upload = self._orchestrator.open_upload(header)
+                self._orchestrator.take_chunk(upload, header, message.chunk)
+            if upload is None or header is None:
+                raise Malformed("an upload needs at least one chunk")
+            digest = self._orchestrator.finish_upload(upload, header)
+            return pb.UploadReceipt(chunks=len(upload.chunks), bytes=upload.bytes, digest=digest)
+        finally:
+            if upload is not None:
+                upload.chunks.close()
 
     def DownloadAggregate(
         self, request: pb.AggregateRequest, context: grpc.ServicerContext

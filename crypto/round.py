@@ -121,6 +121,22 @@ class CoordinatorRound:
             (Stage.UNMASK, UnmaskShares): (self._check_unmask, self._apply_unmask),
         }
 
+    @classmethod
+    def resume_aggregate(
+        cls, config: RoundConfig, identities: Mapping[str, bytes], outcome: RoundOutcome
+    ) -> CoordinatorRound:
+        """A round whose aggregate was stored before a coordinator restart, back in AGGREGATE.
+
+        Only the aggregate stage survives a restart: its outcome (survivors, dropped) is all
+        it needs, and serving the stored aggregate again is idempotent. Rounds that were in
+        an earlier stage are aborted by the driver instead.
+        """
+        machine = cls(config, identities)
+        machine._stage = Stage.AGGREGATE
+        machine._live = frozenset(outcome.survivors)
+        machine._outcome = RoundOutcome(outcome.survivors, outcome.dropped, correction=())
+        return machine
+
     # ---- what the driver reads ----
 
     @property

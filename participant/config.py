@@ -1,18 +1,30 @@
 """A participant's settings: one `[participant]` table in a TOML file.
 
-Every setting but `name` has a default that works on one machine. Relative paths
-resolve against the file's folder. Settings the whole federation must share (the base
-model's seed and the adapter's shape) are checked at enrolment: the coordinator
+With mTLS (the default) the one required setting is `kit`, the startup kit folder
+from `accord kit package` (or `accord provision federation.toml --out DIR`, which
+writes `DIR/kits/<name>`): `name`, `federation_id`, `coordinator` and `identity_key`
+are then taken from it (`coordinator` may still be overridden). Only with
+`insecure_plaintext = true` (loopback debugging) are `name` and `identity_key` given
+here instead. Every other setting has a default that works on one machine. Relative
+paths resolve against the file's folder. Settings the whole federation must share (the
+base model's seed and the adapter's shape) are checked at enrolment: the coordinator
 refuses a participant whose base model hash or adapter size differs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from accord.configfile import resolve_path
+from accord.participant.ml_config import (
+    BUNDLED_BASE_MODEL,
+    DataQualityConfig,
+    DpConfig,
+    TrainingConfig,
+)
 from accord.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -24,7 +36,9 @@ class ParticipantConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     name: str = Field(
-        pattern=NAME_PATTERN, description="this participant's id, as listed by the coordinator"
+        pattern=NAME_PATTERN,
+        description="this participant's id, as listed by the coordinator (with a kit, the "
+        "kit's participant id)",
     )
     federation_id: str = Field(
         "accord-demo", pattern=NAME_PATTERN, description="the federation to join"
@@ -32,7 +46,14 @@ class ParticipantConfig(BaseModel):
     coordinator: str = Field(
         "127.0.0.1:50051",
         pattern=r"^[^\s:]+:[0-9]{1,5}$|^\[[0-9a-fA-F:]+\]:[0-9]{1,5}$",
-        description="host:port of the coordinator's gRPC server",
+        description="host:port of the coordinator's gRPC server (with a kit, the kit's unless "
+        "set here)",
+    )
+    kit: Path | None = Field(
+        None,
+        description="folder of this participant's startup kit (mTLS certificate and keys, "
+        "identity key, pinned CA, coordinator address); the daemon needs one unless "
+        "insecure_plaintext = true",
     )
     state_dir: Path = Field(
         Path("participant"),
@@ -43,7 +64,7 @@ class ParticipantConfig(BaseModel):
     )
     identity_key: Path = Field(
         Path("identity.pem"),
-        description="Ed25519 identity private key (PKCS#8 PEM) issued at provisioning",
+        description="Ed25519 identity private key (PKCS#8 PEM); with a kit, the kit's identity.key",
     )
     seed: int = Field(0, ge=0, description="seed of this participant's data and training noise")
     model_seed: int = Field(
@@ -54,7 +75,31 @@ class ParticipantConfig(BaseModel):
     batch_size: int = Field(32, ge=1, description="samples per optimizer step")
     learning_rate: float = Field(0.05, gt=0, description="SGD learning rate of local training")
     lora_rank: int = Field(4, ge=1, description="rank r of the LoRA adapter")
+    base_model: str = Field(
+        BUNDLED_BASE_MODEL,
+        min_length=1,
+        description="the multimodal trainer's base model: a registered name "
+        "(accord/incident-dual-encoder, accord/tiny-dual-encoder) or a local Hugging Face "
+        "checkpoint folder; the federation pins its hash",
+    )
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig,
+        description="[participant.training]: adapter shape, local loop, server optimizer",
+    )
+    dp: DpConfig = Field(
+        default_factory=DpConfig, description="[participant.dp]: sample-level DP-SGD"
+    )
+    data_quality: DataQualityConfig = Field(
+        default_factory=DataQualityConfig,
+        description="[participant.data_quality]: use of check-data's findings",
+    )
     poll_s: float = Field(10.0, gt=0, description="seconds one long-poll for a task may wait")
+    exit_before_stage: Literal["advertise", "share", "upload", "unmask"] | None = Field(
+        None,
+        description="demos and tests only: the process dies abruptly (exit status 17) right "
+        "before it sends its message of this stage in round `exit_in_round`",
+    )
+    exit_in_round: int = Field(1, ge=1, description="the round `exit_before_stage` applies to")
     connect_timeout_s: float = Field(
         60.0, gt=0, description="seconds to wait for the coordinator to answer at start"
     )
@@ -65,11 +110,48 @@ class ParticipantConfig(BaseModel):
     )
     insecure_plaintext: bool = Field(
         False,
-        description="connect without TLS; allowed only for tests and demos until mTLS arrives "
-        "with provisioning (issue #4)",
+        description="connect without TLS (loopback debugging, tests and `--profile none` "
+        "only); the default is mTLS with the startup kit",
     )
 
-    @field_validator("state_dir", "data_dir", "identity_key")
+    @model_validator(mode="before")
+    @classmethod
+    def _from_kit(cls, data: Any, info: ValidationInfo) -> Any:
+        """Take name, federation, coordinator and identity key from the kit's `kit.toml`."""
+        if not isinstance(data, dict):
+            return data
+        kit = data.get("kit")
+        if not isinstance(kit, (str, Path)):
+            # No kit (the daemon refuses that without insecure_plaintext; training tools and
+            # tests need none), or not a path (the field's own validation says so).
+            return data
+        from accord.errors import AccordError
+        from accord.participant.kit import IDENTITY_KEY_FILE, KitManifest
+
+        folder = resolve_path(Path(kit), info)
+        try:
+            manifest = KitManifest.read(folder)
+        except AccordError as error:
+            raise ValueError(f"kit = {str(folder)!r}: {error}") from None
+        table = dict(data)
+        owned = {"name": manifest.participant_id, "federation_id": manifest.federation_id}
+        for field, value in owned.items():
+            if table.setdefault(field, value) != value:
+                raise ValueError(
+                    f"{field} = {table[field]!r}, but the kit in {folder} says {value!r} "
+                    f"(remove {field}: the kit sets it)"
+                )
+        table.setdefault("coordinator", manifest.coordinator)
+        kit_key = folder / IDENTITY_KEY_FILE
+        given = table.setdefault("identity_key", kit_key)
+        if resolve_path(Path(given), info) != kit_key:
+            raise ValueError(
+                f"identity_key = {str(given)!r}, but the kit's identity key is {kit_key} "
+                "(remove identity_key: the kit sets it)"
+            )
+        return table
+
+    @field_validator("state_dir", "data_dir", "identity_key", "kit")
     @classmethod
     def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else resolve_path(value, info)

@@ -55,6 +55,9 @@ RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 T = TypeVar("T")
 
+DROPOUT_EXIT_STATUS = 17
+"""Exit status of a daemon told to drop out at a stage (`exit_before_stage`)."""
+
 
 class ParticipantDaemon:
     """One participant's process.
@@ -228,6 +231,12 @@ class ParticipantDaemon:
             return
         if config.round <= self._round_applied:
             return  # applied before a restart; never train or spend budget twice
+        if (
+            self.config.exit_before_stage == stage.value
+            and self.config.exit_in_round == config.round
+        ):
+            logs.event(self._log, "exiting_on_purpose", round=config.round, stage=stage.value)
+            os._exit(DROPOUT_EXIT_STATUS)
         current = self._round if self._round and self._round.config.round == config.round else None
         if current is None and stage is config.first_stage:
             self._fetch_key(config)

@@ -141,7 +141,9 @@ def test_a_stage_deadline_with_too_few_uploads_aborts_the_round(tmp_path, keys, 
     status = orchestrator.status()
     assert status.recent_rounds[-1].outcome is Stage.ABORTED
     assert "only 1 of 2" in status.recent_rounds[-1].message
-    assert status.lifecycle is Lifecycle.FINISHED
+    # An aborted round does not count: the federation tries again with a fresh number.
+    assert status.lifecycle is Lifecycle.ROUND and status.round == 2
+    assert status.rounds_completed == 0
 
 
 def test_a_deadline_with_enough_uploads_closes_the_stage(tmp_path, keys, clock, log) -> None:

@@ -1,0 +1,260 @@
+"""What the coordinator writes to its store, when, and how a restart reads it back.
+
+The orchestrator keeps the federation in memory and calls `FederationRecords` at each
+transition that must survive a `kill -9`:
+
+    enrolment            the membership (model hash, adapter size, ceremony keys)
+    key ceremony         the public CKKS context and the envelopes sealed to members
+    round started        the round's config               (round row, in flight)
+    stage opened         the stage name
+    aggregate ready      the aggregate (the sum only) and the outcome, in one step
+    round done/aborted   the outcome or the reason; the stored aggregate is dropped
+
+On restart `resume()` returns what to continue with. A round that was serving its
+aggregate is resumed (serving the stored sum again is idempotent, so every survivor
+ends with the same global adapter); a round in any earlier stage is aborted cleanly and
+the federation goes on with a fresh round number, so nothing is applied twice.
+
+Nothing written here is a secret: envelopes are sealed to the participants, the public
+context holds no key, and the aggregate is ciphertext in the CKKS profiles (the
+`masks` profile lets the coordinator learn the aggregate by design).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from accord.coordinator.records import KeyState, RoundRecord, SealedKey
+from accord.coordinator.store import RoundRow, RoundStatus, Store
+from accord.crypto.messages import RoundConfig, Stage
+from accord.crypto.packing import PackingSpec
+from accord.crypto.profile import Profile
+from accord.crypto.quantize import QuantSpec
+from accord.crypto.round import RoundOutcome
+from accord.errors import IntegrityError
+
+FORMAT_VERSION = 1
+KEYS_META = "key_state"
+MEMBERS_META = "membership"
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Where a restarted coordinator picks up."""
+
+    last_round: int
+    rounds_completed: int
+    history: tuple[RoundRecord, ...]
+    aggregate: tuple[RoundConfig, RoundOutcome] | None
+
+
+def round_config_to_json(config: RoundConfig) -> str:
+    """The round's parameters, versioned, as the store keeps them."""
+    packing = config.packing
+    return json.dumps(
+        {
+            "version": FORMAT_VERSION,
+            "federation_id": config.federation_id,
+            "round": config.round,
+            "profile": config.profile.value,
+            "selected": list(config.selected),
+            "threshold": config.threshold,
+            "quant": {
+                "modulus_bits": config.quant.modulus_bits,
+                "max_participants": config.quant.max_participants,
+                "clip_norm": config.quant.clip_norm,
+                "value_bound": config.quant.value_bound,
+                "weight_cap": config.quant.weight_cap,
+            },
+            "element_count": config.element_count,
+            "packing": None
+            if packing is None
+            else {
+                "modulus_bits": packing.modulus_bits,
+                "max_participants": packing.max_participants,
+                "fields_per_real": packing.fields_per_real,
+                "field_bits": packing.field_bits,
+                "scale_bits": packing.scale_bits,
+                "poly_modulus_degree": packing.poly_modulus_degree,
+            },
+            "neighbour_degree": config.neighbour_degree,
+            "graph_seed": config.graph_seed.hex(),
+            "key_epoch": config.key_epoch,
+        },
+        sort_keys=True,
+    )
+
+
+def round_config_from_json(text: str) -> RoundConfig:
+    """Inverse of `round_config_to_json`.
+
+    Raises:
+        IntegrityError: the record is of an unknown format version.
+    """
+    data = json.loads(text)
+    if data.get("version") != FORMAT_VERSION:
+        raise IntegrityError(f"round record of format {data.get('version')!r}")
+    packing = data["packing"]
+    return RoundConfig(
+        federation_id=data["federation_id"],
+        round=data["round"],
+        profile=Profile(data["profile"]),
+        selected=tuple(data["selected"]),
+        threshold=data["threshold"],
+        quant=QuantSpec(**data["quant"]),
+        element_count=data["element_count"],
+        packing=None if packing is None else PackingSpec(**packing),
+        neighbour_degree=data["neighbour_degree"],
+        graph_seed=bytes.fromhex(data["graph_seed"]),
+        key_epoch=data["key_epoch"],
+    )
+
+
+def _record_to_json(record: RoundRecord) -> str:
+    return json.dumps(
+        {
+            "version": FORMAT_VERSION,
+            "duration_s": record.duration_s,
+            "stage_durations_s": record.stage_durations_s,
+            "survivors": list(record.survivors),
+            "bytes_up": record.bytes_up,
+            "bytes_down": record.bytes_down,
+        },
+        sort_keys=True,
+    )
+
+
+def _record_from_row(row: RoundRow) -> RoundRecord:
+    outcome = json.loads(row.outcome_json) if row.outcome_json else {}
+    finished = row.status is RoundStatus.FINISHED
+    return RoundRecord(
+        round=row.round,
+        started_s=0.0,
+        stage_durations_s=outcome.get("stage_durations_s", {}),
+        duration_s=outcome.get("duration_s", 0.0),
+        outcome=Stage.DONE if finished else Stage.ABORTED,
+        survivors=tuple(outcome.get("survivors", ())),
+        bytes_up=outcome.get("bytes_up", {}),
+        bytes_down=outcome.get("bytes_down", {}),
+        message=row.abort_reason or "",
+    )
+
+
+class FederationRecords:
+    """The orchestrator's durable side; every method is one atomic store transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # ---- membership and keys ----
+
+    def save_members(self, snapshot: dict[str, object]) -> None:
+        self._store.set_meta(MEMBERS_META, json.dumps(snapshot, sort_keys=True).encode())
+
+    def load_members(self) -> dict[str, object] | None:
+        data = self._store.get_meta(MEMBERS_META)
+        return None if data is None else dict(json.loads(data))
+
+    def save_keys(self, keys: KeyState) -> None:
+        body = {
+            "version": FORMAT_VERSION,
+            "epoch": keys.epoch,
+            "maker": keys.maker,
+            "public": keys.public.hex(),
+            "sealed": {
+                name: [sealed.envelope.hex(), sealed.signature.hex()]
+                for name, sealed in keys.sealed.items()
+            },
+            "holders": sorted(keys.holders),
+        }
+        self._store.set_meta(KEYS_META, json.dumps(body, sort_keys=True).encode())
+
+    def load_keys(self) -> KeyState:
+        data = self._store.get_meta(KEYS_META)
+        if data is None:
+            return KeyState()
+        body = json.loads(data)
+        if body.get("version") != FORMAT_VERSION:
+            raise IntegrityError(f"key record of format {body.get('version')!r}")
+        return KeyState(
+            epoch=body["epoch"],
+            maker=body["maker"],
+            public=bytes.fromhex(body["public"]),
+            sealed={
+                name: SealedKey(bytes.fromhex(envelope), bytes.fromhex(signature))
+                for name, (envelope, signature) in body["sealed"].items()
+            },
+            holders=frozenset(body["holders"]),
+        )
+
+    # ---- rounds ----
+
+    def round_started(self, config: RoundConfig) -> None:
+        self._store.begin_round(
+            RoundRow(
+                round=config.round,
+                profile=config.profile,
+                config_json=round_config_to_json(config),
+                started_at=time.time(),
+                stage=Stage.ADVERTISE.value if config.profile.uses_masks else Stage.UPLOAD.value,
+            )
+        )
+
+    def stage_opened(self, round: int, stage: Stage) -> None:
+        self._store.set_round_stage(round, stage.value)
+
+    def aggregate_ready(self, round: int, outcome: RoundOutcome, chunks: Sequence[bytes]) -> None:
+        """Keep the aggregate and the outcome, so a restart can finish serving them."""
+        self._store.put_aggregate(round, chunks)
+        snapshot = json.dumps(
+            {
+                "version": FORMAT_VERSION,
+                "survivors": list(outcome.survivors),
+                "dropped": list(outcome.dropped),
+            }
+        )
+        self._store.save_round_snapshot(round, Stage.AGGREGATE.value, snapshot.encode())
+
+    def round_done(self, record: RoundRecord) -> None:
+        self._store.finish_round(record.round, _record_to_json(record), time.time())
+
+    def round_aborted(self, round: int, reason: str) -> None:
+        self._store.abort_round(round, reason)
+
+    def aggregate_chunks(self, round: int) -> list[bytes]:
+        return list(self._store.aggregate_chunks(round))
+
+    # ---- restart ----
+
+    def resume(self) -> Resumed:
+        """Read back the rounds; abort one that cannot be resumed, keep one that can."""
+        aggregate = None
+        in_flight = self._store.in_flight_round()
+        if in_flight is not None:
+            snapshot = self._store.load_round_snapshot(in_flight.round)
+            if snapshot is not None and snapshot.stage == Stage.AGGREGATE.value:
+                body = json.loads(snapshot.snapshot)
+                outcome = RoundOutcome(
+                    survivors=tuple(body["survivors"]),
+                    dropped=tuple(body["dropped"]),
+                    correction=(),
+                )
+                aggregate = (round_config_from_json(in_flight.config_json), outcome)
+            else:
+                self._store.abort_round(
+                    in_flight.round,
+                    f"the coordinator restarted during {in_flight.stage}; the round starts afresh",
+                )
+        rows = self._store.rounds()
+        history = tuple(
+            _record_from_row(row) for row in rows if row.status is not RoundStatus.IN_FLIGHT
+        )
+        return Resumed(
+            last_round=max((row.round for row in rows), default=0),
+            rounds_completed=sum(row.status is RoundStatus.FINISHED for row in rows),
+            history=history,
+            aggregate=aggregate,
+        )

@@ -1,0 +1,51 @@
+"""One upload's checked chunks, kept on disk until its signed receipt verifies.
+
+The coordinator must not add an upload to the running sum before the whole upload is
+in and its receipt verifies (validate, then mutate), yet it must not hold uploads in
+memory either: with n participants uploading at once that would be O(n x model). A
+`Spool` writes each checked chunk to an anonymous temporary file (unlinked at once, so
+it vanishes with the process even after a `kill -9`) and reads them back one at a time
+when the upload is added; memory stays at one chunk per connection.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_LENGTH = struct.Struct("<I")
+
+
+class Spool:
+    """Chunks of one upload, in arrival order, on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed by close()
+        self._count = 0
+        self.bytes = 0
+
+    def append(self, chunk: bytes) -> None:
+        """Keep one chunk."""
+        self._file.write(_LENGTH.pack(len(chunk)))
+        self._file.write(chunk)
+        self._count += 1
+        self.bytes += len(chunk)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The chunks, in order, one at a time."""
+        self._file.flush()
+        self._file.seek(0)
+        for _ in range(self._count):
+            (length,) = _LENGTH.unpack(self._file.read(_LENGTH.size))
+            yield self._file.read(length)
+        self._file.seek(0, 2)
+
+    def close(self) -> None:
+        """Forget the upload (the file is already unlinked; this frees its space)."""
+        self._file.close()
