@@ -219,7 +219,9 @@ class FederationRecords:
         self._store.save_round_snapshot(round, Stage.AGGREGATE.value, snapshot.encode())
 
     def round_done(self, record: RoundRecord) -> None:
+        """Record the outcome; the stored sum is no longer needed once the round is done."""
         self._store.finish_round(record.round, _record_to_json(record), time.time())
+        self._store.drop_aggregate(record.round)
 
     def round_aborted(self, round: int, reason: str) -> None:
         self._store.abort_round(round, reason)
