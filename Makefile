@@ -16,10 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[dev]"
 	@touch $(STAMP)
 
-# Plaintext until the secure profiles are wired into the services (crypto issue);
-# then this becomes plain `accord demo` (default profile ckks+masks).
+# The default federation: mTLS from provisioned kits, profile ckks+masks.
 demo: $(STAMP)
-	$(BIN)/accord demo --insecure-plaintext --profile none
+	$(BIN)/accord demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

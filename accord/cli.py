@@ -3,7 +3,8 @@
     accord demo                    a coordinator and N participants on this machine
     accord coordinator serve       run the coordinator service
     accord participant run         run one participant daemon
-    accord provision               keys, certificates and startup kits (issue #4)
+    accord provision               operator: the CA, approving and revoking participants
+    accord kit                     participant: keys, request, startup kit, preflight check
     accord audit                   privacy budgets from the ledgers (later issue)
 
 An `AccordError` is reported as `TypeName: message` with exit status 2, in one place
@@ -22,6 +23,7 @@ from accord.coordinator.cli import app as coordinator_app
 from accord.demo import demo
 from accord.errors import AccordError, UsageError
 from accord.participant.cli import app as participant_app
+from accord.provision import kit_app, provision_app
 
 ERROR_EXIT_STATUS = 2
 
@@ -78,15 +80,8 @@ app.command(
 )(demo)
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(participant_app, name="participant")
-
-
-@app.command()
-def provision() -> None:
-    """Make identity keys, mTLS certificates and startup kits for a federation (issue #4)."""
-    raise UsageError(
-        "`accord provision` arrives with provisioning (issue #4): keys, certificates and "
-        "startup kits. Until then `accord demo` makes identity keys for its own participants."
-    )
+app.add_typer(provision_app, name="provision")
+app.add_typer(kit_app, name="kit")
 
 
 @app.command()

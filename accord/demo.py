@@ -6,32 +6,53 @@ children, and watches them only through the coordinator's `GetStatus` RPC, the w
 operator would: the processes share nothing but the addresses in their configs, so
 each could run on its own host. Layout of the work folder (kept afterwards):
 
+    DIR/provision/      ca/ (the demo CA and its key), coordinator/ (server.pem,
+                        server.key, ca.pem, roster.json), as `accord provision` writes them
     DIR/coordinator/    coordinator.toml, coordinator.log (JSON lines), output.log, port
     DIR/participants/<name>/
-                        participant.toml, identity.pem, participant.log, output.log,
-                        state.json, metrics.jsonl, adapters/round-NNNN/ (PEFT format)
+                        participant.toml, kit/ (startup kit: mTLS certificate and key,
+                        identity.key, ceremony.key, pinned ca.pem), participant.log,
+                        output.log, state.json, metrics.jsonl, adapters/round-NNNN/ (PEFT)
     DIR/summary.json    what `--json` also writes, when given
 
-Until provisioning lands (issue #4) the launcher makes each participant's Ed25519
-identity key itself and lists the public keys in the coordinator's file.
+Every connection is mTLS: the launcher first picks a free port and provisions the
+federation for `127.0.0.1:<port>` exactly as `accord provision federation.toml --out
+DIR/provision` would (CA, the coordinator's certificate, one startup kit per
+participant, moved to that participant's folder). It watches `GetStatus` with the first
+participant's certificate (the call claims no participant id).
+With `--insecure-plaintext` (loopback debugging; required by `--profile none`) there is
+no TLS: the launcher makes each participant's Ed25519 identity key itself
+(`participants/<name>/identity.pem`, instead of `kit/`) and lists the public keys in
+the coordinator's file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from accord.crypto.profile import Profile
 from accord.errors import RoundAborted, UsageError
+
+if TYPE_CHECKING:
+    import grpc
+
+    from accord.provision import ProvisionedFederation
+
+DEMO_FEDERATION = "accord-demo"
+"""The demo federation's id."""
 
 DEMO_NAMES = ("energy", "residential", "urban")
 """The three enterprises of the paper's city-safety case study; then p4, p5, ..."""
@@ -88,8 +109,8 @@ def demo(
     insecure_plaintext: bool = typer.Option(
         False,
         "--insecure-plaintext",
-        help="Run without TLS on loopback; required until mTLS arrives (issue #4), and "
-        "required by --profile none.",
+        help="Run without TLS on loopback (debugging; required by --profile none). Otherwise "
+        "the demo provisions a CA and startup kits in DIR/provision and uses mTLS throughout.",
     ),
     timeout_s: float = typer.Option(600.0, "--timeout-s", min=1.0, help="Give up after this."),
 ) -> None:
@@ -100,7 +121,13 @@ def demo(
     workdir = workdir.resolve()
     prepare_workdir(workdir)
     names = participant_names(participants)
-    coordinator_config = write_coordinator_config(workdir, names, profile, rounds)
+    provisioned: ProvisionedFederation | None = None
+    if not insecure_plaintext:
+        # The port goes into the kits, so it is chosen before the coordinator starts.
+        provisioned = provision_demo(workdir, names, profile, port=free_port())
+    coordinator_config = write_coordinator_config(
+        workdir, names, profile, rounds, provisioned=provisioned
+    )
     started = time.monotonic()
     children: list[Child] = []
     try:
@@ -113,7 +140,10 @@ def demo(
         port = wait_for_port(workdir / "coordinator" / "port", coordinator)
         address = f"127.0.0.1:{port}"
         for index, name in enumerate(names):
-            config = write_participant_config(workdir, name, address, seed=seed, index=index)
+            kit = provisioned.kits[name] if provisioned is not None else None
+            config = write_participant_config(
+                workdir, name, address, seed=seed, index=index, kit=kit
+            )
             children.append(
                 start_child(
                     name,
@@ -122,7 +152,12 @@ def demo(
                 )
             )
         final = demo_report.watch(
-            address, coordinator, children[1:], profile=profile, timeout_s=timeout_s
+            address,
+            coordinator,
+            children[1:],
+            profile=profile,
+            timeout_s=timeout_s,
+            credentials=_watch_credentials(provisioned),
         )
     except KeyboardInterrupt:
         stop_children(children)
@@ -140,15 +175,15 @@ def demo(
 
 
 def check_demo_flags(profile: Profile, insecure_plaintext: bool) -> None:
-    """Refuse what cannot run yet, saying what is missing.
+    """Refuse the one combination the design forbids.
 
     Raises:
-        UsageError: plaintext without `--insecure-plaintext`.
+        UsageError: the plaintext profile without `--insecure-plaintext`.
     """
-    if not insecure_plaintext:
+    if profile is Profile.NONE and not insecure_plaintext:
         raise UsageError(
-            "the demo needs --insecure-plaintext for now: mTLS between the processes arrives "
-            "with provisioning (issue #4). Try `accord demo --insecure-plaintext --profile none`."
+            "--profile none sends updates in clear and is kept for benchmarks only; add "
+            "--insecure-plaintext to run it (which also drops TLS), or use a secure profile"
         )
 
 
@@ -162,7 +197,7 @@ def prepare_workdir(workdir: Path) -> None:
         raise UsageError(
             f"--workdir {workdir}: not empty and not made by `accord demo`; choose another folder"
         )
-    for part in ("coordinator", "participants", "summary.json"):
+    for part in ("provision", "coordinator", "participants", "summary.json"):
         target = workdir / part
         if target.is_dir():
             shutil.rmtree(target)
@@ -172,12 +207,128 @@ def prepare_workdir(workdir: Path) -> None:
     (workdir / MARKER).write_text("made by `accord demo`; the next run may clear this folder\n")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def provision_demo(
+    workdir: Path, names: Sequence[str], profile: Profile, *, port: int
+) -> ProvisionedFederation:
+    """Provision the demo federation in `DIR/provision`; move each kit to its participant.
+
+    The same request, approve and package steps as `accord provision`, with the
+    coordinator at `127.0.0.1:<port>`. Each kit ends in `DIR/participants/<name>/kit`,
+    so that a participant's folder holds everything its process reads.
+    """
+    from accord.provision import (
+        FederationFile,
+        FederationSection,
+        ParticipantSection,
+        provision_federation,
+    )
+
+    federation = FederationFile(
+        federation=FederationSection.model_validate(
+            {"id": DEMO_FEDERATION, "coordinator": f"127.0.0.1:{port}", "profile": profile}
+        ),
+        participants=tuple(ParticipantSection(name=name) for name in names),
+    )
+    provisioned = provision_federation(federation, workdir / "provision")
+    kits: dict[str, Path] = {}
+    for name, made in provisioned.kits.items():
+        kit = workdir / "participants" / name / "kit"
+        kit.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(made, kit)
+        kits[name] = kit
+    (provisioned.root / "kits").rmdir()
+    return dataclasses.replace(provisioned, kits=kits)
+
+
 def write_coordinator_config(
-    workdir: Path, names: Sequence[str], profile: Profile, rounds: int
+    workdir: Path,
+    names: Sequence[str],
+    profile: Profile,
+    rounds: int,
+    *,
+    provisioned: ProvisionedFederation | None = None,
 ) -> Path:
-    """Make each participant's identity key; write the coordinator's TOML file."""
+    """Write the coordinator's TOML file.
+
+    With `provisioned`, it serves mTLS on the port in the kits, from the provisioned
+    TLS files and roster. Without (`--insecure-plaintext`), it serves plaintext on a free
+    port, and this makes each participant's identity key and lists the public keys.
+    """
     from accord import configfile
     from accord.coordinator.config import CoordinatorConfig
+
+    folder = workdir / "coordinator"
+    folder.mkdir(parents=True, exist_ok=True)
+    table: dict[str, object] = {
+        "federation_id": DEMO_FEDERATION,
+        "listen_host": "127.0.0.1",
+        "listen_port": 0,
+        "state_dir": ".",
+        "profile": profile.value,
+        "participants": list(names),
+        "threshold": max(2, (2 * len(names) + 2) // 3),
+        "rounds": rounds,
+    }
+    if provisioned is None:
+        table["identity_keys"] = _make_identity_keys(workdir, names)
+        table["insecure_plaintext"] = True
+    else:
+        from accord.coordinator.provision import split_address
+
+        kit = provisioned.kits[names[0]]
+        table["listen_port"] = split_address(_kit_coordinator(kit))[1]
+        table["tls_dir"] = str(provisioned.coordinator_dir)
+        table["roster"] = str(provisioned.roster_path)
+    config = configfile.validate(table, CoordinatorConfig, "coordinator", base_dir=folder)
+    path = folder / "coordinator.toml"
+    path.write_text(configfile.dumps(config, "coordinator", relative_to=folder), encoding="utf-8")
+    return path
+
+
+def write_participant_config(
+    workdir: Path,
+    name: str,
+    coordinator: str,
+    *,
+    seed: int,
+    index: int,
+    kit: Path | None = None,
+) -> Path:
+    """Write one participant's TOML file next to its kit (or, without one, its identity key)."""
+    from accord import configfile
+    from accord.participant.config import ParticipantConfig
+
+    folder = workdir / "participants" / name
+    table: dict[str, object] = {
+        "coordinator": coordinator,
+        "state_dir": ".",
+        "seed": seed * 1000 + index + 1,
+        "model_seed": seed,
+    }
+    if kit is None:
+        table.update(
+            name=name,
+            federation_id=DEMO_FEDERATION,
+            identity_key="identity.pem",
+            insecure_plaintext=True,
+        )
+    else:
+        table["kit"] = str(kit)
+    config = configfile.validate(table, ParticipantConfig, "participant", base_dir=folder)
+    path = folder / "participant.toml"
+    path.write_text(configfile.dumps(config, "participant", relative_to=folder), encoding="utf-8")
+    return path
+
+
+def _make_identity_keys(workdir: Path, names: Sequence[str]) -> dict[str, str]:
+    """Without provisioning: each participant's identity key, and the public keys in hex."""
     from accord.crypto import identity
 
     keys: dict[str, str] = {}
@@ -189,56 +340,25 @@ def write_coordinator_config(
         key_file.write_bytes(identity.dump_private(pair.private))
         key_file.chmod(0o600)
         keys[name] = pair.public.hex()
-    folder = workdir / "coordinator"
-    folder.mkdir(parents=True, exist_ok=True)
-    config = configfile.validate(
-        {
-            "federation_id": "accord-demo",
-            "listen_host": "127.0.0.1",
-            "listen_port": 0,
-            "state_dir": ".",
-            "profile": profile.value,
-            "participants": list(names),
-            "identity_keys": keys,
-            "threshold": max(2, (2 * len(names) + 2) // 3),
-            "rounds": rounds,
-            "insecure_plaintext": True,
-        },
-        CoordinatorConfig,
-        "coordinator",
-        base_dir=folder,
-    )
-    path = folder / "coordinator.toml"
-    path.write_text(configfile.dumps(config, "coordinator", relative_to=folder), encoding="utf-8")
-    return path
+    return keys
 
 
-def write_participant_config(
-    workdir: Path, name: str, coordinator: str, *, seed: int, index: int
-) -> Path:
-    """Write one participant's TOML file next to its identity key."""
-    from accord import configfile
-    from accord.participant.config import ParticipantConfig
+def _kit_coordinator(kit: Path) -> str:
+    from accord.participant.kit import KitManifest
 
-    folder = workdir / "participants" / name
-    config = configfile.validate(
-        {
-            "name": name,
-            "federation_id": "accord-demo",
-            "coordinator": coordinator,
-            "state_dir": ".",
-            "identity_key": "identity.pem",
-            "seed": seed * 1000 + index + 1,
-            "model_seed": seed,
-            "insecure_plaintext": True,
-        },
-        ParticipantConfig,
-        "participant",
-        base_dir=folder,
-    )
-    path = folder / "participant.toml"
-    path.write_text(configfile.dumps(config, "participant", relative_to=folder), encoding="utf-8")
-    return path
+    return KitManifest.read(kit).coordinator
+
+
+def _watch_credentials(provisioned: ProvisionedFederation | None) -> grpc.ChannelCredentials | None:
+    """mTLS credentials for the launcher's `GetStatus` calls: the first participant's kit.
+
+    `GetStatus` claims no participant id, so any certificate of the federation may ask.
+    """
+    if provisioned is None:
+        return None
+    from accord.participant.kit import Kit, channel_credentials
+
+    return channel_credentials(Kit.load(next(iter(provisioned.kits.values()))))
 
 
 def start_child(name: str, arguments: Sequence[str], folder: Path) -> Child:

@@ -41,8 +41,12 @@ def watch(
     *,
     profile: Profile,
     timeout_s: float,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> pb.StatusResponse:
     """Show live progress until every participant exited; return the last status.
+
+    `credentials` are the mTLS credentials to call `GetStatus` with (any certificate of
+    the federation will do); None calls over plaintext (`--insecure-plaintext`).
 
     Raises:
         RoundAborted: a process failed, or the federation did not finish in `timeout_s`.
@@ -50,10 +54,11 @@ def watch(
     console = Console()
     started = time.monotonic()
     status = pb.StatusResponse()
-    with (
-        grpc.insecure_channel(address) as channel,
-        Live(console=console, refresh_per_second=8, transient=False) as live,
-    ):
+    if credentials is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        channel = grpc.secure_channel(address, credentials)
+    with channel, Live(console=console, refresh_per_second=8, transient=False) as live:
         stub = pb_grpc.CoordinatorStub(channel)
         while True:
             # Starting up or busy: the process checks below decide whether that matters.

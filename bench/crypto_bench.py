@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/crypto_bench.py [--write docs/benchmarks.md] [--exactness 10000]``
 
-What it measures (median of ``--repeats`` runs, the process pinned to one CPU):
+What it measures (least CPU time of ``--repeats`` runs in each of ``--passes`` passes, the
+process pinned to one CPU):
 
 - participant: quantize (``quantize.encode``), mask (``masks.apply`` with ``n - 1``
   pairwise terms and one self mask: the complete graph), pack + encrypt, and the
@@ -26,7 +27,6 @@ import os
 import platform
 import re
 import shlex
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -51,13 +51,18 @@ SECTION = "## Crypto core"
 
 
 def timed(action: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Median seconds of `repeats` runs, and the last result."""
+    """Least CPU seconds (user + system, this process) of `repeats` runs, and the last result.
+
+    The work is single-threaded and pinned to one CPU, so CPU time is the time one
+    core spends; unlike wall time it does not count other processes' turns on a shared
+    machine, and the least of several runs is the least disturbed.
+    """
     times, result = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         result = action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        times.append(time.process_time() - start)
+    return min(times), result
 
 
 def mask_terms(n: int, rng: np.random.Generator) -> list[MaskTerm]:
@@ -222,13 +227,18 @@ def size_table(secret: SecretContext) -> list[dict[str, Any]]:
     return rows
 
 
-def exactness_table(budget: int, seed: int = 1) -> list[dict[str, Any]]:
+EXACTNESS_CONFIGS = ((16, 1), (8, 2), (16, 10), (8, 10), (16, 30), (12, 100), (16, 100), (32, 10))
+
+
+def exactness_table(
+    budget: int, seed: int = 1, configs: tuple[tuple[int, int], ...] = EXACTNESS_CONFIGS
+) -> list[dict[str, Any]]:
     """Decryption error of packed sums: n fresh encryptions plus one plaintext correction."""
     secret = SecretContext.generate()
     public = secret.public()
     rng = np.random.default_rng(seed)
     rows = []
-    for b, n in ((16, 1), (8, 2), (16, 10), (8, 10), (16, 30), (12, 100), (16, 100), (32, 10)):
+    for b, n in configs:
         spec = choose_packing(b, n)
         sigma = 3.2 * math.sqrt(spec.poly_modulus_degree / 2) * math.sqrt(n) / spec.scale
         errors = []
@@ -259,6 +269,49 @@ def exactness_table(budget: int, seed: int = 1) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def noise_tail(ciphertexts: int) -> dict[str, Any]:
+    """Tail of pure encryption noise: encryptions of zero at scale 1 (coefficient units)."""
+    import tenseal.sealapi as sealapi
+
+    secret = SecretContext.generate()
+    parameters = secret._parameters
+    plain = sealapi.Plaintext()
+    parameters.encoder.encode([0j] * (parameters.poly_modulus_degree // 2), 1.0, plain)
+    ciphertext, out = sealapi.Ciphertext(parameters.context), sealapi.Plaintext()
+    thresholds = (4.0, 5.0, 5.5, 6.0)
+    counts = dict.fromkeys(thresholds, 0)
+    squares, largest, total = 0.0, 0.0, 0
+    errors = []
+    for number in range(ciphertexts):
+        secret._encryptor.encrypt_symmetric(plain, ciphertext)
+        secret._decryptor.decrypt(ciphertext, out)
+        slots = np.asarray(parameters.encoder.decode_complex(out))
+        errors.append(np.abs(np.concatenate([slots.real, slots.imag])))
+        if len(errors) == 256 or number == ciphertexts - 1:
+            block = np.concatenate(errors)
+            errors = []
+            squares += float(np.square(block).sum())
+            largest = max(largest, float(block.max()))
+            total += block.size
+            for t in thresholds:
+                counts[t] += int((block > t * 144.8).sum())
+    std = math.sqrt(squares / total)
+    return {
+        "reals": total,
+        "std": std,
+        "max_sigmas": largest / std,
+        "tail": [
+            (
+                t,
+                counts[t] / total,
+                math.erfc(t * 144.8 / std / math.sqrt(2)),
+                2 * math.exp(-((t * 144.8 / std) ** 2) / 2),
+            )
+            for t in thresholds
+        ],
+    }
 
 
 def _raw_decrypt(secret: SecretContext, ciphertext: bytes, spec: Any) -> np.ndarray:
@@ -305,7 +358,15 @@ def machine() -> str:
 
 def report(args: argparse.Namespace) -> str:
     secret = SecretContext.generate()
-    header, rows = participant_table(secret, args.repeats)
+    # Several passes, spread over time, and the least time per cell: a neighbour that
+    # hogs the CPU for a few seconds spoils one pass, not the figure.
+    passes = [participant_table(secret, args.repeats) for _ in range(args.passes)]
+    header, rows = passes[0]
+    for _, other in passes[1:]:
+        for row, again in zip(rows, other, strict=True):
+            for key, value in again.items():
+                if key.endswith("_s") and value is not None:
+                    row[key] = min(row[key], value)
     participant = markdown(
         header,
         [
@@ -359,8 +420,11 @@ def report(args: argparse.Namespace) -> str:
         "",
         f"Machine: {machine()}.",
         "",
-        "All times are seconds per participant for 1,000,000 parameters (1,000,001 elements "
-        f"with the weight slot), median of {args.repeats} runs on one core; b = 16 unless "
+        "All times are CPU seconds (user + system of the single-threaded benchmark process, "
+        "pinned to one core) per participant for 1,000,000 parameters (1,000,001 elements "
+        f"with the weight slot), best of {args.repeats} runs in each of {args.passes} passes "
+        "(the machine was shared with other jobs: CPU time does not count their turns, and "
+        "the least of several runs is the least disturbed); b = 16 unless "
         "stated. `mask` adds n masks (n - 1 pairwise, complete graph, and the self mask). "
         "`quantize+protect` is `quantize.encode` followed by the whole "
         "`pipeline.protect` (mask, pack, encrypt, frame). `coord check` and `coord add` are "
@@ -382,6 +446,7 @@ def report(args: argparse.Namespace) -> str:
     ]
     if args.exactness:
         exact = exactness_table(args.exactness)
+        tail = noise_tail(5 * args.exactness)
         parts += [
             "",
             "### Exactness of packed sums",
@@ -403,7 +468,7 @@ def report(args: argparse.Namespace) -> str:
                     "reals",
                     "sigma*2^S/sqrt(n)",
                     "error std",
-                    "max |error|",
+                    "max abs error",
                     "max/sigma",
                 ],
                 [
@@ -421,6 +486,24 @@ def report(args: argparse.Namespace) -> str:
                     for r in exact
                 ],
             ),
+            "",
+            f"Pure encryption noise ({tail['reals']:,} reals: encryptions of zero at scale 1): "
+            f"standard deviation {tail['std']:.1f} per real in coefficient units (SEAL sigma "
+            f"{tail['std'] / math.sqrt(2048):.2f}), largest {tail['max_sigmas']:.2f} sigma.",
+            "",
+            markdown(
+                [
+                    "t (x 144.8)",
+                    "measured P(abs(e) > t)",
+                    "Gaussian, measured std",
+                    "sub-Gaussian bound 2 exp(-t^2/2)",
+                ],
+                [[f"{t}", f"{p:.2e}", f"{g:.2e}", f"{u:.2e}"] for t, p, g, u in tail["tail"]],
+            ),
+            "",
+            "SEAL's noise is bounded and symmetric (centered binomial, variance 10.5), hence "
+            "strictly sub-Gaussian, and so is each real's error: the rigorous bound in the last "
+            "column, not the Gaussian, is what the safety argument in `crypto/packing.py` uses.",
         ]
     return "\n".join(parts) + "\n"
 
@@ -440,7 +523,8 @@ def write_section(path: Path, section: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="write the section into this markdown file")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per timing (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per timing (best)")
+    parser.add_argument("--passes", type=int, default=3, help="passes over the timings (best)")
     parser.add_argument("--exactness", type=int, default=0, help="encryptions per exactness row")
     parser.add_argument(
         "--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)"

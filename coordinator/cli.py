@@ -26,7 +26,8 @@ def serve(
     insecure_plaintext: bool = typer.Option(
         False,
         "--insecure-plaintext",
-        help="Serve without TLS (loopback tests and demos only, until mTLS arrives in issue #4).",
+        help="Serve without TLS (loopback debugging and --profile none only); by default the "
+        "coordinator serves mTLS from the config's tls_dir and roster.",
     ),
 ) -> None:
     """Serve a federation until SIGTERM or Ctrl-C.

@@ -16,7 +16,9 @@ docs/provisioning.md):
 - Revocation without restart: the operator rewrites the file (``accord provision
   revoke``, an atomic ``os.replace``); ``authorize`` first stats the file and reloads
   it when its (mtime, size, inode) signature changed, so the next request of a
-  revoked participant is refused. A stat per request costs microseconds.
+  revoked participant is refused. A stat costs microseconds; a busy coordinator
+  still stats at most once per ``check_interval_s`` (one second in the server), so a
+  revocation takes effect within that interval.
 - Fail closed: a roster that no longer parses refuses every participant until it is
   fixed; the reason is kept in ``Roster.error`` for the coordinator's log. Keeping the
   last good copy instead would keep a revoked participant in.
@@ -40,6 +42,8 @@ import os
 import re
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -353,25 +357,62 @@ class Roster:
     """The live roster the coordinator authorizes against; reloads when the file changes.
 
     Thread-safe: gRPC handlers on many threads may call ``authorize`` at once.
+
+    Args:
+        path: the roster file.
+        snapshot: its contents, as read.
+        signature: its (mtime, size, inode, device) when read.
+        check_interval_s: least seconds between two stats of the file; 0 stats on
+            every call.
+        clock: monotonic seconds (injected by tests).
     """
 
-    def __init__(self, path: Path, snapshot: RosterSnapshot, signature: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        snapshot: RosterSnapshot,
+        signature: tuple[int, ...],
+        *,
+        check_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._path = Path(path)
         self._snapshot = snapshot
         self._signature: tuple[int, ...] | None = signature
         self._error: ConfigError | None = None
         self._lock = threading.Lock()
+        self._check_interval_s = check_interval_s
+        self._clock = clock
+        self._checked_at_s: float | None = None
 
     @classmethod
-    def load(cls, path: Path) -> Roster:
+    def load(
+        cls,
+        path: Path,
+        *,
+        check_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Roster:
         """Read the roster at ``path`` (the coordinator does this once, at start).
+
+        Args:
+            path: the roster file.
+            check_interval_s: least seconds between two stats of the file (the
+                coordinator uses one second; 0 stats on every call).
+            clock: monotonic seconds.
 
         Raises:
             ConfigError: the file is missing or malformed.
         """
         path = Path(path)
         signature = _signature(path)
-        return cls(path, read_snapshot(path), signature)
+        return cls(
+            path,
+            read_snapshot(path),
+            signature,
+            check_interval_s=check_interval_s,
+            clock=clock,
+        )
 
     @property
     def path(self) -> Path:
@@ -397,6 +438,9 @@ class Roster:
     def reload_if_changed(self) -> bool:
         """Stat the file; read it again if its (mtime, size, inode) changed.
 
+        Within ``check_interval_s`` of the last stat it does nothing (and keeps
+        refusing if the last read failed).
+
         Returns:
             True if the file was read again.
 
@@ -404,6 +448,17 @@ class Roster:
             ConfigError: the file changed and no longer reads; until it does, every
                 ``authorize`` is refused (fail closed).
         """
+        now_s = self._clock()
+        with self._lock:
+            recent = (
+                self._checked_at_s is not None
+                and now_s - self._checked_at_s < self._check_interval_s
+            )
+            if recent:
+                if self._error is not None:
+                    raise self._error
+                return False
+            self._checked_at_s = now_s
         try:
             signature: tuple[int, ...] | None = _signature(self._path)
         except ConfigError:

@@ -391,12 +391,22 @@ def _read_header(data: bytes, kind: int, what: str) -> int:
 
 
 class LoadedCiphertext:
-    """A validated ciphertext in memory, ready to be added (coordinator side)."""
+    """A validated ciphertext in memory, ready to be added once (coordinator side).
+
+    An accumulator takes the ciphertext over (the first one becomes the running sum),
+    so the object is spent after one ``CiphertextAccumulator.add``.
+    """
 
     __slots__ = ("_ciphertext",)
 
     def __init__(self, ciphertext: Any) -> None:
         self._ciphertext = ciphertext
+
+    def _take(self) -> Any:
+        ciphertext, self._ciphertext = self._ciphertext, None
+        if ciphertext is None:
+            raise UsageError("a loaded ciphertext can be added only once")
+        return ciphertext
 
 
 class PublicContext:
@@ -505,11 +515,14 @@ class CiphertextAccumulator:
 
         Raises:
             Malformed: the bytes are not a ciphertext of this context and packing.
+            UsageError: the loaded ciphertext was already added somewhere.
         """
         if isinstance(ciphertext, LoadedCiphertext):
-            loaded = ciphertext._ciphertext
-            if loaded.scale != self._spec.scale:
+            if ciphertext._ciphertext is None:
+                raise UsageError("a loaded ciphertext can be added only once")
+            if ciphertext._ciphertext.scale != self._spec.scale:
                 raise Malformed("the ciphertext was loaded for another packing")
+            loaded = ciphertext._take()
         else:
             loaded = self._public._parameters.load_ciphertext(
                 ciphertext, self._spec, "a ciphertext"

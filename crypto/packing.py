@@ -21,24 +21,31 @@ stays below ``2^w`` and never carries into the next field.
 Exactness (the property everything else relies on). The decrypted real is the
 integer sum plus an error ``e = e_noise + e_fp``:
 
-- ``e_noise``: the fresh encryption noise of every summed ciphertext (SEAL draws each
-  coefficient from a normal clipped at 6 sigma, sigma = 3.2), seen through the decoding map:
-  each real is a +-cos/sin-weighted sum of ``N`` coefficients, so its standard
-  deviation is ``sigma * sqrt(N/2) * sqrt(n_max + 1) / 2^S``. Measured on TenSEAL
-  0.3.18 at N = 4096 over 81.8 million decrypted reals (n = 1..100 summed
-  ciphertexts plus one plaintext correction): ``147.3 * sqrt(n) / 2^S``, i.e. an
-  effective sigma of 3.26 (SEAL's nominal 3.2 plus encoding rounding); kurtosis
-  3.000 and tail frequencies those of a Gaussian out to the largest, 5.7 sigma.
-  We budget sigma = 3.3.
+- ``e_noise``: the fresh encryption noise of every summed ciphertext (SEAL's centered
+  binomial sampler: bounded, symmetric, variance 10.5), plus the rounding of each
+  encoded plaintext to integer coefficients, seen through the decoding map: each
+  real is a +-cos/sin-weighted sum of ``N`` coefficients, so its standard deviation
+  is ``sigma * sqrt(N/2) * sqrt(summands) / 2^S`` and, the noise being strictly
+  sub-Gaussian, ``P(|e_noise| > t * std) <= 2 exp(-t^2 / 2)``. Measured on TenSEAL
+  0.3.18 at N = 4096: pure encryption noise 146.6 per real in coefficient units
+  (sigma = 3.24) over 800 million reals, tail rates those of a Gaussian to 5.5 sigma
+  and about 2x it at 6 sigma (5 events), inside the sub-Gaussian bound; packed sums of
+  n = 1..100 fresh ciphertexts and one plaintext correction ``147.3 * sqrt(n) / 2^S``
+  (encoding rounding adds 13.1 per plaintext), kurtosis 3.000, largest error 7.0
+  sigma in over 450 million reals. We budget sigma = 3.3 and ``n_max + 1`` noisy
+  summands.
 - ``e_fp``: float64 rounding in the encoder's and decoder's FFTs, relative to the
-  payload ``2^(k*w)``: at most 0.016 measured at ``k*w = 44``, doubling per bit.
+  payload ``2^(k*w)``: at most 0.016 measured at ``k*w = 44``, halving per bit below.
 
 ``choose_packing`` requires ``8 sigma(e_noise) + 0.0625 <= 0.25`` (the decoder's
-integrity bound), with 0.0625 four times the largest ``e_fp`` measured. A sub-Gaussian
-tail bound then puts ``|e| > 0.25`` (a refused aggregate) below ``2^-45`` per real,
-and a wrong integer needs ``|e| > 0.75``, i.e. 24 sigma. On top, the plaintext
-coefficients, at most ``sqrt(2) * 2^(k*w + S)``, must stay below half the data
-prime: ``k*w + S <= data_bits - 2``. ``unpack`` refuses anything that is not an
+integrity bound; ``2 exp(-32) < 2^-45`` per real), with 0.0625 four times the
+largest ``e_fp`` measured, and ``k*w <= 44``. In practice docs/protocol.md's rule
+``S = 13 + ceil(log2(n_max + 1) / 2)`` is stricter at N = 4096: over every valid
+layout (b = 8..32, n_max up to 2000) the bound 0.25 stays at least 13.6 measured
+sigma away after ``e_fp`` (sub-Gaussian bound ``2 exp(-92)``, about 10^-40 per
+real), and a wrong integer (``|e| > 0.75``) at least 40 sigma away. On top, the
+plaintext coefficients, at most ``sqrt(2) * 2^(k*w + S)``, must stay below half the
+data prime: ``k*w + S <= data_bits - 2``. ``unpack`` refuses anything that is not an
 exact in-range integer instead of guessing.
 """
 

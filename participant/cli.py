@@ -21,13 +21,14 @@ def run(
         ...,
         "--config",
         "-c",
-        help="TOML file with a [participant] table (see participant/config.py for every field). "
-        "Startup kits (`--kit DIR --data DIR`) arrive with provisioning, issue #4.",
+        help="TOML file with a [participant] table (see participant/config.py for every field); "
+        "`kit = DIR` names the startup kit from `accord kit package` or `accord provision`.",
     ),
     insecure_plaintext: bool = typer.Option(
         False,
         "--insecure-plaintext",
-        help="Connect without TLS (loopback tests and demos only, until mTLS arrives in issue #4).",
+        help="Connect without TLS (loopback debugging and --profile none only); by default the "
+        "daemon connects over mTLS with its startup kit.",
     ),
 ) -> None:
     """Enrol with the coordinator and take part in rounds until the federation finishes.

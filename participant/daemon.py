@@ -133,13 +133,29 @@ class ParticipantDaemon:
         self._state_changed.set()
 
     def _connect(self) -> None:
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=self.config.connect_timeout_s)
-        except grpc.FutureTimeoutError:
-            raise ConfigError(
-                f"[participant] coordinator = {self.config.coordinator!r}: no answer within "
-                f"{self.config.connect_timeout_s:g} s (is the coordinator running there?)"
-            ) from None
+        """Wait until the coordinator answers; stop at once if it refuses this kit.
+
+        Raises:
+            ConfigError: no answer within `connect_timeout_s`, or a refusal no retry can
+                fix (a failed TLS handshake, an unknown or revoked certificate).
+        """
+        deadline = time.monotonic() + self.config.connect_timeout_s
+        while True:
+            try:
+                self._stub.GetStatus(pb.StatusRequest(), timeout=5.0)
+                return
+            except grpc.RpcError as error:
+                stop = refusal(error, kit=self.config.kit)
+                if stop is not None:
+                    raise stop from None
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"[participant] coordinator = {self.config.coordinator!r}: no answer "
+                        f"within {self.config.connect_timeout_s:g} s (is the coordinator running "
+                        "there? Or does it refuse this kit's certificate? `accord kit check KIT` "
+                        "tells)"
+                    ) from None
+                time.sleep(0.5)
 
     def _enroll(self) -> float:
         ceremony_public = agreement.public_key(self._ceremony_private())
@@ -156,7 +172,10 @@ class ParticipantDaemon:
                 ceremony_public=ceremony_public,
             ),
         )
-        response = self._call(self._stub.Enroll, request)
+        try:
+            response = self._stub.Enroll(request, timeout=30.0)
+        except grpc.RpcError as error:
+            raise (refusal(error, kit=self.config.kit) or accord_error(error)) from None
         self._identities = {e.participant_id: e.identity_public_key for e in response.roster}
         self._set_state("enrolled")
         logs.event(

@@ -88,6 +88,7 @@ __all__ = [
     "CheckReport",
     "CheckStatus",
     "Kit",
+    "KitManifest",
     "channel_credentials",
     "check",
     "package",
@@ -344,6 +345,38 @@ class KitPaths:
     @property
     def ceremony_key(self) -> Path:
         return self.root / CEREMONY_KEY_FILE
+
+
+@dataclass(frozen=True)
+class KitManifest:
+    """What a kit's ``kit.toml`` says: whose kit it is and whom to dial (no keys read).
+
+    Attributes:
+        federation_id: the federation this participant belongs to.
+        participant_id: this participant's id.
+        coordinator: ``host:port`` to dial.
+        ca_fingerprint: the pinned SHA-256 of ``ca.pem``.
+    """
+
+    federation_id: str
+    participant_id: str
+    coordinator: str
+    ca_fingerprint: str
+
+    @classmethod
+    def read(cls, kit_dir: Path) -> KitManifest:
+        """Read ``kit_dir/kit.toml`` only; ``Kit.load`` checks the keys and certificates.
+
+        Raises:
+            ConfigError: the file is missing, malformed or of a newer version.
+        """
+        document = _read_manifest(KitPaths(Path(kit_dir)).kit_file)
+        return cls(
+            federation_id=document["federation_id"],
+            participant_id=document["participant_id"],
+            coordinator=document["coordinator"],
+            ca_fingerprint=document["ca_fingerprint"],
+        )
 
 
 @dataclass(frozen=True)

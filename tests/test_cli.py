@@ -27,7 +27,7 @@ def test_version() -> None:
 def test_root_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "coordinator", "participant", "provision", "audit"):
+    for command in ("demo", "coordinator", "participant", "provision", "kit", "audit"):
         assert command in result.output
 
 
@@ -39,7 +39,10 @@ def test_root_help_lists_every_command() -> None:
         (["coordinator", "serve", "--help"], "--config"),
         (["participant", "--help"], "run"),
         (["participant", "run", "--help"], "--config"),
-        (["provision", "--help"], "issue #4"),
+        (["provision", "--help"], "approve"),
+        (["provision", "approve", "--help"], "--ca"),
+        (["kit", "--help"], "package"),
+        (["kit", "check", "--help"], "--offline"),
         (["audit", "--help"], "ledger"),
     ],
 )
@@ -49,13 +52,32 @@ def test_every_command_has_help(arguments: list[str], expected: str) -> None:
     assert expected in plain(result.output)
 
 
-@pytest.mark.parametrize("command", ["provision", "audit"])
-def test_placeholders_say_which_issue_fills_them_in(command: str) -> None:
-    result = runner.invoke(app, [command])
+def test_placeholders_say_which_issue_fills_them_in() -> None:
+    result = runner.invoke(app, ["audit"])
     assert result.exit_code == 2
     assert result.output.startswith("UsageError: ")
     assert "arrives with" in result.output
     assert "Traceback" not in result.output
+
+
+def test_provision_and_kit_are_mounted(tmp_path) -> None:
+    federation = tmp_path / "federation.toml"
+    federation.write_text(
+        '[federation]\nid = "city-safety"\ncoordinator = "127.0.0.1:50051"\n\n'
+        '[[participants]]\nname = "energy"\n\n[[participants]]\nname = "urban"\n'
+    )
+    result = runner.invoke(app, ["provision", str(federation), "--out", str(tmp_path / "fed")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fed" / "coordinator" / "roster.json").is_file()
+    result = runner.invoke(app, ["kit", "check", str(tmp_path / "fed/kits/energy"), "--offline"])
+    assert result.exit_code == 0, result.output
+    assert "kit OK" in result.output
+
+
+def test_provision_errors_are_one_line_with_status_2(tmp_path) -> None:
+    result = runner.invoke(app, ["provision", str(tmp_path / "missing.toml"), "--out", "x"])
+    assert result.exit_code == 2
+    assert result.output.startswith("ConfigError: ") and "no such file" in result.output
 
 
 def test_demo_refuses_plaintext_without_the_flag() -> None:

@@ -13,7 +13,8 @@ from accord.errors import ConfigError
 from accord.participant.config import ParticipantConfig
 
 KEY = "11" * 32
-KEYS = f'identity_keys = {{energy = "{KEY}", residential = "{KEY}", urban = "{KEY}"}}\n'
+PLAIN = "insecure_plaintext = true\n"
+KEYS = PLAIN + f'identity_keys = {{energy = "{KEY}", residential = "{KEY}", urban = "{KEY}"}}\n'
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -70,9 +71,30 @@ def test_model_rules_name_the_fields(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"threshold = 4 exceeds the 3 participants"):
         load_coordinator(tmp_path, "threshold = 4\n" + KEYS)
     with pytest.raises(ConfigError, match=r"identity_keys: no key for energy, residential, urban"):
-        load_coordinator(tmp_path, "")
+        load_coordinator(tmp_path, PLAIN)
     with pytest.raises(ConfigError, match=r"profile = none .* insecure_plaintext = true"):
-        load_coordinator(tmp_path, 'profile = "none"\n' + KEYS)
+        load_coordinator(tmp_path, 'profile = "none"\n')
+
+
+def test_mtls_is_the_default_and_needs_the_provisioned_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_coordinator(tmp_path, "")
+    assert str(caught.value).startswith(
+        "coordinator.toml [coordinator]: tls_dir: required unless insecure_plaintext = true "
+        "(run `accord provision federation.toml --out DIR`"
+    )
+    with pytest.raises(ConfigError, match=r"roster: required unless insecure_plaintext"):
+        load_coordinator(tmp_path, 'tls_dir = "fed/coordinator"\n')
+    tls = 'tls_dir = "fed/coordinator"\nroster = "fed/coordinator/roster.json"\n'
+    with pytest.raises(ConfigError, match=r"identity_keys: only for insecure_plaintext = true"):
+        load_coordinator(tmp_path, tls + f'identity_keys = {{energy = "{KEY}"}}\n')
+    # The roster names the participants, so the threshold is checked when it is read.
+    config = load_coordinator(tmp_path, tls + "threshold = 5\n")
+    assert config.tls_dir == tmp_path / "fed" / "coordinator"
+    assert config.roster == tmp_path / "fed" / "coordinator" / "roster.json"
+    assert not config.insecure_plaintext and config.identities() == {}
+    with pytest.raises(ConfigError, match=r"threshold = 5 exceeds the 2 participants"):
+        load_coordinator(tmp_path, tls + 'threshold = 5\nparticipants = ["a", "b"]\n')
 
 
 def test_file_level_errors(tmp_path: Path) -> None:
@@ -92,7 +114,8 @@ def test_participant_requires_a_name_and_says_so(tmp_path: Path) -> None:
         configfile.load(path, ParticipantConfig, "participant")
     assert str(caught.value) == (
         "participant.toml [participant] name: required, but missing "
-        "(this participant's id, as listed by the coordinator)"
+        "(this participant's id, as listed by the coordinator (with a kit, the kit's "
+        "participant id))"
     )
 
 
@@ -123,3 +146,62 @@ def test_configs_are_frozen(tmp_path: Path) -> None:
     config = load_coordinator(tmp_path, KEYS)
     with pytest.raises(ValueError, match="frozen"):
         config.rounds = 3  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A provisioned federation `city-safety` with kits for energy and urban."""
+    from accord.provision import (
+        FederationFile,
+        FederationSection,
+        ParticipantSection,
+        provision_federation,
+    )
+
+    folder = tmp_path_factory.mktemp("fed") / "fed"
+    federation = FederationFile(
+        federation=FederationSection(id="city-safety", coordinator="127.0.0.1:50999"),
+        participants=(ParticipantSection(name="energy"), ParticipantSection(name="urban")),
+    )
+    return provision_federation(federation, folder).root / "kits"
+
+
+def test_participant_takes_who_and_where_from_its_kit(tmp_path: Path, kits: Path) -> None:
+    path = write(tmp_path, "participant.toml", f'[participant]\nkit = "{kits / "energy"}"\n')
+    config = configfile.load(path, ParticipantConfig, "participant")
+    assert (config.name, config.federation_id) == ("energy", "city-safety")
+    assert config.coordinator == "127.0.0.1:50999"
+    assert config.identity_key == kits / "energy" / "identity.key"
+    assert not config.insecure_plaintext
+    # The address may be overridden (the demo's port), and the filled-in values agree.
+    moved = configfile.load(
+        path, ParticipantConfig, "participant", overrides={"coordinator": "localhost:7"}
+    )
+    assert moved.coordinator == "localhost:7"
+    table = {name: getattr(config, name) for name in ("kit", "name", "identity_key")}
+    assert configfile.validate(table, ParticipantConfig, "participant").name == "energy"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('name = "urban"\n', "name = 'urban', but the kit in .* says 'energy' \\(remove name"),
+        ('federation_id = "other"\n', "federation_id = 'other', but the kit"),
+        ('identity_key = "mine.pem"\n', "identity_key = 'mine.pem', but the kit's identity key"),
+    ],
+)
+def test_participant_settings_cannot_contradict_the_kit(
+    tmp_path: Path, kits: Path, extra: str, message: str
+) -> None:
+    path = write(tmp_path, "participant.toml", f'[participant]\nkit = "{kits / "energy"}"\n{extra}')
+    with pytest.raises(ConfigError, match=message):
+        configfile.load(path, ParticipantConfig, "participant")
+
+
+def test_participant_with_a_missing_kit_says_how_to_make_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "participant.toml", '[participant]\nkit = "nowhere"\n')
+    with pytest.raises(ConfigError) as caught:
+        configfile.load(path, ParticipantConfig, "participant")
+    text = str(caught.value)
+    assert text.startswith("participant.toml [participant]: kit = ")
+    assert "no kit file" in text and "accord kit package" in text

@@ -231,6 +231,29 @@ def test_an_unreadable_roster_refuses_everyone_until_it_is_fixed(
     assert roster.error is None
 
 
+def test_a_busy_roster_stats_its_file_at_most_once_per_interval(
+    fed: ProvisionedFederation,
+) -> None:
+    now = [0.0]
+    roster = Roster.load(fed.roster_path, check_interval_s=1.0, clock=lambda: now[0])
+    energy = kits.Kit.load(fed.kits["energy"]).tls_cert_pem
+    assert roster.authorize(energy, "energy") == "energy"
+    provision.revoke(fed.ca_dir, "energy")
+    now[0] = 0.5
+    assert roster.authorize(energy, "energy") == "energy"  # not looked at again yet
+    now[0] = 1.0
+    with pytest.raises(NotAllowed, match="participant energy is revoked"):
+        roster.authorize(energy, "energy")
+    # Fail closed holds between checks too.
+    fed.roster_path.write_text("{ not json")
+    now[0] = 2.0
+    with pytest.raises(NotAllowed, match="roster is unreadable"):
+        roster.authorize(energy, "energy")
+    now[0] = 2.5
+    with pytest.raises(NotAllowed, match="roster is unreadable"):
+        roster.authorize(energy, "energy")
+
+
 def test_roster_files_round_trip_and_refuse_newer_versions(fed: ProvisionedFederation) -> None:
     snapshot = Roster.load(fed.roster_path).snapshot()
     assert RosterSnapshot.from_bytes(snapshot.to_bytes()) == snapshot

@@ -152,10 +152,9 @@ def test_a_masking_stage_message_in_a_profile_without_masks_is_out_of_stage(stub
     assert comparable(stub.GetStatus(pb.StatusRequest())) == before
 
 
-def test_plaintext_transport_is_refused_without_the_flag(tmp_path, keys) -> None:
-    config = make_config(tmp_path, keys, profile="masks", insecure_plaintext=False)
-    with pytest.raises(ConfigError, match="mTLS arrives with provisioning"):
-        server.start(config, log=json_logger(tmp_path))
+def test_without_the_flag_the_coordinator_needs_its_tls_files(tmp_path, keys) -> None:
+    with pytest.raises(ConfigError, match=r"tls_dir: required unless insecure_plaintext = true"):
+        make_config(tmp_path, keys, profile="masks", insecure_plaintext=False, identity_keys={})
 
 
 def test_prometheus_metrics_follow_the_events(tmp_path, keys) -> None:

@@ -85,11 +85,14 @@ def test_accumulator_takes_preloaded_ciphertexts() -> None:
     spec = choose_packing(16, 10)
     v = values(spec, 50, 5)
     public = secret().public()
-    loaded = public.load(encrypt(spec, v), spec)
+    ciphertext = encrypt(spec, v)
+    loaded = public.load(ciphertext, spec)
     total = CiphertextAccumulator(public, spec)
     assert total.is_empty
     total.add(loaded)
-    total.add(loaded)
+    with pytest.raises(UsageError, match="only once"):
+        total.add(loaded)  # the sum took it over
+    total.add(public.load(ciphertext, spec))
     np.testing.assert_array_equal(
         secret().decrypt_packed(total.to_bytes(), spec, 50), (2 * v.astype(np.uint64)) % 2**16
     )

@@ -41,7 +41,7 @@ def test_plaintext_needs_the_flag_and_a_key_is_required(tmp_path) -> None:
         table = {"name": "energy", "state_dir": str(tmp_path), **extra}
         return configfile.validate(table, ParticipantConfig, "participant", base_dir=tmp_path)
 
-    with pytest.raises(ConfigError, match="mTLS arrives with provisioning"):
+    with pytest.raises(ConfigError, match="kit: required unless insecure_plaintext = true"):
         ParticipantDaemon(settings(), log=None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"identity_key = .*: no such file"):
         ParticipantDaemon(settings(insecure_plaintext=True), log=None)  # type: ignore[arg-type]
