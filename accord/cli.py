@@ -5,7 +5,7 @@
     accord participant run         run one participant daemon
     accord provision               operator: the CA, approving and revoking participants
     accord kit                     participant: keys, request, startup kit, preflight check
-    accord audit                   privacy budgets from the ledgers (later issue)
+    accord audit                   verify the ledgers; privacy budgets and contributions
 
 An `AccordError` is reported as `TypeName: message` with exit status 2, in one place
 (`AccordGroup.invoke`); any other exception is a bug and keeps its traceback.
@@ -19,9 +19,10 @@ import typer
 from typer.core import TyperGroup
 
 from accord import __version__
+from accord.audit import audit_app
 from accord.coordinator.cli import app as coordinator_app
 from accord.demo import demo
-from accord.errors import AccordError, UsageError
+from accord.errors import AccordError
 from accord.participant.cli import app as participant_app
 from accord.provision import kit_app, provision_app
 
@@ -82,12 +83,4 @@ app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(participant_app, name="participant")
 app.add_typer(provision_app, name="provision")
 app.add_typer(kit_app, name="kit")
-
-
-@app.command()
-def audit() -> None:
-    """Verify participants' privacy ledgers and report the budgets spent (later issue)."""
-    raise UsageError(
-        "`accord audit` arrives with the privacy ledger (DP issue): it will verify each "
-        "ledger's hash chain and signatures and print the epsilon spent per participant."
-    )
+app.add_typer(audit_app, name="audit")

@@ -1,14 +1,20 @@
-"""Load a role's TOML file into its pydantic model, with errors that say how to fix them.
+"""Read the files people hand to accord, with errors that say how to fix them.
 
-Standard library `tomllib` and pydantic only, so every role may import it. A file holds
-one table named after the role (`[coordinator]`, `[participant]`). Relative paths in it
-are resolved against the file's own folder, so a federation folder can be moved whole.
+Standard library `tomllib`, `json` and pydantic only, so every role may import it.
 
+A role's TOML file holds one table named after the role (`[coordinator]`,
+`[participant]`) and is loaded into its pydantic model. Relative paths in it are
+resolved against the file's own folder, so a federation folder can be moved whole.
 A validation failure becomes one `ConfigError` naming the file, the table, the field,
 the bad value and the fix; the fix is the field's `description`:
 
     ConfigError: coordinator.toml [coordinator] threshold = 0: must be >= 2
     (least number of participants whose inputs are summed)
+
+A versioned JSON document (the CA metadata, a kit request or response, the roster)
+starts with `format_version` and names its `format`; `dump_versioned_json` writes one
+and `read_versioned_json` reads it, refusing another format and a version newer than
+the reader knows ("upgrade accord").
 """
 
 from __future__ import annotations
@@ -219,3 +225,93 @@ def dumps(config: BaseModel, section: str, *, relative_to: Path | None = None) -
             lines.append(f"# {info.description}")
         lines.append(f"{name} = {_toml_value(value)}")
     return "\n".join([*lines, *("\n" + table for table in tables)]) + "\n"
+
+
+def dump_versioned_json(
+    document: Mapping[str, Any], *, document_format: str, version: int
+) -> bytes:
+    """Serialize a JSON document as `read_versioned_json` reads it back.
+
+    Args:
+        document: the fields after the two header fields.
+        document_format: its `format`, e.g. `"accord/roster"`.
+        version: its `format_version`.
+
+    Returns:
+        UTF-8 JSON, `format_version` first and `format` second, indented, ending in a
+        newline.
+    """
+    header = {"format_version": version, "format": document_format}
+    return (json.dumps({**header, **document}, indent=2) + "\n").encode("utf-8")
+
+
+def read_versioned_json(
+    data_or_path: bytes | Path,
+    *,
+    expected_format: str,
+    what: str,
+    max_version: int,
+    fix: str | None = None,
+    source: str = "<bytes>",
+) -> dict[str, Any]:
+    """Parse a JSON document that names its `format` and carries a `format_version`.
+
+    Args:
+        data_or_path: the file, or its contents (UTF-8).
+        expected_format: the `format` it must name, e.g. `"accord/roster"`.
+        what: the document with its article, for errors: `"a certificate request"`.
+        max_version: the newest `format_version` this code reads.
+        fix: how to get a good file; ends the errors about a missing, unreadable or
+            foreign file.
+        source: names `data_or_path` in errors when it is bytes (a path names itself).
+
+    Returns:
+        The document, an object whose version is 1..`max_version`.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, not UTF-8 JSON, not an object of
+            `expected_format`, or its version is not a positive integer or is newer.
+    """
+    hint = f"; {fix}" if fix else ""
+    if isinstance(data_or_path, (bytes, bytearray)):
+        data = bytes(data_or_path)
+    else:
+        source = str(data_or_path)
+        try:
+            data = Path(data_or_path).read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such file" + (f" ({fix})" if fix else "")) from None
+        except OSError as error:
+            raise ConfigError(f"{source}: not {what} ({error}{hint})") from None
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{source}: not {what} ({error}{hint})") from None
+    if not isinstance(document, dict) or document.get("format") != expected_format:
+        raise ConfigError(f"{source}: not {what} (format must be {expected_format!r}{hint})")
+    check_format_version(document.get("format_version"), source=source, max_version=max_version)
+    return document
+
+
+def check_format_version(version: Any, *, source: str, max_version: int) -> int:
+    """Accept a file's `format_version` if this code reads it.
+
+    Args:
+        version: the value the file holds.
+        source: names the file in errors.
+        max_version: the newest version this code reads.
+
+    Returns:
+        `version`, a whole number in 1..`max_version`.
+
+    Raises:
+        ConfigError: not a positive integer, or newer than `max_version` (upgrade accord).
+    """
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"{source} format_version = {version!r}: must be a positive integer")
+    if version > max_version:
+        raise ConfigError(
+            f"{source} format_version = {version}: this accord reads up to {max_version} "
+            "(upgrade accord)"
+        )
+    return version

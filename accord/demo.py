@@ -12,7 +12,8 @@ each could run on its own host. Layout of the work folder (kept afterwards):
     DIR/participants/<name>/
                         participant.toml, kit/ (startup kit: mTLS certificate and key,
                         identity.key, ceremony.key, pinned ca.pem), participant.log,
-                        output.log, state.json, metrics.jsonl, adapters/round-NNNN/ (PEFT)
+                        output.log, state.json, upload.json, metrics.jsonl,
+                        adapters/round-NNNN/ (PEFT)
     DIR/summary.json    what `--json` also writes, when given
 
 Every connection is mTLS: the launcher first picks a free port and provisions the
@@ -23,12 +24,20 @@ participant's certificate (the call claims no participant id).
 With `--insecure-plaintext` (loopback debugging; required by `--profile none`) there is
 no TLS: the launcher makes each participant's Ed25519 identity key itself
 (`participants/<name>/identity.pem`, instead of `kit/`) and lists the public keys in
-the coordinator's file.
+the coordinator's file. Either way the port is fixed before the coordinator starts, so
+that a restarted coordinator serves where the participants already dial.
+
+To show recovery, `--drop NAME:STAGE` makes a participant die before it sends its
+STAGE message in round 1, `--restart-coordinator ROUND` and `--restart-participant
+NAME:ROUND` kill a process with SIGKILL mid-round and start it again
+(`accord.demo_faults`); the summary records each event, and per round who was
+selected, who survived and who dropped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -44,6 +53,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from accord.crypto.profile import Profile
+from accord.demo_faults import FaultPlan, Faults, plan
 from accord.errors import RoundAborted, UsageError
 
 if TYPE_CHECKING:
@@ -72,11 +82,19 @@ def participant_names(count: int) -> list[str]:
 
 @dataclass
 class Child:
-    """One started process and where its output goes."""
+    """One started process, where its output goes, and what happened to it.
+
+    `restart_child` replaces `process` in place, so every holder sees the new one.
+    """
 
     name: str
     process: subprocess.Popen[bytes]
     output: Path
+    arguments: tuple[str, ...] = ()
+    folder: Path | None = None
+    dropped_at: str | None = None
+    """The stage at which it dropped out on purpose (`--drop`), once it did."""
+    restarts: int = 0
 
     def tail(self, lines: int = 15) -> str:
         """The last lines of its output, for error messages."""
@@ -113,23 +131,88 @@ def demo(
         "the demo provisions a CA and startup kits in DIR/provision and uses mTLS throughout.",
     ),
     timeout_s: float = typer.Option(600.0, "--timeout-s", min=1.0, help="Give up after this."),
+    threshold: int | None = typer.Option(
+        None,
+        "--threshold",
+        "-t",
+        help="Least participants whose inputs a round sums (default: two thirds of them, at "
+        "least 2).",
+    ),
+    drop: list[str] | None = typer.Option(
+        None,
+        "--drop",
+        metavar="NAME:STAGE",
+        help="Kill participant NAME right before it sends its STAGE message in round 1 "
+        "(advertise, share, upload, unmask; ckks and none have only upload); it stays gone "
+        "and the round completes with the rest. Repeatable, at most n - threshold.",
+    ),
+    restart_coordinator: str | None = typer.Option(
+        None,
+        "--restart-coordinator",
+        metavar="ROUND[:STAGE]",
+        help="SIGKILL the coordinator once round ROUND is in STAGE (upload, the default, "
+        "unmask or aggregate) or later, and start it again: it resumes from its store, the "
+        "participants ride through.",
+    ),
+    restart_participant: list[str] | None = typer.Option(
+        None,
+        "--restart-participant",
+        metavar="NAME:ROUND",
+        help="SIGKILL participant NAME when round ROUND starts and start it again: it resumes "
+        "from its state folder and takes part again. Repeatable.",
+    ),
+    stage_deadline_s: float = typer.Option(
+        30.0,
+        "--stage-deadline-s",
+        min=1.0,
+        help="Seconds a round stage waits for a participant that does not answer (a dropped one).",
+    ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        hidden=True,
+        help="The coordinator's store URL (e.g. postgresql://...); default SQLite in "
+        "DIR/coordinator.",
+    ),
 ) -> None:
     """Run the demo; see the module docstring for what it leaves in `--workdir`."""
     from accord import demo_report
 
     check_demo_flags(profile, insecure_plaintext)
+    names = participant_names(participants)
+    threshold = check_threshold(threshold, len(names))
+    fault_plan = plan(
+        names,
+        profile,
+        threshold=threshold,
+        rounds=rounds,
+        drops=drop or (),
+        restart_coordinator=restart_coordinator,
+        restart_participants=restart_participant or (),
+    )
     workdir = workdir.resolve()
     prepare_workdir(workdir)
-    names = participant_names(participants)
+    # The port goes into the kits and the participants' configs, and a restarted
+    # coordinator must serve on it again, so it is chosen before anything starts.
+    port = free_port()
     provisioned: ProvisionedFederation | None = None
     if not insecure_plaintext:
-        # The port goes into the kits, so it is chosen before the coordinator starts.
-        provisioned = provision_demo(workdir, names, profile, port=free_port())
+        provisioned = provision_demo(workdir, names, profile, port=port)
     coordinator_config = write_coordinator_config(
-        workdir, names, profile, rounds, provisioned=provisioned
+        workdir,
+        names,
+        profile,
+        rounds,
+        provisioned=provisioned,
+        threshold=threshold,
+        stage_deadline_s=stage_deadline_s,
+        enroll_deadline_s=_enroll_deadline_s(fault_plan, stage_deadline_s),
+        store_url=store,
+        port=port,
     )
     started = time.monotonic()
     children: list[Child] = []
+    faults: Faults | None = None
     try:
         coordinator = start_child(
             "coordinator",
@@ -141,8 +224,15 @@ def demo(
         address = f"127.0.0.1:{port}"
         for index, name in enumerate(names):
             kit = provisioned.kits[name] if provisioned is not None else None
+            dropped_at = fault_plan.drops.get(name)
             config = write_participant_config(
-                workdir, name, address, seed=seed, index=index, kit=kit
+                workdir,
+                name,
+                address,
+                seed=seed,
+                index=index,
+                kit=kit,
+                exit_before_stage=dropped_at.value if dropped_at is not None else None,
             )
             children.append(
                 start_child(
@@ -151,6 +241,14 @@ def demo(
                     config.parent,
                 )
             )
+        faults = Faults(
+            fault_plan,
+            coordinator=coordinator,
+            participants=children[1:],
+            restart=restart_child,
+            round_applied=lambda name: round_applied(workdir / "participants" / name),
+            started_s=started,
+        )
         final = demo_report.watch(
             address,
             coordinator,
@@ -158,6 +256,7 @@ def demo(
             profile=profile,
             timeout_s=timeout_s,
             credentials=_watch_credentials(provisioned),
+            faults=faults,
         )
     except KeyboardInterrupt:
         stop_children(children)
@@ -165,13 +264,35 @@ def demo(
         raise typer.Exit(130) from None
     finally:
         stop_children(children)
+    assert faults is not None  # set before `watch`, which is the only way here
+    faults.finish()
     summary = demo_report.summary(
-        final, workdir=workdir, names=names, wall_s=time.monotonic() - started
+        final,
+        workdir=workdir,
+        names=names,
+        wall_s=time.monotonic() - started,
+        transport="plaintext" if insecure_plaintext else "mtls",
+        threshold=threshold,
+        events=faults.events,
+        processes={
+            child.name: {
+                "exit_status": child.process.returncode,
+                "dropped_at": child.dropped_at,
+                "restarts": child.restarts,
+            }
+            for child in children
+        },
     )
     demo_report.write_json(summary, workdir / "summary.json")
     if json_path is not None:
         demo_report.write_json(summary, json_path)
     demo_report.print_summary(summary)
+    typer.echo(
+        "\nEvery participant and the coordinator kept a signed privacy ledger; audit them:\n"
+        f"  accord audit verify {workdir}\n"
+        f"  accord audit budget --ledger {workdir} --plot {workdir / 'epsilon.png'}\n"
+        f"  accord audit contributions --ledger {workdir}"
+    )
 
 
 def check_demo_flags(profile: Profile, insecure_plaintext: bool) -> None:
@@ -185,6 +306,39 @@ def check_demo_flags(profile: Profile, insecure_plaintext: bool) -> None:
             "--profile none sends updates in clear and is kept for benchmarks only; add "
             "--insecure-plaintext to run it (which also drops TLS), or use a secure profile"
         )
+
+
+def _enroll_deadline_s(fault_plan: FaultPlan, stage_deadline_s: float) -> float | None:
+    """How long a round waits for every member to be online; None: the coordinator's 120 s.
+
+    A restarted coordinator waits for every member before its next round, also for those
+    dropped for good: with both faults planned, it gives up on them sooner. Otherwise the
+    default leaves slow machines time to start every participant for round 1.
+    """
+    if fault_plan.drops and fault_plan.restart_coordinator is not None:
+        return max(60.0, 2 * stage_deadline_s)
+    return None
+
+
+def default_threshold(participants: int) -> int:
+    """Two thirds of the participants, rounded up, and at least 2."""
+    return max(2, (2 * participants + 2) // 3)
+
+
+def check_threshold(threshold: int | None, participants: int) -> int:
+    """`--threshold`, or its default.
+
+    Raises:
+        UsageError: below 2 or above the number of participants.
+    """
+    if threshold is None:
+        return default_threshold(participants)
+    if not 2 <= threshold <= participants:
+        raise UsageError(
+            f"--threshold {threshold}: must be from 2 to the {participants} participants "
+            "(least number of participants whose inputs a round sums)"
+        )
+    return threshold
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -254,12 +408,19 @@ def write_coordinator_config(
     rounds: int,
     *,
     provisioned: ProvisionedFederation | None = None,
+    threshold: int | None = None,
+    stage_deadline_s: float | None = None,
+    enroll_deadline_s: float | None = None,
+    store_url: str | None = None,
+    port: int = 0,
 ) -> Path:
     """Write the coordinator's TOML file.
 
     With `provisioned`, it serves mTLS on the port in the kits, from the provisioned
-    TLS files and roster. Without (`--insecure-plaintext`), it serves plaintext on a free
-    port, and this makes each participant's identity key and lists the public keys.
+    TLS files and roster. Without (`--insecure-plaintext`), it serves plaintext on `port`
+    (0: a free one), and this makes each participant's identity key and lists the
+    public keys. Unset settings keep the demo's defaults (`threshold`) or the
+    coordinator's (`stage_deadline_s`, `enroll_deadline_s`, `store_url`).
     """
     from accord import configfile
     from accord.coordinator.config import CoordinatorConfig
@@ -269,13 +430,19 @@ def write_coordinator_config(
     table: dict[str, object] = {
         "federation_id": DEMO_FEDERATION,
         "listen_host": "127.0.0.1",
-        "listen_port": 0,
+        "listen_port": port,
         "state_dir": ".",
         "profile": profile.value,
         "participants": list(names),
-        "threshold": max(2, (2 * len(names) + 2) // 3),
+        "threshold": threshold if threshold is not None else default_threshold(len(names)),
         "rounds": rounds,
     }
+    if stage_deadline_s is not None:
+        table["stage_deadline_s"] = stage_deadline_s
+    if enroll_deadline_s is not None:
+        table["enroll_deadline_s"] = enroll_deadline_s
+    if store_url is not None:
+        table["store_url"] = store_url
     if provisioned is None:
         table["identity_keys"] = _make_identity_keys(workdir, names)
         table["insecure_plaintext"] = True
@@ -300,8 +467,13 @@ def write_participant_config(
     seed: int,
     index: int,
     kit: Path | None = None,
+    exit_before_stage: str | None = None,
 ) -> Path:
-    """Write one participant's TOML file next to its kit (or, without one, its identity key)."""
+    """Write one participant's TOML file next to its kit (or, without one, its identity key).
+
+    `exit_before_stage` (`--drop`) makes the daemon die before it sends that stage's
+    message in round 1.
+    """
     from accord import configfile
     from accord.participant.config import ParticipantConfig
 
@@ -312,6 +484,9 @@ def write_participant_config(
         "seed": seed * 1000 + index + 1,
         "model_seed": seed,
     }
+    if exit_before_stage is not None:
+        table["exit_before_stage"] = exit_before_stage
+        table["exit_in_round"] = 1
     if kit is None:
         table.update(
             name=name,
@@ -364,8 +539,48 @@ def _watch_credentials(provisioned: ProvisionedFederation | None) -> grpc.Channe
 def start_child(name: str, arguments: Sequence[str], folder: Path) -> Child:
     """Start `python -m <arguments>` with its output in `folder/output.log`."""
     output = folder / "output.log"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
+    process = _spawn(arguments, folder, output, mode="wb")
+    return Child(name, process, output, arguments=tuple(arguments), folder=folder)
+
+
+def restart_child(child: Child) -> None:
+    """Kill `child` with SIGKILL, as a crash would, and start it again with the same arguments.
+
+    Its output goes on in the same `output.log`. A coordinator's port file is removed
+    first and awaited again, so that this returns once the new process serves.
+
+    Raises:
+        RoundAborted: a restarted coordinator exited or did not start in time.
+    """
+    assert child.folder is not None, "only children of `start_child` restart"
+    child.process.kill()
+    child.process.wait()
+    port_file = child.folder / "port"
+    is_coordinator = child.name == "coordinator"
+    if is_coordinator:
+        port_file.unlink(missing_ok=True)
+    with child.output.open("ab") as sink:
+        sink.write(b"\n--- killed with SIGKILL and started again by accord demo ---\n")
+    child.process = _spawn(child.arguments, child.folder, child.output, mode="ab")
+    child.restarts += 1
+    if is_coordinator:
+        wait_for_port(port_file, child)
+
+
+def round_applied(folder: Path) -> int:
+    """The last round whose global adapter the participant in `folder` saved (0: none)."""
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    return int(state.get("round_applied", 0))
+
+
+def _spawn(
+    arguments: Sequence[str], folder: Path, output: Path, *, mode: str
+) -> subprocess.Popen[bytes]:
+    with output.open(mode) as sink:
+        return subprocess.Popen(
             [sys.executable, "-m", *arguments],
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -374,7 +589,6 @@ def start_child(name: str, arguments: Sequence[str], folder: Path) -> Child:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
         )
-    return Child(name, process, output)
 
 
 def wait_for_port(port_file: Path, coordinator: Child) -> int:

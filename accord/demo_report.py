@@ -29,8 +29,11 @@ from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from accord.demo import Child
+    from accord.demo_faults import Faults
 
 POLL_S = 0.25
+FAST_POLL_S = 0.01
+"""While a restart is due: rounds of the demo model last a fraction of a second."""
 STATUS_TIMEOUT_S = 5.0
 
 
@@ -42,17 +45,21 @@ def watch(
     profile: Profile,
     timeout_s: float,
     credentials: grpc.ChannelCredentials | None = None,
+    faults: Faults | None = None,
 ) -> pb.StatusResponse:
     """Show live progress until every participant exited; return the last status.
 
     `credentials` are the mTLS credentials to call `GetStatus` with (any certificate of
     the federation will do); None calls over plaintext (`--insecure-plaintext`).
+    `faults` fires the planned restarts as the status reaches them, and says which
+    exits are planned drops.
 
     Raises:
         RoundAborted: a process failed, or the federation did not finish in `timeout_s`.
     """
     console = Console()
     started = time.monotonic()
+    shown = 0.0
     status = pb.StatusResponse()
     if credentials is None:
         channel = grpc.insecure_channel(address)
@@ -64,35 +71,65 @@ def watch(
             # Starting up or busy: the process checks below decide whether that matters.
             with contextlib.suppress(grpc.RpcError):
                 status = stub.GetStatus(pb.StatusRequest(), timeout=STATUS_TIMEOUT_S)
+                if faults is not None:
+                    faults.on_status(status)
             elapsed = time.monotonic() - started
-            live.update(_live_view(status, participants, profile, elapsed))
-            _check_processes(coordinator, participants)
-            if all(child.process.poll() == 0 for child in participants):
-                status = stub.GetStatus(pb.StatusRequest(), timeout=STATUS_TIMEOUT_S)
-                live.update(_live_view(status, participants, profile, elapsed))
+            if elapsed - shown >= POLL_S:
+                live.update(_live_view(status, participants, profile, elapsed, faults))
+                shown = elapsed
+            if _check_processes(coordinator, participants, faults):
+                status = _final_status(stub)
+                live.update(_live_view(status, participants, profile, elapsed, faults))
                 return status
             if elapsed > timeout_s:
                 raise RoundAborted(f"the federation did not finish within {timeout_s:g} s")
+            time.sleep(FAST_POLL_S if faults is not None and faults.pending else POLL_S)
+
+
+def _final_status(stub: pb_grpc.CoordinatorStub) -> pb.StatusResponse:
+    """The coordinator's last word; a restarted one may need a moment to answer again."""
+    deadline = time.monotonic() + STATUS_TIMEOUT_S
+    while True:
+        try:
+            return stub.GetStatus(pb.StatusRequest(), timeout=STATUS_TIMEOUT_S)
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
             time.sleep(POLL_S)
 
 
-def _check_processes(coordinator: Child, participants: Sequence[Child]) -> None:
+def _check_processes(
+    coordinator: Child, participants: Sequence[Child], faults: Faults | None
+) -> bool:
+    """True once every participant exited as it should (0, or a planned drop).
+
+    Raises:
+        RoundAborted: the coordinator exited, or a participant failed.
+    """
     if coordinator.process.poll() is not None:
         raise RoundAborted(
             f"the coordinator exited with status {coordinator.process.returncode}; "
             f"its output ({coordinator.output}) ends:\n{coordinator.tail()}"
         )
+    finished = True
     for child in participants:
         code = child.process.poll()
-        if code not in (None, 0):
+        if code is None:
+            finished = False
+        elif code != 0 and not (faults is not None and faults.expected_exit(child, code)):
             raise RoundAborted(
                 f"participant {child.name} exited with status {code}; its output "
                 f"({child.output}) ends:\n{child.tail()}"
             )
+    return finished
 
 
 def _live_view(
-    status: pb.StatusResponse, participants: Sequence[Child], profile: Profile, elapsed_s: float
+    status: pb.StatusResponse,
+    participants: Sequence[Child],
+    profile: Profile,
+    elapsed_s: float,
+    faults: Faults | None = None,
 ) -> Group:
     stage = pb.Stage.Name(status.stage).lower() if status.federation_id else "starting"
     planned = status.rounds_planned or "?"
@@ -107,7 +144,14 @@ def _live_view(
     by_name = {p.participant_id: p for p in status.participants}
     for child in participants:
         code = child.process.poll()
-        process = f"pid {child.process.pid}" if code is None else f"exited {code}"
+        if child.dropped_at is not None:
+            process = f"dropped at {child.dropped_at}"
+        elif code is None:
+            process = f"pid {child.process.pid}"
+        else:
+            process = f"exited {code}"
+        if child.restarts:
+            process += f" (restarted {child.restarts}x)"
         entry = by_name.get(child.name)
         table.add_row(
             child.name,
@@ -117,26 +161,70 @@ def _live_view(
             f"{entry.bytes_up:,}" if entry else "0",
             f"{entry.bytes_down:,}" if entry else "0",
         )
-    return Group(headline, table)
+    lines: list[Text] = [headline]
+    if faults is not None:
+        lines += [Text(_describe(event), style="yellow") for event in faults.events[-5:]]
+    return Group(*lines, table)
+
+
+def _describe(event: dict[str, Any]) -> str:
+    """One line for an event of `accord.demo_faults`."""
+    where = f"round {event.get('round')}" + (f" {event['stage']}" if event.get("stage") else "")
+    if event["event"] == "dropped":
+        return f"{event['name']} dropped at {where} (exit status {event['exit_status']})"
+    if event["event"] == "restarted":
+        return (
+            f"{event['name']} killed ({event['signal']}) in {where} and started again "
+            f"({event['restart_s']:.1f} s)"
+        )
+    if event["event"] == "not_reached":
+        return f"{event['name']}: the federation finished before {where}; nothing done"
+    return f"{event['name']}: {event['event']} ({where})"
 
 
 def summary(
-    status: pb.StatusResponse, *, workdir: Path, names: Sequence[str], wall_s: float
+    status: pb.StatusResponse,
+    *,
+    workdir: Path,
+    names: Sequence[str],
+    wall_s: float,
+    transport: str = "mtls",
+    threshold: int | None = None,
+    events: Sequence[dict[str, Any]] = (),
+    processes: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The machine-readable summary of a finished demo (what `--json` writes)."""
+    """The machine-readable summary of a finished demo (what `--json` writes).
+
+    Per round: `round`, `outcome` (`done` or `aborted`), `reason` (why it aborted; empty
+    when done; `message` is the same text under its older name), `duration_s`,
+    `stage_durations_s`, `selected`, `survivors` (whose inputs are in the aggregate),
+    `dropped` (selected but not survivors of a completed round), and `bytes_up` and
+    `bytes_down` for every participant. At the top: `federation_id`, `profile`,
+    `transport` (`mtls` or `plaintext`), `participants`, `threshold`,
+    `rounds_completed`, `rounds`, `events` (drops and restarts, see
+    `accord.demo_faults`), `processes` (each one's exit status, drop stage and
+    restarts), `metrics` (`adapters_identical` compares the participants that did not
+    drop out), `wall_s` and `workdir`.
+    """
     rounds = []
     for record in status.recent_rounds:
+        outcome = pb.Stage.Name(record.outcome).lower()
+        selected = list(record.selected)
+        survivors = list(record.survivors)
         rounds.append(
             {
                 "round": record.round,
-                "outcome": pb.Stage.Name(record.outcome).lower(),
+                "outcome": outcome,
+                "reason": record.message,
                 "duration_s": round(record.duration_s, 4),
                 "stage_durations_s": {
                     stage.value: round(record.stage_durations_s[stage.value], 4)
                     for stage in Stage
                     if stage.value in record.stage_durations_s
                 },
-                "survivors": list(record.survivors),
+                "selected": selected,
+                "survivors": survivors,
+                "dropped": [n for n in selected if n not in survivors] if outcome == "done" else [],
                 "bytes_up": {name: int(record.bytes_up.get(name, 0)) for name in names},
                 "bytes_down": {name: int(record.bytes_down.get(name, 0)) for name in names},
                 "message": record.message,
@@ -144,6 +232,9 @@ def summary(
         )
     metrics: dict[str, Any] = {"participants": {}}
     digests = set()
+    # A participant that dropped out on purpose left the federation: the others' adapters
+    # are compared.
+    left = {name for name, p in (processes or {}).items() if p.get("dropped_at")}
     for name in names:
         folder = workdir / "participants" / name
         lines = _read_lines(folder / "metrics.jsonl")
@@ -151,7 +242,8 @@ def summary(
         if lines:
             last["initial_eval_loss"] = lines[0].get("eval_loss_before")
         metrics["participants"][name] = last
-        digests.add(_adapter_digest(folder))
+        if name not in left:
+            digests.add(_adapter_digest(folder))
     losses = [m.get("global_eval_loss") for m in metrics["participants"].values()]
     known = [loss for loss in losses if isinstance(loss, float)]
     if known:
@@ -161,9 +253,13 @@ def summary(
     return {
         "federation_id": status.federation_id,
         "profile": Profile[pb.Profile.Name(status.profile)].value,
+        "transport": transport,
         "participants": list(names),
+        "threshold": threshold,
         "rounds_completed": status.rounds_completed,
         "rounds": rounds,
+        "events": list(events),
+        "processes": processes or {},
         "metrics": metrics,
         "wall_s": round(wall_s, 3),
         "workdir": str(workdir),
@@ -184,12 +280,18 @@ def print_summary(summary: dict[str, Any]) -> None:
         rounds.add_column(column)
     for record in summary["rounds"]:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in record["stage_durations_s"].items())
+        outcome = record["outcome"]
+        if record["reason"]:
+            outcome += f": {record['reason']}"
+        survivors = str(len(record["survivors"]))
+        if record["dropped"]:
+            survivors += f" ({', '.join(record['dropped'])} dropped)"
         rounds.add_row(
             str(record["round"]),
-            record["outcome"],
+            outcome,
             f"{record['duration_s']:.2f}",
             stages,
-            str(len(record["survivors"])),
+            survivors,
             f"{sum(record['bytes_up'].values()):,}",
             f"{sum(record['bytes_down'].values()):,}",
         )
@@ -210,11 +312,20 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print()
     console.print(rounds)
     console.print(people)
+    for event in summary["events"]:
+        console.print(_describe(event))
     identical = summary["metrics"]["adapters_identical"]
+    stayed = (
+        " that stayed" if any(p.get("dropped_at") for p in summary["processes"].values()) else ""
+    )
     console.print(
         f"{summary['rounds_completed']} of {len(summary['rounds'])} rounds completed in "
         f"{summary['wall_s']:.1f} s; global adapters "
-        + ("identical at every participant" if identical else "DIFFER between participants")
+        + (
+            f"identical at every participant{stayed}"
+            if identical
+            else "DIFFER between participants"
+        )
         + f"; everything is in {summary['workdir']}"
     )
 

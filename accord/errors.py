@@ -10,7 +10,9 @@
         ├── BadSignature         signature missing or wrong
         ├── Replayed             (round, stage, participant, sequence) seen before
         ├── Malformed            the message does not decode or has the wrong shape
-        └── Oversized            the message exceeds a configured limit
+        ├── Oversized            the message exceeds a configured limit
+        ├── RateLimited          the sender made more requests than its rate allows
+        └── NotAllowed           the sender may not send this (unknown, revoked, not selected)
 
 Each class names the gRPC status a service answers with; the mapping is applied in
 one place per service. Anything else that escapes is a bug and maps to INTERNAL.
@@ -62,6 +64,12 @@ class Malformed(ProtocolError):
 
 
 class Oversized(ProtocolError):
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class RateLimited(ProtocolError):
+    """The sender exceeded its request rate (`[coordinator] rate_limit_per_s`, burst)."""
+
     grpc_status = "RESOURCE_EXHAUSTED"
 
 

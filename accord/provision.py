@@ -2,10 +2,11 @@
 
 Two typer apps that `accord/cli.py` mounts as `accord provision` and `accord kit`.
 The commands are thin: the operator's work lives in `accord.coordinator.provision`,
-the participant's in `accord.participant.kit`, and each command only parses
-arguments, calls one of them and prints the outcome. An `AccordError` is printed as
-`TypeName: message` on stderr with exit status 2 (as in `accord/cli.py`); `accord kit
-check` exits 1 when a check failed. Any other exception is a bug.
+the participant's in `accord.participant.kit` and `accord.participant.preflight`, and
+each command only parses arguments, calls one of them and prints the outcome. An
+`AccordError` is printed as `TypeName: message` on stderr with exit status 2 (as in
+`accord/cli.py`); `accord kit check` exits 1 when a check failed. Any other exception
+is a bug.
 
     accord provision FEDERATION_TOML --out DIR        everything, on one machine (demo)
     accord provision ca DIR --federation ID --coordinator HOST:PORT
@@ -39,10 +40,11 @@ from typer.core import TyperGroup
 
 from accord import configfile
 from accord.coordinator import provision as operator
-from accord.coordinator.roster import PARTICIPANT_ID_PATTERN
 from accord.crypto.profile import Profile
 from accord.errors import AccordError, ConfigError, UsageError
+from accord.kitformat import PARTICIPANT_ID_PATTERN
 from accord.participant import kit as kits
+from accord.participant import preflight
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -444,17 +446,17 @@ def check_command(
 ) -> None:
     """Preflight: certificates, chain, fingerprint, expiry, the coordinator, clock skew."""
     with _reported():
-        report = kits.check(kit_dir, timeout_s=timeout, online=not offline)
+        report = preflight.check(kit_dir, timeout_s=timeout, online=not offline)
     table = Table(title=f"accord kit check {kit_dir}", show_lines=False)
     table.add_column("check")
     table.add_column("result")
     table.add_column("detail")
     table.add_column("fix")
-    styles: dict[kits.CheckStatus, str] = {
-        kits.CheckStatus.PASS: "green",
-        kits.CheckStatus.WARN: "yellow",
-        kits.CheckStatus.FAIL: "bold red",
-        kits.CheckStatus.SKIP: "dim",
+    styles: dict[preflight.CheckStatus, str] = {
+        preflight.CheckStatus.PASS: "green",
+        preflight.CheckStatus.WARN: "yellow",
+        preflight.CheckStatus.FAIL: "bold red",
+        preflight.CheckStatus.SKIP: "dim",
     }
     for item in report.checks:
         table.add_row(

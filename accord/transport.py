@@ -28,24 +28,48 @@ GRACEFUL_STOP_S = 5.0
 Options = list[tuple[str, int]]
 
 
-def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Options:
-    """Channel arguments for `grpc.server`: message limits and the keepalive policy."""
+def server_options(
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    min_ping_interval_ms: int = MIN_PING_INTERVAL_MS,
+    max_ping_strikes: int = 0,
+) -> Options:
+    """Channel arguments for `grpc.server`: message limits and the keepalive policy.
+
+    Args:
+        max_message_bytes: largest message accepted or sent.
+        min_ping_interval_ms: pings closer together than this are "bad" (tests shorten it).
+        max_ping_strikes: bad pings tolerated before GOAWAY "too_many_pings"; 0 tolerates
+            any number, so a client is never cut off by its keepalive.
+    """
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
-        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", min_ping_interval_ms),
+        ("grpc.http2.max_ping_strikes", max_ping_strikes),
     ]
 
 
-def client_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Options:
-    """Channel arguments for a participant's channel, matching `server_options`."""
+def client_options(
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    keepalive_time_ms: int = KEEPALIVE_TIME_MS,
+    keepalive_timeout_ms: int = KEEPALIVE_TIMEOUT_MS,
+) -> Options:
+    """Channel arguments for a participant's channel, matching `server_options`.
+
+    Args:
+        max_message_bytes: largest message accepted or sent.
+        keepalive_time_ms: ping an idle connection this often; keep it at least the
+            server's `min_ping_interval_ms` (tests shorten both).
+        keepalive_timeout_ms: close the connection when a ping is unanswered this long.
+    """
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_time_ms", keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]

@@ -114,6 +114,15 @@ class CoordinatorConfig(BaseModel):
         ge=1 << 20,
         description="largest gRPC message accepted, in bytes (at least 1 MiB)",
     )
+    rate_limit_per_s: float = Field(
+        50.0,
+        gt=0,
+        description="requests per second each participant may make, sustained; more are "
+        "refused with RESOURCE_EXHAUSTED (a daemon makes a few per second)",
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="requests one participant may make at once after a quiet spell"
+    )
     metrics_port: int | None = Field(
         None,
         ge=0,

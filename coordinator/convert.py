@@ -111,6 +111,8 @@ def assignment_to_proto(task: Assignment, *, stage_deadline_s: float) -> pb.Task
         survivors=list(task.survivors),
         message=task.message,
         key_epoch=task.key_epoch,
+        ledger_head=task.ledger_head,
+        ledger_public_key=task.ledger_public_key,
     )
     if task.ceremony_keys:
         message.stage = pb.KEY_CEREMONY
@@ -149,6 +151,7 @@ def round_record_to_proto(record: RoundRecord) -> pb.RoundSummary:
         outcome=stage_to_proto(record.outcome, Lifecycle.ROUND),
         duration_s=record.duration_s,
         stage_durations_s=record.stage_durations_s,
+        selected=list(record.selected),
         survivors=list(record.survivors),
         bytes_up=record.bytes_up,
         bytes_down=record.bytes_down,

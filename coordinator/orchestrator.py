@@ -7,7 +7,8 @@ federation's lifecycle and drives the round state machine of `accord.crypto.roun
             at least `threshold` online), then start round 1
     ROUND   select the online participants, build the `RoundConfig`, feed each message
             to `CoordinatorRound`, close a stage when its deadline passes, add uploads to
-            the running sum, serve the aggregate, then start the next round
+            the running sum, serve the aggregate until every survivor confirmed that it
+            applied it (or the deadline passed), then start the next round
     FINISHED after `rounds` rounds; every task then says so
 
 All protocol decisions (which stage, who may upload, when a stage closes) are made by
@@ -31,6 +32,7 @@ from collections.abc import Callable, Mapping
 from accord import logs
 from accord.coordinator.aggregation import RoundSum, round_config
 from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.ledger import FederationLedger
 from accord.coordinator.membership import Membership
 from accord.coordinator.persistence import FederationRecords
 from accord.coordinator.records import (
@@ -100,7 +102,7 @@ class Orchestrator:
         self._sum: RoundSum | None = None
         self._inbox: dict[str, CoordinatorMessage] = {}
         self._aggregate: list[bytes] = []
-        self._downloaded: set[str] = set()
+        self._applied: set[str] = set()
         self._stage_started_s = 0.0
         self._stage_seen: Stage | None = None
         self._record: RoundRecord | None = None
@@ -112,6 +114,7 @@ class Orchestrator:
         self._recipients: tuple[str, ...] = ()
         self._ceremony_started_s = 0.0
         self._records = records
+        self._ledger = FederationLedger(config.state_dir, config.federation_id)
         if records is not None:
             self._resume(records)
 
@@ -129,10 +132,17 @@ class Orchestrator:
             config, outcome = resumed.aggregate
             self._round = CoordinatorRound.resume_aggregate(config, self._identities, outcome)
             self._aggregate = records.aggregate_chunks(config.round)
+            # Tell the survivors again that the aggregate is ready (the tasks carry them).
+            self._inbox = {
+                name: AggregateReady(recipient=name, survivors=outcome.survivors)
+                for name in outcome.survivors
+            }
             self._lifecycle = Lifecycle.ROUND
             self._stage_started_s = self._clock()
             self._stage_seen = Stage.AGGREGATE
-            self._record = RoundRecord(round=config.round, started_s=self._stage_started_s)
+            self._record = RoundRecord(
+                round=config.round, started_s=self._stage_started_s, selected=config.selected
+            )
         elif self._finished():
             self._lifecycle = Lifecycle.FINISHED
         logs.event(
@@ -210,19 +220,28 @@ class Orchestrator:
         """Return the participant's assignment once it differs from what it last saw.
 
         `header.round` and `header.stage` say what the participant saw last; the call
-        returns at once if that is stale, else waits up to `wait_s` for a change.
+        returns at once if that is stale, else waits up to `wait_s` for a change. Stage
+        DONE for the current round in its aggregate stage says the participant applied
+        the aggregate: the round closes once every survivor said so.
         """
         deadline = self._clock() + max(0.0, min(wait_s, 60.0))
         with self._changed:
             self._check_identity(header)
             self._members.seen(header.participant)
+            self._confirm_applied(header)
             while True:
                 self._advance()
                 task = self._assignment(header.participant)
-                unchanged = task.round == header.round and task.stage == header.stage
+                # The maker's ceremony task has no round stage of its own, so it would look
+                # like the waiting it replaces: it is always news.
+                unchanged = (
+                    task.round == header.round
+                    and task.stage == header.stage
+                    and not task.ceremony_keys
+                )
                 remaining = deadline - self._clock()
                 if not unchanged or remaining <= 0 or task.lifecycle is Lifecycle.FINISHED:
-                    return task
+                    return self._ledger.stamp(task)
                 self._changed.wait(timeout=min(remaining, 0.5))
 
     # ---- key ceremony ----
@@ -359,6 +378,7 @@ class Orchestrator:
             self._sum.check_complete(upload.chunks)
             replies = current.receive(receipt)
             self._sum.add(upload.chunks)
+            self._ledger.note_upload(upload.round, upload.participant, digest)
             self._members.add_bytes(upload.participant, up=upload.bytes)
             assert self._record is not None
             self._record.bytes_up[upload.participant] = upload.bytes
@@ -393,7 +413,12 @@ class Orchestrator:
             return list(self._aggregate)
 
     def download_done(self, header: Header, sent_bytes: int) -> None:
-        """Record that a survivor received the whole aggregate; maybe close the round."""
+        """Record that the aggregate went out to a survivor (its bytes, for the summary).
+
+        Sent is not received: the round closes only once each survivor confirmed that it
+        applied the aggregate (`next_task` with stage DONE), so that a coordinator killed
+        while the last bytes are on their way still holds the aggregate after a restart.
+        """
         with self._changed:
             if self._round is None or header.round != self._round_number:
                 return
@@ -408,12 +433,34 @@ class Orchestrator:
                 participant=header.participant,
                 bytes=sent_bytes,
             )
-            self._downloaded.add(header.participant)
-            if self._round.stage is Stage.AGGREGATE and self._downloaded >= set(
-                self._round.outcome.survivors
-            ):
-                self._deliver(self._round.close_stage())
             self._changed.notify_all()
+
+    def _confirm_applied(self, header: Header) -> None:
+        """Note a survivor that says it applied the aggregate; close the round after the last.
+
+        A participant says so by polling `NextTask` with stage DONE for the current round.
+        Anything else a header names is only what its sender saw last.
+        """
+        current = self._round
+        if (
+            header.stage is not Stage.DONE
+            or current is None
+            or header.round != self._round_number
+            or current.stage is not Stage.AGGREGATE
+            or header.participant not in current.outcome.survivors
+            or header.participant in self._applied
+        ):
+            return
+        self._applied.add(header.participant)
+        logs.event(
+            self._log,
+            "aggregate_applied",
+            round=header.round,
+            stage=Stage.AGGREGATE.value,
+            participant=header.participant,
+        )
+        if self._applied >= set(current.outcome.survivors):
+            self._deliver(current.close_stage())
 
     # ---- time ----
 
@@ -499,6 +546,13 @@ class Orchestrator:
         if stage is Stage.DONE:
             return Assignment(
                 self._lifecycle, self._round_number, None, message="waiting for the next round"
+            )
+        if stage is Stage.AGGREGATE and name in self._applied:
+            return Assignment(
+                self._lifecycle,
+                self._round_number,
+                None,
+                message="waiting for the others to apply the aggregate",
             )
         inbox = self._inbox.get(name)
         survivors = inbox.survivors if isinstance(inbox, AggregateReady) else ()
@@ -596,11 +650,13 @@ class Orchestrator:
         self._sum = RoundSum(config, public=public, max_chunk_bytes=self.config.max_message_bytes)
         self._inbox = {}
         self._aggregate = []
-        self._downloaded = set()
+        self._applied = set()
         self._lifecycle = Lifecycle.ROUND
         self._stage_started_s = self._clock()
         self._stage_seen = self._round.stage
-        self._record = RoundRecord(round=self._round_number, started_s=self._stage_started_s)
+        self._record = RoundRecord(
+            round=self._round_number, started_s=self._stage_started_s, selected=selected
+        )
         logs.event(
             self._log,
             "round_started",
@@ -652,6 +708,9 @@ class Orchestrator:
             if self._records is not None:
                 self._records.round_aborted(record.round, self._round.abort_reason)
             record.message = self._round.abort_reason
+        self._ledger.round_finished(
+            self._round, self._aggregate, federation_size=len(self._identities)
+        )
         self._history.append(record)
         del self._history[:-RECENT_ROUNDS]
         logs.event(

@@ -119,6 +119,7 @@ def _record_to_json(record: RoundRecord) -> str:
             "version": FORMAT_VERSION,
             "duration_s": record.duration_s,
             "stage_durations_s": record.stage_durations_s,
+            "selected": list(record.selected),
             "survivors": list(record.survivors),
             "bytes_up": record.bytes_up,
             "bytes_down": record.bytes_down,
@@ -130,12 +131,17 @@ def _record_to_json(record: RoundRecord) -> str:
 def _record_from_row(row: RoundRow) -> RoundRecord:
     outcome = json.loads(row.outcome_json) if row.outcome_json else {}
     finished = row.status is RoundStatus.FINISHED
+    # Aborted rounds (and records of older coordinators) name no selection: the config does.
+    selected = outcome.get("selected")
+    if selected is None:
+        selected = round_config_from_json(row.config_json).selected
     return RoundRecord(
         round=row.round,
         started_s=0.0,
         stage_durations_s=outcome.get("stage_durations_s", {}),
         duration_s=outcome.get("duration_s", 0.0),
         outcome=Stage.DONE if finished else Stage.ABORTED,
+        selected=tuple(selected),
         survivors=tuple(outcome.get("survivors", ())),
         bytes_up=outcome.get("bytes_up", {}),
         bytes_down=outcome.get("bytes_down", {}),

@@ -8,8 +8,8 @@ docs/provisioning.md):
   0600) and the coordinator's TLS key; each enterprise makes its own TLS, Ed25519
   identity and X25519 ceremony keys (``accord kit request``) and sends only
   ``request.json``: a PKCS#10 request and the two public keys, plus an Ed25519
-  signature by the identity key over ``request_statement`` (the participant id, the
-  SHA-256 of the request's DER and both public keys). The request's own signature
+  signature by the identity key over ``identity.request_statement`` (the participant
+  id, the SHA-256 of the request's DER and both public keys). The request's own signature
   proves possession of the TLS key; the statement proves possession of the identity
   key and binds the three keys to one participant.
 - ``approve`` checks all of that, refuses an id that is already active with another
@@ -40,14 +40,12 @@ Files (``format_version`` first in every JSON file):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
-import hashlib
 import ipaddress
-import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +56,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from accord.configfile import dump_versioned_json, read_versioned_json
 from accord.coordinator.roster import (
-    PARTICIPANT_ID_PATTERN,
     RosterEntry,
     RosterSnapshot,
     Status,
@@ -69,8 +67,16 @@ from accord.coordinator.roster import (
 )
 from accord.coordinator.tls import ServerTlsFiles
 from accord.crypto import identity
-from accord.crypto.agreement import KEY_BYTES, encode_fields
+from accord.crypto.agreement import KEY_BYTES
 from accord.errors import BadSignature, ConfigError, UsageError
+from accord.kitformat import (
+    EXCHANGE_FORMAT_VERSION,
+    PARTICIPANT_ID_PATTERN,
+    REQUEST_FORMAT,
+    RESPONSE_FORMAT,
+    write_private,
+    write_public,
+)
 
 __all__ = [
     "CA_CERT_FILE",
@@ -81,15 +87,11 @@ __all__ = [
     "DEFAULT_CERT_VALIDITY_DAYS",
     "DEFAULT_SERVER_HOSTS",
     "FORMAT_VERSION",
-    "REQUEST_DOMAIN",
-    "REQUEST_FORMAT",
-    "RESPONSE_FORMAT",
     "CertificateAuthority",
     "approve",
     "create_ca",
     "issue_server_cert",
     "load_ca",
-    "request_statement",
     "revoke",
     "split_address",
 ]
@@ -100,14 +102,10 @@ CA_META_FILE = "ca.json"
 _LOCK_FILE = ".lock"
 
 FORMAT_VERSION = 1
-"""Version of the CA metadata, request and response files this code writes and reads."""
+"""Version of the CA metadata this code writes and reads (``accord.kitformat`` has the
+request's and the response's)."""
 
 CA_FORMAT = "accord/ca"
-REQUEST_FORMAT = "accord/kit-request"
-RESPONSE_FORMAT = "accord/kit-response"
-
-REQUEST_DOMAIN = b"accord/v1/kit-request"
-"""Prefix of the statement a participant's identity key signs in its request."""
 
 DEFAULT_CA_VALIDITY_DAYS = 3650
 DEFAULT_CERT_VALIDITY_DAYS = 365
@@ -230,18 +228,19 @@ def create_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(ca_dir / CA_KEY_FILE, _private_pem(key))
-    _write_public(ca_dir / CA_CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
+    write_private(ca_dir / CA_KEY_FILE, _private_pem(key))
+    write_public(ca_dir / CA_CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
     stored_roster = os.path.relpath(roster_path.resolve(), ca_dir.resolve())
     meta = {
-        "format_version": FORMAT_VERSION,
-        "format": CA_FORMAT,
         "federation_id": federation_id,
         "coordinator": coordinator,
         "roster": stored_roster,
         "ca_sha256": fingerprint(certificate),
     }
-    _write_public(ca_dir / CA_META_FILE, _json_bytes(meta))
+    write_public(
+        ca_dir / CA_META_FILE,
+        dump_versioned_json(meta, document_format=CA_FORMAT, version=FORMAT_VERSION),
+    )
     if not roster_path.exists():
         write_snapshot(roster_path, RosterSnapshot(federation_id=federation_id))
     return load_ca(ca_dir)
@@ -254,7 +253,13 @@ def load_ca(ca_dir: Path) -> CertificateAuthority:
         ConfigError: the folder holds no CA, or its files disagree.
     """
     ca_dir = Path(ca_dir)
-    meta = _read_json(ca_dir / CA_META_FILE, CA_FORMAT, "the CA metadata", fix="accord provision")
+    meta = read_versioned_json(
+        ca_dir / CA_META_FILE,
+        expected_format=CA_FORMAT,
+        what="the CA metadata",
+        max_version=FORMAT_VERSION,
+        fix="accord provision",
+    )
     try:
         certificate = x509.load_pem_x509_certificate((ca_dir / CA_CERT_FILE).read_bytes())
     except FileNotFoundError:
@@ -324,9 +329,9 @@ def issue_server_cert(
         .sign(ca_key, hashes.SHA256())
     )
     _make_dir(Path(out_dir), private=True)
-    _write_private(files.key, _private_pem(key))
-    _write_public(files.cert, certificate.public_bytes(serialization.Encoding.PEM))
-    _write_public(files.ca, authority.certificate_pem)
+    write_private(files.key, _private_pem(key))
+    write_public(files.cert, certificate.public_bytes(serialization.Encoding.PEM))
+    write_public(files.ca, authority.certificate_pem)
     return files
 
 
@@ -383,8 +388,6 @@ def approve(
             .sign(ca_key, hashes.SHA256())
         )
         response = {
-            "format_version": FORMAT_VERSION,
-            "format": RESPONSE_FORMAT,
             "federation_id": authority.federation_id,
             "participant_id": request.participant_id,
             "coordinator": authority.coordinator,
@@ -396,7 +399,12 @@ def approve(
             if out_path is not None
             else Path(request_path).parent / f"{request.participant_id}.response.json"
         )
-        _write_public(target, _json_bytes(response))
+        write_public(
+            target,
+            dump_versioned_json(
+                response, document_format=RESPONSE_FORMAT, version=EXCHANGE_FORMAT_VERSION
+            ),
+        )
         entry = RosterEntry(
             participant_id=request.participant_id,
             cert_sha256=fingerprint(certificate),
@@ -432,32 +440,11 @@ def revoke(ca_dir: Path, participant_id: str, *, now: dt.datetime | None = None)
             raise UsageError(f"no participant {participant_id!r} in the roster (known: {known})")
         if not entry.active:
             return entry
-        revoked = RosterEntry(
-            participant_id=entry.participant_id,
-            cert_sha256=entry.cert_sha256,
-            identity_public_key=entry.identity_public_key,
-            ceremony_public_key=entry.ceremony_public_key,
-            status=Status.REVOKED,
-            approved_at=entry.approved_at,
-            revoked_at=_now(now).isoformat(timespec="seconds"),
+        revoked = dataclasses.replace(
+            entry, status=Status.REVOKED, revoked_at=_now(now).isoformat(timespec="seconds")
         )
         write_snapshot(authority.roster_path, roster.replace(revoked))
     return revoked
-
-
-def request_statement(
-    participant_id: str, csr_der: bytes, identity_public: bytes, ceremony_public: bytes
-) -> bytes:
-    """The bytes a participant's identity key signs in its request.
-
-    ``"accord/v1/kit-request" || F(participant_id) || F(SHA-256(csr_der)) ||
-    F(identity_public) || F(ceremony_public)``, with ``F`` from
-    ``accord.crypto.agreement.encode_fields``. ``participant/kit.py`` builds the same
-    bytes (a test checks that both agree).
-    """
-    return REQUEST_DOMAIN + encode_fields(
-        participant_id, hashlib.sha256(csr_der).digest(), identity_public, ceremony_public
-    )
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -495,7 +482,13 @@ class _Request:
 
 def _read_request(path: Path) -> _Request:
     fix = "ask the participant for the request.json `accord kit request` wrote"
-    document = _read_json(path, REQUEST_FORMAT, "a certificate request", fix=fix)
+    document = read_versioned_json(
+        path,
+        expected_format=REQUEST_FORMAT,
+        what="a certificate request",
+        max_version=EXCHANGE_FORMAT_VERSION,
+        fix=fix,
+    )
     participant_id = document.get("participant_id")
     if not isinstance(participant_id, str) or not re.fullmatch(
         PARTICIPANT_ID_PATTERN, participant_id
@@ -526,11 +519,11 @@ def _read_request(path: Path) -> _Request:
         signature = bytes.fromhex(signature_hex) if isinstance(signature_hex, str) else b""
     except ValueError:
         signature = b""
-    statement = request_statement(
-        participant_id,
-        csr.public_bytes(serialization.Encoding.DER),
-        identity_public,
-        ceremony_public,
+    statement = identity.request_statement(
+        participant_id=participant_id,
+        csr_der=csr.public_bytes(serialization.Encoding.DER),
+        identity_public=identity_public,
+        ceremony_public=ceremony_public,
     )
     identity.verify(identity_public, statement, signature, what=who)
     return _Request(
@@ -655,34 +648,6 @@ def _make_dir(path: Path, *, private: bool) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o755)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600; never follow a link, never replace a file."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        handle = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise UsageError(f"{path} exists; a private key is never overwritten") from None
-    with os.fdopen(handle, "wb") as stream:
-        os.fchmod(stream.fileno(), 0o600)
-        stream.write(data)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with mode 0644 (public material only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _read_private(path: Path, what: str) -> bytes:
     try:
         mode = path.stat().st_mode & 0o777
@@ -704,30 +669,6 @@ def _locked(ca_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
-def _read_json(path: Path, expected_format: str, what: str, *, fix: str) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file ({fix})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: not {what} ({error}; {fix})") from None
-    if not isinstance(document, dict) or document.get("format") != expected_format:
-        raise ConfigError(f"{path}: not {what} (format must be {expected_format!r}; {fix})")
-    version = document.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ConfigError(f"{path} format_version = {version!r}: must be a positive integer")
-    if version > FORMAT_VERSION:
-        raise ConfigError(
-            f"{path} format_version = {version}: this accord reads up to {FORMAT_VERSION} "
-            "(upgrade accord)"
-        )
-    return document
-
-
-def _json_bytes(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2) + "\n").encode("utf-8")
 
 
 def _meta_string(meta: dict[str, Any], name: str, ca_dir: Path) -> str:

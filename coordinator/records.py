@@ -55,6 +55,8 @@ class Assignment:
     inbox: CoordinatorMessage | None = None
     ceremony_keys: tuple[CeremonyKey, ...] = ()
     key_epoch: int = 0
+    ledger_head: bytes = b""
+    ledger_public_key: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class RoundRecord:
     stage_durations_s: dict[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
     outcome: Stage | None = None
+    selected: tuple[str, ...] = ()
     survivors: tuple[str, ...] = ()
     bytes_up: dict[str, int] = field(default_factory=dict)
     bytes_down: dict[str, int] = field(default_factory=dict)

@@ -37,10 +37,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
-import json
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -51,12 +48,13 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from accord.configfile import dump_versioned_json, read_versioned_json
 from accord.errors import ConfigError, NotAllowed, UsageError
+from accord.kitformat import PARTICIPANT_ID_PATTERN, write_public
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "PARTICIPANT_ID_PATTERN",
     "Roster",
     "RosterEntry",
     "RosterSnapshot",
@@ -72,9 +70,6 @@ FORMAT = "accord/roster"
 
 FORMAT_VERSION = 1
 """The newest roster format this code reads and the one it writes."""
-
-PARTICIPANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-"""Participant and federation ids: lower case, digits, ``-`` and ``_``, at most 63 characters."""
 
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _KEY_HEX_LENGTH = 64
@@ -232,12 +227,10 @@ class RosterSnapshot:
     def to_bytes(self) -> bytes:
         """Serialize as the roster file (format version first)."""
         document = {
-            "format_version": FORMAT_VERSION,
-            "format": FORMAT,
             "federation_id": self.federation_id,
             "participants": [entry.to_json() for entry in self.entries],
         }
-        return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+        return dump_versioned_json(document, document_format=FORMAT, version=FORMAT_VERSION)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "roster.json") -> RosterSnapshot:
@@ -246,20 +239,13 @@ class RosterSnapshot:
         Raises:
             ConfigError: not JSON, another format, a newer version, or a bad entry.
         """
-        try:
-            document = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ConfigError(f"{source}: not a JSON roster ({error})") from None
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise ConfigError(f"{source}: not an Accord roster (format must be {FORMAT!r})")
-        version = document.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ConfigError(f"{source} format_version = {version!r}: must be a positive integer")
-        if version > FORMAT_VERSION:
-            raise ConfigError(
-                f"{source} format_version = {version}: this accord reads up to "
-                f"{FORMAT_VERSION} (upgrade accord)"
-            )
+        document = read_versioned_json(
+            data,
+            expected_format=FORMAT,
+            what="an Accord roster",
+            max_version=FORMAT_VERSION,
+            source=source,
+        )
         federation_id = document.get("federation_id")
         if not isinstance(federation_id, str) or not re.fullmatch(
             PARTICIPANT_ID_PATTERN, federation_id
@@ -298,19 +284,7 @@ def write_snapshot(path: Path, snapshot: RosterSnapshot) -> None:
     The roster holds only public material; it is written 0644 so the coordinator's
     service account can read it.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".roster-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(snapshot.to_bytes())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_public(Path(path), snapshot.to_bytes())
 
 
 def fingerprint(certificate: bytes | x509.Certificate) -> str:

@@ -6,15 +6,16 @@ ticker and the optional Prometheus endpoint, and runs until SIGTERM or SIGINT.
 
 Transport: mTLS by default. The port serves only with `tls.server_credentials(tls_dir)`
 (client certificates from the federation's CA required), every call answers with the
-server's clock as `date` metadata (`tls.DateHeaderInterceptor`, for `accord kit check`),
+server's clock as `date` metadata (`DateHeaderInterceptor`, for `accord kit check`),
 and every request header's participant id is checked against the caller's certificate
 in the roster (`tls.authenticate`, from `CoordinatorService._header`). The roster is
 read once at start for the members and their identity keys, and re-stated at most once
 a second (`ROSTER_CHECK_INTERVAL_S`) so that a revocation takes effect without a
 restart. `insecure_plaintext = true` serves without TLS, for loopback debugging only.
 
-`AccordErrorInterceptor` is the one place where an `AccordError` becomes a gRPC status
-(`grpc_status` on its class); anything else is a bug and answers INTERNAL.
+`AccordErrorInterceptor` (`coordinator/interceptors.py`) is the one place where an
+`AccordError` becomes a gRPC status (`grpc_status` on its class); anything else is a bug
+and answers INTERNAL.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,13 +35,14 @@ from grpc_reflection.v1alpha import reflection
 from accord import logs, transport
 from accord.coordinator import tls
 from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.interceptors import AccordErrorInterceptor, DateHeaderInterceptor
 from accord.coordinator.metrics import start_metrics
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.persistence import FederationRecords
 from accord.coordinator.roster import Roster
 from accord.coordinator.service import CoordinatorService
 from accord.coordinator.store import Store, open_store
-from accord.errors import AccordError, ConfigError
+from accord.errors import ConfigError
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
@@ -51,63 +52,6 @@ TICK_S = 0.2
 
 ROSTER_CHECK_INTERVAL_S = 1.0
 """Least seconds between two stats of the roster file: a revocation takes effect within it."""
-
-
-def _answer(context: grpc.ServicerContext, error: Exception, log: logging.Logger) -> NoReturn:
-    """Turn `error` into the call's status (re-raising what already is one)."""
-    if isinstance(error, grpc.RpcError) or context.code() is not None:
-        raise error  # a cancelled stream, or `context.abort` already chose the status
-    if isinstance(error, AccordError):
-        code = getattr(grpc.StatusCode, error.grpc_status, grpc.StatusCode.INTERNAL)
-        context.abort(code, f"{type(error).__name__}: {error}")
-    log.error("unexpected error in a gRPC handler", exc_info=error)
-    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the coordinator's log")
-    raise AssertionError("context.abort raises")  # pragma: no cover
-
-
-class AccordErrorInterceptor(grpc.ServerInterceptor):
-    """Answers an `AccordError` with its class's gRPC status and `TypeName: message`."""
-
-    def __init__(self, log: logging.Logger) -> None:
-        self._log = log
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        log = self._log
-
-        def wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
-            def call(request: Any, context: grpc.ServicerContext) -> Any:
-                try:
-                    return behaviour(request, context)
-                except Exception as error:
-                    _answer(context, error, log)
-
-            return call
-
-        def wrap_stream(behaviour: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-            def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                try:
-                    yield from behaviour(request, context)
-                except Exception as error:
-                    _answer(context, error, log)
-
-            return call
-
-        if handler.unary_unary:
-            return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=wrap_unary(handler.stream_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=wrap_stream(handler.unary_stream))
-        if handler.stream_stream:
-            return handler._replace(stream_stream=wrap_stream(handler.stream_stream))
-        return handler
 
 
 @dataclass
@@ -149,7 +93,7 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         roster = Roster.load(config.roster, check_interval_s=ROSTER_CHECK_INTERVAL_S)
         config = _members_from_roster(config, roster)
         # Outermost, so that every answer carries the clock, refusals included.
-        interceptors.insert(0, tls.DateHeaderInterceptor())
+        interceptors.insert(0, DateHeaderInterceptor())
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.resolved_store_url)
     orchestrator = Orchestrator(

@@ -1,7 +1,9 @@
 """The Coordinator gRPC servicer: thin, it converts messages and asks the orchestrator.
 
 No protocol decision is made here (see `orchestrator.py`), and no exception is turned
-into a status here: `server.py` maps every `AccordError` in one interceptor.
+into a status here: `server.py` maps every `AccordError` in one interceptor. Every
+request that names a participant passes `_header`: authentication, then the
+participant's rate limit (`ratelimit.py`), before the orchestrator sees it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import grpc
 from accord.coordinator import convert
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.orchestrator import Orchestrator
+from accord.coordinator.ratelimit import ParticipantRateLimiter
 from accord.coordinator.records import Header
 from accord.errors import Malformed
 from accord.proto.v1 import federation_pb2 as pb
@@ -20,7 +23,14 @@ from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
-    """Serves `accord.v1.Coordinator` for one federation."""
+    """Serves `accord.v1.Coordinator` for one federation.
+
+    Args:
+        config: the coordinator's settings (`rate_limit_per_s`, `rate_limit_burst`).
+        orchestrator: decides everything about the rounds.
+        authenticate: checks that the mTLS peer may speak for a participant id.
+        limiter: per-participant request limits; one from `config` when None.
+    """
 
     def __init__(
         self,
@@ -28,21 +38,35 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         orchestrator: Orchestrator,
         *,
         authenticate: Callable[[grpc.ServicerContext, str], None] | None = None,
+        limiter: ParticipantRateLimiter | None = None,
     ) -> None:
         self._config = config
         self._orchestrator = orchestrator
         self._authenticate = authenticate
+        self._limiter = limiter or ParticipantRateLimiter(
+            config.rate_limit_per_s, config.rate_limit_burst
+        )
 
-    def _header(self, header: pb.RequestHeader, context: grpc.ServicerContext) -> Header:
-        """The request's routing fields, once the caller's certificate may claim its id.
+    def _header(
+        self, header: pb.RequestHeader, context: grpc.ServicerContext, *, counts: bool = True
+    ) -> Header:
+        """The request's routing fields, once its sender is authenticated and within its rate.
+
+        The caller's mTLS certificate must be allowed to speak for the participant id the
+        header claims; then the request takes a token of that participant's bucket.
+        `counts=False` for the later messages of a stream, which belong to a request
+        already counted (an upload's chunks).
 
         Raises:
             Malformed: the header lacks its federation or participant id.
             NotAllowed: the mTLS peer may not speak for the participant it names.
+            RateLimited: the participant made more requests than its rate allows.
         """
         routed = convert.header_from_proto(header)
         if self._authenticate is not None:
             self._authenticate(context, routed.participant)
+        if counts:
+            self._limiter.check(routed.participant)
         return routed
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
@@ -86,7 +110,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         header = None
         try:
             for message in request_iterator:
-                header = self._header(message.header, context)
+                header = self._header(message.header, context, counts=upload is None)
                 if upload is None:
                     upload = self._orchestrator.open_upload(header)
                 self._orchestrator.take_chunk(upload, header, message.chunk)

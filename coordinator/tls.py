@@ -15,9 +15,6 @@ everywhere)"; section 3, "Enroll"; docs/provisioning.md):
   from the certificate's.
 - Clients check the server's certificate against the same CA and against the host
   they dial (the subject alternative names ``accord provision`` writes).
-- ``DateHeaderInterceptor`` sends the server's wall clock as ``date`` initial metadata,
-  from which ``accord kit check`` reports the participant's clock skew
-  (certificates are back-dated only five minutes).
 
 Private key files must not be readable by group or others; ``server_credentials``
 refuses one that is and says ``chmod 600 FILE``.
@@ -25,13 +22,10 @@ refuses one that is and says ``chmod 600 FILE``.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 from cryptography import x509
@@ -44,7 +38,6 @@ __all__ = [
     "SERVER_CA_FILE",
     "SERVER_CERT_FILE",
     "SERVER_KEY_FILE",
-    "DateHeaderInterceptor",
     "ServerTlsFiles",
     "authenticate",
     "peer_identity",
@@ -173,50 +166,6 @@ def authenticate(
         # The CA issues CN = participant id, so this only fires on a mis-issued certificate.
         raise NotAllowed(f"certificate of {common_name} cannot speak for {participant_id}")
     return participant_id
-
-
-class DateHeaderInterceptor(grpc.ServerInterceptor):
-    """Sends ``date: <RFC 7231 time>`` as initial metadata on every call.
-
-    ``accord kit check`` reads it to report clock skew. It sends the initial metadata
-    itself, so a handler behind it must not call ``context.send_initial_metadata``.
-    """
-
-    def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        self._clock = clock
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        clock = self._clock
-
-        def wrap(behaviour: Callable[..., Any]) -> Callable[..., Any]:
-            def with_date(request: Any, context: grpc.ServicerContext) -> Any:
-                now = clock() if clock is not None else None
-                context.send_initial_metadata((("date", email.utils.formatdate(now, usegmt=True)),))
-                return behaviour(request, context)
-
-            return with_date
-
-        kinds: list[tuple[Any, Callable[..., grpc.RpcMethodHandler]]] = [
-            (handler.unary_unary, grpc.unary_unary_rpc_method_handler),
-            (handler.unary_stream, grpc.unary_stream_rpc_method_handler),
-            (handler.stream_unary, grpc.stream_unary_rpc_method_handler),
-            (handler.stream_stream, grpc.stream_stream_rpc_method_handler),
-        ]
-        for behaviour, make in kinds:
-            if behaviour is not None:
-                return make(
-                    wrap(behaviour),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
 
 
 def _read(path: Path, what: str, *, private: bool = False) -> bytes:

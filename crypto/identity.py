@@ -13,6 +13,11 @@ advertised key is signed so that a server cannot substitute keys of its own):
 - The two X25519 public keys a participant advertises in a round are signed over
   ``keys_statement = "accord/v1/keys" || F(federation_id) || F(round)
   || F(participant) || F(encryption_public) || F(masking_public)``.
+- At provisioning, a participant's kit request is signed over
+  ``request_statement = "accord/v1/kit-request" || F(participant_id)
+  || F(SHA-256(csr_der)) || F(identity_public) || F(ceremony_public)``: the signature
+  proves possession of the identity key, and the statement binds the TLS key (whose
+  certificate request is hashed), the identity key and the ceremony key to one id.
 - ``F`` is ``agreement.encode_fields``: u32 big-endian length, then the bytes
   (strings as UTF-8, integers as u64 big-endian). The distinct prefixes keep a
   signature on one kind of statement from ever verifying as another.
@@ -37,6 +42,7 @@ from accord.errors import BadSignature, ConfigError, UsageError
 __all__ = [
     "KEYS_DOMAIN",
     "MESSAGE_DOMAIN",
+    "REQUEST_DOMAIN",
     "SIGNATURE_BYTES",
     "KeyPair",
     "dump_private",
@@ -45,6 +51,7 @@ __all__ = [
     "load_private",
     "message_digest",
     "public_from_private",
+    "request_statement",
     "sign",
     "verify",
 ]
@@ -57,6 +64,9 @@ MESSAGE_DOMAIN = b"accord/v1/msg"
 
 KEYS_DOMAIN = b"accord/v1/keys"
 """Prefix of the statement an advertised key pair is signed over."""
+
+REQUEST_DOMAIN = b"accord/v1/kit-request"
+"""Prefix of the statement a participant's identity key signs in its kit request."""
 
 
 def generate_identity(random_bytes: Callable[[int], bytes] = os.urandom) -> KeyPair:
@@ -180,6 +190,29 @@ def keys_statement(
             raise UsageError(f"{name} has {len(key)} bytes: must be {KEY_BYTES} raw bytes")
     return KEYS_DOMAIN + encode_fields(
         federation_id, round, participant, encryption_public, masking_public
+    )
+
+
+def request_statement(
+    *, participant_id: str, csr_der: bytes, identity_public: bytes, ceremony_public: bytes
+) -> bytes:
+    """Return the bytes a participant's identity key signs in its kit request.
+
+    ``accord kit request`` signs them; ``accord provision approve`` verifies them before
+    it issues a certificate.
+
+    Args:
+        participant_id: the id the request is for.
+        csr_der: the PKCS#10 certificate request (DER) the TLS key signed.
+        identity_public: 32 raw bytes of the Ed25519 identity public key.
+        ceremony_public: 32 raw bytes of the X25519 ceremony public key.
+
+    Returns:
+        ``"accord/v1/kit-request"`` followed by the framed id, SHA-256 of ``csr_der``
+        and both public keys.
+    """
+    return REQUEST_DOMAIN + encode_fields(
+        participant_id, hashlib.sha256(csr_der).digest(), identity_public, ceremony_public
     )
 
 

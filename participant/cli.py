@@ -34,8 +34,9 @@ def run(
     """Enrol with the coordinator and take part in rounds until the federation finishes.
 
     Keeps its state in `state_dir`: the global adapter after every round
-    (`adapters/round-NNNN/`, PEFT format), `metrics.jsonl`, `state.json` (to resume
-    after a restart) and `participant.log` (JSON lines, never a payload).
+    (`adapters/round-NNNN/`, PEFT format), `metrics.jsonl`, `state.json` and
+    `upload.json` (to resume after a restart without training or uploading a round twice)
+    and `participant.log` (JSON lines, never a payload).
     """
     overrides = {"insecure_plaintext": True} if insecure_plaintext else {}
     settings = configfile.load(config, ParticipantConfig, "participant", overrides=overrides)

@@ -3,15 +3,21 @@
     enrol -> heartbeat thread (separate from training)
           -> loop: long-poll NextTask
                 UPLOAD     train locally, protect the update (accord.crypto.pipeline),
-                           stream it in chunks; the last chunk carries the signed receipt
+                           record it in the privacy ledger (ledger.py), then stream
+                           it in chunks; the last chunk carries the signed receipt
                 AGGREGATE  stream the aggregate down, reveal it, apply the mean change,
-                           checkpoint the global adapter (PEFT format) and metrics
+                           checkpoint the global adapter (PEFT format) and metrics, then
+                           poll naming stage DONE: the coordinator's receipt that it applied
                 ABORTED    forget the round
                 DONE       the federation finished: exit
 
 The round's protocol decisions are `accord.crypto.participant_round.ParticipantRound`'s;
 this daemon owns the network, the clock, the trainer and the state folder. After a
-restart it resumes from `state.json` and the last saved adapter.
+restart it resumes from `state.json` and the last saved adapter, and from
+`upload.json`, the last round it trained and uploaded for: it never trains or uploads
+twice for one round. A survivor that lost its round machine (this process restarted,
+or a download broke off while the coordinator restarted) still downloads and applies
+the round's aggregate, which holds its update.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 
@@ -42,8 +48,8 @@ from accord.crypto.messages import (
     UnmaskShares,
 )
 from accord.crypto.participant_round import ParticipantRound
-from accord.errors import ConfigError, ProtocolError
-from accord.participant import convert, exchange
+from accord.errors import ConfigError, ProtocolError, RoundAborted
+from accord.participant import convert, exchange, ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit import Kit, secure_channel
 from accord.participant.trainer import Trainer
@@ -57,6 +63,9 @@ T = TypeVar("T")
 
 DROPOUT_EXIT_STATUS = 17
 """Exit status of a daemon told to drop out at a stage (`exit_before_stage`)."""
+
+UPLOAD_STATE = "upload.json"
+"""In the state folder: the last round this participant trained and uploaded for."""
 
 
 class ParticipantDaemon:
@@ -96,6 +105,7 @@ class ParticipantDaemon:
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
         self._round_applied = self._resume()
+        self._round_uploaded = _read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
         options = transport.client_options(config.max_message_bytes)
         if self._kit is None or config.insecure_plaintext:
             self._channel = grpc.insecure_channel(config.coordinator, options=options)
@@ -192,6 +202,8 @@ class ParticipantDaemon:
         while not self._stop.is_set():
             self._state_changed.wait(interval_s)
             self._state_changed.clear()
+            if self._stop.is_set():
+                return  # `run` is closing the channel
             self._send_heartbeat(timeout_s=interval_s * 2)
 
     def _send_heartbeat(self, *, timeout_s: float) -> None:
@@ -227,22 +239,36 @@ class ParticipantDaemon:
             )
             try:
                 self._on_task(stage, config, task)
+                if stage is Stage.AGGREGATE and self._round_applied >= config.round:
+                    # The next poll names stage DONE: this is how the coordinator learns
+                    # that the aggregate arrived and was applied, not just sent.
+                    seen_stage = pb.DONE
             except (ProtocolError, grpc.RpcError) as error:
                 # The round moved on without us (deadline passed, aborted): wait for the next.
                 what = accord_error(error) if isinstance(error, grpc.RpcError) else error
+                if isinstance(what, grpc.RpcError):
+                    reason = f"{what.code().name}: {what.details()}"
+                else:
+                    reason = str(what)
                 logs.event(
                     self._log,
                     "round_step_refused",
                     round=config.round,
                     stage=stage.value,
-                    reason=str(what),
+                    reason=reason,
                     level=logging.WARNING,
                 )
                 self._round = None
+                if isinstance(error, grpc.RpcError) and error.code() in RETRY_CODES:
+                    # A stream broke off (the coordinator is restarting): ask again for the
+                    # current task once it is back, instead of waiting for the next change.
+                    seen_round, seen_stage = 0, pb.STAGE_UNSPECIFIED
+                    time.sleep(1.0)
 
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
         """Drive this round's `ParticipantRound` with what the task carries."""
         me = self.config.name
+        ledger.keep_federation_head(self.config.state_dir, task.ledger_head, task.ledger_public_key)
         if stage is Stage.ABORTED:
             logs.event(self._log, "round_aborted", round=config.round, reason=task.message)
             self._round = None
@@ -257,7 +283,17 @@ class ParticipantDaemon:
             logs.event(self._log, "exiting_on_purpose", round=config.round, stage=stage.value)
             os._exit(DROPOUT_EXIT_STATUS)
         current = self._round if self._round and self._round.config.round == config.round else None
+        if current is None and stage is Stage.AGGREGATE and me in task.survivors:
+            # The aggregate holds this participant's update, but its round machine is gone
+            # (this process restarted, or its download broke off while the coordinator
+            # restarted): the key and the aggregate are all it needs to stay in step.
+            self._fetch_key(config)
+            self._download(config)
+            return
         if current is None and stage is config.first_stage:
+            refused = ledger.before_round(self.config, self._identity_private, config.round)
+            if refused is not None:
+                self._stop_contributing(config.round, refused)
             self._fetch_key(config)
             current = self._round = ParticipantRound(
                 config, me, self._identity_private, self._identities
@@ -359,18 +395,31 @@ class ParticipantDaemon:
 
     def _upload(self, current: ParticipantRound) -> None:
         config = current.config
+        if config.round <= self._round_uploaded:
+            # Trained and sent (or began to) before a restart: never twice for one round.
+            logs.event(self._log, "upload_skipped", round=config.round, stage=Stage.UPLOAD.value)
+            self._round = None
+            return
+        self._round_uploaded = config.round
+        _write_json(self.config.state_dir / UPLOAD_STATE, {"round_uploaded": config.round})
         self._set_state("training")
         started = time.monotonic()
         update = self._trainer.train_round(config.round)
         train_s = time.monotonic() - started
         self._set_state("uploading")
         started = time.monotonic()
-        chunks = exchange.protect_update(update, config, current.mask_terms(), secret=self._secret)
+        chunks = list(
+            exchange.protect_update(update, config, current.mask_terms(), secret=self._secret)
+        )
+        # The privacy ledger records the round before its first chunk leaves (guarantee 4).
+        refused = ledger.before_upload(self.config, self._identity_private, config, update, chunks)
+        if refused is not None:
+            self._stop_contributing(config.round, refused)
         digest, count, sent = hashlib.sha256(), 0, 0
 
         def messages() -> Iterator[pb.UpdateChunk]:
             nonlocal count, sent
-            for chunk, last in _with_last(chunks):
+            for chunk, last in _with_last(iter(chunks)):
                 digest.update(chunk)
                 count += 1
                 sent += len(chunk)
@@ -402,6 +451,14 @@ class ParticipantDaemon:
             chunks=count,
         )
 
+    def _stop_contributing(self, round: int, reason: str) -> NoReturn:
+        """End the daemon: the privacy budget forbids this round (the ledger recorded why)."""
+        logs.event(
+            self._log, "privacy_budget_refused", round=round, reason=reason, level=logging.WARNING
+        )
+        self._set_state("budget exhausted")
+        raise RoundAborted(f"privacy budget: {reason}")
+
     def _download(self, config: RoundConfig) -> None:
         self._set_state("downloading")
         started = time.monotonic()
@@ -432,6 +489,7 @@ class ParticipantDaemon:
         }
         with self.config.metrics_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(metrics) + "\n")
+        ledger.after_apply(self.config, self._identity_private, config.round, metrics)
         self._round = None
         self._set_state("applied")
         logs.event(
@@ -476,10 +534,20 @@ class ParticipantDaemon:
             try:
                 return method(request, timeout=timeout)
             except grpc.RpcError as error:
-                if error.code() not in RETRY_CODES or time.monotonic() > deadline:
+                if not _retryable(error) or time.monotonic() > deadline:
                     raise accord_error(error) from None
                 logs.event(self._log, "retrying", code=error.code().name, level=logging.WARNING)
                 time.sleep(1.0)
+
+
+def _retryable(error: grpc.RpcError) -> bool:
+    """The coordinator is unreachable (restarting), or asks this participant to slow down."""
+    if error.code() in RETRY_CODES:
+        return True
+    limited = f"{errors.RateLimited.__name__}: "
+    return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and (
+        error.details() or ""
+    ).startswith(limited)
 
 
 def accord_error(error: grpc.RpcError) -> Exception:
@@ -562,6 +630,13 @@ def _load_identity(config: ParticipantConfig, kit: Kit | None) -> bytes:
             "KIT_DIR instead; `accord demo --insecure-plaintext` writes one)"
         ) from None
     return identity.load_private(data, what=f"identity key {path}")
+
+
+def _read_round_uploaded(path: Path) -> int:
+    """The round in `upload.json`, 0 when there is none (nothing uploaded yet)."""
+    if not path.exists():
+        return 0
+    return int(json.loads(path.read_text(encoding="utf-8"))["round_uploaded"])
 
 
 def _write_json(path: Path, value: object) -> None:

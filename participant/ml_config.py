@@ -63,7 +63,12 @@ class TrainingConfig(BaseModel):
     head_hidden: int = Field(
         0, ge=0, description="hidden width of the fusion head; 0 is a Linear head"
     )
-    image_size: int = Field(128, ge=32, description="input side of the image tower, in pixels")
+    image_size: int = Field(
+        64,
+        ge=32,
+        description="input side of the image tower, in pixels; 64 suits the benchmarks' small "
+        "frames and a CPU; raise it (EfficientNet-Lite0 was trained at 224) for real photos",
+    )
     local_epochs: float | None = Field(
         None, gt=0, description="passes over the local data per round; overrides local_steps"
     )
@@ -93,6 +98,12 @@ class TrainingConfig(BaseModel):
         None,
         description="folder for cached tower features; unset means state_dir/features. "
         "Participants on one machine may share one (entries are keyed by model and data)",
+    )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads torch may use in this process; unset keeps torch's default. "
+        "Set 1 when several participants share a machine (the demo)",
     )
     feature_batch_size: int = Field(
         64, ge=1, description="samples per forward pass when caching tower features"
@@ -131,6 +142,12 @@ class DpConfig(BaseModel):
     accountant: Literal["prv", "rdp"] = Field("prv", description="opacus accountant")
     rounds: int = Field(
         10, ge=1, description="rounds the target_epsilon budget covers; training stops after"
+    )
+    max_epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="hard limit: the daemon refuses (and records in its ledger) any round that "
+        "would bring epsilon at `delta` above this, and stops contributing",
     )
 
     @model_validator(mode="after")

@@ -15,7 +15,8 @@ RULES = {
     "crypto": ({"accord.crypto", "accord.errors"}, {"torch", "grpc", "peft", "opacus", "sqlite3"}),
     "coordinator": (
         {"accord.coordinator", "accord.crypto", "accord.proto", "accord.errors"}
-        | {"accord.configfile", "accord.transport", "accord.logs", "accord"},
+        | {"accord.configfile", "accord.transport", "accord.logs", "accord.kitformat"}
+        | {"accord.ledgerfile", "accord"},
         {"torch", "peft", "opacus", "transformers"},
     ),
     "proto": ({"accord.proto"}, {"torch", "numpy", "tenseal"}),

@@ -236,7 +236,7 @@ class TaskRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch")
+    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch", "ledger_head", "ledger_public_key")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOUR_KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +246,8 @@ class Task(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CEREMONY_KEYS_FIELD_NUMBER: _ClassVar[int]
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_HEAD_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     config: RoundConfig
     neighbour_keys: _containers.RepeatedCompositeFieldContainer[SignedKeys]
@@ -255,7 +257,9 @@ class Task(_message.Message):
     message: str
     ceremony_keys: _containers.RepeatedCompositeFieldContainer[RosterEntry]
     key_epoch: int
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ...) -> None: ...
+    ledger_head: bytes
+    ledger_public_key: bytes
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ..., ledger_head: _Optional[bytes] = ..., ledger_public_key: _Optional[bytes] = ...) -> None: ...
 
 class AdvertiseKeysRequest(_message.Message):
     __slots__ = ("header", "keys")
@@ -346,7 +350,7 @@ class ParticipantStatus(_message.Message):
     def __init__(self, participant_id: _Optional[str] = ..., online: _Optional[bool] = ..., state: _Optional[str] = ..., bytes_up: _Optional[int] = ..., bytes_down: _Optional[int] = ...) -> None: ...
 
 class RoundSummary(_message.Message):
-    __slots__ = ("round", "outcome", "duration_s", "stage_durations_s", "survivors", "bytes_up", "bytes_down", "message")
+    __slots__ = ("round", "outcome", "duration_s", "stage_durations_s", "survivors", "bytes_up", "bytes_down", "message", "selected")
     class StageDurationsSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +380,7 @@ class RoundSummary(_message.Message):
     BYTES_UP_FIELD_NUMBER: _ClassVar[int]
     BYTES_DOWN_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SELECTED_FIELD_NUMBER: _ClassVar[int]
     round: int
     outcome: Stage
     duration_s: float
@@ -384,7 +389,8 @@ class RoundSummary(_message.Message):
     bytes_up: _containers.ScalarMap[str, int]
     bytes_down: _containers.ScalarMap[str, int]
     message: str
-    def __init__(self, round: _Optional[int] = ..., outcome: _Optional[_Union[Stage, str]] = ..., duration_s: _Optional[float] = ..., stage_durations_s: _Optional[_Mapping[str, float]] = ..., survivors: _Optional[_Iterable[str]] = ..., bytes_up: _Optional[_Mapping[str, int]] = ..., bytes_down: _Optional[_Mapping[str, int]] = ..., message: _Optional[str] = ...) -> None: ...
+    selected: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, round: _Optional[int] = ..., outcome: _Optional[_Union[Stage, str]] = ..., duration_s: _Optional[float] = ..., stage_durations_s: _Optional[_Mapping[str, float]] = ..., survivors: _Optional[_Iterable[str]] = ..., bytes_up: _Optional[_Mapping[str, int]] = ..., bytes_down: _Optional[_Mapping[str, int]] = ..., message: _Optional[str] = ..., selected: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("federation_id", "round", "stage", "profile", "participants", "rounds_completed", "rounds_planned", "recent_rounds")

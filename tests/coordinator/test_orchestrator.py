@@ -111,6 +111,9 @@ def test_two_rounds_of_fedavg_end_with_the_weighted_mean(tmp_path, keys, clock, 
             route = header(name, round_number, Stage.AGGREGATE)
             chunks = orchestrator.aggregate_for(route)
             orchestrator.download_done(route, sum(map(len, chunks)))
+            assert orchestrator.status().stage is Stage.AGGREGATE  # sent, not yet applied
+        for name in NAMES:
+            orchestrator.next_task(header(name, round_number, Stage.DONE), wait_s=0)
         sums = pipeline.reveal(
             chunks,
             profile=task.config.profile,
@@ -144,6 +147,30 @@ def test_a_stage_deadline_with_too_few_uploads_aborts_the_round(tmp_path, keys, 
     # An aborted round does not count: the federation tries again with a fresh number.
     assert status.lifecycle is Lifecycle.ROUND and status.round == 2
     assert status.rounds_completed == 0
+
+
+def test_the_round_closes_once_every_survivor_applied_the_aggregate(
+    tmp_path, keys, clock, log
+) -> None:
+    orchestrator = enrolled(tmp_path, keys, clock, log)
+    for name in NAMES:
+        upload(orchestrator, keys, name, np.zeros(ADAPTER_PARAMETERS, np.float32))
+    for name in NAMES:
+        route = header(name, 1, Stage.AGGREGATE)
+        orchestrator.download_done(route, sum(map(len, orchestrator.aggregate_for(route))))
+    assert orchestrator.status().stage is Stage.AGGREGATE  # sent is not received
+    # Stage DONE of another round, or a poll that names the aggregate stage, confirms nothing.
+    orchestrator.next_task(header("energy", 2, Stage.DONE), wait_s=0)
+    orchestrator.next_task(header("energy", 1, Stage.AGGREGATE), wait_s=0)
+    assert orchestrator.status().stage is Stage.AGGREGATE
+    task = orchestrator.next_task(header("energy", 1, Stage.DONE), wait_s=0)
+    # Confirmed: it waits for the others instead of being handed the aggregate again.
+    assert (task.round, task.stage) == (1, None) and "apply" in task.message
+    orchestrator.next_task(header("residential", 1, Stage.DONE), wait_s=0)
+    assert orchestrator.status().rounds_completed == 0
+    orchestrator.next_task(header("urban", 1, Stage.DONE), wait_s=0)
+    status = orchestrator.status()
+    assert status.rounds_completed == 1 and status.recent_rounds[0].outcome is Stage.DONE
 
 
 def test_a_deadline_with_enough_uploads_closes_the_stage(tmp_path, keys, clock, log) -> None:

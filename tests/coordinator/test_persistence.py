@@ -76,6 +76,8 @@ def test_a_restart_during_upload_aborts_that_round_and_goes_on_with_a_new_number
     rows = store.rounds()
     assert [(r.round, r.status) for r in rows] == [(1, RoundStatus.ABORTED)]
     assert "restarted" in (rows[0].abort_reason or "")
+    aborted = second.status().recent_rounds[0]
+    assert (aborted.outcome, aborted.selected, aborted.survivors) == (Stage.ABORTED, NAMES, ())
     # Members come back from the store: no re-enrolment is needed to start round 2.
     for name in NAMES:
         second.heartbeat(header(name), "waiting")
@@ -93,7 +95,11 @@ def test_a_restart_while_serving_the_aggregate_serves_the_same_aggregate(
         upload(first, keys, name, np.full(ADAPTER_PARAMETERS, 0.01 * (i + 1), np.float32))
     before = first.aggregate_for(header("energy", 1, Stage.AGGREGATE))
     first.download_done(header("energy", 1, Stage.AGGREGATE), sum(map(len, before)))
-    store.close()  # residential and urban have not downloaded yet
+    first.next_task(header("energy", 1, Stage.DONE), wait_s=0)  # energy applied it
+    for name in NAMES[1:]:  # sent to the others, who have not confirmed yet
+        first.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, before)))
+    assert first.status().stage is Stage.AGGREGATE
+    store.close()  # the process dies here; nobody knows whether the others have it
 
     clock = FakeClock()
     second, store = start(tmp_path, keys, store_url, log, clock=clock)
@@ -102,12 +108,40 @@ def test_a_restart_while_serving_the_aggregate_serves_the_same_aggregate(
         again = second.aggregate_for(header(name, 1, Stage.AGGREGATE))
         assert again == before
         second.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, again)))
-    # Who downloaded before the restart is not recorded: the stage ends at its deadline.
+        second.next_task(header(name, 1, Stage.DONE), wait_s=0)
+    # Who applied before the restart is not recorded: until energy says so again, or the
+    # deadline passes, the stage stays open.
     assert second.status().stage is Stage.AGGREGATE
+    # The tasks name the survivors again, so a daemon that waited through the restart
+    # (or lost its download) knows it may fetch the aggregate.
+    task = second.next_task(header("energy", 1, Stage.UPLOAD), wait_s=0)
+    assert (task.round, task.stage, task.survivors) == (1, Stage.AGGREGATE, NAMES)
     clock.now += 61.0
     second.tick()
     assert [(r.round, r.status) for r in store.rounds()] == [(1, RoundStatus.FINISHED)]
     assert store.aggregate_info(1) is None  # the sum is not kept once every survivor has it
+    store.close()
+
+
+def test_after_a_restart_the_survivors_confirmations_close_the_round_at_once(
+    tmp_path, keys, store_url, log
+) -> None:
+    first, store = start(tmp_path, keys, store_url, log)
+    enrol_everyone(first)
+    for name in NAMES:
+        upload(first, keys, name, np.zeros(ADAPTER_PARAMETERS, np.float32))
+    for name in NAMES:  # sent to everyone; the process dies before anyone confirms
+        chunks = first.aggregate_for(header(name, 1, Stage.AGGREGATE))
+        first.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, chunks)))
+    store.close()
+
+    second, store = start(tmp_path, keys, store_url, log)
+    for name in NAMES:  # each daemon applied it (or does now) and says so
+        second.next_task(header(name, 1, Stage.DONE), wait_s=0)
+    status = second.status()
+    assert status.rounds_completed == 1 and status.round == 2  # no deadline waited for
+    finished = store.rounds()[0]
+    assert (finished.round, finished.status) == (1, RoundStatus.FINISHED)
     store.close()
 
 
@@ -121,6 +155,7 @@ def test_finished_rounds_survive_and_a_finished_federation_stays_finished(
     for name in NAMES:
         chunks = first.aggregate_for(header(name, 1, Stage.AGGREGATE))
         first.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, chunks)))
+        first.next_task(header(name, 1, Stage.DONE), wait_s=0)
     assert first.status().lifecycle is Lifecycle.FINISHED
     store.close()
 
@@ -129,6 +164,7 @@ def test_finished_rounds_survive_and_a_finished_federation_stays_finished(
     assert status.lifecycle is Lifecycle.FINISHED and status.rounds_completed == 1
     assert [r.round for r in status.recent_rounds] == [1]
     assert status.recent_rounds[0].survivors == NAMES
+    assert status.recent_rounds[0].selected == NAMES
     store.close()
 
 

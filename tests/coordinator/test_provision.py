@@ -27,9 +27,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
 from accord.coordinator import provision, tls
+from accord.coordinator.interceptors import DateHeaderInterceptor
 from accord.coordinator.roster import Roster, RosterSnapshot, fingerprint, normalize_fingerprint
 from accord.errors import BadSignature, ConfigError, NotAllowed, UsageError
 from accord.participant import kit as kits
+from accord.participant import preflight
 from accord.provision import (
     FederationFile,
     FederationSection,
@@ -81,7 +83,7 @@ def serve(coordinator_dir: Path, port: int) -> Iterator[Roster]:
             raise  # unreachable: abort raises
 
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4), interceptors=[tls.DateHeaderInterceptor()]
+        futures.ThreadPoolExecutor(max_workers=4), interceptors=[DateHeaderInterceptor()]
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     server.add_generic_rpc_handlers(
@@ -205,7 +207,7 @@ def test_adding_a_participant_leaves_existing_kits_valid(
         with kit_channel(tmp_path / "water-kit") as water:
             assert call_who(water, "water") == "water"
         assert call_who(energy, "energy") == "energy"
-    assert kits.check(fed.kits["energy"], online=False).ok
+    assert preflight.check(fed.kits["energy"], online=False).ok
 
 
 def test_an_unknown_certificate_is_refused(fed: ProvisionedFederation) -> None:
@@ -352,13 +354,6 @@ def test_an_expired_ca_approves_nothing(tmp_path: Path) -> None:
     request = kits.request("energy", tmp_path / "energy")
     with pytest.raises(ConfigError, match="the CA expired"):
         provision.approve(request, tmp_path / "ca")
-
-
-def test_both_sides_sign_the_same_request_statement() -> None:
-    fields = ("energy", b"csr", b"\x01" * 32, b"\x02" * 32)
-    assert provision.request_statement(*fields) == kits.request_statement(*fields)
-    assert provision.REQUEST_DOMAIN == kits.REQUEST_DOMAIN
-    assert provision.FORMAT_VERSION == kits.FORMAT_VERSION
 
 
 def test_fingerprints_are_accepted_as_people_paste_them(fed: ProvisionedFederation) -> None:

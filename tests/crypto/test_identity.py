@@ -17,6 +17,7 @@ from accord.crypto.identity import (
     load_private,
     message_digest,
     public_from_private,
+    request_statement,
     sign,
     verify,
 )
@@ -197,6 +198,32 @@ def test_keys_statement_refuses_short_keys() -> None:
             encryption_public=bytes(31),
             masking_public=bytes(32),
         )
+
+
+def test_request_statement_frames_the_id_the_request_digest_and_both_keys() -> None:
+    statement = request_statement(
+        participant_id="energy",
+        csr_der=b"csr",
+        identity_public=b"\x01" * 32,
+        ceremony_public=b"\x02" * 32,
+    )
+    assert statement == (
+        b"accord/v1/kit-request"
+        + b"\x00\x00\x00\x06energy"
+        + b"\x00\x00\x00\x20"
+        + hashlib.sha256(b"csr").digest()
+        + b"\x00\x00\x00\x20"
+        + b"\x01" * 32
+        + b"\x00\x00\x00\x20"
+        + b"\x02" * 32
+    )
+    swapped = request_statement(
+        participant_id="energy",
+        csr_der=b"csr",
+        identity_public=b"\x02" * 32,
+        ceremony_public=b"\x01" * 32,
+    )
+    assert swapped != statement
 
 
 def test_private_key_pem_round_trip() -> None:

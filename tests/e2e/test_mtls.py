@@ -27,7 +27,8 @@ from accord.coordinator.config import CoordinatorConfig
 from accord.errors import AccordError, ConfigError
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon, refusal
-from accord.participant.kit import Kit, check, secure_channel
+from accord.participant.kit import Kit, secure_channel
+from accord.participant.preflight import check
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from accord.provision import (

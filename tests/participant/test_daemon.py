@@ -45,3 +45,93 @@ def test_plaintext_needs_the_flag_and_a_key_is_required(tmp_path) -> None:
         ParticipantDaemon(settings(), log=None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"identity_key = .*: no such file"):
         ParticipantDaemon(settings(insecure_plaintext=True), log=None)  # type: ignore[arg-type]
+
+
+class FakeTrainer:
+    """Enough of a `Trainer` for the daemon's bookkeeping; training is refused."""
+
+    parameter_count = 10
+    base_model_hash = "ab" * 32
+
+    def train_round(self, round: int):
+        raise TrainingStarted(round)
+
+
+class TrainingStarted(Exception):
+    pass
+
+
+@pytest.fixture
+def daemon(tmp_path) -> ParticipantDaemon:
+    return _daemon(tmp_path)
+
+
+def _daemon(tmp_path) -> ParticipantDaemon:
+    from accord import logs
+    from accord.crypto import identity
+
+    key_file = tmp_path / "identity.pem"
+    if not key_file.exists():
+        key_file.write_bytes(identity.dump_private(identity.generate_identity().private))
+    config = configfile.validate(
+        {"name": "energy", "state_dir": str(tmp_path), "insecure_plaintext": True},
+        ParticipantConfig,
+        "participant",
+        base_dir=tmp_path,
+    )
+    log = logs.configure("participant", tmp_path / "participant.log")
+    return ParticipantDaemon(config, log=log, trainer=FakeTrainer())  # type: ignore[arg-type]
+
+
+def _round_config(tmp_path, round: int):
+    from accord.coordinator.aggregation import round_config
+
+    from ..coordinator.plaintext_federation import NAMES, make_config, make_keys
+
+    return round_config(
+        make_config(tmp_path / "coordinator", make_keys()),
+        round=round,
+        selected=NAMES,
+        element_count=11,
+        graph_seed=bytes(32),
+        key_epoch=0,
+    )
+
+
+def test_a_survivor_that_lost_its_round_machine_still_applies_the_aggregate(
+    daemon, tmp_path
+) -> None:
+    from accord.crypto.messages import Stage
+    from accord.proto.v1 import federation_pb2 as pb
+
+    downloads = []
+    daemon._download = downloads.append  # type: ignore[method-assign]
+    config = _round_config(tmp_path, 2)
+    assert daemon._round is None  # restarted, or its download broke off
+    task = pb.Task(stage=pb.AGGREGATE, survivors=["energy", "urban"])
+    daemon._on_task(Stage.AGGREGATE, config, task)
+    assert downloads == [config]
+    # Whose update is not in the aggregate does not ask for it (the coordinator refuses).
+    other = pb.Task(stage=pb.AGGREGATE, survivors=["residential", "urban"])
+    daemon._on_task(Stage.AGGREGATE, config, other)
+    assert downloads == [config]
+
+
+def test_a_round_is_trained_and_uploaded_at_most_once_across_restarts(tmp_path) -> None:
+    from accord.crypto.participant_round import ParticipantRound
+
+    first = _daemon(tmp_path)
+    config = _round_config(tmp_path, 3)
+    machine = ParticipantRound(config, "energy", first._identity_private, {})
+    first._round = machine
+    with pytest.raises(TrainingStarted):
+        first._upload(machine)  # the process dies while it trains or sends
+    assert (tmp_path / "upload.json").read_text().count('"round_uploaded": 3') == 1
+
+    second = _daemon(tmp_path)  # restarted on the same state folder
+    second._round = machine
+    second._upload(machine)  # returns without training
+    assert second._round is None
+    later = ParticipantRound(_round_config(tmp_path, 4), "energy", second._identity_private, {})
+    with pytest.raises(TrainingStarted):
+        second._upload(later)

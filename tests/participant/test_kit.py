@@ -19,9 +19,12 @@ from grpc_health.v1 import health, health_pb2_grpc
 from typer.testing import CliRunner
 
 from accord.coordinator import provision, tls
+from accord.coordinator.interceptors import DateHeaderInterceptor
 from accord.errors import ConfigError, IntegrityError, UsageError
 from accord.participant import kit as kits
-from accord.participant.kit import CheckStatus, Kit
+from accord.participant import preflight
+from accord.participant.kit import Kit
+from accord.participant.preflight import CheckStatus
 from accord.provision import kit_app
 
 WIDE = {"COLUMNS": "250"}
@@ -76,7 +79,7 @@ def make_kit(
 def coordinator(
     coordinator_dir: Path, port: int, *, with_date: bool = True
 ) -> Iterator[grpc.Server]:
-    interceptors = [tls.DateHeaderInterceptor()] if with_date else []
+    interceptors = [DateHeaderInterceptor()] if with_date else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=interceptors)
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     server.add_secure_port(f"127.0.0.1:{port}", tls.server_credentials(coordinator_dir))
@@ -234,7 +237,7 @@ def test_check_passes_a_good_kit_and_measures_clock_skew(
 ) -> None:
     kit_dir = make_kit(tmp_path, ca_dir)
     with coordinator(ca_dir.parent / "coordinator", port):
-        report = kits.check(kit_dir, timeout_s=5)
+        report = preflight.check(kit_dir, timeout_s=5)
     assert report.ok, report.checks
     assert all(c.status is CheckStatus.PASS for c in report.checks), report.checks
     assert "SERVING" in report.get("coordinator").detail
@@ -246,7 +249,7 @@ def test_check_reports_skew_unknown_without_a_date_header(
 ) -> None:
     kit_dir = make_kit(tmp_path, ca_dir)
     with coordinator(ca_dir.parent / "coordinator", port, with_date=False):
-        report = kits.check(kit_dir, timeout_s=5)
+        report = preflight.check(kit_dir, timeout_s=5)
     assert report.ok
     assert report.get("clock skew").status is CheckStatus.SKIP
     assert report.get("clock skew").detail.startswith("unknown")
@@ -255,7 +258,7 @@ def test_check_reports_skew_unknown_without_a_date_header(
 def test_check_fails_a_skewed_clock_with_a_fix(tmp_path: Path, ca_dir: Path, port: int) -> None:
     kit_dir = make_kit(tmp_path, ca_dir)
     with coordinator(ca_dir.parent / "coordinator", port):
-        report = kits.check(
+        report = preflight.check(
             kit_dir, timeout_s=5, clock=lambda: dt.datetime.now().timestamp() - 3600
         )
     skew = report.get("clock skew")
@@ -267,7 +270,7 @@ def test_check_fails_an_expired_certificate_with_a_fix(tmp_path: Path) -> None:
     ca_dir = tmp_path / "ca"
     provision.create_ca(ca_dir, "city-safety", now=long_ago)
     kit_dir = make_kit(tmp_path, ca_dir, now=long_ago, validity_days=1)
-    report = kits.check(kit_dir, online=False)
+    report = preflight.check(kit_dir, online=False)
     assert not report.ok
     validity = report.get("certificate validity")
     assert validity.status is CheckStatus.FAIL
@@ -277,7 +280,7 @@ def test_check_fails_an_expired_certificate_with_a_fix(tmp_path: Path) -> None:
 
 def test_check_warns_before_expiry(tmp_path: Path, ca_dir: Path) -> None:
     kit_dir = make_kit(tmp_path, ca_dir, validity_days=10)
-    report = kits.check(kit_dir, online=False)
+    report = preflight.check(kit_dir, online=False)
     assert report.ok
     assert report.get("certificate validity").status is CheckStatus.WARN
     assert "renew" in report.get("certificate validity").fix
@@ -288,7 +291,7 @@ def test_check_fails_a_wrong_fingerprint_with_a_fix(tmp_path: Path, ca_dir: Path
     text = (kit_dir / "kit.toml").read_text()
     real = _fingerprint(ca_dir)
     (kit_dir / "kit.toml").write_text(text.replace(real, "ab" * 32))
-    report = kits.check(kit_dir)
+    report = preflight.check(kit_dir)
     pin = report.get("CA fingerprint")
     assert pin.status is CheckStatus.FAIL
     assert real in pin.detail and "ab" * 32 in pin.detail
@@ -298,7 +301,7 @@ def test_check_fails_a_wrong_fingerprint_with_a_fix(tmp_path: Path, ca_dir: Path
 
 def test_check_fails_an_unreachable_coordinator_with_a_fix(tmp_path: Path, ca_dir: Path) -> None:
     kit_dir = make_kit(tmp_path, ca_dir)  # nothing listens on the federation's port
-    report = kits.check(kit_dir, timeout_s=2)
+    report = preflight.check(kit_dir, timeout_s=2)
     reach = report.get("coordinator")
     assert reach.status is CheckStatus.FAIL
     assert "start the coordinator" in reach.fix or "check the address" in reach.fix
@@ -312,7 +315,7 @@ def test_check_fails_a_coordinator_of_another_federation(
     provision.create_ca(tmp_path / "other", "other-fed", coordinator=f"127.0.0.1:{port}")
     provision.issue_server_cert(tmp_path / "other", tmp_path / "other-coordinator")
     with coordinator(tmp_path / "other-coordinator", port):
-        report = kits.check(kit_dir, timeout_s=5)
+        report = preflight.check(kit_dir, timeout_s=5)
     reach = report.get("coordinator")
     assert reach.status is CheckStatus.FAIL
     assert "pinned CA did not issue" in reach.detail
@@ -323,7 +326,7 @@ def test_check_lists_every_problem_of_a_broken_kit(tmp_path: Path, ca_dir: Path)
     kit_dir = make_kit(tmp_path, ca_dir)
     os.chmod(kit_dir / "tls.key", 0o644)
     (kit_dir / "tls.pem").write_text("garbage")
-    report = kits.check(kit_dir, online=False)
+    report = preflight.check(kit_dir, online=False)
     failed = {c.name: c for c in report.failures()}
     assert set(failed) >= {"private keys", "certificate chain"}
     assert failed["private keys"].fix == f"chmod 600 {kit_dir / 'tls.key'}"
@@ -331,7 +334,7 @@ def test_check_lists_every_problem_of_a_broken_kit(tmp_path: Path, ca_dir: Path)
 
 
 def test_check_on_a_folder_without_a_kit(tmp_path: Path) -> None:
-    report = kits.check(tmp_path, online=False)
+    report = preflight.check(tmp_path, online=False)
     assert not report.ok
     assert "accord kit package" in report.get("kit file").fix
 

@@ -1,0 +1,200 @@
+"""A startup kit's certificates and keys: reading them, and what is wrong with them.
+
+Theory of operation (docs/provisioning.md): the participant's trust starts at the CA
+certificate whose SHA-256 fingerprint the operator gave out of band. From there a
+client certificate is good for this participant when the pinned CA is a CA of the
+named federation (its O), the CA issued the certificate directly, the certificate's
+CN is the participant id, it is for client authentication, it is valid now, and it
+certifies the participant's own TLS key.
+
+``accord kit package`` refuses a response with any such problem, ``Kit.load`` a kit
+with one, and ``accord kit check`` lists them all; so the checks return what is wrong
+(with the fix, where one applies) rather than raise, and each caller decides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from accord.errors import ConfigError, UsageError
+
+__all__ = [
+    "RENEW_FIX",
+    "ca_problem",
+    "chain_problems",
+    "fingerprint",
+    "is_for_key",
+    "load_ceremony_key",
+    "load_certificate",
+    "load_tls_key",
+    "normalize_fingerprint",
+    "pkcs8_pem",
+    "validity_problem",
+]
+
+RENEW_FIX = (
+    "ask the operator to approve your request.json again (`accord provision approve "
+    "request.json --ca CA_DIR`), then `accord kit package` the new response"
+)
+"""What to do about an expired or expiring client certificate."""
+
+
+def chain_problems(
+    ca: x509.Certificate, certificate: x509.Certificate, participant_id: str, federation_id: str
+) -> list[str]:
+    """Everything wrong with ``certificate`` as this participant's client certificate."""
+    problems: list[str] = []
+    problem = ca_problem(ca, federation_id)
+    if problem:
+        problems.append(problem)
+    try:
+        certificate.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        problems.append("not issued by the pinned CA")
+    names = [a.value for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if names != [participant_id]:
+        problems.append(f"its common name is {names!r}, not [{participant_id!r}]")
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+            problems.append("it is not for client authentication")
+    except x509.ExtensionNotFound:
+        problems.append("it has no extended key usage (clientAuth expected)")
+    return problems
+
+
+def ca_problem(ca: x509.Certificate, federation_id: str) -> str | None:
+    """What is wrong with ``ca`` as the CA of ``federation_id``, or None."""
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+        is_ca = constraints.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        return "ca.pem is not a CA certificate"
+    organizations = [a.value for a in ca.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    if organizations != [federation_id]:
+        return f"the CA belongs to federation {organizations!r}, not {federation_id!r}"
+    return None
+
+
+def validity_problem(
+    certificate: x509.Certificate, now: dt.datetime, *, what: str = "the certificate"
+) -> tuple[str, str] | None:
+    """``(problem, fix)`` if ``certificate`` is not valid at ``now``, else None.
+
+    Args:
+        certificate: the client certificate, or the CA's.
+        now: the moment (timezone-aware).
+        what: names it in the problem; ``"the certificate"`` gets the renewal fix.
+    """
+    if now < certificate.not_valid_before_utc:
+        return (
+            f"{what} is not valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            "this machine's clock is behind: synchronise it (NTP), then check again",
+        )
+    if now >= certificate.not_valid_after_utc:
+        fix = (
+            RENEW_FIX
+            if what == "the certificate"
+            else "the federation's CA expired: ask the operator to re-provision"
+        )
+        return (f"{what} expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC", fix)
+    return None
+
+
+def is_for_key(certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
+    """True if ``certificate`` certifies the public half of ``key``."""
+    return _public_der(certificate.public_key()) == _public_der(key.public_key())
+
+
+def load_certificate(pem: bytes, what: str) -> x509.Certificate:
+    """Parse a PEM certificate.
+
+    Raises:
+        ConfigError: ``what`` is not a PEM certificate.
+    """
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise ConfigError(f"{what}: not a PEM certificate") from None
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 of the certificate's DER, 64 lower-case hex digits: what a kit pins."""
+    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def normalize_fingerprint(text: str) -> str:
+    """Accept ``--ca-fingerprint`` as people paste it; return 64 lower-case hex digits.
+
+    Raises:
+        UsageError: what remains after dropping ``sha256:``, blanks and ``:`` is not
+            64 hex digits.
+    """
+    cleaned = str(text).strip().lower().removeprefix("sha256:")
+    cleaned = re.sub(r"[\s:]", "", cleaned)
+    if not re.fullmatch(r"[0-9a-f]{64}", cleaned):
+        raise UsageError(
+            f"--ca-fingerprint {text!r}: must be the CA's SHA-256, 64 hex digits (`:` allowed)"
+        )
+    return cleaned
+
+
+def load_tls_key(data: bytes, path: Path) -> ec.EllipticCurvePrivateKey:
+    """Read the TLS key (PKCS#8 PEM) from the contents of ``path``.
+
+    Raises:
+        ConfigError: not an unencrypted EC private key.
+    """
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(
+            f"{path}: not an unencrypted EC private key (made by `accord kit request`)"
+        )
+    return key
+
+
+def load_ceremony_key(data: bytes, path: Path) -> bytes:
+    """Read the ceremony key (PKCS#8 PEM) from the contents of ``path``; raw 32 bytes.
+
+    Raises:
+        ConfigError: not an X25519 private key.
+    """
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, X25519PrivateKey):
+        raise ConfigError(f"{path}: not an X25519 private key (made by `accord kit request`)")
+    return key.private_bytes_raw()
+
+
+def pkcs8_pem(key: ec.EllipticCurvePrivateKey | X25519PrivateKey) -> bytes:
+    """Write a private key as unencrypted PKCS#8 PEM (what the ``load_*_key`` read)."""
+    return key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+
+
+def _public_der(key: Any) -> bytes:
+    data: bytes = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return data

@@ -1,0 +1,103 @@
+"""The benchmarks are seeded, non-IID by design, and stored in the manifest layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accord.errors import ConfigError
+from accord.participant import benchmarks, datasets
+
+
+def fingerprint(bench: benchmarks.Benchmark) -> list[tuple[str, str, str, bytes]]:
+    return [
+        (e.id, e.text, e.label, e.image.tobytes())
+        for enterprise in bench.enterprises
+        for e in enterprise.train + enterprise.test
+    ]
+
+
+@pytest.fixture(scope="module")
+def city() -> benchmarks.Benchmark:
+    return benchmarks.city_safety_benchmark(3, train_per_enterprise=120, test_per_enterprise=40)
+
+
+@pytest.fixture(scope="module")
+def digits() -> benchmarks.Benchmark:
+    return benchmarks.digits_benchmark(3, source="digits")
+
+
+def test_same_seed_same_data_other_seed_other_data() -> None:
+    small = {"train_per_enterprise": 20, "test_per_enterprise": 5}
+    first = benchmarks.city_safety_benchmark(3, seed=4, **small)
+    assert fingerprint(benchmarks.city_safety_benchmark(3, seed=4, **small)) == fingerprint(first)
+    assert fingerprint(benchmarks.city_safety_benchmark(3, seed=5, **small)) != fingerprint(first)
+    a = benchmarks.digits_benchmark(2, source="digits", seed=1, limit=200)
+    assert fingerprint(benchmarks.digits_benchmark(2, source="digits", seed=1, limit=200)) == (
+        fingerprint(a)
+    )
+
+
+def test_city_domains_overlap_only_partly_and_no_enterprise_covers_the_pool(city) -> None:
+    assert [e.name for e in city.enterprises] == ["energy", "residential", "urban-ops"]
+    pooled = {e.label for e in city.pooled_test}
+    for enterprise in city.enterprises:
+        own = {e.label for e in enterprise.train}
+        assert own <= set(benchmarks.CITY_DOMAINS[enterprise.domain])
+        assert pooled - own, f"{enterprise.name} alone covers the pooled test set"
+    sets = [set(labels) for labels in benchmarks.CITY_DOMAINS.values()]
+    assert all(a & b and a != b for a in sets for b in sets if a is not b)
+
+
+@pytest.mark.parametrize("n", [2, 4, 7])
+def test_any_number_of_enterprises_splits_the_three_domains(n) -> None:
+    bench = benchmarks.city_safety_benchmark(n, train_per_enterprise=30, test_per_enterprise=10)
+    assert len(bench.enterprises) == n
+    assert len({e.name for e in bench.enterprises}) == n
+    covered = {d for e in bench.enterprises for d in e.domain.split("+")}
+    assert covered == set(benchmarks.CITY_DOMAINS)
+
+
+def test_enterprises_of_one_domain_get_different_label_mixes() -> None:
+    bench = benchmarks.city_safety_benchmark(
+        6, train_per_enterprise=200, test_per_enterprise=10, dirichlet_alpha=0.3
+    )
+    first, second = bench.enterprises[0], bench.enterprises[3]
+    assert first.domain == second.domain == "energy"
+    a = np.array(benchmarks.label_counts(first.train, bench.labels)) / 200
+    b = np.array(benchmarks.label_counts(second.train, bench.labels)) / 200
+    assert np.abs(a - b).sum() > 0.3
+
+
+def test_a_share_of_reports_is_vague(city) -> None:
+    reports = [e.text for enterprise in city.enterprises for e in enterprise.train]
+    vague = sum(any(p in r for p in benchmarks.VAGUE_PHRASES) for r in reports) / len(reports)
+    assert 0.2 < vague < 0.4
+
+
+def test_digits_are_skewed_per_enterprise_and_styled(digits) -> None:
+    assert sum(len(e.train) + len(e.test) for e in digits.enterprises) == 1797
+    counts = np.array([benchmarks.label_counts(e.train, digits.labels) for e in digits.enterprises])
+    shares = counts / counts.sum(axis=0, keepdims=True)
+    assert shares.max() > 0.6  # some class lives mostly at one enterprise
+    means = [np.mean([e.image.mean() for e in ent.train[:50]]) for ent in digits.enterprises]
+    assert max(means) - min(means) > 20  # the camera styles differ in exposure
+
+
+def test_a_written_benchmark_passes_validation(tmp_path) -> None:
+    bench = benchmarks.city_safety_benchmark(2, train_per_enterprise=10, test_per_enterprise=4)
+    folders = benchmarks.write_benchmark(bench, tmp_path)
+    assert set(folders) == {e.name for e in bench.enterprises} | {benchmarks.POOLED_TEST}
+    for folder in folders.values():
+        labels = datasets.read_labels(folder)
+        records, problems = datasets.read_manifest(folder, labels, check_images=True)
+        assert not problems and records
+    pooled = datasets.load_manifest(folders[benchmarks.POOLED_TEST])
+    assert len(pooled) == 8 and all(r.split == "test" for r in pooled)
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="at least 2"):
+        benchmarks.city_safety_benchmark(1)
+    with pytest.raises(ConfigError, match="'mnist' or 'digits'"):
+        benchmarks.digits_benchmark(3, source="cifar")

@@ -1,0 +1,264 @@
+"""Local training: FFA-LoRA, the readable loop's options, and the multimodal Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from accord import configfile
+from accord.errors import ConfigError, RoundAborted
+from accord.participant import benchmarks, models, train
+from accord.participant.config import ParticipantConfig
+from accord.participant.multimodal_trainer import (
+    MultimodalTrainer,
+    PrivateUpdate,
+    load_adapter_model,
+)
+from accord.participant.trainer import Trainer
+
+LABELS = benchmarks.CITY_LABELS
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    bench = benchmarks.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
+    return benchmarks.write_benchmark(bench, tmp_path_factory.mktemp("city"))
+
+
+def make_config(tmp_path: Path, data: dict[str, Path], **settings: object) -> ParticipantConfig:
+    table = {
+        "name": "energy",
+        "insecure_plaintext": True,
+        "state_dir": str(tmp_path / "state"),
+        "data_dir": str(data["energy"]),
+        "base_model": models.TINY_MODEL,
+        "local_steps": 5,
+        "batch_size": 32,
+        "learning_rate": 0.05,
+        **settings,
+    }
+    table["training"] = {
+        "eval_data_dir": str(data[benchmarks.POOLED_TEST]),
+        **settings.get("training", {}),
+    }  # type: ignore[dict-item]
+    return configfile.validate(table, ParticipantConfig, "participant")
+
+
+def tiny_base(seed: int = 0) -> models.BaseModel:
+    return models.load_base_model(models.TINY_MODEL, LABELS, seed=seed)
+
+
+# ---- wrap with LoRA ----
+
+
+def test_ffa_lora_freezes_identical_a_matrices_and_trains_b_and_the_head() -> None:
+    one = train.wrap_with_lora(tiny_base(), train.LoraSettings(rank=4), seed=7)
+    two = train.wrap_with_lora(tiny_base(), train.LoraSettings(rank=4), seed=7)
+    names = train.trainable_names(one)
+    assert names == train.trainable_names(two)
+    assert all("lora_B" in n or models.HEAD_NAME in n for n in names)
+    a_one = {n: p for n, p in one.named_parameters() if "lora_A" in n}
+    a_two = dict(two.named_parameters())
+    assert a_one and all(not p.requires_grad for p in a_one.values())
+    assert all(torch.equal(p, a_two[n]) for n, p in a_one.items())
+    np.testing.assert_array_equal(train.get_vector(one, names), train.get_vector(two, names))
+
+
+def test_standard_lora_trains_a_too() -> None:
+    model = train.wrap_with_lora(
+        tiny_base(), train.LoraSettings(rank=4, mode=train.AdapterMode.LORA), seed=7
+    )
+    assert any("lora_A" in n for n in train.trainable_names(model))
+
+
+def test_dora_is_refused_with_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="DoRA is not supported"):
+        train.LoraSettings(use_dora=True)
+    with pytest.raises(ConfigError, match="DoRA is not supported"):
+        configfile.validate(
+            {"name": "x", "insecure_plaintext": True, "training": {"use_dora": True}},
+            ParticipantConfig,
+            "participant",
+        )
+
+
+# ---- the loop ----
+
+
+def linear_problem(samples: int = 96) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(samples, 6, generator=generator)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    return [x, y]
+
+
+def test_a_round_trains_and_returns_the_change() -> None:
+    model = nn.Linear(6, 3)
+    before = train.get_vector(model, train.trainable_names(model))
+    result = train.train_local(
+        model,
+        linear_problem(),
+        train.LocalSettings(steps=10, learning_rate=0.05),
+        generator=torch.Generator().manual_seed(1),
+    )
+    after = train.get_vector(model, train.trainable_names(model))
+    np.testing.assert_allclose(result.delta, after - before, atol=1e-6)
+    assert result.steps == 10 and result.privacy is None
+
+
+def test_gradient_accumulation_takes_the_same_steps() -> None:
+    deltas = []
+    for parts in (1, 4):
+        torch.manual_seed(0)
+        model = nn.Linear(6, 3)
+        settings = train.LocalSettings(steps=5, batch_size=32, grad_accumulation=parts)
+        result = train.train_local(
+            model, linear_problem(), settings, generator=torch.Generator().manual_seed(1)
+        )
+        deltas.append(result.delta)
+    np.testing.assert_allclose(deltas[0], deltas[1], rtol=1e-4, atol=1e-6)
+
+
+def test_epochs_set_the_number_of_steps() -> None:
+    assert train.LocalSettings(epochs=2, batch_size=32).steps_for(96) == 6
+
+
+def test_fedprox_pulls_towards_the_global_adapter() -> None:
+    norms = []
+    for mu in (0.0, 5.0):
+        torch.manual_seed(0)
+        model = nn.Linear(6, 3)
+        settings = train.LocalSettings(steps=30, learning_rate=0.05, fedprox_mu=mu)
+        result = train.train_local(
+            model, linear_problem(), settings, generator=torch.Generator().manual_seed(1)
+        )
+        norms.append(np.linalg.norm(result.delta))
+    assert norms[1] < 0.8 * norms[0]
+
+
+def test_weights_that_never_update_are_an_error() -> None:
+    class HalfUsed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used = nn.Linear(6, 3)
+            self.lora_B = nn.Linear(6, 3)  # trainable, but forward never reaches it
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(x)
+
+    with pytest.raises(RoundAborted, match="did not change 2 adapter tensor"):
+        train.train_local(
+            HalfUsed(),
+            linear_problem(),
+            train.LocalSettings(steps=2),
+            generator=torch.Generator().manual_seed(1),
+        )
+
+
+# ---- the multimodal Trainer ----
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory, data) -> MultimodalTrainer:
+    return MultimodalTrainer(make_config(tmp_path_factory.mktemp("trainer"), data))
+
+
+def test_it_implements_the_trainer_protocol(trainer) -> None:
+    def as_protocol(t: Trainer) -> Trainer:
+        return t
+
+    assert as_protocol(trainer) is trainer
+    assert trainer.parameter_count == (16 + 32) * len(LABELS) + len(LABELS)
+    assert len(trainer.base_model_hash) == 64
+
+
+def test_participants_of_one_federation_share_hash_and_first_adapter(
+    tmp_path, data, trainer
+) -> None:
+    other = MultimodalTrainer(
+        make_config(tmp_path, data, name="residential", seed=5, data_dir=str(data["residential"]))
+    )
+    assert other.base_model_hash == trainer.base_model_hash
+    np.testing.assert_array_equal(other._global, trainer._global)
+    different = MultimodalTrainer(make_config(tmp_path, data, model_seed=1))
+    assert different.base_model_hash != trainer.base_model_hash
+
+
+def test_a_round_returns_a_delta_and_leaves_the_global_adapter(trainer) -> None:
+    before = trainer._global.copy()
+    update = trainer.train_round(1)
+    assert isinstance(update, PrivateUpdate) and update.privacy is None
+    assert update.delta.dtype == np.float32 and update.delta.shape == (trainer.parameter_count,)
+    assert update.sample_count == 80
+    assert update.metrics["eval_loss_after"] < update.metrics["eval_loss_before"]
+    np.testing.assert_array_equal(trainer._global, before)
+
+
+def test_evaluation_reports_own_pooled_and_local_only_accuracy(trainer) -> None:
+    metrics = trainer.evaluate()
+    assert {
+        "eval_loss",
+        "accuracy",
+        "pooled_accuracy",
+        "local_only_accuracy",
+        "local_only_pooled_accuracy",
+    } <= set(metrics)
+    assert all(0 <= metrics[k] <= 1 for k in ("accuracy", "pooled_accuracy"))
+
+
+def test_the_saved_adapter_loads_with_peft_and_restores_the_trainer(
+    tmp_path, data, trainer
+) -> None:
+    update = trainer.train_round(2)
+    trainer.apply(update.delta)
+    trainer.save(tmp_path / "round-0001")
+    files = {p.name for p in (tmp_path / "round-0001").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= files
+    config = make_config(tmp_path, data)
+    peft_model = load_adapter_model(tmp_path / "round-0001", config)
+    names = train.trainable_names(trainer.model)
+    loaded = dict(peft_model.named_parameters())
+    vector = torch.cat([loaded[n].detach().reshape(-1) for n in names]).numpy()
+    np.testing.assert_array_equal(vector, trainer._global)
+    fresh = MultimodalTrainer(config)
+    fresh.load(tmp_path / "round-0001")
+    np.testing.assert_array_equal(fresh._global, trainer._global)
+    assert fresh.evaluate()["accuracy"] == pytest.approx(trainer.evaluate()["accuracy"])
+
+
+def test_tuning_the_towers_trains_their_b_matrices(tmp_path, data) -> None:
+    config = make_config(tmp_path, data, local_steps=2, training={"tune_towers": True})
+    tuned = MultimodalTrainer(config)
+    names = train.trainable_names(tuned.model)
+    assert any("text_tower" in n and "lora_B" in n for n in names)
+    assert any("image_tower" in n and "lora_B" in n for n in names)
+    update = tuned.train_round(1)
+    assert update.delta.shape == (tuned.parameter_count,)
+
+
+def test_flagged_samples_can_be_excluded(tmp_path, data) -> None:
+    flagged = tmp_path / "flagged.jsonl"
+    ids = [
+        line.split('"id": "')[1].split('"')[0]
+        for line in (data["energy"] / "manifest.jsonl").read_text().splitlines()[:10]
+    ]
+    flagged.write_text("".join(f'{{"id": "{i}"}}\n' for i in ids))
+    config = make_config(
+        tmp_path, data, data_quality={"exclude_flagged": True, "flagged_file": str(flagged)}
+    )
+    assert MultimodalTrainer(config).train_round(1).sample_count == 70
+    with pytest.raises(ConfigError, match="run `accord participant check-data` first"):
+        MultimodalTrainer(
+            make_config(
+                tmp_path,
+                data,
+                data_quality={
+                    "exclude_flagged": True,
+                    "flagged_file": str(tmp_path / "none.jsonl"),
+                },
+            )
+        )

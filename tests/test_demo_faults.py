@@ -1,0 +1,96 @@
+"""`accord demo`'s fault flags are checked against the federation before anything starts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from accord.cli import app
+from accord.crypto.messages import Stage
+from accord.crypto.profile import Profile
+from accord.demo_faults import DROPOUT_EXIT_STATUS, FaultPlan, plan
+from accord.errors import UsageError
+
+FOUR = ["energy", "residential", "urban", "p4"]
+
+
+def test_a_valid_plan_names_each_fault() -> None:
+    assert plan(
+        FOUR,
+        Profile.CKKS_MASKS,
+        threshold=2,
+        rounds=3,
+        drops=["urban:share"],
+        restart_coordinator="2",
+        restart_participants=["energy:3"],
+    ) == FaultPlan({"urban": Stage.SHARE}, 2, Stage.UPLOAD, {"energy": 3})
+    assert plan(FOUR, Profile.CKKS, threshold=2, rounds=3, restart_coordinator="3:aggregate") == (
+        FaultPlan(restart_coordinator=3, restart_coordinator_stage=Stage.AGGREGATE)
+    )
+    assert plan(FOUR, Profile.CKKS, threshold=3, rounds=1) == FaultPlan()
+
+
+@pytest.mark.parametrize(
+    ("profile", "threshold", "flags", "message"),
+    [
+        (Profile.CKKS_MASKS, 3, {"drops": ["urban"]}, "expected NAME:STAGE"),
+        (Profile.CKKS_MASKS, 3, {"drops": ["mallory:upload"]}, "no participant 'mallory'"),
+        (Profile.CKKS, 3, {"drops": ["urban:share"]}, "profile ckks has no stage 'share'"),
+        (Profile.NONE, 3, {"drops": ["urban:unmask"]}, "(its stages: upload)"),
+        (Profile.MASKS, 3, {"drops": ["urban:train"]}, "advertise, share, upload, unmask"),
+        (Profile.MASKS, 2, {"drops": ["urban:share", "urban:upload"]}, "already dropped"),
+        (
+            Profile.CKKS_MASKS,
+            3,
+            {"drops": ["urban:upload", "p4:share"]},
+            "needs threshold 3 of them, so at most 1 may go",
+        ),
+        (
+            Profile.CKKS_MASKS,
+            3,
+            {"drops": ["urban:upload"], "restart_participants": ["p4:1"]},
+            "at most 1 may go",
+        ),
+        (Profile.CKKS_MASKS, 2, {"restart_coordinator": "4"}, "runs 3 rounds; choose 1 to 3"),
+        (Profile.CKKS_MASKS, 2, {"restart_coordinator": "one"}, "expected ROUND[:STAGE]"),
+        (Profile.CKKS, 2, {"restart_coordinator": "1:unmask"}, "one of upload, aggregate"),
+        (Profile.MASKS, 2, {"restart_coordinator": "1:share"}, "upload, unmask, aggregate"),
+        (Profile.CKKS_MASKS, 2, {"restart_participants": ["urban:x"]}, "ROUND must be"),
+        (Profile.CKKS_MASKS, 2, {"restart_participants": ["urban:0"]}, "choose 1 to 3"),
+        (
+            Profile.CKKS_MASKS,
+            2,
+            {"drops": ["urban:upload"], "restart_participants": ["urban:2"]},
+            "urban is dropped with --drop",
+        ),
+    ],
+)
+def test_a_fault_the_federation_cannot_have_is_a_usage_error(
+    profile: Profile, threshold: int, flags: dict, message: str
+) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        plan(FOUR, profile, threshold=threshold, rounds=3, **flags)
+
+
+def test_the_cli_refuses_before_it_touches_the_work_folder(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["demo", "--workdir", str(workdir), "--drop", "energy:upload", "--threshold", "3"]
+    )
+    assert result.exit_code == 2
+    assert "UsageError: --drop and --restart-participant take 1 of the 3" in result.output
+    assert "needs threshold 3" in result.output
+    result = runner.invoke(app, ["demo", "--workdir", str(workdir), "--threshold", "4"])
+    assert result.exit_code == 2
+    assert "UsageError: --threshold 4: must be from 2 to the 3 participants" in result.output
+    assert not workdir.exists()
+
+
+def test_the_demo_expects_the_daemons_dropout_status() -> None:
+    from accord.participant import daemon
+
+    assert daemon.DROPOUT_EXIT_STATUS == DROPOUT_EXIT_STATUS
