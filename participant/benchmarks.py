@@ -261,7 +261,7 @@ def digits_benchmark(
             text = make_report(sub, label, index, vague=vague)
             split = "test" if position < round(test_fraction * len(members)) else "train"
             examples.append(Example(f"e{index}-{int(sample):05d}", frame, text, label, split))
-        sub.shuffle(examples)  # type: ignore[arg-type]
+        sub.shuffle(examples)
         enterprises.append(
             Enterprise(
                 name=f"enterprise-{index}",
@@ -526,8 +526,10 @@ def _draw_motif(
         )
     elif label == "gas_leak":
         for _ in range(5):
-            x, y, r = j(32) + rng.uniform(-14, 14) * s, j(30) + rng.uniform(-12, 12) * s, 9 * s
-            d.ellipse([x - r, y - r, x + r, y + r], fill=(170, 210, 60))
+            cx = j(32) + float(rng.uniform(-14, 14)) * s
+            cy = j(30) + float(rng.uniform(-12, 12)) * s
+            r = 9.0 * s
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(170, 210, 60))
     elif label == "structural_damage":
         d.rectangle([j(14), j(12), j(50), j(60)], fill=(150, 150, 150))
         d.line(

@@ -49,7 +49,7 @@ class TrainingConfig(BaseModel):
         description="'ffa': FFA-LoRA, A frozen from model_seed, only B trained and exchanged "
         "(exact aggregation); 'lora': A and B trained (inexact under averaging)",
     )
-    lora_alpha: float | None = Field(None, gt=0, description="LoRA alpha; unset means 2 * rank")
+    lora_alpha: int | None = Field(None, gt=0, description="LoRA alpha; unset means 2 * rank")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
     lora_target_modules: list[str] | None = Field(
         None, description="peft target_modules; unset uses the base model's defaults"

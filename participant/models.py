@@ -284,6 +284,7 @@ class TinyImageTower(nn.Module):
         # were left in training mode.
         with torch.no_grad():
             for bn in (self.network.bn1, self.network.bn2):
+                assert bn.running_mean is not None and bn.running_var is not None
                 bn.running_mean.uniform_(-0.5, 0.5)
                 bn.running_var.uniform_(0.5, 1.5)
 
@@ -333,14 +334,15 @@ class HfTextTower(nn.Module):
         super().__init__()
         self.model = model
         self.dim = dim
-        self.language_model = language_model
+        self.use_language_model = language_model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.language_model:
-            lm = self.model.language_model
+        model: Any = self.model
+        if self.use_language_model:
+            lm = model.language_model
             hidden = lm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             return towers.mean_pool(hidden, attention_mask)
-        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        out = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
         return _pooled(out)
 
 
@@ -353,7 +355,8 @@ class HfImageTower(nn.Module):
         self.dim = dim
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return _pooled(self.model.get_image_features(pixel_values=pixel_values))
+        model: Any = self.model
+        return _pooled(model.get_image_features(pixel_values=pixel_values))
 
 
 class SharedTowers(nn.Module):

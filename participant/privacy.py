@@ -297,7 +297,7 @@ def make_private(
     accountant: PRVAccountant | RDPAccountant = (
         PRVAccountant() if settings.accountant == "prv" else RDPAccountant()
     )
-    accountant.history = [tuple(entry) for entry in history]  # type: ignore[misc]
+    accountant.history = [tuple(entry) for entry in history]
     noise_multiplier = noise_for(settings, sample_rate)
     if settings.target_epsilon is not None:
         spent_steps = sum(int(n) for _, _, n in history)
@@ -362,7 +362,7 @@ def epsilon(accountant: str, history: Sequence[tuple[float, float, int]], delta:
     instance: PRVAccountant | RDPAccountant = (
         PRVAccountant() if accountant == "prv" else RDPAccountant()
     )
-    instance.history = [tuple(entry) for entry in history]  # type: ignore[misc]
+    instance.history = [tuple(entry) for entry in history]
     with _quiet_accountant():
         return float(instance.get_epsilon(delta=delta))
 

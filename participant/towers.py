@@ -110,7 +110,7 @@ class TextTower(nn.Module):
         max_tokens: texts are truncated to this many tokens.
     """
 
-    def __init__(self, encoder: nn.Module, tokenizer: Any, max_tokens: int) -> None:
+    def __init__(self, encoder: Any, tokenizer: Any, max_tokens: int) -> None:
         super().__init__()
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -152,7 +152,8 @@ class ImageTower(nn.Module):
         self.dim = IMAGE_DIM
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        features = self.network.extract_features(pixel_values)
+        network: Any = self.network
+        features = network.extract_features(pixel_values)
         return features.mean(dim=(2, 3))
 
 

@@ -44,6 +44,7 @@ from torch import nn
 from accord.errors import ConfigError, RoundAborted
 from accord.participant import privacy
 from accord.participant.models import HEAD_NAME, BaseModel
+from accord.participant.privacy import History, PrivacySpent
 
 
 class AdapterMode(str, Enum):
@@ -61,7 +62,8 @@ class LoraSettings:
 
     Attributes:
         rank: r.
-        alpha: LoRA's alpha (scale alpha / r); None means 2 * rank.
+        alpha: LoRA's alpha (an integer, as peft types it; scale alpha / r); None means
+            2 * rank.
         dropout: dropout on the LoRA input.
         target_modules: peft `target_modules` (regex string or name suffixes); None means
             the base model's defaults.
@@ -71,7 +73,7 @@ class LoraSettings:
     """
 
     rank: int = 8
-    alpha: float | None = None
+    alpha: int | None = None
     dropout: float = 0.0
     target_modules: str | tuple[str, ...] | None = None
     mode: AdapterMode = AdapterMode.FFA
@@ -149,8 +151,8 @@ class RoundResult:
     delta: npt.NDArray[np.float32]
     steps: int
     train_loss: float
-    privacy: privacy.PrivacySpent | None = None
-    history: privacy.History = field(default_factory=list)
+    privacy: PrivacySpent | None = None
+    history: History = field(default_factory=list)
 
 
 # ---- wrap with LoRA ----
