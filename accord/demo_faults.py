@@ -276,8 +276,11 @@ class Faults:
                 )
 
     def _fire(self, child: Child, process: str, round_number: int, stage: str) -> None:
-        """Restart `child`; the event says when, and how long until the new process ran
-        (for the coordinator: until it served again)."""
+        """Restart `child` and record it.
+
+        The event's `restart_s` is how long the restart took: until the new process
+        started, or for the coordinator until it served again.
+        """
         killed_s = self._elapsed()
         self._restart(child)
         self.events.append(
