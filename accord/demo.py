@@ -174,6 +174,14 @@ def demo(
         help="The coordinator's store URL (e.g. postgresql://...); default SQLite in "
         "DIR/coordinator.",
     ),
+    bench_parameters: int | None = typer.Option(
+        None,
+        "--bench-parameters",
+        min=1,
+        hidden=True,
+        help="Benchmarks only (bench/round_bench.py): participants use the synthetic trainer "
+        "with an adapter of this many parameters and no training.",
+    ),
 ) -> None:
     """Run the demo; see the module docstring for what it leaves in `--workdir`."""
     from accord import demo_report
@@ -233,6 +241,7 @@ def demo(
                 index=index,
                 kit=kit,
                 exit_before_stage=dropped_at.value if dropped_at is not None else None,
+                synthetic_parameters=bench_parameters,
             )
             children.append(
                 start_child(
@@ -468,11 +477,13 @@ def write_participant_config(
     index: int,
     kit: Path | None = None,
     exit_before_stage: str | None = None,
+    synthetic_parameters: int | None = None,
 ) -> Path:
     """Write one participant's TOML file next to its kit (or, without one, its identity key).
 
     `exit_before_stage` (`--drop`) makes the daemon die before it sends that stage's
-    message in round 1.
+    message in round 1. `synthetic_parameters` (`--bench-parameters`) selects the
+    benchmark-only synthetic trainer with an adapter of that size.
     """
     from accord import configfile
     from accord.participant.config import ParticipantConfig
@@ -487,6 +498,9 @@ def write_participant_config(
     if exit_before_stage is not None:
         table["exit_before_stage"] = exit_before_stage
         table["exit_in_round"] = 1
+    if synthetic_parameters is not None:
+        table["trainer"] = "synthetic"
+        table["synthetic_parameters"] = synthetic_parameters
     if kit is None:
         table.update(
             name=name,

@@ -108,6 +108,14 @@ class ParticipantConfig(BaseModel):
         ge=1 << 20,
         description="largest gRPC message accepted, in bytes (at least 1 MiB)",
     )
+    trainer: Literal["lora-mlp", "synthetic"] = Field(
+        "lora-mlp",
+        description="local training: lora-mlp (the default) or synthetic (benchmarks only: "
+        "a bare float32 vector of synthetic_parameters, instant seeded updates)",
+    )
+    synthetic_parameters: int = Field(
+        1_000_000, ge=1, description="adapter size of the synthetic trainer (benchmarks only)"
+    )
     insecure_plaintext: bool = Field(
         False,
         description="connect without TLS (loopback debugging, tests and `--profile none` "

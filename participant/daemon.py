@@ -90,6 +90,10 @@ class ParticipantDaemon:
         self.config = config
         self._log = log
         self._identity_private = _load_identity(config, self._kit)
+        if trainer is None and config.trainer == "synthetic":
+            from accord.participant.synthetic_trainer import SyntheticTrainer
+
+            trainer = SyntheticTrainer(config)
         if trainer is None:
             from accord.participant.trainer import LoraMlpTrainer
 
