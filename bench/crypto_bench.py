@@ -25,7 +25,6 @@ import argparse
 import math
 import os
 import platform
-import re
 import shlex
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import tenseal
+from report import replace_section
 
 from accord.crypto import masks, pipeline, quantize
 from accord.crypto.aggregate import UpdateSum
@@ -508,18 +508,6 @@ def report(args: argparse.Namespace) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Write or replace the "## Crypto core" section of a markdown file."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Crypto core\n.*?(?=^## (?!#)|\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="write the section into this markdown file")
@@ -536,7 +524,7 @@ def main() -> int:
     section = report(args)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        replace_section(args.write, "## Crypto core", section)
     return 0
 
 

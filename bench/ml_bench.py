@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shlex
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import replace_section
 
 from accord import configfile
 from accord.participant import benchmarks, data_quality, datasets, models, privacy, train
@@ -422,18 +422,6 @@ def report(args: argparse.Namespace) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Write or replace the "## Federated learning" section of a markdown file."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Federated learning\n.*?(?=^## (?!#)|\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--write", type=Path, help="write the section into this markdown file")
@@ -444,7 +432,7 @@ def main() -> int:
     section = report(args)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        replace_section(args.write, "## Federated learning", section)
     return 0
 
 

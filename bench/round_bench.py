@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import replace_section
+
 SECTION = "## Rounds over gRPC"
 STAGES = ("advertise", "share", "upload", "unmask", "aggregate")
 PROFILES = ("none", "masks", "ckks", "ckks+masks")
@@ -272,13 +274,8 @@ def render(results: dict[str, Any], command: str) -> str:
 def cmd_write(arguments: argparse.Namespace) -> None:
     results = json.loads(Path(arguments.results).read_text())
     doc = Path(arguments.doc)
-    text = doc.read_text()
     section = render(results, arguments.command) + arguments.notes
-    sections = text.split("\n## ")
-    head, rest = sections[0], ["## " + s for s in sections[1:]]
-    rest = [s for s in rest if not s.startswith(SECTION + "\n")]
-    rest.append(section.rstrip("\n") + "\n")
-    doc.write_text("\n".join([head.rstrip("\n") + "\n", *(s.rstrip("\n") + "\n" for s in rest)]))
+    replace_section(doc, SECTION, section)
 
 
 def main() -> None:
