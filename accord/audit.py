@@ -17,9 +17,12 @@
 
 A PATH is a `ledger.jsonl` file or a folder searched for them (an `accord demo` workdir
 holds `coordinator/ledger.jsonl` and `participants/<name>/ledger.jsonl`), along with
-the `federation_head.json` files the participants kept and a `roster.json`. Keys: a
-participant's ledger is checked with its identity key from the roster when one is
-found (`--roster`), the federation ledger with the key the participants pinned; only
+the `federation_head.json` files the participants kept, a `roster.json` and the
+startup kits' `coordinator_ledger.pub`. Keys: a participant's ledger is checked with
+its identity key from the roster when one is found (`--roster`); the federation ledger
+with the coordinator ledger key the kits pin (`--coordinator-key KIT_DIR | FILE.pub |
+HEX`, else a kit's `coordinator_ledger.pub` found under PATH), else the key the
+participants kept (trusted on first use, insecure-plaintext federations); only
 otherwise with the key the ledger names itself, which the output says (that proves the
 ledger consistent, not who wrote it).
 
@@ -48,6 +51,8 @@ from accord.ledgerfile import read_lines
 LEDGER_FILE = "ledger.jsonl"
 HEAD_FILE = "federation_head.json"
 ROSTER_FILE = "roster.json"
+PINNED_KEY_FILE = "coordinator_ledger.pub"
+"""In a startup kit: the coordinator's ledger key, certified by the CA at provisioning."""
 
 audit_app = typer.Typer(
     help="Verify the privacy ledgers and report the budgets spent and the contributions.",
@@ -67,8 +72,9 @@ class Ledger:
         role: "participant" or "coordinator" (from its open entry; "?" if unreadable).
         name: the participant's id, or "coordinator".
         federation_id: the federation it belongs to.
-        key_source: where the verifying key came from ("roster", "kept heads",
-            "the ledger itself").
+        key_source: where the verifying key came from ("roster", "--coordinator-key ...",
+            "the kits (...)" that pin the coordinator's key, "kept heads", "the ledger
+            itself").
         report: what `crypto.ledger.verify_chain` found.
         extra: findings from the cross-checks between ledgers.
     """
@@ -126,12 +132,20 @@ class Audit:
         return all(x.ok for x in self.ledgers)
 
 
-def load(paths: Sequence[Path], roster: Path | None = None) -> Audit:
+def load(
+    paths: Sequence[Path], roster: Path | None = None, *, coordinator_key: str | None = None
+) -> Audit:
     """Find, verify and cross-check every ledger under `paths` (the working folder if none).
+
+    Args:
+        paths: ledger files or folders.
+        roster: the roster with the participants' identity keys (else one found).
+        coordinator_key: the pinned coordinator ledger key: a kit folder, a PEM file or
+            64 hex digits (else a kit's `coordinator_ledger.pub` found under `paths`).
 
     Raises:
         UsageError: no ledger was found.
-        ConfigError: the roster cannot be read.
+        ConfigError: the roster or the coordinator key cannot be read.
     """
     roots = list(paths) or [Path.cwd()]
     files = _find(roots, LEDGER_FILE)
@@ -143,6 +157,7 @@ def load(paths: Sequence[Path], roster: Path | None = None) -> Audit:
         )
     notes: list[str] = []
     keys = _roster_keys(roster, roots, notes)
+    pinned = _pinned_key(coordinator_key, roots, notes)
     heads = [_kept_head(path) for path in _find(roots, HEAD_FILE)]
     ledgers: list[Ledger] = []
     for path in files:
@@ -152,7 +167,7 @@ def load(paths: Sequence[Path], roster: Path | None = None) -> Audit:
         federation_id = str(opening.get("federation_id", "?"))
         if role == "coordinator":
             name = "coordinator"
-            key, source, kept = _coordinator_key(opening, heads, notes)
+            key, source, kept = _coordinator_key(opening, heads, notes, pinned)
             report = chain.verify_chain(lines, key, heads=kept)
         else:
             name = str(opening.get("participant", path.parent.name))
@@ -227,12 +242,55 @@ def _kept_head(path: Path) -> KeptHead:
     return KeptHead(path, holder, key, head, anomalies)
 
 
+def _pinned_key(
+    given: str | None, roots: Sequence[Path], notes: list[str]
+) -> tuple[bytes, str] | None:
+    """The coordinator ledger key the kits pin: `--coordinator-key`, else found in a kit."""
+    from accord.crypto import ledger_key
+
+    if given is not None:
+        path = Path(given)
+        if path.is_dir():
+            path = path / PINNED_KEY_FILE
+        if path.is_file():
+            return ledger_key.from_pem(
+                path.read_bytes(), what=str(path)
+            ), f"--coordinator-key {path}"
+        try:
+            raw = bytes.fromhex(given)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError(
+                f"--coordinator-key {given}: not a kit folder, a {PINNED_KEY_FILE} file, or 64 "
+                "hex digits"
+            )
+        return raw, "--coordinator-key"
+    found: dict[bytes, Path] = {}
+    for path in _find([r for r in roots if r.is_dir()], PINNED_KEY_FILE):
+        try:
+            found.setdefault(ledger_key.from_pem(path.read_bytes(), what=str(path)), path)
+        except (ConfigError, OSError):
+            notes.append(f"{path}: not a coordinator ledger key; ignored")
+    if len(found) == 1:
+        key, path = next(iter(found.items()))
+        return key, f"the kits ({path})"
+    if len(found) > 1:
+        notes.append("the kits found pin different coordinator ledger keys; pass --coordinator-key")
+    return None
+
+
 def _coordinator_key(
-    opening: dict[str, Any], heads: Sequence[KeptHead], notes: list[str]
+    opening: dict[str, Any],
+    heads: Sequence[KeptHead],
+    notes: list[str],
+    pinned_by_kit: tuple[bytes, str] | None = None,
 ) -> tuple[bytes | None, str, list[tuple[str, chain.SignedHead]]]:
     ledger_id = opening.get("ledger_id")
     mine = [h for h in heads if h.head is not None and h.head.ledger_id == ledger_id]
     kept = [(h.holder, h.head) for h in mine if h.head is not None]
+    if pinned_by_kit is not None:
+        return pinned_by_kit[0], pinned_by_kit[1], kept
     pinned = {h.public_key for h in mine if h.public_key is not None}
     if len(pinned) == 1:
         return pinned.pop(), "kept heads", kept
@@ -356,39 +414,81 @@ def budget_summary(
                 "composed_assumes": "a person's records may sit at every enterprise: all "
                 "participants' DP-SGD runs compose",
             },
-            "client_level": _client_level(audit, federation_delta, accountant),
+            "client_level": _client_level(audit, delta, accountant),
         },
         "verified": audit.ok,
     }
 
 
-def _client_level(audit: Audit, delta: float, accountant: str) -> dict[str, Any]:
+def _client_level(audit: Audit, delta: float | None, accountant: str) -> dict[str, Any]:
+    """The federation's client-level epsilon, recomputed from the federation ledger.
+
+    One run per released (done) round: (the noise multiplier the aggregate is guaranteed
+    to carry, the participation rate, 1 step). The guaranteed multiplier is the
+    ledger's `guaranteed_noise_multiplier`: the noise of the honest survivors over one
+    participant's worst-case effect (`crypto/client_dp.py`). Aborted rounds released
+    nothing. A released round without client-level noise makes epsilon unbounded.
+    """
     if not audit.coordinators:
         return {"status": "no federation ledger given", "epsilon": None}
     rounds = [
         b for c in audit.coordinators for b in c.bodies("round") if b.get("outcome") == "done"
     ]
+    noised = [b for b in rounds if dict(b.get("client_dp", {})).get("mechanism", "none") != "none"]
+    if not noised:
+        return {
+            "status": "off",
+            "epsilon": None,
+            "delta": delta,
+            "rounds": len(rounds),
+            "note": "client-level noise is off: the aggregate carries no client-level DP guarantee",
+        }
     runs: list[accounting.Run] = []
-    honest: set[str] = set()
+    curve: list[tuple[int, accounting.Run | None]] = []
+    configured: set[float] = set()
+    honest: set[float] = set()
+    deltas: list[float] = []
     for body in rounds:
         client = dict(body.get("client_dp", {}))
         if client.get("mechanism", "none") == "none":
-            return {
-                "status": "off",
-                "epsilon": None,
-                "rounds": len(rounds),
-                "note": "client-level noise is off: the aggregate carries no client-level DP "
-                "guarantee",
-            }
-        runs.append((float(client["noise_multiplier"]), float(body["participation_rate"]), 1))
-        honest.add(str(client.get("honest_fraction")))
+            curve.append((int(body["round"]), None))
+            continue
+        # Ledgers before the guarantee was recorded carry the configured multiplier only.
+        multiplier = float(
+            client["guaranteed_noise_multiplier"]
+            if "guaranteed_noise_multiplier" in client
+            else client.get("noise_multiplier", 0)
+        )
+        run = (multiplier, float(body["participation_rate"]), 1)
+        runs.append(run)
+        curve.append((int(body["round"]), run))
+        configured.add(float(client["noise_multiplier"]))
+        honest.add(float(client.get("honest_fraction", 1)))
+        if client.get("delta") is not None:
+            deltas.append(float(client["delta"]))
+    own_delta = delta if delta is not None else (min(deltas) if deltas else 1e-5)
+    by_round = accounting.epsilon_over_rounds(curve, own_delta, accountant)
+    value = by_round[-1][1] if by_round else math.inf
+    unnoised = len(rounds) - len(noised)
+    note = (
+        "assumes at least the honest fraction of each round's participants added their "
+        "noise share, and that participants are selected at random at the recorded "
+        "participation rate; the Skellam noise is accounted as the Gaussian of the same "
+        "variance"
+    )
+    if unnoised:
+        note = f"{unnoised} released round(s) without client-level noise: unbounded; " + note
     return {
         "status": "on",
-        "epsilon": _finite(accounting.epsilon(runs, delta, accountant)),
+        "epsilon": _finite(value),
+        "delta": own_delta,
         "rounds": len(rounds),
+        "noise_multipliers": sorted(configured),
+        "guaranteed_noise_multipliers": sorted({run[0] for run in runs}),
+        "participation_rates": sorted({run[1] for run in runs}),
         "honest_fraction": sorted(honest),
-        "note": "assumes at least the honest fraction added their noise share, and that "
-        "participants are selected at random at the recorded participation rate",
+        "epsilon_by_round": [[r, _finite(e)] for r, e in by_round],
+        "note": note,
     }
 
 
@@ -460,13 +560,20 @@ def verify(
         help="roster.json with the participants' identity keys (found in "
         "the folders when not given).",
     ),
+    coordinator_key: str | None = typer.Option(
+        None,
+        "--coordinator-key",
+        help="The coordinator ledger key the kits pin: a kit folder, its "
+        "coordinator_ledger.pub, or 64 hex digits (found in kits under the folders when not "
+        "given).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Check every chain and signature; name each broken entry and how.
 
     Exit status 0 only when every ledger, kept head and recorded upload verifies.
     """
-    audit = load(paths, roster)
+    audit = load(paths, roster, coordinator_key=coordinator_key)
     if json_output:
         typer.echo(json.dumps(_verify_json(audit), indent=2))
     else:
@@ -489,6 +596,9 @@ def budget(
         None, "--delta", help="Report epsilon at this delta (default: each ledger's own)."
     ),
     roster: Path | None = typer.Option(None, "--roster", help="roster.json with identity keys."),
+    coordinator_key: str | None = typer.Option(
+        None, "--coordinator-key", help="The pinned coordinator ledger key (see `verify`)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     plot: Path | None = typer.Option(
         None, "--plot", help="Write epsilon over rounds per participant to this PNG file."
@@ -500,7 +610,7 @@ def budget(
     """
     if accountant not in accounting.ACCOUNTANTS:
         raise UsageError(f"--accountant {accountant}: one of {', '.join(accounting.ACCOUNTANTS)}")
-    audit = load(ledger, roster)
+    audit = load(ledger, roster, coordinator_key=coordinator_key)
     summary = budget_summary(audit, accountant=accountant, delta=delta)
     if plot is not None:
         write_plot(summary, plot)
@@ -660,8 +770,15 @@ def _print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> N
     rows.add_row(
         "record-level, composed", _epsilon(record["composed"], 1), record["composed_assumes"]
     )
+    client_label = "client-level"
+    if client["status"] == "on":
+        client_label = (
+            f"client-level (z {_values(client['noise_multipliers'])}, guaranteed "
+            f"{_values([round(z, 4) for z in client['guaranteed_noise_multipliers']])}, "
+            f"delta {client['delta']:g})"
+        )
     rows.add_row(
-        "client-level",
+        client_label,
         "-" if client["status"] != "on" else _epsilon(client["epsilon"], 1),
         client.get("note", client["status"]),
     )

@@ -12,9 +12,25 @@ each could run on its own host. Layout of the work folder (kept afterwards):
     DIR/participants/<name>/
                         participant.toml, kit/ (startup kit: mTLS certificate and key,
                         identity.key, ceremony.key, pinned ca.pem), participant.log,
-                        output.log, state.json, upload.json, metrics.jsonl,
-                        adapters/round-NNNN/ (PEFT)
+                        output.log, state.json, upload.json, metrics.jsonl, ledger.jsonl,
+                        privacy_accountant.json, adapters/round-NNNN/ (PEFT)
+    DIR/data/<name>/    that participant's data (manifest layout, docs/ml.md), and
+    DIR/data/pooled-test/
+                        every enterprise's test split, the shared evaluation set;
+                        benchmark.json says which enterprise each participant is
+    DIR/features/       the frozen towers' cached features, shared by the participants
     DIR/summary.json    what `--json` also writes, when given
+
+What the participants train (`--trainer`): by default the multimodal trainer
+(`participant/multimodal_trainer.py`: the bundled MiniLM + EfficientNet-Lite0 towers,
+frozen, with a fusion head trained by FFA-LoRA's rules) on the synthetic city-safety
+benchmark (`participant/benchmarks.py`), enterprise i of N going to participant i, so
+that the label skew between enterprises holds for any N >= 2. Each trains with
+sample-level DP-SGD (`--target-epsilon` at delta 1e-5 over all rounds, RDP
+accountant; `--no-dp` turns it off) and reports, besides the federated global
+adapter's accuracy, that of a local-only model trained on the side with the same
+steps and DP settings on its own data alone; the summary sets them side by side.
+`--trainer lora-mlp` is the tiny LoRA MLP on synthetic data (seconds; tests).
 
 Every connection is mTLS: the launcher first picks a free port and provisions the
 federation for `127.0.0.1:<port>` exactly as `accord provision federation.toml --out
@@ -37,6 +53,7 @@ selected, who survived and who dropped.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import os
 import shutil
@@ -66,6 +83,44 @@ DEMO_FEDERATION = "accord-demo"
 
 DEMO_NAMES = ("energy", "residential", "urban")
 """The three enterprises of the paper's city-safety case study; then p4, p5, ..."""
+
+
+class DemoTrainer(str, enum.Enum):
+    """What the demo's participants train (`--trainer`)."""
+
+    MULTIMODAL = "multimodal"
+    LORA_MLP = "lora-mlp"
+
+
+DEMO_TRAINING: dict[str, object] = {"local_steps": 10, "batch_size": 128, "learning_rate": 0.05}
+"""The multimodal trainer's demo profile: 10 AdamW steps of (expected) batch 128 per round.
+
+Its updates measure delta_l2 of about 25 with DP-SGD and 28-33 without (16,650 head
+parameters), below `DEMO_CLIP_NORM`, so clipping leaves them whole (docs/ml.md).
+"""
+
+DEMO_CLIP_NORM = {"multimodal": 40.0, "lora-mlp": 1.0, "synthetic": 1.0}
+"""The coordinator's clip_norm for each trainer: just above its updates' L2 norm."""
+
+DEMO_DP_DELTA = 1e-5
+"""The delta at which the demo's sample-level epsilon is targeted and reported."""
+
+DEMO_CLIENT_NOISE = 0.01
+"""The demo's client-level noise multiplier (`[coordinator.client_dp]`, secure profiles).
+
+With three participants the aggregate's noise, z * clip_norm per coordinate, cannot be
+both meaningful and harmless: z = 0.01 leaves the multimodal demo's pooled accuracy
+where it is without noise (0.85-0.87 after 5 rounds; z = 0.02 costs about 8 points),
+and `accord audit budget` reports the honest client-level epsilon of that, in the
+thousands. Client-level DP pays off with hundreds of participants (docs/audit.md)."""
+
+SLOW_START_ENROLL_DEADLINE_S = 300.0
+"""How long round 1 waits for every multimodal participant: each first loads the towers
+and caches their features (tens of seconds per participant on a busy 2-core machine)."""
+
+DATA_DIR = "data"
+FEATURES_DIR = "features"
+BENCHMARK_FILE = "benchmark.json"
 
 MARKER = ".accord-demo"
 """A work folder holding this file may be wiped by the next demo run."""
@@ -109,7 +164,7 @@ def demo(
     participants: int = typer.Option(
         3, "--participants", "-n", min=2, max=64, help="Participants."
     ),
-    rounds: int = typer.Option(2, "--rounds", "-r", min=1, help="Rounds of federated averaging."),
+    rounds: int = typer.Option(5, "--rounds", "-r", min=1, help="Rounds of federated averaging."),
     profile: Profile = typer.Option(
         Profile.CKKS_MASKS.value,
         "--profile",
@@ -124,6 +179,26 @@ def demo(
         None, "--json", help="Also write the machine-readable summary here."
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the base model and data."),
+    trainer: DemoTrainer = typer.Option(
+        DemoTrainer.MULTIMODAL.value,
+        "--trainer",
+        metavar="NAME",
+        help="What the participants train: multimodal (the bundled image + text model on the "
+        "synthetic city-safety benchmark, the default) or lora-mlp (a tiny LoRA MLP on "
+        "synthetic data, seconds; for tests).",
+    ),
+    no_dp: bool = typer.Option(
+        False,
+        "--no-dp",
+        help="Train without sample-level DP-SGD. By default every multimodal participant "
+        "trains with it, the budget spread over all rounds, and its ledger records it.",
+    ),
+    target_epsilon: float = typer.Option(
+        8.0,
+        "--target-epsilon",
+        min=0.01,
+        help="Each participant's sample-level epsilon over all rounds, at delta 1e-5 (RDP).",
+    ),
     insecure_plaintext: bool = typer.Option(
         False,
         "--insecure-plaintext",
@@ -198,8 +273,12 @@ def demo(
         restart_coordinator=restart_coordinator,
         restart_participants=restart_participant or (),
     )
+    trainer_name = "synthetic" if bench_parameters is not None else trainer.value
+    multimodal = trainer_name == DemoTrainer.MULTIMODAL.value
     workdir = workdir.resolve()
     prepare_workdir(workdir)
+    data = write_demo_data(workdir, names, seed=seed) if multimodal else None
+    private = DemoPrivacy(target_epsilon, rounds + fault_plan_restarts(fault_plan))
     # The port goes into the kits and the participants' configs, and a restarted
     # coordinator must serve on it again, so it is chosen before anything starts.
     port = free_port()
@@ -214,9 +293,10 @@ def demo(
         provisioned=provisioned,
         threshold=threshold,
         stage_deadline_s=stage_deadline_s,
-        enroll_deadline_s=_enroll_deadline_s(fault_plan, stage_deadline_s),
+        enroll_deadline_s=_enroll_deadline_s(fault_plan, stage_deadline_s, slow_start=multimodal),
         store_url=store,
         port=port,
+        clip_norm=DEMO_CLIP_NORM[trainer_name],
     )
     started = time.monotonic()
     children: list[Child] = []
@@ -242,6 +322,9 @@ def demo(
                 kit=kit,
                 exit_before_stage=dropped_at.value if dropped_at is not None else None,
                 synthetic_parameters=bench_parameters,
+                trainer=trainer_name,
+                data=data,
+                privacy=private if multimodal and not no_dp else None,
             )
             children.append(
                 start_child(
@@ -317,16 +400,93 @@ def check_demo_flags(profile: Profile, insecure_plaintext: bool) -> None:
         )
 
 
-def _enroll_deadline_s(fault_plan: FaultPlan, stage_deadline_s: float) -> float | None:
+def _enroll_deadline_s(
+    fault_plan: FaultPlan, stage_deadline_s: float, *, slow_start: bool = False
+) -> float | None:
     """How long a round waits for every member to be online; None: the coordinator's 120 s.
 
     A restarted coordinator waits for every member before its next round, also for those
     dropped for good: with both faults planned, it gives up on them sooner. Otherwise the
-    default leaves slow machines time to start every participant for round 1.
+    default leaves slow machines time to start every participant for round 1, and
+    `slow_start` (the multimodal trainer, which caches tower features before it enrols)
+    more than that.
     """
     if fault_plan.drops and fault_plan.restart_coordinator is not None:
         return max(60.0, 2 * stage_deadline_s)
-    return None
+    return SLOW_START_ENROLL_DEADLINE_S if slow_start else None
+
+
+def fault_plan_restarts(fault_plan: FaultPlan) -> int:
+    """Rounds a planned restart may abort after the participants trained (and spent budget).
+
+    A killed coordinator aborts its round in flight, and so may a killed participant; the
+    round is tried again under a new number, so each restart may cost one round of budget.
+    """
+    return (fault_plan.restart_coordinator is not None) + len(fault_plan.restart_participants)
+
+
+@dataclass(frozen=True)
+class DemoPrivacy:
+    """The demo participants' sample-level DP: `target_epsilon` over `rounds` rounds."""
+
+    target_epsilon: float
+    rounds: int
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """Where `write_demo_data` put each participant's data and the shared test set."""
+
+    folders: dict[str, Path]
+    pooled_test: Path
+    feature_cache: Path
+
+
+def write_demo_data(workdir: Path, names: Sequence[str], *, seed: int) -> DemoData:
+    """Write the city-safety benchmark for `names`: enterprise i's data to participant i.
+
+    `DIR/data/<name>/` holds that participant's train and test splits, `DIR/data/
+    pooled-test/` every test split (the shared evaluation set), and `benchmark.json`
+    each participant's enterprise (domain) and label counts.
+    """
+    from accord.participant import benchmarks, datasets
+
+    bench = benchmarks.city_safety_benchmark(len(names), seed=seed)
+    root = workdir / DATA_DIR
+    folders: dict[str, Path] = {}
+    described: dict[str, object] = {}
+    for name, enterprise in zip(names, bench.enterprises, strict=True):
+        folders[name] = root / name
+        datasets.write_dataset(enterprise.train + enterprise.test, folders[name], bench.labels)
+        described[name] = {
+            "enterprise": enterprise.name,
+            "train": len(enterprise.train),
+            "test": len(enterprise.test),
+            "train_labels": dict(
+                zip(
+                    bench.labels,
+                    benchmarks.label_counts(enterprise.train, bench.labels),
+                    strict=True,
+                )
+            ),
+        }
+    pooled = root / benchmarks.POOLED_TEST
+    datasets.write_dataset(bench.pooled_test, pooled, bench.labels)
+    (root / BENCHMARK_FILE).write_text(
+        json.dumps(
+            {
+                "benchmark": bench.name,
+                "settings": bench.settings,
+                "labels": list(bench.labels),
+                "pooled_test": len(bench.pooled_test),
+                "participants": described,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    return DemoData(folders=folders, pooled_test=pooled, feature_cache=workdir / FEATURES_DIR)
 
 
 def default_threshold(participants: int) -> int:
@@ -360,7 +520,14 @@ def prepare_workdir(workdir: Path) -> None:
         raise UsageError(
             f"--workdir {workdir}: not empty and not made by `accord demo`; choose another folder"
         )
-    for part in ("provision", "coordinator", "participants", "summary.json"):
+    for part in (
+        "provision",
+        "coordinator",
+        "participants",
+        DATA_DIR,
+        FEATURES_DIR,
+        "summary.json",
+    ):
         target = workdir / part
         if target.is_dir():
             shutil.rmtree(target)
@@ -422,6 +589,8 @@ def write_coordinator_config(
     enroll_deadline_s: float | None = None,
     store_url: str | None = None,
     port: int = 0,
+    clip_norm: float | None = None,
+    client_noise: float = DEMO_CLIENT_NOISE,
 ) -> Path:
     """Write the coordinator's TOML file.
 
@@ -429,7 +598,9 @@ def write_coordinator_config(
     TLS files and roster. Without (`--insecure-plaintext`), it serves plaintext on `port`
     (0: a free one), and this makes each participant's identity key and lists the
     public keys. Unset settings keep the demo's defaults (`threshold`) or the
-    coordinator's (`stage_deadline_s`, `enroll_deadline_s`, `store_url`).
+    coordinator's (`stage_deadline_s`, `enroll_deadline_s`, `store_url`, `clip_norm`).
+    `client_noise` is the client-level noise multiplier (`DEMO_CLIENT_NOISE`; 0: off, and
+    always off with profile none).
     """
     from accord import configfile
     from accord.coordinator.config import CoordinatorConfig
@@ -452,6 +623,11 @@ def write_coordinator_config(
         table["enroll_deadline_s"] = enroll_deadline_s
     if store_url is not None:
         table["store_url"] = store_url
+    if clip_norm is not None:
+        table["clip_norm"] = clip_norm
+    if client_noise > 0 and profile is not Profile.NONE:
+        # Client-level DP of the aggregate; plaintext has nothing to hide the shares in.
+        table["client_dp"] = {"noise_multiplier": client_noise, "delta": DEMO_DP_DELTA}
     if provisioned is None:
         table["identity_keys"] = _make_identity_keys(workdir, names)
         table["insecure_plaintext"] = True
@@ -478,12 +654,18 @@ def write_participant_config(
     kit: Path | None = None,
     exit_before_stage: str | None = None,
     synthetic_parameters: int | None = None,
+    trainer: str = DemoTrainer.MULTIMODAL.value,
+    data: DemoData | None = None,
+    privacy: DemoPrivacy | None = None,
 ) -> Path:
     """Write one participant's TOML file next to its kit (or, without one, its identity key).
 
     `exit_before_stage` (`--drop`) makes the daemon die before it sends that stage's
     message in round 1. `synthetic_parameters` (`--bench-parameters`) selects the
-    benchmark-only synthetic trainer with an adapter of that size.
+    benchmark-only synthetic trainer with an adapter of that size; otherwise `trainer`
+    names it. The multimodal trainer gets the demo profile (`DEMO_TRAINING`, one torch
+    thread per process), its folder of `data` with the shared test set and feature
+    cache, and with `privacy` sample-level DP-SGD.
     """
     from accord import configfile
     from accord.participant.config import ParticipantConfig
@@ -501,6 +683,26 @@ def write_participant_config(
     if synthetic_parameters is not None:
         table["trainer"] = "synthetic"
         table["synthetic_parameters"] = synthetic_parameters
+    elif trainer != DemoTrainer.MULTIMODAL.value:
+        table["trainer"] = trainer
+    else:
+        table["trainer"] = trainer
+        table.update(DEMO_TRAINING)
+        # Several participants share the machine: one thread each, or they thrash.
+        training: dict[str, object] = {"torch_threads": 1}
+        if data is not None:
+            table["data_dir"] = str(data.folders[name])
+            training["eval_data_dir"] = str(data.pooled_test)
+            training["feature_cache_dir"] = str(data.feature_cache)
+        table["training"] = training
+        if privacy is not None:
+            table["dp"] = {
+                "enabled": True,
+                "target_epsilon": privacy.target_epsilon,
+                "delta": DEMO_DP_DELTA,
+                "rounds": privacy.rounds,
+                "accountant": "rdp",
+            }
     if kit is None:
         table.update(
             name=name,

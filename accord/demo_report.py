@@ -204,7 +204,9 @@ def summary(
     `rounds_completed`, `rounds`, `events` (drops and restarts, see
     `accord.demo_faults`), `processes` (each one's exit status, drop stage and
     restarts), `metrics` (`adapters_identical` compares the participants that did not
-    drop out), `wall_s` and `workdir`.
+    drop out), `accuracy` (`accuracy_summary`; None for a trainer that reports no
+    accuracy), `data` (the demo's `DIR/data/benchmark.json`, None without it), `wall_s`
+    and `workdir`.
     """
     rounds = []
     for record in status.recent_rounds:
@@ -261,9 +263,59 @@ def summary(
         "events": list(events),
         "processes": processes or {},
         "metrics": metrics,
+        "accuracy": accuracy_summary(metrics["participants"]),
+        "data": _read_json(workdir / "data" / "benchmark.json"),
         "wall_s": round(wall_s, 3),
         "workdir": str(workdir),
     }
+
+
+ACCURACY_METHOD = (
+    "Accuracy after the last applied round, measured by each participant process. "
+    "federated: the global adapter every participant holds (the secure aggregate of all "
+    "updates). local_only: the same model (same base, head, local steps, batch, learning "
+    "rate and sample-level DP settings, its own noise) trained by that participant on its "
+    "own data alone, round by round alongside the federation, never aggregated nor sent. "
+    "own_test: that participant's test split; pooled_test: every enterprise's test split "
+    "together (the shared evaluation set)."
+)
+
+_ACCURACY_KEYS = {
+    ("own_test", "federated"): "global_accuracy",
+    ("own_test", "local_only"): "global_local_only_accuracy",
+    ("pooled_test", "federated"): "global_pooled_accuracy",
+    ("pooled_test", "local_only"): "global_local_only_pooled_accuracy",
+}
+
+
+def accuracy_summary(participants: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Federated vs local-only accuracy per participant, from their last metrics lines.
+
+    Returns None when no participant reported a local-only baseline (the lora-mlp and
+    synthetic trainers). Otherwise `method` (how the numbers were made, in words),
+    `participants` (per name: `own_test` and `pooled_test`, each `federated` and
+    `local_only`, plus `dp_epsilon` spent, None without DP, and `round`) and `mean` (the
+    same two tables averaged over the participants that reported them).
+    """
+    rows: dict[str, Any] = {}
+    for name, last in participants.items():
+        if not isinstance(last.get("global_local_only_accuracy"), (int, float)):
+            continue
+        row: dict[str, Any] = {"own_test": {}, "pooled_test": {}}
+        for (test_set, model), key in _ACCURACY_KEYS.items():
+            value = last.get(key)
+            row[test_set][model] = float(value) if isinstance(value, (int, float)) else None
+        epsilon = last.get("dp_epsilon")
+        row["dp_epsilon"] = float(epsilon) if isinstance(epsilon, (int, float)) else None
+        row["round"] = last.get("round")
+        rows[name] = row
+    if not rows:
+        return None
+    mean: dict[str, Any] = {"own_test": {}, "pooled_test": {}}
+    for test_set, model in _ACCURACY_KEYS:
+        values = [r[test_set][model] for r in rows.values() if r[test_set][model] is not None]
+        mean[test_set][model] = sum(values) / len(values) if values else None
+    return {"method": ACCURACY_METHOD, "participants": rows, "mean": mean}
 
 
 def write_json(summary: dict[str, Any], path: Path) -> None:
@@ -312,6 +364,10 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print()
     console.print(rounds)
     console.print(people)
+    accuracy = summary.get("accuracy")
+    if accuracy:
+        console.print(_accuracy_table(accuracy))
+        console.print(_accuracy_verdict(accuracy))
     for event in summary["events"]:
         console.print(_describe(event))
     identical = summary["metrics"]["adapters_identical"]
@@ -330,6 +386,59 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
 
 
+def _accuracy_table(accuracy: dict[str, Any]) -> Table:
+    """Federated vs local-only accuracy, one row per participant and one for the mean."""
+    table = Table(title="Accuracy: federated vs local-only", show_edge=False)
+    for column in (
+        "participant",
+        "own test: federated",
+        "local-only",
+        "pooled test: federated",
+        "local-only",
+        "epsilon",
+    ):
+        table.add_column(column, justify="left" if column == "participant" else "right")
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [
+            _percent(row["own_test"]["federated"]),
+            _percent(row["own_test"]["local_only"]),
+            _percent(row["pooled_test"]["federated"]),
+            _percent(row["pooled_test"]["local_only"]),
+        ]
+
+    for name, row in accuracy["participants"].items():
+        epsilon = row.get("dp_epsilon")
+        table.add_row(name, *cells(row), f"{epsilon:.2f}" if epsilon is not None else "no DP")
+    table.add_row("mean", *cells(accuracy["mean"]), "", style="bold")
+    return table
+
+
+def _accuracy_verdict(accuracy: dict[str, Any]) -> str:
+    """One sentence: does the federation beat training alone on the pooled test set?"""
+    pooled = accuracy["mean"]["pooled_test"]
+    federated, local = pooled.get("federated"), pooled.get("local_only")
+    if federated is None or local is None:
+        return "local-only: the same model trained on each participant's data alone"
+    verdict = "beats" if federated > local else "does not beat"
+    return (
+        f"On the pooled test set the federated adapter ({_percent(federated)}) {verdict} "
+        f"training alone ({_percent(local)} on average); local-only: the same model, steps "
+        "and DP settings on each participant's own data, trained alongside the rounds."
+    )
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "-"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-"
 
@@ -344,6 +453,8 @@ def _adapter_digest(folder: Path) -> str | None:
     state = folder / "state.json"
     if not state.exists():
         return None
-    adapter = folder / json.loads(state.read_text(encoding="utf-8"))["adapter"]
-    weights = adapter / "adapter_model.safetensors"
+    adapter = json.loads(state.read_text(encoding="utf-8")).get("adapter")
+    if not adapter:
+        return None
+    weights = folder / adapter / "adapter_model.safetensors"
     return hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None

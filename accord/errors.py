@@ -4,9 +4,11 @@
     ├── ConfigError              a setting is wrong; the message names field, value and fix
     ├── UsageError               a command or API was called wrongly
     ├── RoundAborted             a round cannot complete (too few participants or shares)
+    │   └── BudgetExhausted      this participant's privacy budget forbids the round
     ├── IntegrityError           data failed an integrity check (CRC, AEAD tag, ledger chain)
     └── ProtocolError            a message broke the protocol; state is unchanged
         ├── OutOfStage           legal message, wrong stage
+        ├── Expired              what was asked for existed but is no longer kept
         ├── BadSignature         signature missing or wrong
         ├── Replayed             (round, stage, participant, sequence) seen before
         ├── Malformed            the message does not decode or has the wrong shape
@@ -39,6 +41,10 @@ class RoundAborted(AccordError):
     grpc_status = "ABORTED"
 
 
+class BudgetExhausted(RoundAborted):
+    """The privacy budget forbids this participant's round (the trainer's or `max_epsilon`)."""
+
+
 class IntegrityError(AccordError):
     grpc_status = "DATA_LOSS"
 
@@ -49,6 +55,12 @@ class ProtocolError(AccordError):
 
 class OutOfStage(ProtocolError):
     grpc_status = "FAILED_PRECONDITION"
+
+
+class Expired(ProtocolError):
+    """What was asked for existed but is no longer kept (e.g. an old round's aggregate)."""
+
+    grpc_status = "NOT_FOUND"
 
 
 class BadSignature(ProtocolError):

@@ -169,21 +169,43 @@ def load_or_create_key(path: Path) -> bytes:
         ConfigError: the file exists but holds no Ed25519 key, or others may read it.
     """
     if path.exists():
-        if path.stat().st_mode & 0o077:
-            raise ConfigError(
-                f"{path}: others may read this private key; `chmod 600 {path}` (and treat it "
-                "as exposed if they did)"
-            )
-        return identity.load_private(path.read_bytes(), what=f"ledger key {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        return load_private_key(path)
     private = identity.generate_identity().private
+    write_private_key(path, private)
+    return private
+
+
+def load_private_key(path: Path) -> bytes:
+    """The raw Ed25519 private key in `path` (PKCS#8 PEM), refused if others may read it.
+
+    Raises:
+        ConfigError: the file is missing, holds no Ed25519 key, or others may read it.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such ledger key") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: others may read this private key; `chmod 600 {path}` (and treat it "
+            "as exposed if they did)"
+        )
+    return identity.load_private(path.read_bytes(), what=f"ledger key {path}")
+
+
+def write_private_key(path: Path, private: bytes) -> None:
+    """Write a new key file (PKCS#8 PEM, mode 0600), fsynced; never overwrites one.
+
+    Raises:
+        FileExistsError: `path` exists.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(identity.dump_private(private))
         handle.flush()
         os.fsync(handle.fileno())
     _fsync_folder(path.parent)
-    return private
 
 
 def _append_lines(path: Path, entries: list[chain.Entry]) -> None:

@@ -12,6 +12,7 @@ is a bug.
     accord provision ca DIR --federation ID --coordinator HOST:PORT
     accord provision approve REQUEST --ca CA_DIR [--out RESPONSE]
     accord provision revoke NAME --ca CA_DIR
+    accord provision ledger-key --ca CA_DIR --coordinator-dir DIR
     accord kit request --name NAME --out DIR
     accord kit package REQUEST_DIR RESPONSE --ca-fingerprint SHA256 [--out KIT_DIR]
     accord kit check KIT_DIR [--timeout S] [--offline]
@@ -343,7 +344,10 @@ def provision_command(
     )
     _say(f"  CA fingerprint (SHA-256): {result.ca_fingerprint}")
     _say(f"  CA key:       {result.ca_dir / operator.CA_KEY_FILE} (keep it offline)")
-    _say(f"  coordinator:  {result.coordinator_dir} (server.pem, server.key, ca.pem, roster.json)")
+    _say(
+        f"  coordinator:  {result.coordinator_dir} (server.pem, server.key, ca.pem, roster.json, "
+        "ledger.key)"
+    )
     for name, folder in result.kits.items():
         _say(f"  kit {name}: {folder}")
     _say("check a kit with: accord kit check KIT_DIR")
@@ -376,7 +380,7 @@ def ca_command(
         hosts = [operator.split_address(coordinator)[0], *operator.DEFAULT_SERVER_HOSTS, *host]
         operator.issue_server_cert(ca_dir, coordinator_dir, hosts, validity_days=cert_days)
     _say(f"CA of federation {federation} in {ca_dir} (keep ca.key offline)")
-    _say(f"coordinator TLS files and roster in {coordinator_dir}")
+    _say(f"coordinator TLS files, ledger key and roster in {coordinator_dir}")
     _say(f"CA fingerprint (give it to each participant out of band): {authority.fingerprint}")
 
 
@@ -395,6 +399,26 @@ def approve_command(
         authority = operator.load_ca(ca)
     _say(f"approved; send {response} back to the participant")
     _say(f"CA fingerprint (give it out of band, not with the file): {authority.fingerprint}")
+
+
+@provision_app.command("ledger-key")
+def ledger_key_command(
+    ca: Path = typer.Option(..., "--ca", help="the CA folder"),
+    coordinator_dir: Path = typer.Option(
+        ..., "--coordinator-dir", help="the coordinator's folder (its tls_dir)"
+    ),
+) -> None:
+    """Make the coordinator's ledger key and certify it, for a federation provisioned before
+    kits pinned it (`provision` and `ca` make it already). Then approve every request again."""
+    from accord.coordinator import ledger
+
+    with _reported():
+        certified = ledger.provision_key(operator.load_ca(ca), coordinator_dir)
+    _say(
+        f"coordinator ledger key {certified.public_key.hex()} in "
+        f"{coordinator_dir / ledger.PROVISIONED_KEY_FILE}, certified by the CA; every response "
+        "`accord provision approve` writes now carries it, and kits pin it"
+    )
 
 
 @provision_app.command("revoke")

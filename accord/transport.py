@@ -8,6 +8,9 @@ update and aggregate payloads travel as streams of chunks well below them.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+
 MiB = 1 << 20
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * MiB
@@ -25,7 +28,27 @@ MIN_PING_INTERVAL_MS = 10_000
 GRACEFUL_STOP_S = 5.0
 """How long a stopping server lets running calls finish."""
 
+RETRY_FIRST_S = 0.25
+"""A client's first wait before it retries an unreachable peer."""
+
+RETRY_CAP_S = 8.0
+"""The longest wait between two retries (well under a stage deadline)."""
+
 Options = list[tuple[str, int]]
+
+
+def retry_delays(first_s: float = RETRY_FIRST_S, cap_s: float = RETRY_CAP_S) -> Iterator[float]:
+    """Waits between retries: exponential backoff with "equal jitter", capped.
+
+    The ceiling doubles from `first_s` up to `cap_s`; each wait is drawn uniformly from
+    the upper half of the current ceiling, so retries spread out (participants that
+    lost a restarting coordinator together do not return in lockstep) yet never retry
+    at once. The iterator is endless: the caller's deadline ends the retries.
+    """
+    ceiling = first_s
+    while True:
+        yield random.uniform(ceiling / 2, ceiling)
+        ceiling = min(cap_s, ceiling * 2)
 
 
 def server_options(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -25,6 +25,43 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """Participant and federation ids: lower case, digits, `-` and `_`, at most 63 characters."""
 
 _HEX_KEY_LENGTH = 64
+
+
+class ClientDpConfig(BaseModel):
+    """`[coordinator.client_dp]`: client-level DP of the aggregate (DESIGN.md guarantee 4).
+
+    Every round's parameters carry it; each participant adds its Skellam share of the
+    noise to its quantized update before masking (`participant/client_noise.py`), and
+    both ledgers record it. Absent, or `noise_multiplier = 0`: no client-level noise.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    noise_multiplier: float = Field(
+        0.0,
+        ge=0,
+        description="z: the aggregate's noise standard deviation over clip_norm (0: off)",
+    )
+    honest_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of each round's participants assumed to add their noise share; "
+        "each share is scaled so that this many suffice (lower it to tolerate cheaters, at "
+        "the price of more total noise)",
+    )
+    delta: float = Field(1e-5, gt=0, lt=1, description="delta of the client-level epsilon")
+    weight_cap: int = Field(
+        1,
+        ge=1,
+        description="largest sample count one update may claim while the noise is on; 1 "
+        "weighs every participant alike (DP-FedAvg), so no update is scaled below the "
+        "noise's clipping bound",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.noise_multiplier > 0
 
 
 class CoordinatorConfig(BaseModel):
@@ -108,7 +145,22 @@ class CoordinatorConfig(BaseModel):
     modulus_bits: Literal[8, 12, 16, 24, 32] = Field(
         16, description="bits b of the aggregation group Z_2^b"
     )
-    clip_norm: float = Field(1.0, gt=0, description="L2 bound C of one participant's update")
+    clip_norm: float = Field(
+        40.0,
+        gt=0,
+        description="L2 bound C of one participant's update; set it just above the updates' "
+        "delta_l2 (in the participants' metrics): 40 fits the multimodal trainer at lr 0.05 "
+        "and 10-20 local steps (docs/ml.md, 'Clip norm and quantization')",
+    )
+    client_dp: ClientDpConfig | None = Field(
+        None, description="[coordinator.client_dp]: client-level noise of the aggregate"
+    )
+    keep_aggregates: int = Field(
+        4,
+        ge=0,
+        description="finished rounds whose aggregate the store keeps, so that a participant "
+        "that missed them (not selected, dropped, restarted) downloads them and catches up",
+    )
     max_message_bytes: int = Field(
         DEFAULT_MAX_MESSAGE_BYTES,
         ge=1 << 20,
@@ -122,6 +174,15 @@ class CoordinatorConfig(BaseModel):
     )
     rate_limit_burst: int = Field(
         100, ge=1, description="requests one participant may make at once after a quiet spell"
+    )
+    aggregation_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description="worker processes that hold and add the running sum, each a range of "
+        'chunks (TenSEAL holds the GIL, so threads cannot); "auto" is one per CPU this '
+        "process may use, at most 4 (set a number under a CPU quota, e.g. a Kubernetes "
+        "limit, which it does not see); 0 or 1 sums in the coordinator's process. Vectors "
+        "of under 4 chunks per worker (about 1M parameters per worker) are summed in process "
+        "whatever the setting",
     )
     metrics_port: int | None = Field(
         None,
@@ -164,6 +225,11 @@ class CoordinatorConfig(BaseModel):
                 "profile = none sends updates in clear; it needs insecure_plaintext = true "
                 "(benchmarks and demos only)"
             )
+        if self.profile is Profile.NONE and self.client_dp is not None and self.client_dp.enabled:
+            raise ValueError(
+                "client_dp: client-level noise needs a secure profile (ckks+masks, ckks or "
+                "masks); with profile = none set noise_multiplier = 0 or remove the table"
+            )
         # With mTLS and no explicit list, the roster names the participants (`server.start`
         # checks the threshold against it).
         listed = self.insecure_plaintext or "participants" in self.model_fields_set
@@ -172,6 +238,8 @@ class CoordinatorConfig(BaseModel):
                 f"threshold = {self.threshold} exceeds the {len(self.participants)} participants "
                 "(lower it, or add participants)"
             )
+        if listed and self.client_dp is not None and self.client_dp.enabled:
+            self._check_client_dp(self.client_dp)
         if not self.insecure_plaintext:
             return self._check_tls()
         missing = [p for p in self.participants if p not in self.identity_keys]
@@ -193,6 +261,20 @@ class CoordinatorConfig(BaseModel):
                     f"identity_keys.{name}: must be 64 hex digits (a raw Ed25519 public key)"
                 )
         return self
+
+    def _check_client_dp(self, settings: ClientDpConfig) -> None:
+        from accord.crypto.client_dp import ClientNoise, check_federation
+        from accord.errors import ConfigError
+
+        try:
+            check_federation(
+                ClientNoise(settings.noise_multiplier, settings.honest_fraction, settings.delta),
+                modulus_bits=self.modulus_bits,
+                clip_norm=self.clip_norm,
+                participants=len(self.participants),
+            )
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
 
     def _check_tls(self) -> CoordinatorConfig:
         for field in ("tls_dir", "roster"):
@@ -218,6 +300,17 @@ class CoordinatorConfig(BaseModel):
     def log_file(self) -> Path:
         """The structured log (JSON lines; never a payload)."""
         return self.state_dir / "coordinator.log"
+
+    @property
+    def ledger_key_file(self) -> Path | None:
+        """The provisioned key that signs the federation ledger (`tls_dir/ledger.key`).
+
+        Every startup kit pins its public half. None with `insecure_plaintext` (no kits):
+        the ledger then makes its own key in `state_dir` (`coordinator/ledger.py`).
+        """
+        if self.insecure_plaintext or self.tls_dir is None:
+            return None
+        return self.tls_dir / "ledger.key"
 
     @property
     def resolved_store_url(self) -> str:

@@ -7,6 +7,8 @@ member alike (`UPLOAD`, `CKKS_MASKS`), so no second table can drift.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from accord.coordinator.records import (
     Assignment,
     Header,
@@ -16,6 +18,7 @@ from accord.coordinator.records import (
     SealedKey,
     Status,
 )
+from accord.coordinator.roster import RosterEntry
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.messages import (
     AdvertiseKeys,
@@ -96,12 +99,47 @@ def round_config_to_proto(config: RoundConfig, *, stage_deadline_s: float) -> pb
         element_count=config.element_count,
         stage_deadline_s=stage_deadline_s,
     )
+    if config.client_noise is not None:
+        message.client_noise.CopyFrom(
+            pb.ClientNoise(
+                noise_multiplier=config.client_noise.noise_multiplier,
+                honest_fraction=config.client_noise.honest_fraction,
+                delta=config.client_noise.delta,
+            )
+        )
     if config.packing is not None:
         message.fields_per_real = config.packing.fields_per_real
         message.field_bits = config.packing.field_bits
         message.scale_bits = config.packing.scale_bits
         message.poly_modulus_degree = config.packing.poly_modulus_degree
     return message
+
+
+def roster_to_proto(
+    identities: Mapping[str, bytes], entries: Sequence[RosterEntry] | None
+) -> list[pb.RosterEntry]:
+    """The members an Enroll response lists, sorted by id.
+
+    With mTLS (`entries`, the active roster entries) each carries its ceremony key and
+    the client certificate in which the CA certified both keys; a roster entry whose
+    identity key is not the one the orchestrator verifies with is left out. Without
+    (insecure plaintext), only the identity keys: participants then trust the coordinator.
+    """
+    if entries is None:
+        return [
+            pb.RosterEntry(participant_id=name, identity_public_key=key)
+            for name, key in sorted(identities.items())
+        ]
+    return [
+        pb.RosterEntry(
+            participant_id=entry.participant_id,
+            identity_public_key=entry.identity_public_key,
+            ceremony_public_key=entry.ceremony_public_key,
+            certificate=entry.certificate_der,
+        )
+        for entry in sorted(entries, key=lambda e: e.participant_id)
+        if identities.get(entry.participant_id) == entry.identity_public_key
+    ]
 
 
 def assignment_to_proto(task: Assignment, *, stage_deadline_s: float) -> pb.Task:

@@ -52,6 +52,11 @@ class Membership:
         self._adapter_parameters: int | None = None
         self._enrolments = 0
 
+    def add(self, names: list[str]) -> None:
+        """Make room for participants approved while the coordinator runs (not enrolled yet)."""
+        for name in names:
+            self._members.setdefault(name, Member(name))
+
     def check_enrollment(self, name: str, *, base_model_hash: str, adapter_parameters: int) -> None:
         """Raise unless `name` may enrol with this model; nothing changes.
 

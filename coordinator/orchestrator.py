@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from accord import logs
 from accord.coordinator.aggregation import RoundSum, round_config
@@ -46,6 +46,7 @@ from accord.coordinator.records import (
     Upload,
 )
 from accord.coordinator.spool import Spool
+from accord.coordinator.sum_workers import SumWorkers
 from accord.crypto import ceremony, identity
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
@@ -54,11 +55,12 @@ from accord.crypto.messages import (
     AggregateReady,
     CoordinatorMessage,
     ParticipantMessage,
+    RoundConfig,
     Stage,
     UploadDone,
 )
 from accord.crypto.round import CoordinatorRound
-from accord.errors import Malformed, NotAllowed, OutOfStage, Oversized
+from accord.errors import Expired, Malformed, NotAllowed, OutOfStage, Oversized, RoundAborted
 
 RECENT_ROUNDS = 100
 """How many round summaries `status()` keeps."""
@@ -77,6 +79,8 @@ class Orchestrator:
         identities: each participant's Ed25519 identity public key (from the provisioning
             roster); the config's `identity_keys` when None.
         records: the durable store's side; without it nothing survives a restart.
+        sum_workers: the aggregation worker pool (`sum_workers`, closed by the server);
+            None sums every round in this process.
     """
 
     def __init__(
@@ -88,8 +92,10 @@ class Orchestrator:
         random_bytes: Callable[[int], bytes] = os.urandom,
         identities: Mapping[str, bytes] | None = None,
         records: FederationRecords | None = None,
+        sum_workers: SumWorkers | None = None,
     ) -> None:
         self.config = config
+        self._sum_workers = sum_workers
         self._log = log
         self._clock = clock
         self._random_bytes = random_bytes
@@ -114,7 +120,9 @@ class Orchestrator:
         self._recipients: tuple[str, ...] = ()
         self._ceremony_started_s = 0.0
         self._records = records
-        self._ledger = FederationLedger(config.state_dir, config.federation_id)
+        self._ledger = FederationLedger(
+            config.state_dir, config.federation_id, key_file=config.ledger_key_file
+        )
         if records is not None:
             self._resume(records)
 
@@ -124,7 +132,12 @@ class Orchestrator:
         if members is not None:
             self._members.restore(members)
         self._keys = records.load_keys()
-        resumed = records.resume()
+        # A round the restart aborts gets its federation ledger entry, saying why.
+        resumed = records.resume(
+            on_abort=lambda config, reason: self._ledger.round_aborted(
+                config, reason, federation_size=len(self._identities)
+            )
+        )
         self._round_number = resumed.last_round
         self._rounds_completed = resumed.rounds_completed
         self._history = list(resumed.history[-RECENT_ROUNDS:])
@@ -158,6 +171,27 @@ class Orchestrator:
     def identities(self) -> dict[str, bytes]:
         """Each participant's Ed25519 identity public key (read-only use)."""
         return dict(self._identities)
+
+    def admit(self, identities: Mapping[str, bytes]) -> list[str]:
+        """Add the participants approved since the start (the roster grew); return them.
+
+        A newcomer is a member like any other from then on: it may enrol, it counts in
+        `n_max` of the next round's config, and since it holds no CKKS key yet, the next
+        round that selects it starts with a fresh key ceremony. Members already known
+        keep their identity key (a changed key needs a restart).
+        """
+        with self._changed:
+            new = {n: bytes(k) for n, k in identities.items() if n not in self._identities}
+            if not new:
+                return []
+            names = sorted(new)
+            self._identities.update(new)
+            self._members.add(names)
+            participants = [*self.config.participants, *names]
+            self.config = self.config.model_copy(update={"participants": participants})
+            logs.event(self._log, "participants_admitted", participants=names)
+            self._changed.notify_all()
+            return names
 
     # ---- enrolment and liveness ----
 
@@ -377,7 +411,12 @@ class Orchestrator:
             )
             self._sum.check_complete(upload.chunks)
             replies = current.receive(receipt)
-            self._sum.add(upload.chunks)
+            try:
+                self._sum.add(upload.chunks)
+            except RoundAborted as error:
+                # An aggregation worker was lost, and the round's sum with it.
+                self._deliver(current.abort(f"aggregation failed: {error}"))
+                raise
             self._ledger.note_upload(upload.round, upload.participant, digest)
             self._members.add_bytes(upload.participant, up=upload.bytes)
             assert self._record is not None
@@ -399,18 +438,42 @@ class Orchestrator:
 
     # ---- aggregate download ----
 
-    def aggregate_for(self, header: Header) -> list[bytes]:
-        """The aggregate's chunks for a survivor of the current round.
+    def aggregate_for(self, header: Header) -> tuple[RoundConfig, Iterable[bytes]]:
+        """Round `header.round`'s config and aggregate, for any enrolled member.
+
+        The current round's while it serves its aggregate; a finished round's from the
+        store while it is kept (`keep_aggregates`). Members whose update is not in the
+        sum (not selected, dropped, restarted) download it too, so that every member's
+        global adapter stays the same: the aggregate is ciphertext under the federation's
+        key in the CKKS profiles, and the coordinator's to see in `masks` anyway.
 
         Raises:
-            OutOfStage: the round is not in its aggregate stage.
-            NotAllowed: the participant's input is not in the aggregate.
+            NotAllowed: the sender is not an enrolled member.
+            OutOfStage: the round has no aggregate yet (or was never begun).
+            RoundAborted: the round was aborted.
+            Expired: the round's aggregate is no longer kept.
         """
         with self._changed:
-            current = self._current_round(header, Stage.AGGREGATE)
-            if header.participant not in current.outcome.survivors:
-                raise NotAllowed(f"{header.participant} is not a survivor of round {header.round}")
-            return list(self._aggregate)
+            self._check_identity(header)
+            if not self._members.is_enrolled(header.participant):
+                raise NotAllowed(f"{header.participant} has not enrolled")
+            current = self._round
+            if current is not None and header.round == self._round_number:
+                if current.stage is Stage.AGGREGATE:
+                    return current.config, list(self._aggregate)
+                if current.stage is Stage.ABORTED:
+                    raise RoundAborted(f"round {header.round} was aborted: no aggregate")
+                if current.stage is not Stage.DONE:
+                    raise OutOfStage(
+                        f"round {header.round} is in stage {current.stage.value}; its aggregate "
+                        "is not ready"
+                    )
+            if self._records is None:
+                raise Expired(
+                    f"round {header.round} is not the current round and this coordinator "
+                    "keeps no store"
+                )
+            return self._records.finished_aggregate(header.round)
 
     def download_done(self, header: Header, sent_bytes: int) -> None:
         """Record that the aggregate went out to a survivor (its bytes, for the summary).
@@ -647,7 +710,20 @@ class Orchestrator:
         if self._records is not None:
             self._records.round_started(config)
         public = PublicContext.from_bytes(self._keys.public) if config.profile.uses_ckks else None
-        self._sum = RoundSum(config, public=public, max_chunk_bytes=self.config.max_message_bytes)
+        self._sum = RoundSum(
+            config,
+            public=public,
+            max_chunk_bytes=self.config.max_message_bytes,
+            workers=self._sum_workers,
+        )
+        if self._sum.fallback_reason:
+            logs.event(
+                self._log,
+                "aggregation_workers_unavailable",
+                round=self._round_number,
+                reason=self._sum.fallback_reason,
+                level=logging.WARNING,
+            )
         self._inbox = {}
         self._aggregate = []
         self._applied = set()
@@ -665,6 +741,7 @@ class Orchestrator:
             selected=list(selected),
             profile=config.profile.value,
             element_count=config.element_count,
+            aggregation_workers=self._sum.workers,
         )
         self._changed.notify_all()
 
@@ -685,7 +762,11 @@ class Orchestrator:
             if stage is Stage.AGGREGATE:
                 assert self._sum is not None
                 outcome = self._round.outcome
-                self._aggregate = list(self._sum.finish(outcome.correction))
+                try:
+                    self._aggregate = list(self._sum.finish(outcome.correction))
+                except RoundAborted as error:  # an aggregation worker was lost
+                    self._deliver(self._round.abort(f"aggregation failed: {error}"))
+                    return
                 if self._records is not None:
                     self._records.aggregate_ready(self._round_number, outcome, self._aggregate)
             elif stage in (Stage.DONE, Stage.ABORTED):

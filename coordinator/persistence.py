@@ -8,12 +8,18 @@ transition that must survive a `kill -9`:
     round started        the round's config               (round row, in flight)
     stage opened         the stage name
     aggregate ready      the aggregate (the sum only) and the outcome, in one step
-    round done/aborted   the outcome or the reason; the stored aggregate is dropped
+    round done           the outcome; the aggregate stays for `keep_aggregates` rounds
+    round aborted        the reason; the stored aggregate (if any) is dropped
 
 On restart `resume()` returns what to continue with. A round that was serving its
 aggregate is resumed (serving the stored sum again is idempotent, so every survivor
 ends with the same global adapter); a round in any earlier stage is aborted cleanly and
 the federation goes on with a fresh round number, so nothing is applied twice.
+
+A finished round's aggregate is kept for the next `keep_aggregates` rounds, so that a
+member that missed a round (not selected, dropped, restarted) downloads it with the
+round's config (`finished_aggregate`) and applies it: every member's global adapter
+stays the same sum of the same aggregates.
 
 Nothing written here is a secret: envelopes are sealed to the participants, the public
 context holds no key, and the aggregate is ciphertext in the CKKS profiles (the
@@ -24,17 +30,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from accord.coordinator.records import KeyState, RoundRecord, SealedKey
 from accord.coordinator.store import RoundRow, RoundStatus, Store
+from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import RoundConfig, Stage
 from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.crypto.round import RoundOutcome
-from accord.errors import IntegrityError
+from accord.errors import Expired, IntegrityError, OutOfStage, RoundAborted
 
 FORMAT_VERSION = 1
 KEYS_META = "key_state"
@@ -83,6 +90,13 @@ def round_config_to_json(config: RoundConfig) -> str:
             "neighbour_degree": config.neighbour_degree,
             "graph_seed": config.graph_seed.hex(),
             "key_epoch": config.key_epoch,
+            "client_noise": None
+            if config.client_noise is None
+            else {
+                "noise_multiplier": config.client_noise.noise_multiplier,
+                "honest_fraction": config.client_noise.honest_fraction,
+                "delta": config.client_noise.delta,
+            },
         },
         sort_keys=True,
     )
@@ -98,6 +112,7 @@ def round_config_from_json(text: str) -> RoundConfig:
     if data.get("version") != FORMAT_VERSION:
         raise IntegrityError(f"round record of format {data.get('version')!r}")
     packing = data["packing"]
+    noise = data.get("client_noise")
     return RoundConfig(
         federation_id=data["federation_id"],
         round=data["round"],
@@ -110,6 +125,8 @@ def round_config_from_json(text: str) -> RoundConfig:
         neighbour_degree=data["neighbour_degree"],
         graph_seed=bytes.fromhex(data["graph_seed"]),
         key_epoch=data["key_epoch"],
+        # Records of coordinators before client-level noise have no such field.
+        client_noise=None if noise is None else ClientNoise(**noise),
     )
 
 
@@ -152,8 +169,9 @@ def _record_from_row(row: RoundRow) -> RoundRecord:
 class FederationRecords:
     """The orchestrator's durable side; every method is one atomic store transaction."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, keep_aggregates: int = 4) -> None:
         self._store = store
+        self._keep_aggregates = keep_aggregates
 
     # ---- membership and keys ----
 
@@ -225,9 +243,33 @@ class FederationRecords:
         self._store.save_round_snapshot(round, Stage.AGGREGATE.value, snapshot.encode())
 
     def round_done(self, record: RoundRecord) -> None:
-        """Record the outcome; the stored sum is no longer needed once the round is done."""
+        """Record the outcome; drop the aggregates older than the last `keep_aggregates`."""
         self._store.finish_round(record.round, _record_to_json(record), time.time())
-        self._store.drop_aggregate(record.round)
+        for round in self._store.aggregate_rounds():
+            if round <= record.round - self._keep_aggregates:
+                self._store.drop_aggregate(round)
+
+    def finished_aggregate(self, round: int) -> tuple[RoundConfig, Iterator[bytes]]:
+        """A finished round's config and its stored aggregate, streamed from the store.
+
+        Raises:
+            RoundAborted: the round was aborted; it has no aggregate.
+            OutOfStage: the round was never begun, or is still in flight.
+            Expired: the round finished, but its aggregate is no longer kept.
+        """
+        row = self._store.round_row(round)
+        if row is None:
+            raise OutOfStage(f"round {round} was never begun")
+        if row.status is RoundStatus.ABORTED:
+            raise RoundAborted(f"round {round} was aborted ({row.abort_reason}): no aggregate")
+        if row.status is RoundStatus.IN_FLIGHT:
+            raise OutOfStage(f"round {round} is in flight; its aggregate is not ready")
+        if self._store.aggregate_info(round) is None:
+            raise Expired(
+                f"the aggregate of round {round} is no longer kept (the coordinator keeps the "
+                f"last {self._keep_aggregates}; raise keep_aggregates to cover longer outages)"
+            )
+        return round_config_from_json(row.config_json), self._store.aggregate_chunks(round)
 
     def round_aborted(self, round: int, reason: str) -> None:
         self._store.abort_round(round, reason)
@@ -237,8 +279,14 @@ class FederationRecords:
 
     # ---- restart ----
 
-    def resume(self) -> Resumed:
-        """Read back the rounds; abort one that cannot be resumed, keep one that can."""
+    def resume(self, *, on_abort: Callable[[RoundConfig, str], None] | None = None) -> Resumed:
+        """Read back the rounds; abort one that cannot be resumed, keep one that can.
+
+        Args:
+            on_abort: called with the config and reason of a round about to be aborted,
+                before the store records it (the federation ledger's entry: if the
+                process dies in between, the next restart calls it again).
+        """
         aggregate = None
         in_flight = self._store.in_flight_round()
         if in_flight is not None:
@@ -252,10 +300,12 @@ class FederationRecords:
                 )
                 aggregate = (round_config_from_json(in_flight.config_json), outcome)
             else:
-                self._store.abort_round(
-                    in_flight.round,
-                    f"the coordinator restarted during {in_flight.stage}; the round starts afresh",
+                reason = (
+                    f"the coordinator restarted during {in_flight.stage}; the round starts afresh"
                 )
+                if on_abort is not None:
+                    on_abort(round_config_from_json(in_flight.config_json), reason)
+                self._store.abort_round(in_flight.round, reason)
         rows = self._store.rounds()
         history = tuple(
             _record_from_row(row) for row in rows if row.status is not RoundStatus.IN_FLIGHT

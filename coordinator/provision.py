@@ -14,18 +14,24 @@ docs/provisioning.md):
   key and binds the three keys to one participant.
 - ``approve`` checks all of that, refuses an id that is already active with another
   identity key or another participant's key, issues a client certificate (CN =
-  participant id, O = federation id, extended key usage clientAuth only) and records
-  the certificate's SHA-256 fingerprint, the identity key and the ceremony key in the
-  roster the coordinator reads. Approving the same identity key again renews the
+  participant id, O = federation id, extended key usage clientAuth only, and the
+  participant id with both public keys in the non-critical member-keys extension of
+  ``accord.crypto.credential``) and records the certificate, its SHA-256 fingerprint,
+  the identity key and the ceremony key in the roster the coordinator reads. The
+  coordinator hands the certificates out at enrolment, and every participant checks
+  each member's keys against its pinned CA, so the coordinator cannot substitute keys
+  (DESIGN.md guarantee 2). Approving the same identity key again renews the
   certificate; the roster then names only the new one.
 - The CA is ECDSA P-256 with SHA-256 signatures, the kind every TLS stack that gRPC
   uses accepts; it may sign only end-entity certificates (path length 0). Its subject
   carries the federation id, so a participant can check that the CA it pins by
   fingerprint is the one of the federation it joins.
 - Adding a participant changes neither the CA nor anyone else's certificate, so
-  existing kits stay valid. Revoking marks the roster entry ``revoked`` (an atomic
-  rewrite); the coordinator reloads the roster on its next request. The TLS handshake
-  of a revoked participant still succeeds, but every call is refused.
+  existing kits stay valid; a coordinator that takes its members from the roster admits
+  the newcomer when it enrols (no restart). Revoking marks the roster entry
+  ``revoked`` (an atomic rewrite); the coordinator reloads the roster on its next
+  request. The TLS handshake of a revoked participant still succeeds, but every call
+  is refused.
 - Time is an argument (``now``); certificates are back-dated five minutes so that a
   participant whose clock runs a little behind can use a fresh one.
 
@@ -57,6 +63,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.configfile import dump_versioned_json, read_versioned_json
+from accord.coordinator import ledger
 from accord.coordinator.roster import (
     RosterEntry,
     RosterSnapshot,
@@ -66,7 +73,7 @@ from accord.coordinator.roster import (
     write_snapshot,
 )
 from accord.coordinator.tls import ServerTlsFiles
-from accord.crypto import identity
+from accord.crypto import credential, identity
 from accord.crypto.agreement import KEY_BYTES
 from accord.errors import BadSignature, ConfigError, UsageError
 from accord.kitformat import (
@@ -332,6 +339,8 @@ def issue_server_cert(
     write_private(files.key, _private_pem(key))
     write_public(files.cert, certificate.public_bytes(serialization.Encoding.PEM))
     write_public(files.ca, authority.certificate_pem)
+    # The ledger key, certified by the CA: every kit pins it (coordinator/ledger.py).
+    ledger.provision_key(authority, Path(out_dir))
     return files
 
 
@@ -385,6 +394,16 @@ def approve(
         certificate = (
             _leaf_builder(authority, ca_key, subject, request.csr.public_key(), now, validity_days)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(
+                credential.extension(
+                    credential.MemberKeys(
+                        participant_id=request.participant_id,
+                        identity_public=request.identity_public_key,
+                        ceremony_public=request.ceremony_public_key,
+                    )
+                ),
+                critical=False,
+            )
             .sign(ca_key, hashes.SHA256())
         )
         response = {
@@ -394,6 +413,9 @@ def approve(
             "certificate": certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             "ca_certificate": authority.certificate_pem.decode("ascii"),
         }
+        certified = ledger.certified_key(authority.root)
+        if certified is not None:  # the kit pins the coordinator's ledger key
+            response.update(certified.response_fields())
         target = (
             Path(out_path)
             if out_path is not None
@@ -412,6 +434,7 @@ def approve(
             ceremony_public_key=request.ceremony_public_key,
             status=Status.ACTIVE,
             approved_at=now.isoformat(timespec="seconds"),
+            certificate=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         )
         write_snapshot(authority.roster_path, roster.replace(entry))
     return target

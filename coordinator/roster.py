@@ -8,6 +8,11 @@ docs/provisioning.md):
   SHA-256 fingerprint of the one client certificate issued to it, to its Ed25519
   identity public key (which signs every protocol message) and to its X25519
   ceremony public key (to which the CKKS secret is sealed).
+- Every entry also keeps that certificate (PEM), in which the CA certified both public
+  keys (``accord.crypto.credential``). The coordinator hands the certificates out at
+  enrolment so that each participant accepts another member's keys only on the CA's
+  word, never on the coordinator's. Entries of a version-1 file have no certificate;
+  participants refuse such a member until the operator approves its request again.
 - ``Roster.authorize(peer, claimed)`` looks the peer's certificate up by fingerprint,
   never by the name inside it, and refuses (``NotAllowed``, PERMISSION_DENIED) a
   certificate that is unknown, revoked, or whose participant differs from the id a
@@ -18,18 +23,20 @@ docs/provisioning.md):
   it when its (mtime, size, inode) signature changed, so the next request of a
   revoked participant is refused. A stat costs microseconds; a busy coordinator
   still stats at most once per ``check_interval_s`` (one second in the server), so a
-  revocation takes effect within that interval.
+  revocation takes effect within that interval. A certificate the last copy does not
+  know stats the file at once, so a participant approved a moment ago is admitted
+  (only certificates of the federation's CA get past the TLS handshake to ask).
 - Fail closed: a roster that no longer parses refuses every participant until it is
   fixed; the reason is kept in ``Roster.error`` for the coordinator's log. Keeping the
   last good copy instead would keep a revoked participant in.
 
-File format (JSON, UTF-8), ``format_version`` first::
+File format (JSON, UTF-8), ``format_version`` first (version 1 lacks ``certificate``)::
 
-    {"format_version": 1, "format": "accord/roster", "federation_id": "city-safety",
+    {"format_version": 2, "format": "accord/roster", "federation_id": "city-safety",
      "participants": [{"participant_id": "energy", "status": "active",
                        "cert_sha256": "<64 hex>", "identity_public_key": "<64 hex>",
                        "ceremony_public_key": "<64 hex>", "approved_at": "<ISO 8601>",
-                       "revoked_at": null}]}
+                       "revoked_at": null, "certificate": "-----BEGIN CERTIFICATE-----..."}]}
 """
 
 from __future__ import annotations
@@ -68,8 +75,8 @@ __all__ = [
 FORMAT = "accord/roster"
 """The ``format`` field of a roster file."""
 
-FORMAT_VERSION = 1
-"""The newest roster format this code reads and the one it writes."""
+FORMAT_VERSION = 2
+"""The newest roster format this code reads and the one it writes (2 added ``certificate``)."""
 
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _KEY_HEX_LENGTH = 64
@@ -94,6 +101,8 @@ class RosterEntry:
         status: active or revoked.
         approved_at: when the operator approved it (ISO 8601, UTC).
         revoked_at: when it was revoked, else None.
+        certificate: the client certificate (PEM) whose fingerprint is ``cert_sha256``;
+            None in entries approved before the roster kept certificates.
     """
 
     participant_id: str
@@ -103,6 +112,7 @@ class RosterEntry:
     status: Status = Status.ACTIVE
     approved_at: str = ""
     revoked_at: str | None = None
+    certificate: str | None = None
 
     @property
     def active(self) -> bool:
@@ -119,7 +129,17 @@ class RosterEntry:
             "ceremony_public_key": self.ceremony_public_key.hex(),
             "approved_at": self.approved_at,
             "revoked_at": self.revoked_at,
+            "certificate": self.certificate,
         }
+
+    @property
+    def certificate_der(self) -> bytes:
+        """The client certificate as DER (empty when the entry has none)."""
+        if self.certificate is None:
+            return b""
+        return x509.load_pem_x509_certificate(self.certificate.encode("ascii")).public_bytes(
+            serialization.Encoding.DER
+        )
 
     @classmethod
     def from_json(cls, item: Any, *, where: str) -> RosterEntry:
@@ -138,6 +158,7 @@ class RosterEntry:
             "ceremony_public_key",
             "approved_at",
             "revoked_at",
+            "certificate",
         }
         unknown = sorted(set(item) - expected)
         if unknown:
@@ -163,6 +184,9 @@ class RosterEntry:
         approved_at = item.get("approved_at", "")
         if not isinstance(approved_at, str):
             raise ConfigError(f"{where} approved_at: must be a string")
+        certificate = item.get("certificate")
+        if certificate is not None:
+            _check_certificate(certificate, cert_sha256, where)
         return cls(
             participant_id=participant_id,
             cert_sha256=cert_sha256,
@@ -171,6 +195,7 @@ class RosterEntry:
             status=status,
             approved_at=approved_at,
             revoked_at=revoked_at,
+            certificate=certificate,
         )
 
 
@@ -409,11 +434,11 @@ class Roster:
         with self._lock:
             return self._snapshot
 
-    def reload_if_changed(self) -> bool:
+    def reload_if_changed(self, *, force: bool = False) -> bool:
         """Stat the file; read it again if its (mtime, size, inode) changed.
 
         Within ``check_interval_s`` of the last stat it does nothing (and keeps
-        refusing if the last read failed).
+        refusing if the last read failed), unless ``force``.
 
         Returns:
             True if the file was read again.
@@ -425,7 +450,8 @@ class Roster:
         now_s = self._clock()
         with self._lock:
             recent = (
-                self._checked_at_s is not None
+                not force
+                and self._checked_at_s is not None
                 and now_s - self._checked_at_s < self._check_interval_s
             )
             if recent:
@@ -475,6 +501,18 @@ class Roster:
                 "the operator fixes it"
             ) from None
         cert_sha256 = _peer_fingerprint(peer)
+        with self._lock:
+            entry = self._snapshot.by_fingerprint(cert_sha256)
+        if entry is None:
+            # Approved a moment ago? Look at the file now rather than after the interval,
+            # so that a newcomer is not refused (and its daemon stopped) by the cache.
+            try:
+                self.reload_if_changed(force=True)
+            except ConfigError:
+                raise NotAllowed(
+                    "the coordinator's roster is unreadable; every participant is refused "
+                    "until the operator fixes it"
+                ) from None
         with self._lock:
             entry = self._snapshot.by_fingerprint(cert_sha256)
             federation_id = self._snapshot.federation_id
@@ -527,6 +565,19 @@ def _string(item: dict[str, Any], name: str, where: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{where} {name}: required string")
     return value
+
+
+def _check_certificate(value: Any, cert_sha256: str, where: str) -> None:
+    """The stored certificate must parse and be the one ``cert_sha256`` names."""
+    try:
+        matches = isinstance(value, str) and fingerprint(value.encode("ascii")) == cert_sha256
+    except (UsageError, UnicodeEncodeError):
+        matches = False
+    if not matches:
+        raise ConfigError(
+            f"{where} certificate: must be the PEM certificate whose SHA-256 is cert_sha256 "
+            "(approve the participant's request again to rewrite the entry)"
+        )
 
 
 def _key(item: dict[str, Any], name: str, where: str) -> bytes:

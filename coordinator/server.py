@@ -9,9 +9,12 @@ Transport: mTLS by default. The port serves only with `tls.server_credentials(tl
 server's clock as `date` metadata (`DateHeaderInterceptor`, for `accord kit check`),
 and every request header's participant id is checked against the caller's certificate
 in the roster (`tls.authenticate`, from `CoordinatorService._header`). The roster is
-read once at start for the members and their identity keys, and re-stated at most once
-a second (`ROSTER_CHECK_INTERVAL_S`) so that a revocation takes effect without a
-restart. `insecure_plaintext = true` serves without TLS, for loopback debugging only.
+read at start for the members and their identity keys, and re-stated at most once a
+second (`ROSTER_CHECK_INTERVAL_S`) so that a revocation takes effect without a
+restart; unless the settings list `participants`, a participant approved since the
+start is admitted when it enrols (`Orchestrator.admit`). The Enroll response hands out
+each member's certificate from the roster, with which participants check its keys.
+`insecure_plaintext = true` serves without TLS, for loopback debugging only.
 
 `AccordErrorInterceptor` (`coordinator/interceptors.py`) is the one place where an
 `AccordError` becomes a gRPC status (`grpc_status` on its class); anything else is a bug
@@ -42,6 +45,7 @@ from accord.coordinator.persistence import FederationRecords
 from accord.coordinator.roster import Roster
 from accord.coordinator.service import CoordinatorService
 from accord.coordinator.store import Store, open_store
+from accord.coordinator.sum_workers import SumWorkers, worker_count
 from accord.errors import ConfigError
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -66,11 +70,15 @@ class RunningServer:
     """The live roster (None with `insecure_plaintext`)."""
     store: Store | None = None
     """The durable store, closed on `stop()`."""
+    sum_workers: SumWorkers | None = None
+    """The aggregation worker processes (`aggregation_workers`), stopped on `stop()`."""
 
     def stop(self, grace_s: float = transport.GRACEFUL_STOP_S) -> None:
         """Stop ticking and serving; running calls get `grace_s` to finish."""
         self.stop_ticker.set()
         self.server.stop(grace_s).wait()
+        if self.sum_workers is not None:
+            self.sum_workers.close()
         if self.store is not None:
             self.store.close()
 
@@ -85,6 +93,8 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
     """
     roster: Roster | None = None
     credentials: grpc.ServerCredentials | None = None
+    # Without a list in the settings the members are the roster's, newcomers included.
+    admit_from_roster = "participants" not in config.model_fields_set
     interceptors: list[grpc.ServerInterceptor] = [AccordErrorInterceptor(log)]
     if not config.insecure_plaintext:
         if config.tls_dir is None or config.roster is None:  # the config's validator says so
@@ -96,11 +106,19 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         interceptors.insert(0, DateHeaderInterceptor())
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.resolved_store_url)
+    # The pool starts its processes on the first round large enough to use them.
+    worker_processes = worker_count(config.aggregation_workers)
+    sum_workers = SumWorkers(worker_processes) if worker_processes >= 2 else None
     orchestrator = Orchestrator(
         config,
         log=log,
-        identities=roster.identity_keys() if roster is not None else None,
-        records=FederationRecords(store),
+        sum_workers=sum_workers,
+        identities=(
+            {n: k for n, k in roster.identity_keys().items() if n in config.participants}
+            if roster is not None
+            else None
+        ),
+        records=FederationRecords(store, keep_aggregates=config.keep_aggregates),
     )
     workers = 4 * len(config.participants) + 8
     server = grpc.server(
@@ -110,7 +128,11 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         maximum_concurrent_rpcs=workers * 4,
     )
     service = CoordinatorService(
-        config, orchestrator, authenticate=_authenticator(roster) if roster is not None else None
+        config,
+        orchestrator,
+        authenticate=_authenticator(roster) if roster is not None else None,
+        roster=roster,
+        admit_from_roster=admit_from_roster,
     )
     pb_grpc.add_CoordinatorServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
@@ -148,7 +170,7 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         rounds=config.rounds,
         transport="insecure-plaintext" if roster is None else "mtls",
     )
-    return RunningServer(server, port, orchestrator, stop_ticker, roster, store)
+    return RunningServer(server, port, orchestrator, stop_ticker, roster, store, sum_workers)
 
 
 def _members_from_roster(config: CoordinatorConfig, roster: Roster) -> CoordinatorConfig:

@@ -17,6 +17,7 @@ from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.ratelimit import ParticipantRateLimiter
 from accord.coordinator.records import Header
+from accord.coordinator.roster import Roster
 from accord.errors import Malformed
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -30,6 +31,11 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         orchestrator: decides everything about the rounds.
         authenticate: checks that the mTLS peer may speak for a participant id.
         limiter: per-participant request limits; one from `config` when None.
+        roster: the live provisioning roster (mTLS): the Enroll response hands out each
+            member's certificate from it, so that participants check the keys against
+            their CA.
+        admit_from_roster: the members are the roster's, not a list in the settings:
+            an enrolment first admits the participants approved since the start.
     """
 
     def __init__(
@@ -39,10 +45,14 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         *,
         authenticate: Callable[[grpc.ServicerContext, str], None] | None = None,
         limiter: ParticipantRateLimiter | None = None,
+        roster: Roster | None = None,
+        admit_from_roster: bool = False,
     ) -> None:
         self._config = config
         self._orchestrator = orchestrator
         self._authenticate = authenticate
+        self._roster = roster
+        self._admit_from_roster = admit_from_roster and roster is not None
         self._limiter = limiter or ParticipantRateLimiter(
             config.rate_limit_per_s, config.rate_limit_burst
         )
@@ -71,6 +81,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
         header = self._header(request.header, context)
+        if self._admit_from_roster:
+            assert self._roster is not None
+            self._orchestrator.admit(self._roster.identity_keys())
         current_round = self._orchestrator.enroll(
             header,
             base_model_hash=request.base_model_hash,
@@ -81,10 +94,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             federation_id=self._config.federation_id,
             current_round=current_round,
             profile=convert.profile_to_proto(self._config.profile),
-            roster=[
-                pb.RosterEntry(participant_id=name, identity_public_key=key)
-                for name, key in sorted(self._orchestrator.identities.items())
-            ],
+            roster=convert.roster_to_proto(
+                self._orchestrator.identities,
+                self._roster.snapshot().active() if self._roster is not None else None,
+            ),
             heartbeat_interval_s=self._config.heartbeat_interval_s,
         )
 
@@ -126,10 +139,17 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self, request: pb.AggregateRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.AggregateChunk]:
         header = self._header(request.header, context)
-        chunks = self._orchestrator.aggregate_for(header)
+        config, chunks = self._orchestrator.aggregate_for(header)
         sent = 0
-        for chunk in chunks:
-            yield pb.AggregateChunk(chunk=chunk)
+        for index, chunk in enumerate(chunks):
+            message = pb.AggregateChunk(chunk=chunk)
+            if index == 0:
+                message.config.CopyFrom(
+                    convert.round_config_to_proto(
+                        config, stage_deadline_s=self._config.stage_deadline_s
+                    )
+                )
+            yield message
             sent += len(chunk)
         self._orchestrator.download_done(header, sent)
 

@@ -5,7 +5,9 @@ in and its receipt verifies (validate, then mutate), yet it must not hold upload
 memory either: with n participants uploading at once that would be O(n x model). A
 `Spool` writes each checked chunk to an anonymous temporary file (unlinked at once, so
 it vanishes with the process even after a `kill -9`) and reads them back one at a time
-when the upload is added; memory stays at one chunk per connection.
+when the upload is added; memory stays at one chunk per connection. Aggregation
+workers in other processes read the chunks themselves: `extents` says where each one
+lies in the file, whose descriptor (`fileno`) is passed to them (`sum_workers`).
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
         self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed by close()
         self._count = 0
+        self._extents: list[tuple[int, int]] = []
+        self._end = 0
         self.bytes = 0
 
     def append(self, chunk: bytes) -> None:
         """Keep one chunk."""
         self._file.write(_LENGTH.pack(len(chunk)))
         self._file.write(chunk)
+        self._extents.append((self._end + _LENGTH.size, len(chunk)))
+        self._end += _LENGTH.size + len(chunk)
         self._count += 1
         self.bytes += len(chunk)
 
@@ -45,6 +51,19 @@ class Spool:
             (length,) = _LENGTH.unpack(self._file.read(_LENGTH.size))
             yield self._file.read(length)
         self._file.seek(0, 2)
+
+    def extents(self) -> list[tuple[int, int]]:
+        """Flush, and return each chunk's `(offset, length)` in the file, in order.
+
+        With `fileno`, another process reads the chunks by `os.pread`, which leaves
+        this file's position alone.
+        """
+        self._file.flush()
+        return list(self._extents)
+
+    def fileno(self) -> int:
+        """The spool file's descriptor (valid until `close`)."""
+        return self._file.fileno()
 
     def close(self) -> None:
         """Forget the upload (the file is already unlinked; this frees its space)."""

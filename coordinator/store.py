@@ -354,6 +354,13 @@ class Store:
         with self._pool.transaction(write=False) as tx:
             return [_round_row(r) for r in tx.all(f"{_ROUND_SELECT} ORDER BY round")]
 
+    def round_row(self, round: int) -> RoundRow | None:
+        """One recorded round, in any status; None if it was never begun."""
+        _check_bigint(round, "round")
+        with self._pool.transaction(write=False) as tx:
+            row = tx.one(f"{_ROUND_SELECT} WHERE round = ?", round)
+        return None if row is None else _round_row(row)
+
     def latest_round(self) -> RoundRow | None:
         """The round with the highest number, in any status; None before the first."""
         with self._pool.transaction(write=False) as tx:
@@ -483,6 +490,11 @@ class Store:
         if row is None:
             raise UsageError(f"round {round} has no stored aggregate")
         return self._stream_chunks(round, int(row[0]), int(row[1]))
+
+    def aggregate_rounds(self) -> list[int]:
+        """The rounds that have a stored aggregate, oldest first."""
+        with self._pool.transaction(write=False) as tx:
+            return [int(row[0]) for row in tx.all("SELECT round FROM aggregates ORDER BY round")]
 
     def drop_aggregate(self, round: int) -> bool:
         """Delete a round's aggregate (retention); True if there was one."""

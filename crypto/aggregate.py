@@ -21,6 +21,11 @@ Invariants.
   (uploads plus one correction); more could carry between packed fields.
 - ``chunks`` emits the aggregate only when every chunk has summed the same number
   of uploads, so a partly added upload can never reach the participants.
+- A sum may own only a contiguous range of the chunk plan (``owned``), so that
+  several processes can each hold and add one range (DESIGN.md section 6) while
+  their memory together stays one model: it holds exactly the elements (or
+  ciphertexts) of its chunks, and ``add``, ``add_correction`` and ``chunks`` refuse or
+  skip the others. ``check`` validates a chunk of any range.
 
 The coordinator never decrypts: it holds a ``PublicContext``, which has no key.
 """
@@ -58,6 +63,7 @@ class UpdateSum:
         round: int,
         target_chunk_bytes: int = wire.DEFAULT_TARGET_CHUNK_BYTES,
         max_chunk_bytes: int = wire.DEFAULT_MAX_CHUNK_BYTES,
+        owned: range | None = None,
     ) -> None:
         """Start an empty sum.
 
@@ -70,6 +76,9 @@ class UpdateSum:
             federation_id, round: every chunk must carry these.
             target_chunk_bytes: the chunk size the participants planned with.
             max_chunk_bytes: larger chunks are refused (``Oversized``).
+            owned: the chunk indices (a contiguous ``range`` of the chunk plan) this sum
+                holds and adds; all of them when None. ``range(0)`` holds nothing and
+                only checks.
 
         Raises:
             UsageError: the arguments do not fit together.
@@ -106,17 +115,28 @@ class UpdateSum:
             modulus_bits=modulus_bits,
             spec=packing,
         )
-        self._uploads = np.zeros(len(self._plan), dtype=np.int64)
+        owned = range(len(self._plan)) if owned is None else owned
+        if owned.step != 1 or not 0 <= owned.start <= owned.stop <= len(self._plan):
+            raise UsageError(
+                f"owned = {owned!r}: must be a contiguous range within the "
+                f"{len(self._plan)} chunks of the plan"
+            )
+        self.owned = owned
+        """The chunk indices this sum holds and adds."""
+        self.elements = _elements(self._plan, owned)
+        """The elements this sum holds: those of its ``owned`` chunks."""
+        self._uploads = np.zeros(len(self.owned), dtype=np.int64)
         self._fields: npt.NDArray[np.uint32] | None = None
         self._floats: npt.NDArray[np.float32] | None = None
         self._sums: list[CiphertextAccumulator] = []
         if packing is not None and public is not None:
-            count = packing.ciphertext_count(element_count)
+            # CKKS chunks hold whole ciphertexts, so a chunk range starts on one.
+            count = packing.ciphertext_count(len(self.elements))
             self._sums = [public.accumulator(packing) for _ in range(count)]
         elif profile is Profile.NONE:
-            self._floats = np.zeros(element_count, dtype=np.float32)
+            self._floats = np.zeros(len(self.elements), dtype=np.float32)
         else:
-            self._fields = np.zeros(element_count, dtype=np.uint32)
+            self._fields = np.zeros(len(self.elements), dtype=np.uint32)
 
     @property
     def plan(self) -> list[tuple[int, int]]:
@@ -125,8 +145,13 @@ class UpdateSum:
 
     @property
     def uploads(self) -> int:
-        """Uploads fully added so far (the least count over all chunks)."""
-        return int(self._uploads.min())
+        """Uploads fully added so far (the least count over the owned chunks; 0 if none)."""
+        return int(self._uploads.min()) if self._uploads.size else 0
+
+    @property
+    def ciphertexts(self) -> int:
+        """Ciphertext sums this sum holds (0 outside the CKKS profiles)."""
+        return len(self._sums)
 
     def check(self, chunk: bytes) -> wire.ChunkHeader:
         """Validate one upload chunk completely, without adding it.
@@ -155,24 +180,30 @@ class UpdateSum:
 
         Raises:
             Oversized, Malformed, IntegrityError: as ``check``; the sum is unchanged.
-            UsageError: a ciphertext of the sum already holds ``n_max + 1`` summands.
+            UsageError: a ciphertext of the sum already holds ``n_max + 1`` summands, or
+                the chunk is not one of the ``owned`` chunks.
         """
         header, content = self._prepare(chunk)
-        start, stop = header.element_start, header.element_stop
+        if header.chunk_index not in self.owned:
+            raise UsageError(
+                f"chunk {header.chunk_index} is not one of this sum's chunks {self.owned!r}"
+            )
+        low = header.element_start - self.elements.start
+        high = header.element_stop - self.elements.start
         if self._fields is not None:
-            target = self._fields[start:stop]
+            target = self._fields[low:high]
             np.add(target, content, out=target)
             self._reduce(target)
         elif self._floats is not None:
-            floats = self._floats[start:stop]
+            floats = self._floats[low:high]
             np.add(floats, content, out=floats)
         else:
-            first = self._first_ciphertext(start)
+            first = self._first_ciphertext(header.element_start)
             sums = self._sums[first : first + len(content)]
             self._require_room(sums, header.chunk_index)
             for total, loaded in zip(sums, content, strict=True):
                 total.add(loaded)
-        self._uploads[header.chunk_index] += 1
+        self._uploads[header.chunk_index - self.owned.start] += 1
         return header
 
     def add_correction(self, start: int, values: npt.ArrayLike) -> None:
@@ -180,7 +211,8 @@ class UpdateSum:
 
         For ``masks`` the values are added mod ``2^b``; for ``ckks+masks`` they are packed
         and added as plaintexts, so the range must cover whole ciphertexts (the last
-        one may end at ``element_count``), e.g. one ``chunk_plan`` chunk.
+        one may end at ``element_count``), e.g. one ``chunk_plan`` chunk, and lie within
+        the sum's ``elements``.
 
         Args:
             start: first element covered.
@@ -196,15 +228,16 @@ class UpdateSum:
         if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
             raise UsageError("add_correction: values must be a 1-D integer array")
         stop = int(start) + array.size
-        if not 0 <= start < stop <= self.element_count:
+        held = self.elements
+        if not held.start <= start < stop <= held.stop:
             raise UsageError(
                 f"add_correction: elements [{start}, {stop}) are not inside "
-                f"[0, {self.element_count})"
+                f"[{held.start}, {held.stop})"
             )
         if int(array.min()) < 0 or int(array.max()) >> self.modulus_bits:
             raise UsageError(f"add_correction: values must lie in [0, 2^{self.modulus_bits})")
         if self._fields is not None:
-            target = self._fields[start:stop]
+            target = self._fields[start - held.start : stop - held.start]
             np.add(target, array.astype(np.uint32), out=target)
             self._reduce(target)
             return
@@ -215,7 +248,7 @@ class UpdateSum:
                 f"add_correction: elements [{start}, {stop}) do not cover whole ciphertexts "
                 f"of {per} elements"
             )
-        first = start // per
+        first = self._first_ciphertext(start)
         sums = self._sums[first : first + spec.ciphertext_count(stop - start)]
         if any(total.is_empty for total in sums):
             raise UsageError("add_correction: no upload covers these elements yet")
@@ -232,8 +265,11 @@ class UpdateSum:
 
         Raises:
             UsageError: no upload has been added, or the chunks summed different
-                numbers of uploads (an upload was only partly added).
+                numbers of uploads (an upload was only partly added), or the sum owns
+                no chunks.
         """
+        if not self.owned:
+            raise UsageError("the sum owns no chunks, so it has no aggregate to emit")
         counts = sorted(set(self._uploads.tolist()))
         if len(counts) != 1:
             raise UsageError(
@@ -244,12 +280,13 @@ class UpdateSum:
         return self._emit()
 
     def _emit(self) -> Iterator[bytes]:
-        for index, (start, count) in enumerate(self._plan):
-            stop = start + count
+        for index in self.owned:
+            start, count = self._plan[index]
+            low, high = start - self.elements.start, start + count - self.elements.start
             if self._fields is not None:
-                payload = wire.encode_field_payload(self._fields[start:stop], self.modulus_bits)
+                payload = wire.encode_field_payload(self._fields[low:high], self.modulus_bits)
             elif self._floats is not None:
-                payload = wire.encode_float_payload(self._floats[start:stop])
+                payload = wire.encode_float_payload(self._floats[low:high])
             else:
                 first = self._first_ciphertext(start)
                 count_ct = self._spec().ciphertext_count(count)
@@ -307,7 +344,8 @@ class UpdateSum:
         return self.packing
 
     def _first_ciphertext(self, start: int) -> int:
-        return start // self._spec().elements_per_ciphertext
+        """Index in ``_sums`` of the ciphertext that begins at element ``start``."""
+        return (start - self.elements.start) // self._spec().elements_per_ciphertext
 
     def _require_room(self, sums: list[CiphertextAccumulator], index: int | None) -> None:
         limit = self._spec().max_summands
@@ -321,3 +359,11 @@ class UpdateSum:
     def _reduce(self, target: npt.NDArray[np.uint32]) -> None:
         if self.modulus_bits < 32:
             np.bitwise_and(target, np.uint32((1 << self.modulus_bits) - 1), out=target)
+
+
+def _elements(plan: list[tuple[int, int]], owned: range) -> range:
+    """The elements covered by chunks ``owned`` of ``plan`` (contiguous, as the plan is)."""
+    if not owned:
+        return range(0)
+    last_start, last_count = plan[owned.stop - 1]
+    return range(plan[owned.start][0], last_start + last_count)

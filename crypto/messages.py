@@ -26,6 +26,7 @@ from typing import ClassVar, TypeVar
 
 from accord.crypto import identity
 from accord.crypto.agreement import encode_fields
+from accord.crypto.client_dp import ClientNoise
 from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
@@ -49,6 +50,8 @@ class RoundConfig:
     """Everything both sides must agree on before a round starts.
 
     `element_count` counts the protected vector: adapter parameters plus the weight slot.
+    `client_noise` is the federation's client-level DP setting (None: no client-level
+    noise); each participant adds its share before masking (`crypto/client_dp.py`).
     """
 
     federation_id: str
@@ -62,6 +65,7 @@ class RoundConfig:
     neighbour_degree: int = 0
     graph_seed: bytes = b""
     key_epoch: int = 0
+    client_noise: ClientNoise | None = None
 
     def __post_init__(self) -> None:
         if tuple(sorted(set(self.selected))) != self.selected:
@@ -89,6 +93,14 @@ class RoundConfig:
             raise ConfigError(f"element_count = {self.element_count}: must be >= 1")
         if self.profile.uses_masks and len(self.graph_seed) != 32:
             raise ConfigError("graph_seed: must be 32 bytes when the profile uses masks")
+        if self.client_noise is not None:
+            if self.profile is Profile.NONE:
+                raise ConfigError(
+                    "[coordinator.client_dp]: client-level noise needs a secure profile (its "
+                    "shares are exact integers added before masking); profile none sends "
+                    "updates in clear"
+                )
+            self.client_noise.check_room(self.quant, len(self.selected))
 
     @property
     def first_stage(self) -> Stage:

@@ -10,6 +10,13 @@ certifies the participant's own TLS key.
 ``accord kit package`` refuses a response with any such problem, ``Kit.load`` a kit
 with one, and ``accord kit check`` lists them all; so the checks return what is wrong
 (with the fix, where one applies) rather than raise, and each caller decides.
+
+The same pinned CA vouches for the other members' keys (DESIGN.md guarantee 2). The
+coordinator's Enroll response lists each member with its identity key, ceremony key
+and client certificate; ``certify_roster`` keeps a member only when
+``accord.crypto.credential.verify_member`` finds that the CA certified exactly those
+keys for that id, and returns the reason for every member it refused. The daemon then
+verifies messages and seals the CKKS key with certified keys only.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -27,11 +36,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from accord.errors import ConfigError, UsageError
+from accord.crypto.credential import MemberKeys, verify_member
+from accord.errors import ConfigError, ProtocolError, UsageError
 
 __all__ = [
     "RENEW_FIX",
+    "CertifiedRoster",
+    "MemberEntry",
     "ca_problem",
+    "certify_roster",
     "chain_problems",
     "fingerprint",
     "is_for_key",
@@ -191,6 +204,112 @@ def pkcs8_pem(key: ec.EllipticCurvePrivateKey | X25519PrivateKey) -> bytes:
         format=serialization.PrivateFormat.PKCS8,
         encryption_algorithm=serialization.NoEncryption(),
     )
+
+
+class MemberEntry(Protocol):
+    """One member as the coordinator's Enroll response lists it (``pb.RosterEntry``)."""
+
+    @property
+    def participant_id(self) -> str: ...
+
+    @property
+    def identity_public_key(self) -> bytes: ...
+
+    @property
+    def ceremony_public_key(self) -> bytes: ...
+
+    @property
+    def certificate(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class CertifiedRoster:
+    """The members whose keys the federation's CA certified, and why others were refused.
+
+    Attributes:
+        members: participant id -> its certified keys.
+        refused: participant id -> why its entry was refused (names what failed).
+    """
+
+    members: Mapping[str, MemberKeys] = field(default_factory=dict)
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def identities(self) -> dict[str, bytes]:
+        """Participant id -> certified Ed25519 identity public key."""
+        return {name: keys.identity_public for name, keys in self.members.items()}
+
+    def require(self, names: Iterable[str], *, what: str) -> None:
+        """Raise unless every one of ``names`` has certified keys.
+
+        Args:
+            names: the members a round or a key ceremony involves.
+            what: names that round or ceremony in the error, e.g. ``"round 3"``.
+
+        Raises:
+            ProtocolError: the first member without certified keys, with the reason.
+        """
+        for name in sorted(names):
+            if name not in self.members:
+                reason = self.refused.get(name, f"the coordinator's roster does not list {name}")
+                raise ProtocolError(
+                    f"{what} refused: no keys of {name} certified by the federation's CA ({reason})"
+                )
+
+    def check_ceremony_keys(self, keys: Mapping[str, bytes]) -> None:
+        """Raise unless each relayed ceremony key is the one the CA certified for its owner.
+
+        Args:
+            keys: participant id -> the raw X25519 key a key-ceremony task relays.
+
+        Raises:
+            ProtocolError: a member without certified keys, or a key other than certified.
+        """
+        self.require(keys, what="the key ceremony")
+        for name, ceremony_public in sorted(keys.items()):
+            if bytes(ceremony_public) != self.members[name].ceremony_public:
+                raise ProtocolError(
+                    f"the key ceremony refused: the ceremony key relayed for {name} is not the "
+                    "one the federation's CA certified"
+                )
+
+
+def certify_roster(
+    entries: Iterable[MemberEntry], ca: x509.Certificate, *, now: dt.datetime
+) -> CertifiedRoster:
+    """Keep the members whose keys ``ca`` certified; say why each other one was refused.
+
+    Args:
+        entries: the roster of the coordinator's Enroll response.
+        ca: the CA the kit pins (``ca.pem``).
+        now: when the certificates must be valid (timezone-aware).
+
+    Returns:
+        The certified members and the refused ones (with the reason each failed). A
+        participant id listed twice is refused.
+    """
+    members: dict[str, MemberKeys] = {}
+    refused: dict[str, str] = {}
+    seen: set[str] = set()
+    for entry in entries:
+        name = entry.participant_id
+        if name in seen:
+            members.pop(name, None)
+            refused[name] = f"the coordinator's roster lists {name} twice"
+            continue
+        seen.add(name)
+        try:
+            members[name] = verify_member(
+                ca,
+                entry.certificate,
+                participant_id=name,
+                identity_public=entry.identity_public_key,
+                ceremony_public=entry.ceremony_public_key,
+                now=now,
+            )
+        except ProtocolError as error:
+            refused[name] = str(error)
+    return CertifiedRoster(members=members, refused=refused)
 
 
 def _public_der(key: Any) -> bytes:

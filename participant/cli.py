@@ -8,6 +8,7 @@ import typer
 
 from accord import configfile
 from accord.participant.config import ParticipantConfig
+from accord.participant.data_quality import check_data_command
 
 app = typer.Typer(
     help="Run a participant daemon: it trains locally and uploads only protected updates.",
@@ -21,8 +22,16 @@ def run(
         ...,
         "--config",
         "-c",
-        help="TOML file with a [participant] table (see participant/config.py for every field); "
+        help="TOML file with a `participant` table (see participant/config.py for every field); "
         "`kit = DIR` names the startup kit from `accord kit package` or `accord provision`.",
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Folder of local training data (manifest.jsonl, labels.json, images/; see "
+        "docs/ml.md); overrides the file's data_dir. Check it first with `accord participant "
+        "check-data DIR`.",
     ),
     insecure_plaintext: bool = typer.Option(
         False,
@@ -38,10 +47,15 @@ def run(
     `upload.json` (to resume after a restart without training or uploading a round twice)
     and `participant.log` (JSON lines, never a payload).
     """
-    overrides = {"insecure_plaintext": True} if insecure_plaintext else {}
+    overrides: dict[str, object] = {"insecure_plaintext": True} if insecure_plaintext else {}
+    if data is not None:
+        overrides["data_dir"] = str(data.resolve())
     settings = configfile.load(config, ParticipantConfig, "participant", overrides=overrides)
     from accord import logs
     from accord.participant.daemon import ParticipantDaemon
 
     daemon = ParticipantDaemon(settings, log=logs.configure("participant", settings.log_file))
     daemon.run()
+
+
+app.command("check-data")(check_data_command)

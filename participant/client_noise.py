@@ -17,14 +17,22 @@ never from numpy's generators. Poisson(lam) is drawn by inversion for lam < 10 a
 Hoermann's transformed rejection (PTRS, 1993; the algorithm numpy uses) above, both
 vectorised over the whole vector.
 
+Where it runs: `exchange.encode_update` calls `add_share` with the round's
+`RoundConfig.client_noise` (the federation's `[coordinator.client_dp]` setting) right
+after `quantize.encode` and before masking, in the secure profiles only; the
+participant's ledger records the share (`ledger.record_round`, `client_dp`).
+
 Invariants and duties of the caller:
 - `sigma` is in quantized units (levels of `QuantSpec.step`), i.e. already multiplied by
   the clipping bound's size in levels: sigma = noise_multiplier * C / step for an
-  unweighted update.
+  unweighted update (`crypto.client_dp.ClientNoise.sigma_levels`).
 - The weight slot (the last element of `quantize.encode`'s output) gets no noise unless
   `exclude_last=False`: noise there would corrupt the total weight.
-- The modulus must leave room: with the sum of n quantized values bounded by n Q, keep
-  n Q + 6 sigma below 2^(b-1), or the centred lift of the sum wraps around.
+- The modulus must leave room: with every quantized value at most L = min(Q, ceil(C /
+  step)) levels, keep n L + 6 sigma sqrt(n / h) below 2^(b-1) (the noise of all n
+  shares, h of them assumed honest), or the centred lift of the sum wraps around.
+  `RoundConfig` refuses a round that breaks this (`ClientNoise.check_room`), and the
+  coordinator widens `value_bound` until it holds (`client_dp.widened_value_bound`).
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from accord.crypto.client_dp import honest_participants
+from accord.crypto.messages import RoundConfig
 from accord.crypto.quantize import ALLOWED_MODULUS_BITS
 from accord.errors import ConfigError
 from accord.participant.privacy import CsprngGaussian
@@ -57,8 +67,39 @@ def share_mu(sigma: float, honest_fraction: float, participants: int) -> float:
         )
     if participants < 1:
         raise ConfigError(f"participants = {participants}: must be >= 1")
-    honest = max(1, math.ceil(honest_fraction * participants))
+    honest = honest_participants(honest_fraction, participants)
     return sigma * sigma / (2.0 * honest)
+
+
+def add_share(
+    values: npt.NDArray[np.uint32], config: RoundConfig, source: CsprngGaussian
+) -> npt.NDArray[np.uint32]:
+    """This participant's share of the round's client-level noise, added to its encoding.
+
+    Args:
+        values: `quantize.encode`'s output for this round, shape (d + 1,), weight slot last.
+        config: the round; `config.client_noise` must be set.
+        source: the CSPRNG.
+
+    Returns:
+        A new uint32 array: values + Sk(mu) mod 2^b on the first d elements.
+
+    Raises:
+        ConfigError: the round has no client-level noise, or it does not fit the modulus.
+    """
+    noise = config.client_noise
+    if noise is None:
+        raise ConfigError(f"round {config.round} has no client-level noise setting")
+    participants = len(config.selected)
+    noise.check_room(config.quant, participants)
+    return add_skellam_share(
+        values,
+        modulus_bits=config.quant.modulus_bits,
+        sigma=noise.sigma_levels(config.quant),
+        honest_fraction=noise.honest_fraction,
+        participants=participants,
+        source=source,
+    )
 
 
 def add_skellam_share(

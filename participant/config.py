@@ -29,6 +29,9 @@ from accord.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
+PRIVATE_TRAINERS = ("multimodal",)
+"""Trainers that run DP-SGD and report its accounting (`PrivateUpdate.privacy`)."""
+
 
 class ParticipantConfig(BaseModel):
     """Settings of one participant daemon (`accord participant run --config FILE`)."""
@@ -60,7 +63,10 @@ class ParticipantConfig(BaseModel):
         description="folder for this participant's adapters, metrics and logs",
     )
     data_dir: Path | None = Field(
-        None, description="folder of local training data; unset trains on synthetic data"
+        None,
+        description="folder of local training data in the manifest layout (manifest.jsonl, "
+        "labels.json, images/; see docs/ml.md); unset: the multimodal trainer takes enterprise "
+        "`seed mod 3` of the synthetic city-safety benchmark",
     )
     identity_key: Path = Field(
         Path("identity.pem"),
@@ -70,10 +76,18 @@ class ParticipantConfig(BaseModel):
     model_seed: int = Field(
         0, ge=0, description="seed of the base model and first adapter; the same for everyone"
     )
-    samples: int = Field(256, ge=1, description="synthetic training samples (its FedAvg weight)")
+    samples: int = Field(
+        256, ge=1, description="lora-mlp only: synthetic training samples (its FedAvg weight)"
+    )
     local_steps: int = Field(20, ge=1, description="optimizer steps per round")
     batch_size: int = Field(32, ge=1, description="samples per optimizer step")
-    learning_rate: float = Field(0.05, gt=0, description="SGD learning rate of local training")
+    learning_rate: float = Field(
+        0.05,
+        gt=0,
+        description="learning rate of local training (AdamW for multimodal, SGD for lora-mlp); "
+        "with AdamW the update's L2 grows like learning_rate * sqrt(local_steps * parameters): "
+        "keep it below the coordinator's clip_norm (docs/ml.md)",
+    )
     lora_rank: int = Field(4, ge=1, description="rank r of the LoRA adapter")
     base_model: str = Field(
         BUNDLED_BASE_MODEL,
@@ -108,10 +122,13 @@ class ParticipantConfig(BaseModel):
         ge=1 << 20,
         description="largest gRPC message accepted, in bytes (at least 1 MiB)",
     )
-    trainer: Literal["lora-mlp", "synthetic"] = Field(
-        "lora-mlp",
-        description="local training: lora-mlp (the default) or synthetic (benchmarks only: "
-        "a bare float32 vector of synthetic_parameters, instant seeded updates)",
+    trainer: Literal["multimodal", "lora-mlp", "synthetic"] = Field(
+        "multimodal",
+        description="local training: multimodal (the default: LoRA on base_model's image and "
+        "text towers with a fusion head, on data_dir, DP-SGD when [participant.dp] enabled), "
+        "lora-mlp (tests: a tiny LoRA MLP on synthetic regression data, no DP) or synthetic "
+        "(benchmarks only: a bare float32 vector of synthetic_parameters, instant seeded "
+        "updates, no DP)",
     )
     synthetic_parameters: int = Field(
         1_000_000, ge=1, description="adapter size of the synthetic trainer (benchmarks only)"
@@ -158,6 +175,16 @@ class ParticipantConfig(BaseModel):
                 "(remove identity_key: the kit sets it)"
             )
         return table
+
+    @model_validator(mode="after")
+    def _dp_needs_a_private_trainer(self) -> ParticipantConfig:
+        if self.dp.enabled and self.trainer not in PRIVATE_TRAINERS:
+            raise ValueError(
+                f"[participant.dp] enabled = true, but trainer = {self.trainer!r} trains "
+                "without DP-SGD and reports no privacy accounting, so no update could be sent; "
+                'set trainer = "multimodal" or [participant.dp] enabled = false'
+            )
+        return self
 
     @field_validator("state_dir", "data_dir", "identity_key", "kit")
     @classmethod

@@ -8,6 +8,7 @@ member alike.
 from __future__ import annotations
 
 from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import (
     AdvertiseKeys,
     NeighbourKeys,
@@ -106,6 +107,23 @@ def round_config_from_proto(message: pb.RoundConfig, *, federation_id: str) -> R
         neighbour_degree=message.neighbour_degree,
         graph_seed=message.graph_seed,
         key_epoch=message.key_epoch,
+        client_noise=client_noise_from_proto(message),
+    )
+
+
+def client_noise_from_proto(message: pb.RoundConfig) -> ClientNoise | None:
+    """The round's client-level noise setting; None when the coordinator sets none.
+
+    Raises:
+        ConfigError: the setting is out of range.
+    """
+    if not message.HasField("client_noise"):
+        return None
+    noise = message.client_noise
+    return ClientNoise(
+        noise_multiplier=noise.noise_multiplier,
+        honest_fraction=noise.honest_fraction,
+        delta=noise.delta,
     )
 
 

@@ -23,13 +23,14 @@ the round's aggregate, which holds its update.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -48,8 +49,9 @@ from accord.crypto.messages import (
     UnmaskShares,
 )
 from accord.crypto.participant_round import ParticipantRound
-from accord.errors import ConfigError, ProtocolError, RoundAborted
+from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAborted
 from accord.participant import convert, exchange, ledger
+from accord.participant.certificates import CertifiedRoster, certify_roster, load_certificate
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit import Kit, secure_channel
 from accord.participant.trainer import Trainer
@@ -73,7 +75,8 @@ class ParticipantDaemon:
 
     Args:
         config: its settings.
-        trainer: local training (the default `LoraMlpTrainer` when None).
+        trainer: local training; None builds the one `config.trainer` names
+            (`make_trainer`).
         log: structured logger.
     """
 
@@ -87,22 +90,21 @@ class ParticipantDaemon:
             )
         # Refuses a kit with exposed keys, a swapped CA or a certificate for another key.
         self._kit: Kit | None = Kit.load(config.kit) if config.kit is not None else None
+        if self._kit is not None and self._kit.coordinator_ledger_key is None:
+            raise ConfigError(
+                f"[participant] kit = {str(config.kit)!r}: the kit pins no coordinator ledger "
+                "key (packaged before kits did); ask the operator to run `accord provision "
+                "ledger-key` and approve your request again, then `accord kit package` anew"
+            )
         self.config = config
         self._log = log
         self._identity_private = _load_identity(config, self._kit)
-        if trainer is None and config.trainer == "synthetic":
-            from accord.participant.synthetic_trainer import SyntheticTrainer
-
-            trainer = SyntheticTrainer(config)
-        if trainer is None:
-            from accord.participant.trainer import LoraMlpTrainer
-
-            trainer = LoraMlpTrainer(config)
-        self._trainer = trainer
+        self._trainer = trainer if trainer is not None else make_trainer(config)
         self._state = "starting"
         self._stop = threading.Event()
         self._state_changed = threading.Event()
         self._identities: dict[str, bytes] = {}
+        self._certified: CertifiedRoster | None = None
         self._round: ParticipantRound | None = None
         self._secret: SecretContext | None = None
         self._key_epoch = 0
@@ -129,6 +131,7 @@ class ParticipantDaemon:
             ConfigError: the coordinator does not answer, or refuses this participant's
                 settings.
         """
+        heartbeat: threading.Thread | None = None
         try:
             self._connect()
             interval = self._enroll()
@@ -139,7 +142,12 @@ class ParticipantDaemon:
             self._work()
         finally:
             self.stop()
-            self._channel.close()
+            self._channel.close()  # cancels a heartbeat in flight
+            if heartbeat is not None:
+                # A daemon thread still inside a gRPC call when the interpreter exits is
+                # unwound through C++ frames and aborts the process ("terminate called
+                # without an active exception", exit status -6): let it finish first.
+                heartbeat.join(timeout=10.0)
 
     def stop(self) -> None:
         """Ask `run` to return after the current call."""
@@ -154,6 +162,7 @@ class ParticipantDaemon:
                 fix (a failed TLS handshake, an unknown or revoked certificate).
         """
         deadline = time.monotonic() + self.config.connect_timeout_s
+        delays = transport.retry_delays()
         while True:
             try:
                 self._stub.GetStatus(pb.StatusRequest(), timeout=5.0)
@@ -169,7 +178,7 @@ class ParticipantDaemon:
                         "there? Or does it refuse this kit's certificate? `accord kit check KIT` "
                         "tells)"
                     ) from None
-                time.sleep(0.5)
+                time.sleep(next(delays))
 
     def _enroll(self) -> float:
         ceremony_public = agreement.public_key(self._ceremony_private())
@@ -190,7 +199,7 @@ class ParticipantDaemon:
             response = self._stub.Enroll(request, timeout=30.0)
         except grpc.RpcError as error:
             raise (refusal(error, kit=self.config.kit) or accord_error(error)) from None
-        self._identities = {e.participant_id: e.identity_public_key for e in response.roster}
+        self._accept_roster(response.roster)
         self._set_state("enrolled")
         logs.event(
             self._log,
@@ -200,6 +209,48 @@ class ParticipantDaemon:
             adapter_parameters=self._trainer.parameter_count,
         )
         return response.heartbeat_interval_s or 2.0
+
+    def _accept_roster(self, entries: Iterable[pb.RosterEntry]) -> None:
+        """Take the members' identity keys from an Enroll response.
+
+        With a kit, only the keys its pinned CA certified (DESIGN.md guarantee 2): an
+        entry that fails is refused and logged, and a round or key ceremony that needs
+        that member is refused (`_know`). Without a kit (`insecure_plaintext`, loopback
+        debugging) there is no CA to ask, and the coordinator is trusted.
+        """
+        if self._kit is None or self.config.insecure_plaintext:
+            self._identities = {e.participant_id: e.identity_public_key for e in entries}
+            return
+        ca = load_certificate(self._kit.ca_pem, str(self._kit.paths.ca_cert))
+        roster = certify_roster(entries, ca, now=dt.datetime.now(dt.timezone.utc))
+        for name, reason in sorted(roster.refused.items()):
+            logs.event(
+                self._log, "member_refused", participant=name, reason=reason, level=logging.WARNING
+            )
+        self._certified = roster
+        self._identities = roster.identities
+
+    def _know(self, names: Iterable[str], *, what: str) -> None:
+        """Hold a (certified) identity key of each of `names`; enrol again to learn newcomers.
+
+        A member approved while the federation runs is unknown to those that enrolled
+        before it: enrolling again (the coordinator takes it as a repeat) fetches the
+        current roster.
+
+        Raises:
+            ProtocolError: a member still without a key; the message names it and why.
+        """
+        names = sorted(set(names))
+        if all(name in self._identities for name in names):
+            return
+        self._enroll()
+        if self._certified is not None:
+            self._certified.require(names, what=what)
+        for name in names:
+            if name not in self._identities:
+                raise ProtocolError(
+                    f"{what} refused: the coordinator's roster does not list {name}"
+                )
 
     def _heartbeat(self, interval_s: float) -> None:
         """Report liveness every `interval_s`, and at once when the state changes."""
@@ -224,12 +275,23 @@ class ParticipantDaemon:
             header.stage = seen_stage
             request = pb.TaskRequest(header=header, wait_s=self.config.poll_s)
             task = self._call(self._stub.NextTask, request, timeout=self.config.poll_s + 30)
+            # Every task carries the federation ledger's signed head: kept, and with a kit
+            # refused (IntegrityError, the daemon stops) unless its pinned key signed it.
+            ledger.keep_federation_head(
+                self.config.state_dir,
+                task.ledger_head,
+                task.ledger_public_key,
+                pinned=self._kit.coordinator_ledger_key if self._kit is not None else None,
+            )
             if task.stage == pb.DONE:
+                self._catch_up(task.config.round)
                 self._state = "finished"
                 self._send_heartbeat(timeout_s=5.0)
                 logs.event(self._log, "finished", message=task.message)
                 return
             seen_round, seen_stage = task.config.round, task.stage
+            if task.stage != pb.KEY_CEREMONY:
+                self._catch_up(task.config.round - 1)  # earlier rounds are all closed
             if task.stage == pb.KEY_CEREMONY:
                 self._make_key(task)
                 continue
@@ -272,7 +334,6 @@ class ParticipantDaemon:
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
         """Drive this round's `ParticipantRound` with what the task carries."""
         me = self.config.name
-        ledger.keep_federation_head(self.config.state_dir, task.ledger_head, task.ledger_public_key)
         if stage is Stage.ABORTED:
             logs.event(self._log, "round_aborted", round=config.round, reason=task.message)
             self._round = None
@@ -291,10 +352,10 @@ class ParticipantDaemon:
             # The aggregate holds this participant's update, but its round machine is gone
             # (this process restarted, or its download broke off while the coordinator
             # restarted): the key and the aggregate are all it needs to stay in step.
-            self._fetch_key(config)
-            self._download(config)
+            self._download(config.round)
             return
         if current is None and stage is config.first_stage:
+            self._know(config.selected, what=f"round {config.round}")
             refused = ledger.before_round(self.config, self._identity_private, config.round)
             if refused is not None:
                 self._stop_contributing(config.round, refused)
@@ -316,7 +377,7 @@ class ParticipantDaemon:
             self._send(current.receive(convert.unmask_call_from_proto(task, me)), config)
         elif stage is Stage.AGGREGATE and me in task.survivors:
             current.receive(AggregateReady(me, tuple(task.survivors)))
-            self._download(config)
+            self._download(config.round)
 
     def _send(self, messages: list[ParticipantMessage], config: RoundConfig) -> None:
         """Send the round machine's signed messages, each with its RPC."""
@@ -336,8 +397,15 @@ class ParticipantDaemon:
     def _make_key(self, task: pb.Task) -> None:
         """Run the key ceremony as its maker: make the CKKS key, seal it to everyone, post it."""
         self._set_state("making the CKKS key")
+        keys = convert.ceremony_keys_from_proto(task)
+        # Seal the key only to keys the CA certified, never to one the coordinator made up.
+        self._know(keys, what="the key ceremony")
+        if self._certified is not None:
+            self._certified.check_ceremony_keys(
+                {name: key.ceremony_public for name, key in keys.items()}
+            )
         made = ceremony.make(
-            convert.ceremony_keys_from_proto(task),
+            keys,
             self._identities,
             federation_id=self.config.federation_id,
             key_epoch=task.key_epoch,
@@ -372,6 +440,7 @@ class ParticipantDaemon:
         bundle = self._call(self._stub.FetchCeremony, pb.CeremonyRequest(header=self._header()))
         if not bundle.ready or bundle.key_epoch != config.key_epoch or not bundle.sealed_secret:
             raise ProtocolError(f"no CKKS key of epoch {config.key_epoch} for {self.config.name}")
+        self._know([bundle.maker_id], what=f"the CKKS key of epoch {bundle.key_epoch}")
         self._secret = ceremony.open_secret(
             bundle.sealed_secret,
             self._ceremony_private(),
@@ -408,7 +477,15 @@ class ParticipantDaemon:
         _write_json(self.config.state_dir / UPLOAD_STATE, {"round_uploaded": config.round})
         self._set_state("training")
         started = time.monotonic()
-        update = self._trainer.train_round(config.round)
+        try:
+            update = self._trainer.train_round(config.round)
+        except BudgetExhausted as error:
+            # The trainer's own budget (e.g. target_epsilon's planned steps) is spent: a
+            # refusal like max_epsilon's, recorded before the daemon stops.
+            refused = ledger.trainer_refused(
+                self.config, self._identity_private, config.round, str(error)
+            )
+            self._stop_contributing(config.round, refused)
         train_s = time.monotonic() - started
         self._set_state("uploading")
         started = time.monotonic()
@@ -461,32 +538,43 @@ class ParticipantDaemon:
             self._log, "privacy_budget_refused", round=round, reason=reason, level=logging.WARNING
         )
         self._set_state("budget exhausted")
-        raise RoundAborted(f"privacy budget: {reason}")
+        raise BudgetExhausted(f"privacy budget: {reason}")
 
-    def _download(self, config: RoundConfig) -> None:
+    def _download(self, number: int) -> None:
+        """Download round `number`'s aggregate (its config comes first), decrypt, apply, save.
+
+        Raises:
+            RoundAborted, Expired, OutOfStage: the coordinator has no aggregate to give.
+            ProtocolError: this participant lacks the round's CKKS key.
+        """
         self._set_state("downloading")
         started = time.monotonic()
-        request = pb.AggregateRequest(
-            header=self._header(round=config.round, stage=Stage.AGGREGATE)
-        )
+        request = pb.AggregateRequest(header=self._header(round=number, stage=Stage.AGGREGATE))
         received: list[bytes] = []
-        for message in self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s):
-            received.append(message.chunk)
+        first: pb.RoundConfig | None = None
+        try:
+            for message in self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s):
+                if first is None:
+                    first = message.config
+                received.append(message.chunk)
+        except grpc.RpcError as error:
+            what = accord_error(error)
+            if isinstance(what, errors.AccordError):
+                raise what from None
+            raise
+        if first is None or first.round != number:
+            raise ProtocolError(f"the aggregate of round {number} came without its round config")
+        config = convert.round_config_from_proto(first, federation_id=self.config.federation_id)
+        self._fetch_key(config)
         mean_delta = exchange.reveal_mean(received, config, secret=self._secret)
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
         self._trainer.save(adapter_dir)
-        self._round_applied = config.round
-        _write_json(
-            self.config.state_dir / "state.json",
-            {
-                "round_applied": config.round,
-                "adapter": str(adapter_dir.relative_to(self.config.state_dir)),
-            },
-        )
+        self._mark_applied(config.round, adapter_dir)
+        pending = self._pending_metrics if self._round_uploaded == config.round else {}
         metrics = {
             "round": config.round,
-            **self._pending_metrics,
+            **pending,
             **{f"global_{k}": v for k, v in self._trainer.evaluate().items()},
             "download_s": round(time.monotonic() - started, 4),
             "bytes_down": sum(len(c) for c in received),
@@ -494,7 +582,8 @@ class ParticipantDaemon:
         with self.config.metrics_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(metrics) + "\n")
         ledger.after_apply(self.config, self._identity_private, config.round, metrics)
-        self._round = None
+        if self._round is not None and self._round.config.round <= number:
+            self._round = None
         self._set_state("applied")
         logs.event(
             self._log,
@@ -506,6 +595,55 @@ class ParticipantDaemon:
             global_eval_loss=metrics.get("global_eval_loss"),
         )
 
+    def _catch_up(self, through: int) -> None:
+        """Apply the aggregates of closed rounds this participant missed, up to `through`.
+
+        A member not selected, dropped, or restarted during a round has no part in its
+        aggregate but must apply it all the same, or its global adapter drifts from the
+        federation's. The coordinator keeps the last `keep_aggregates` aggregates; an
+        aborted round has none (nothing to apply). A round whose aggregate is gone, or
+        was made under a CKKS key this participant never held, is logged as an error and
+        skipped: the adapter then lags the federation's and the log says by which round.
+        """
+        while self._round_applied < through and not self._stop.is_set():
+            number = self._round_applied + 1
+            try:
+                self._download(number)
+                logs.event(self._log, "caught_up", round=number, stage=Stage.AGGREGATE.value)
+                continue
+            except RoundAborted as error:
+                logs.event(self._log, "round_aborted", round=number, reason=str(error))
+            except (errors.Expired, ProtocolError) as error:
+                if isinstance(error, errors.OutOfStage):
+                    return  # not closed yet: the next task asks again
+                logs.event(
+                    self._log,
+                    "adapter_lags",
+                    round=number,
+                    reason=f"{type(error).__name__}: {error}",
+                    level=logging.ERROR,
+                )
+            except grpc.RpcError as error:
+                logs.event(
+                    self._log,
+                    "catch_up_failed",
+                    round=number,
+                    code=error.code().name,
+                    level=logging.WARNING,
+                )
+                return  # the coordinator is away: the next task asks again
+            self._mark_applied(number, None)
+
+    def _mark_applied(self, number: int, adapter_dir: Path | None) -> None:
+        """Record that round `number` is taken into account (None: no new adapter)."""
+        state_file = self.config.state_dir / "state.json"
+        state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {}
+        if adapter_dir is not None:
+            state["adapter"] = str(adapter_dir.relative_to(self.config.state_dir))
+        state["round_applied"] = number
+        self._round_applied = number
+        _write_json(state_file, state)
+
     # ---- helpers ----
 
     def _resume(self) -> int:
@@ -515,7 +653,8 @@ class ParticipantDaemon:
         if not state_file.exists():
             return 0
         state = json.loads(state_file.read_text(encoding="utf-8"))
-        self._trainer.load(self.config.state_dir / state["adapter"])
+        if state.get("adapter"):
+            self._trainer.load(self.config.state_dir / state["adapter"])
         logs.event(self._log, "resumed", round=state["round_applied"])
         return int(state["round_applied"])
 
@@ -532,16 +671,43 @@ class ParticipantDaemon:
         self._state_changed.set()
 
     def _call(self, method: Callable[..., T], request: object, *, timeout: float = 30.0) -> T:
-        """Call an idempotent RPC, retrying while the coordinator is unreachable."""
+        """Call an idempotent RPC, retrying with backoff while the coordinator is unreachable."""
         deadline = time.monotonic() + self.config.connect_timeout_s
+        delays = transport.retry_delays()
         while True:
             try:
                 return method(request, timeout=timeout)
             except grpc.RpcError as error:
                 if not _retryable(error) or time.monotonic() > deadline:
                     raise accord_error(error) from None
-                logs.event(self._log, "retrying", code=error.code().name, level=logging.WARNING)
-                time.sleep(1.0)
+                delay = next(delays)
+                logs.event(
+                    self._log,
+                    "retrying",
+                    code=error.code().name,
+                    delay_s=round(delay, 3),
+                    level=logging.WARNING,
+                )
+                time.sleep(delay)
+
+
+def make_trainer(config: ParticipantConfig) -> Trainer:
+    """The trainer `config.trainer` names: multimodal (default), lora-mlp or synthetic.
+
+    The multimodal trainer loads its base model and caches the towers' features here,
+    before the daemon enrols (seconds per participant; see docs/ml.md).
+    """
+    if config.trainer == "multimodal":
+        from accord.participant.multimodal_trainer import MultimodalTrainer
+
+        return MultimodalTrainer(config)
+    if config.trainer == "synthetic":
+        from accord.participant.synthetic_trainer import SyntheticTrainer
+
+        return SyntheticTrainer(config)
+    from accord.participant.trainer import LoraMlpTrainer
+
+    return LoraMlpTrainer(config)
 
 
 def _retryable(error: grpc.RpcError) -> bool:

@@ -294,7 +294,8 @@ def check_data_command(
     """Check a data folder: broken lines, duplicates, contradicted labels, mismatched pairs.
 
     Prints a report and writes the flagged samples as JSON lines; set
-    `[participant.data_quality] exclude_flagged = true` to leave them out of training.
+    `exclude_flagged = true` in the participant file's `data_quality` table to leave them
+    out of training.
     """
     model = None
     if config is not None:
@@ -317,11 +318,9 @@ def _model_from_config(config_path: Path, data_dir: Path) -> QualityModel:
         "participant",
         overrides={"data_dir": str(Path(data_dir).resolve())},
     )
-    # Flagged samples must not hide themselves: the check sees every sample.
-    settings = settings.model_copy(
-        update={"data_quality": settings.data_quality.model_copy(update={"exclude_flagged": False})}
-    )
-    trainer = MultimodalTrainer(settings)
+    # The model only: the folder's own problems must not stop the check that reports them,
+    # and its samples are embedded once, by `check_data`.
+    trainer = MultimodalTrainer(settings, with_data=False)
     state = settings.state_dir / "state.json"
     if state.exists():
         trainer.load(settings.state_dir / json.loads(state.read_text(encoding="utf-8"))["adapter"])

@@ -28,10 +28,17 @@ docs/provisioning.md):
 
 Kit folder (``kit.toml`` starts with ``format_version``)::
 
-    kit.toml       format_version, federation_id, participant_id, coordinator, ca_fingerprint
+    kit.toml       format_version, federation_id, participant_id, coordinator, ca_fingerprint,
+                   coordinator_ledger_key, coordinator_ledger_key_signature
     tls.key  0600  TLS private key          tls.pem   client certificate
     identity.key 0600  Ed25519 (PKCS#8)     ca.pem    the federation's CA (pinned)
     ceremony.key 0600  X25519 (PKCS#8)      request.json  the public request, kept for renewal
+    coordinator_ledger.pub  the coordinator's ledger key (Ed25519, PEM), certified by the CA
+
+The coordinator's ledger key is pinned the way the CA is: ``package`` takes it from the
+response only with the CA's signature over it (``accord.crypto.ledger_key``), and
+``Kit.load`` checks file, ``kit.toml`` and signature again; the daemon then refuses any
+federation ledger head signed by another key (``participant/ledger.py``).
 """
 
 from __future__ import annotations
@@ -53,8 +60,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from accord.configfile import check_format_version, dump_versioned_json, read_versioned_json
-from accord.crypto import agreement, identity
-from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.crypto import agreement, credential, identity, ledger_key
+from accord.errors import BadSignature, ConfigError, IntegrityError, ProtocolError, UsageError
 from accord.kitformat import (
     EXCHANGE_FORMAT_VERSION,
     PARTICIPANT_ID_PATTERN,
@@ -112,6 +119,7 @@ TLS_CERT_FILE = "tls.pem"
 CA_CERT_FILE = "ca.pem"
 IDENTITY_KEY_FILE = "identity.key"
 CEREMONY_KEY_FILE = "ceremony.key"
+LEDGER_KEY_FILE = "coordinator_ledger.pub"
 PRIVATE_FILES = (TLS_KEY_FILE, IDENTITY_KEY_FILE, CEREMONY_KEY_FILE)
 """Files that hold private keys: mode 0600, and they never leave this machine."""
 
@@ -266,10 +274,38 @@ def package(
             f"the certificate in {response_path} is for another key than "
             f"{request_dir / TLS_KEY_FILE} (package the response to this request)"
         )
+    own_keys = credential.MemberKeys(
+        participant_id,
+        identity.public_from_private(
+            identity.load_private(private[IDENTITY_KEY_FILE], what=IDENTITY_KEY_FILE)
+        ),
+        agreement.public_key(
+            load_ceremony_key(private[CEREMONY_KEY_FILE], request_dir / CEREMONY_KEY_FILE)
+        ),
+    )
+    try:
+        certified: credential.MemberKeys | None = credential.certified_keys(certificate)
+    except ProtocolError:
+        certified = None
+    if certified != own_keys:
+        # Every other member checks these keys against the certificate (DESIGN.md
+        # guarantee 2) and would refuse this participant.
+        raise IntegrityError(
+            f"the certificate in {response_path} does not certify this request's identity "
+            "and ceremony keys; ask the operator to approve this request.json again"
+        )
     moment = _now(now)
     validity = validity_problem(certificate, moment) or validity_problem(ca, moment, what="the CA")
     if validity:
         raise ConfigError(f"{response_path}: {validity[0]} ({validity[1]})")
+    ledger_public, ledger_signature = _certified_ledger_key(response, response_path)
+    try:
+        ledger_key.check(ca, federation_id, ledger_public, ledger_signature)
+    except BadSignature:
+        raise IntegrityError(
+            f"the coordinator ledger key in {response_path} is not certified by the pinned CA: "
+            "do not use this response; ask the operator for it again"
+        ) from None
 
     separate = out_dir.resolve() != request_dir.resolve()
     to_copy = {n: d for n, d in private.items() if separate and not _holds(out_dir / n, d)}
@@ -286,6 +322,7 @@ def package(
         write_public(out_dir / REQUEST_FILE, (request_dir / REQUEST_FILE).read_bytes())
     write_public(out_dir / TLS_CERT_FILE, cert_pem)
     write_public(out_dir / CA_CERT_FILE, ca_pem)
+    write_public(out_dir / LEDGER_KEY_FILE, ledger_key.to_pem(ledger_public))
     write_public(
         out_dir / KIT_FILE,
         _manifest_bytes(
@@ -293,6 +330,8 @@ def package(
             participant_id=participant_id,
             coordinator=coordinator,
             ca_fingerprint=actual,
+            ledger_key=ledger_public,
+            ledger_key_signature=ledger_signature,
         ),
     )
     return out_dir
@@ -380,6 +419,8 @@ class Kit:
         ca_pem: the CA certificate (PEM).
         identity_key: raw 32-byte Ed25519 private key.
         ceremony_key: raw 32-byte X25519 private key.
+        coordinator_ledger_key: the coordinator's raw Ed25519 ledger key, pinned (None in a
+            kit packaged before kits pinned it: the daemon refuses such a kit).
     """
 
     paths: KitPaths
@@ -393,6 +434,7 @@ class Kit:
     ca_pem: bytes
     identity_key: bytes = field(repr=False)
     ceremony_key: bytes = field(repr=False)
+    coordinator_ledger_key: bytes | None = None
 
     @property
     def identity_public_key(self) -> bytes:
@@ -444,6 +486,7 @@ class Kit:
             raise IntegrityError(f"{paths.tls_cert}: {problems[0]} ({REPACKAGE_FIX})")
         if not is_for_key(certificate, tls_key):
             raise IntegrityError(f"{paths.tls_cert} is for another key than {paths.tls_key}")
+        pinned = _pinned_ledger_key(paths.root, manifest, ca)
         return cls(
             paths=paths,
             format_version=manifest["format_version"],
@@ -456,6 +499,7 @@ class Kit:
             ca_pem=ca_pem,
             identity_key=identity_key,
             ceremony_key=ceremony_key,
+            coordinator_ledger_key=pinned,
         )
 
 
@@ -481,7 +525,13 @@ def secure_channel(kit: Kit, *, options: list[tuple[str, int]] | None = None) ->
 
 
 def _manifest_bytes(
-    *, federation_id: str, participant_id: str, coordinator: str, ca_fingerprint: str
+    *,
+    federation_id: str,
+    participant_id: str,
+    coordinator: str,
+    ca_fingerprint: str,
+    ledger_key: bytes,
+    ledger_key_signature: bytes,
 ) -> bytes:
     lines = [
         f"format_version = {FORMAT_VERSION}",
@@ -492,6 +542,9 @@ def _manifest_bytes(
         f"coordinator = {json.dumps(coordinator)}",
         "# SHA-256 of ca.pem, as the operator gave it out of band",
         f"ca_fingerprint = {json.dumps(ca_fingerprint)}",
+        "# the coordinator's ledger key (coordinator_ledger.pub) and the CA's signature on it",
+        f"coordinator_ledger_key = {json.dumps(ledger_key.hex())}",
+        f"coordinator_ledger_key_signature = {json.dumps(ledger_key_signature.hex())}",
     ]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
@@ -515,7 +568,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         "coordinator",
         "ca_fingerprint",
     }
-    unknown = sorted(set(document) - expected)
+    optional = {"coordinator_ledger_key", "coordinator_ledger_key_signature"}
+    unknown = sorted(set(document) - expected - optional)
     if unknown:
         raise ConfigError(
             f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(expected))})"
@@ -535,7 +589,59 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         )
     if not re.fullmatch(r"[0-9a-f]{64}", document["ca_fingerprint"]):
         raise ConfigError(f"{path} ca_fingerprint: must be 64 lower-case hex digits")
+    if ("coordinator_ledger_key" in document) != ("coordinator_ledger_key_signature" in document):
+        raise ConfigError(
+            f"{path}: coordinator_ledger_key and its signature come together ({REPACKAGE_FIX})"
+        )
+    if "coordinator_ledger_key" in document:
+        if not re.fullmatch(r"[0-9a-f]{64}", str(document["coordinator_ledger_key"])):
+            raise ConfigError(f"{path} coordinator_ledger_key: must be 64 lower-case hex digits")
+        if not re.fullmatch(r"(?:[0-9a-f]{2})+", str(document["coordinator_ledger_key_signature"])):
+            raise ConfigError(f"{path} coordinator_ledger_key_signature: must be hex digits")
     return document
+
+
+def _certified_ledger_key(response: dict[str, Any], path: Path) -> tuple[bytes, bytes]:
+    """The coordinator's ledger key and the CA's signature on it, from a response."""
+    key, signature = (
+        response.get("coordinator_ledger_key"),
+        response.get("coordinator_ledger_key_signature"),
+    )
+    if key is None and signature is None:
+        raise ConfigError(
+            f"{path}: the response carries no coordinator ledger key (its CA folder has none); "
+            "ask the operator to run `accord provision ledger-key --ca CA_DIR --coordinator-dir "
+            "DIR` and approve the request again"
+        )
+    try:
+        raw_key, raw_signature = bytes.fromhex(str(key)), bytes.fromhex(str(signature))
+    except ValueError:
+        raise ConfigError(f"{path} coordinator_ledger_key: must be hex digits") from None
+    if len(raw_key) != 32:
+        raise ConfigError(f"{path} coordinator_ledger_key: must be 32 bytes (Ed25519)")
+    return raw_key, raw_signature
+
+
+def _pinned_ledger_key(root: Path, manifest: dict[str, Any], ca: x509.Certificate) -> bytes | None:
+    """The kit's pinned coordinator ledger key, checked against its file and the CA."""
+    if "coordinator_ledger_key" not in manifest:
+        return None
+    pinned = bytes.fromhex(manifest["coordinator_ledger_key"])
+    path = root / LEDGER_KEY_FILE
+    if ledger_key.from_pem(_read_public(path), what=str(path)) != pinned:
+        raise IntegrityError(f"{path} differs from the key kit.toml pins ({REPACKAGE_FIX})")
+    try:
+        ledger_key.check(
+            ca,
+            manifest["federation_id"],
+            pinned,
+            bytes.fromhex(manifest["coordinator_ledger_key_signature"]),
+        )
+    except BadSignature:
+        raise IntegrityError(
+            f"{root / KIT_FILE}: the CA did not certify coordinator_ledger_key ({REPACKAGE_FIX})"
+        ) from None
+    return pinned
 
 
 def _valid_address(address: str) -> bool:

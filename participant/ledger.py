@@ -5,14 +5,19 @@ machine. The daemon calls, in this order:
 
     before_round(config, key, round)           may refuse a round that `max_epsilon`
                                                forbids (projected from the ledger)
+    trainer_refused(config, key, round, why)   the trainer refused the round for its own
+                                               budget (BudgetExhausted): a refusal too
     before_upload(config, key, round, update, chunks)
                                                after training and protecting, before the
                                                first chunk is sent: records the round (or,
                                                over budget, the refusal)
     after_apply(config, key, round, metrics)   the local validation gain of the new global
                                                adapter, for `accord audit contributions`
-    keep_federation_head(state_dir, head, key) the coordinator ledger's latest signed head
-                                               this participant was shown
+    keep_federation_head(state_dir, head, key, pinned=...)
+                                               on every task: the coordinator ledger's
+                                               latest signed head this participant was
+                                               shown; with a kit, refused unless signed by
+                                               the key the kit pins
 
 Entries (kinds; floats as exact decimal strings, see `accord.crypto.ledger`):
 
@@ -21,11 +26,17 @@ Entries (kinds; floats as exact decimal strings, see `accord.crypto.ledger`):
               sample_dp {mechanism "dp-sgd" | "none", accountant, noise_multiplier,
                          sample_rate, steps (this round), steps_total, max_grad_norm,
                          delta, epsilon (the trainer's accountant, after this round)},
-              client_dp {mechanism "none"}  (client-level noise is not wired yet),
+              client_dp {mechanism "none"} or the share of client-level noise this
+                        participant added to its quantized update: {mechanism "skellam",
+                        noise_multiplier, honest_fraction, delta, participants,
+                        honest_participants, sigma_levels, share_mu, share_std_levels,
+                        level (one quantized level in update units)},
               data_quality {filter, flagged, excluded},
               upload {sha256 (over the chunks, in order, as the receipt), chunks, bytes}
-    refusal   round, reason, max_epsilon, epsilon (projected or reached), accountant,
-              delta, steps_total (steps trained but never released, when known)
+    refusal   round, reason, by ("max_epsilon": the daemon's limit; "trainer": the
+              trainer's own budget, e.g. target_epsilon's planned steps all spent),
+              max_epsilon, epsilon (projected or reached), accountant, delta,
+              steps_total (steps trained but never released, when known)
     applied   round, validation {metric, before, after, gain}
 
 The released (noise multiplier, sample rate, steps) runs are the `round` entries'
@@ -38,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -179,8 +191,30 @@ class ParticipantLedger:
             steps_total=spent.steps,
         )
 
+    def refusal_by_trainer(self, round: int, reason: str) -> str:
+        """Record that the trainer refused `round` for its privacy budget; return the reason.
+
+        Nothing was trained or released, so epsilon is that of the released runs.
+        """
+        dp = self._config.dp
+        runs = self.runs()
+        epsilon = _epsilon(dp.accountant, runs, dp.delta) if dp.enabled and runs else None
+        return self._refuse(
+            round,
+            f"the trainer refused round {round}: {reason}; this participant stops contributing",
+            epsilon=epsilon,
+            steps_total=self.steps_total() if dp.enabled else None,
+            by="trainer",
+        )
+
     def _refuse(
-        self, round: int, reason: str, *, epsilon: float | None, steps_total: int | None = None
+        self,
+        round: int,
+        reason: str,
+        *,
+        epsilon: float | None,
+        steps_total: int | None = None,
+        by: str = "max_epsilon",
     ) -> str:
         dp = self._config.dp
         self.file.append(
@@ -188,6 +222,7 @@ class ParticipantLedger:
             {
                 "round": round,
                 "reason": reason,
+                "by": by,
                 "max_epsilon": None if dp.max_epsilon is None else decimal(dp.max_epsilon),
                 "epsilon": None if epsilon is None else decimal(epsilon),
                 "accountant": dp.accountant,
@@ -235,7 +270,7 @@ class ParticipantLedger:
                 "local_steps": int(metrics.get("local_steps", self._config.local_steps)),
                 "update_clip_norm": decimal(config.quant.clip_norm),
                 "sample_dp": sample_dp,
-                "client_dp": {"mechanism": NO_MECHANISM},
+                "client_dp": client_dp_share(config),
                 "data_quality": data_quality_counts(self._config),
                 "upload": {
                     "sha256": digest.hexdigest(),
@@ -288,6 +323,13 @@ def before_upload(
     return refused
 
 
+def trainer_refused(
+    config: ParticipantConfig, identity_private: bytes, round: int, reason: str
+) -> str:
+    """Record the trainer's own budget refusal of `round` (like `max_epsilon`'s); return why."""
+    return ParticipantLedger.open(config, identity_private).refusal_by_trainer(round, reason)
+
+
 def after_apply(
     config: ParticipantConfig, identity_private: bytes, round: int, metrics: Mapping[str, Any]
 ) -> None:
@@ -295,14 +337,25 @@ def after_apply(
     ParticipantLedger.open(config, identity_private).record_applied(round, metrics)
 
 
-def keep_federation_head(state_dir: Path, head: bytes, public_key: bytes) -> None:
+def keep_federation_head(
+    state_dir: Path, head: bytes, public_key: bytes, *, pinned: bytes | None = None
+) -> None:
     """Keep the federation ledger's signed head, if it verifies and moves forward.
 
-    The first key seen is pinned (trust on first use). A head that does not verify, a
-    changed key, or a head behind the kept one (the coordinator's ledger lost entries) is
-    never kept; it is noted under `anomalies` for `accord audit verify`. Never raises on
-    what the coordinator sends: this is evidence, not a protocol step.
+    With a startup kit, `pinned` is the coordinator's ledger key the kit pins (certified
+    by the CA at provisioning): a head that is missing, signed by another key or not
+    verifying under it is refused with `IntegrityError`, and the daemon stops, since its
+    coordinator is not the one it was provisioned for. Without a kit (insecure
+    plaintext only) the first key seen is kept (trust on first use). Either way a head
+    behind the kept one (the coordinator's ledger lost entries) is never kept; it is
+    noted under `anomalies` for `accord audit verify`, as are, without a pin, a head that
+    does not verify and a changed key.
+
+    Raises:
+        IntegrityError: `pinned` is given and the head is not signed by it.
     """
+    if pinned is not None:
+        _check_pinned(head, public_key, pinned)
     if not head:
         return
     path = state_dir / FEDERATION_HEAD_FILE
@@ -311,7 +364,15 @@ def keep_federation_head(state_dir: Path, head: bytes, public_key: bytes) -> Non
     except IntegrityError:
         return  # a damaged file is evidence too: `accord audit verify` reports it
     anomalies: list[str] = list(kept.get("anomalies", []))
-    pinned = kept.get("public_key")
+    trusted = kept.get("public_key")
+    if pinned is not None and trusted is not None and trusted != pinned.hex():
+        # Kept on first use before the kit pinned the key: the pin wins, the old key is noted.
+        anomalies.append(
+            f"the kept head was signed by {trusted[:16]}..., not by the coordinator ledger key "
+            f"the kit pins ({pinned.hex()[:16]}...); replaced"
+        )
+        kept = {"anomalies": anomalies}
+        trusted = None
     note: str | None
     try:
         signed = chain.SignedHead.from_bytes(head)
@@ -321,9 +382,9 @@ def keep_federation_head(state_dir: Path, head: bytes, public_key: bytes) -> Non
     else:
         note = None
         previous = kept.get("head")
-        if pinned is not None and pinned != public_key.hex():
+        if trusted is not None and trusted != public_key.hex():
             note = (
-                f"the coordinator's ledger key changed from {pinned[:16]}... to "
+                f"the coordinator's ledger key changed from {trusted[:16]}... to "
                 f"{public_key.hex()[:16]}...; the new head was not kept"
             )
         elif previous is not None:
@@ -354,6 +415,31 @@ def keep_federation_head(state_dir: Path, head: bytes, public_key: bytes) -> Non
     _write_json(path, {**kept, "version": HEAD_FILE_VERSION, "anomalies": anomalies})
 
 
+def _check_pinned(head: bytes, public_key: bytes, pinned: bytes) -> None:
+    """Refuse a federation ledger head that the kit's pinned key did not sign."""
+    fix = (
+        "this is not the ledger of the coordinator the kit was provisioned for; check the "
+        "coordinator address, or re-package the kit if the federation was provisioned anew"
+    )
+    if not head:
+        raise IntegrityError(
+            "the coordinator's task carries no signed federation ledger head, but the kit pins "
+            f"its ledger key ({pinned.hex()[:16]}...): {fix}"
+        )
+    if public_key != pinned:
+        raise IntegrityError(
+            f"the federation ledger head is signed by key {public_key.hex()[:16]}..., not by the "
+            f"coordinator ledger key the kit pins ({pinned.hex()[:16]}...): {fix}"
+        )
+    try:
+        chain.verify_head(chain.SignedHead.from_bytes(head), pinned)
+    except (IntegrityError, BadSignature):
+        raise IntegrityError(
+            "the federation ledger head does not verify under the coordinator ledger key the "
+            f"kit pins ({pinned.hex()[:16]}...): {fix}"
+        ) from None
+
+
 def read_federation_head(path: Path) -> tuple[bytes | None, chain.SignedHead | None, list[str]]:
     """The kept key, head and anomalies of a `federation_head.json`.
 
@@ -371,6 +457,33 @@ def read_federation_head(path: Path) -> tuple[bytes | None, chain.SignedHead | N
 
 
 # ---- helpers ----
+
+
+def client_dp_share(config: RoundConfig) -> dict[str, Any]:
+    """The client-level noise share `exchange.encode_update` added this round, for the ledger.
+
+    Each participant adds Sk(share_mu) to every coordinate but the weight slot: a
+    standard deviation of share_std_levels quantized levels (`crypto/client_dp.py`).
+    """
+    noise = config.client_noise
+    if noise is None:
+        return {"mechanism": NO_MECHANISM}
+    from accord.crypto.client_dp import MECHANISM, honest_participants
+
+    participants = len(config.selected)
+    mu = noise.share_mu(config.quant, participants)
+    return {
+        "mechanism": MECHANISM,
+        "noise_multiplier": decimal(noise.noise_multiplier),
+        "honest_fraction": decimal(noise.honest_fraction),
+        "delta": decimal(noise.delta),
+        "participants": participants,
+        "honest_participants": honest_participants(noise.honest_fraction, participants),
+        "sigma_levels": decimal(noise.sigma_levels(config.quant)),
+        "share_mu": decimal(mu),
+        "share_std_levels": decimal(math.sqrt(2.0 * mu)),
+        "level": decimal(config.quant.step),
+    }
 
 
 def data_quality_counts(config: ParticipantConfig) -> dict[str, Any]:

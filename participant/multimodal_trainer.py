@@ -33,11 +33,13 @@ beat. It never leaves this machine.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from accord.errors import ConfigError
+from accord.errors import ConfigError, UsageError
 from accord.participant import benchmarks, datasets, models, privacy, train
 from accord.participant.config import ParticipantConfig
 from accord.participant.server_optimizer import (
@@ -92,17 +94,27 @@ class MultimodalTrainer:
         config: the participant's settings (base_model, training, dp, data_quality, ...).
         noise_source: CSPRNG for DP noise; None draws a fresh `os.urandom` key (tests pass
             a keyed one to be reproducible).
+        with_data: False builds the model only, reading no data (labels from the settings,
+            `labels.json` in data_dir, or the benchmark's): enough for `load`, `embed` and
+            `label_probabilities` (`accord participant check-data`, which must also run on
+            a folder whose manifest has problems), not for training or evaluation.
     """
 
     def __init__(
-        self, config: ParticipantConfig, *, noise_source: privacy.CsprngGaussian | None = None
+        self,
+        config: ParticipantConfig,
+        *,
+        noise_source: privacy.CsprngGaussian | None = None,
+        with_data: bool = True,
     ) -> None:
         self._config = config
         training = config.training
         if training.torch_threads is not None:
             torch.set_num_threads(training.torch_threads)
         self._noise_source = noise_source
-        train_items, test_items, eval_items, labels = _items(config)
+        train_items, test_items, eval_items, labels = (
+            _items(config) if with_data else ([], [], [], _model_labels(config))
+        )
         self._labels = labels
 
         # ---- load base, wrap with LoRA ----
@@ -183,8 +195,8 @@ class MultimodalTrainer:
         self._local_only_history: privacy.History = []
 
         # ---- data as tensors (cached features, or tower inputs) ----
-        self._train = self._tensors(train_items, "train")
-        self._test = self._tensors(test_items, "test")
+        self._train = self._tensors(train_items, "train") if with_data else []
+        self._test = self._tensors(test_items, "test") if with_data else []
         self._eval = self._tensors(eval_items, "eval") if eval_items else None
 
     # ---- the Trainer protocol ----
@@ -207,6 +219,7 @@ class MultimodalTrainer:
         return self._model
 
     def train_round(self, round: int) -> PrivateUpdate:
+        self._require_data()
         before = self._scores(self._global, self._test)
         result = self._train_from(self._global, round, self._history)
         after = self._scores(self._global + result.delta, self._test)
@@ -246,6 +259,7 @@ class MultimodalTrainer:
         train.set_vector(self._model, self._names, self._global)
 
     def evaluate(self) -> dict[str, float]:
+        self._require_data()
         own = self._scores(self._global, self._test)
         metrics = {"eval_loss": own["loss"], "accuracy": own["accuracy"]}
         if self._eval is not None:
@@ -347,6 +361,10 @@ class MultimodalTrainer:
 
     # ---- helpers ----
 
+    def _require_data(self) -> None:
+        if not self._train:
+            raise UsageError("this MultimodalTrainer was built with_data=False: it cannot train")
+
     def _trained_module(self) -> tuple[nn.Module, train.Forward]:
         """What a round trains: the head on cached features, or the whole PEFT model."""
         if self._cached:
@@ -412,9 +430,24 @@ class MultimodalTrainer:
                 digest.update(np.ascontiguousarray(item.image).tobytes())
         folder = self._config.training.feature_cache_dir or self._config.state_dir / "features"
         cache = folder / f"{split}-{digest.hexdigest()[:40]}.safetensors"
-        if use_cache and cache.exists():
-            stored = load_file(str(cache))
-            return stored["text"], stored["image"]
+        if not use_cache:
+            return self._compute_features(items)
+        # Participants sharing a cache folder (the demo's) take turns per entry, so that
+        # a set they all need (the shared test set) is computed once, not once each.
+        with _exclusive(cache.with_name(cache.name + ".lock")):
+            if cache.exists():
+                stored = load_file(str(cache))
+                return stored["text"], stored["image"]
+            text_all, image_all = self._compute_features(items)
+            staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+            save_file(
+                {"text": text_all.contiguous(), "image": image_all.contiguous()}, str(staging)
+            )
+            staging.replace(cache)
+        return text_all, image_all
+
+    def _compute_features(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen towers' features of `items`, in batches of `feature_batch_size`."""
         network = self._model.base_model.model
         network.eval()
         batch = self._config.training.feature_batch_size
@@ -429,13 +462,19 @@ class MultimodalTrainer:
                 images.append(image)
         text_all = torch.cat(texts) if texts else torch.zeros(0, network.text_tower.dim)
         image_all = torch.cat(images) if images else torch.zeros(0, network.image_tower.dim)
-        if not use_cache:
-            return text_all, image_all
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        save_file({"text": text_all.contiguous(), "image": image_all.contiguous()}, str(staging))
-        staging.replace(cache)
         return text_all, image_all
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an advisory lock on `lock_file` (created if needed) for the block's duration."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _items(
@@ -472,6 +511,13 @@ def _items(
     if not train_items:
         raise ConfigError(f"data_dir = {str(config.data_dir)!r}: no training samples left")
     return train_items, test_items, eval_items, labels
+
+
+def _model_labels(config: ParticipantConfig) -> tuple[str, ...]:
+    """The label names without reading any data: as `_items` finds them."""
+    if config.training.labels or config.data_dir is not None:
+        return _labels(config)
+    return benchmarks.CITY_LABELS
 
 
 def _labels(config: ParticipantConfig) -> tuple[str, ...]:

@@ -28,9 +28,10 @@ from typing import Any
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from accord.crypto import identity
+from accord.crypto import agreement, credential, identity
 from accord.errors import AccordError, ConfigError, UsageError
 from accord.participant.certificates import (
     RENEW_FIX,
@@ -172,7 +173,9 @@ def check(
     checks.append(_check_ca(paths, manifest, ca))
     checks.append(_check_chain(paths, manifest, ca, certificate))
     checks.append(_check_keys(paths, certificate))
+    checks.append(_check_certified_keys(paths, manifest, ca, certificate, now))
     checks.append(_check_validity(certificate, ca, now))
+    checks.append(_check_ledger_key(paths))
 
     if not online:
         checks.append(Check("coordinator", CheckStatus.SKIP, "offline check (--offline)"))
@@ -188,6 +191,31 @@ def check(
         return CheckReport(paths.root, tuple(checks))
     checks.extend(_check_coordinator(kit, timeout_s, clock))
     return CheckReport(paths.root, tuple(checks))
+
+
+def _check_ledger_key(paths: KitPaths) -> Check:
+    """The coordinator's ledger key the kit pins, certified by the CA (`participant/kit.py`)."""
+    name = "coordinator ledger key"
+    try:
+        kit = Kit.load(paths.root)
+    except AccordError as error:
+        if "ledger" not in str(error):
+            return Check(name, CheckStatus.SKIP, "the kit does not load (see the checks above)")
+        return Check(name, CheckStatus.FAIL, str(error), REPACKAGE_FIX)
+    if kit.coordinator_ledger_key is None:
+        return Check(
+            name,
+            CheckStatus.FAIL,
+            "the kit pins no coordinator ledger key (packaged before kits did); the daemon "
+            "refuses it",
+            "ask the operator to run `accord provision ledger-key` and approve your request "
+            f"again, then {REPACKAGE_FIX}",
+        )
+    return Check(
+        name,
+        CheckStatus.PASS,
+        f"pinned {kit.coordinator_ledger_key.hex()[:16]}…, certified by the CA",
+    )
 
 
 def _check_private_files(paths: KitPaths) -> Check:
@@ -303,6 +331,45 @@ def _check_keys(paths: KitPaths, certificate: x509.Certificate | None) -> Check:
     return Check(
         "key pair", CheckStatus.PASS, "tls.key matches tls.pem; identity and ceremony keys read"
     )
+
+
+def _check_certified_keys(
+    paths: KitPaths,
+    manifest: KitManifest | None,
+    ca: x509.Certificate | None,
+    certificate: x509.Certificate | None,
+    now: dt.datetime,
+) -> Check:
+    """The CA certified this kit's identity and ceremony keys (what the other members check)."""
+    name = "certified keys"
+    if manifest is None or ca is None or certificate is None:
+        return Check(name, CheckStatus.SKIP, "no CA certificate, certificate or kit.toml")
+    try:
+        identity_private = identity.load_private(
+            _read_key_bytes(paths.identity_key), what=str(paths.identity_key)
+        )
+        ceremony_private = load_ceremony_key(
+            _read_key_bytes(paths.ceremony_key), paths.ceremony_key
+        )
+    except AccordError:
+        return Check(name, CheckStatus.SKIP, "the keys do not load (see the key pair check)")
+    try:
+        credential.verify_member(
+            ca,
+            certificate.public_bytes(serialization.Encoding.DER),
+            participant_id=manifest.participant_id,
+            identity_public=identity.public_from_private(identity_private),
+            ceremony_public=agreement.public_key(ceremony_private),
+            now=now,
+        )
+    except AccordError as error:
+        return Check(
+            name,
+            CheckStatus.FAIL,
+            f"{error}; the other members will refuse this participant's messages",
+            credential.REISSUE_FIX,
+        )
+    return Check(name, CheckStatus.PASS, "tls.pem certifies this kit's identity and ceremony keys")
 
 
 def _check_validity(

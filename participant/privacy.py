@@ -6,8 +6,9 @@ probability q = batch_size / n, independently); each sample's gradient is clippe
 L2 norm C (`max_grad_norm`); the clipped gradients are summed, Gaussian noise of
 standard deviation sigma * C (`noise_multiplier` sigma) is added, and the result is
 divided by the expected batch size q * n. The privacy loss of the whole history of
-(sigma, q, steps) is tracked by opacus's PRV accountant (Gopi et al. 2021; RDP as an
-option) and reported as epsilon at a given delta.
+(sigma, q, steps) is tracked by opacus's RDP accountant (Mironov 2017; the default, the
+bound `accord audit` recomputes) or its PRV accountant (Gopi et al. 2021, numerically
+tighter) and reported as epsilon at a given delta.
 
 Built from opacus's parts, not `PrivacyEngine.make_private`, for one reason: the
 randomness. `make_private` draws the noise with `torch.normal` and the Poisson sample
@@ -60,7 +61,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from accord.errors import ConfigError, RoundAborted
+from accord.errors import BudgetExhausted, ConfigError
 
 ACCOUNTANTS = ("prv", "rdp")
 
@@ -76,7 +77,7 @@ class DpSettings:
         noise_multiplier: sigma; None derives it from `target_epsilon`.
         target_epsilon: the budget that `planned_steps` steps may spend in total.
         delta: the delta at which epsilon is reported (and targeted).
-        accountant: "prv" (default) or "rdp".
+        accountant: "rdp" (default) or "prv".
         planned_steps: the steps the target epsilon must cover (all rounds together).
     """
 
@@ -84,7 +85,7 @@ class DpSettings:
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
     delta: float = 1e-5
-    accountant: str = "prv"
+    accountant: str = "rdp"
     planned_steps: int = 1
 
     def __post_init__(self) -> None:
@@ -291,7 +292,7 @@ def make_private(
         noise_source: the CSPRNG for noise.
 
     Raises:
-        RoundAborted: a target epsilon is set and its planned steps are all spent.
+        BudgetExhausted: a target epsilon is set and its planned steps are all spent.
     """
     sample_rate = min(1.0, batch_size / dataset_size)
     accountant: PRVAccountant | RDPAccountant = (
@@ -302,7 +303,7 @@ def make_private(
     if settings.target_epsilon is not None:
         spent_steps = sum(int(n) for _, _, n in history)
         if spent_steps >= settings.planned_steps:
-            raise RoundAborted(
+            raise BudgetExhausted(
                 f"privacy budget spent: {spent_steps} noisy steps of the {settings.planned_steps} "
                 f"that target_epsilon = {settings.target_epsilon} covers; raise "
                 "[participant.dp] rounds or start a new budget"

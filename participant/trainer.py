@@ -1,9 +1,11 @@
-"""Local training behind a small protocol, and the default trainer: LoRA on a tiny MLP.
+"""Local training behind a small protocol, and the tests' trainer: LoRA on a tiny MLP.
 
 The daemon only needs a `Trainer`: the adapter as one float32 vector in a stable
 parameter order, a round of local training that returns the change to that vector,
 and a way to apply the federation's mean change and to save the adapter in PEFT's
-format. The ML issue (#5) replaces `LoraMlpTrainer` with a multimodal base model.
+format. The daemon's default is `multimodal_trainer.MultimodalTrainer`
+(`trainer = "multimodal"`); `LoraMlpTrainer` (`trainer = "lora-mlp"`, no DP) stays for
+tests that exercise the protocol rather than learning.
 
 `LoraMlpTrainer` wraps a 2-layer MLP with peft LoRA on both Linear layers and fits a
 regression task on synthetic data. The base model, the first adapter and the task's

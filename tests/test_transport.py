@@ -13,6 +13,7 @@ shows the check can fail).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -110,3 +111,14 @@ def test_a_client_pinging_more_often_than_allowed_gets_goaway() -> None:
     assert grpc.ChannelConnectivity.IDLE in states[1:] or (
         grpc.ChannelConnectivity.TRANSIENT_FAILURE in states[1:]
     ), states
+
+
+def test_retry_waits_grow_with_jitter_up_to_the_cap() -> None:
+    waits = list(itertools.islice(transport.retry_delays(first_s=0.25, cap_s=8.0), 12))
+    ceilings = [min(8.0, 0.25 * 2**i) for i in range(12)]
+    for wait, ceiling in zip(waits, ceilings, strict=True):
+        assert ceiling / 2 <= wait <= ceiling
+    assert max(waits) <= 8.0 and waits[-1] >= 4.0  # capped, and never back to quick retries
+    # Jitter: two clients that lost the same coordinator do not retry in lockstep.
+    other = list(itertools.islice(transport.retry_delays(first_s=0.25, cap_s=8.0), 12))
+    assert waits != other

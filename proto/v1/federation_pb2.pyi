@@ -78,16 +78,18 @@ class EnrollRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., base_model_hash: _Optional[str] = ..., ceremony_public_key: _Optional[bytes] = ..., software_version: _Optional[str] = ..., adapter_parameters: _Optional[int] = ..., ceremony_key_signature: _Optional[bytes] = ...) -> None: ...
 
 class RosterEntry(_message.Message):
-    __slots__ = ("participant_id", "identity_public_key", "ceremony_public_key", "ceremony_key_signature")
+    __slots__ = ("participant_id", "identity_public_key", "ceremony_public_key", "ceremony_key_signature", "certificate")
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CEREMONY_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CEREMONY_KEY_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     participant_id: str
     identity_public_key: bytes
     ceremony_public_key: bytes
     ceremony_key_signature: bytes
-    def __init__(self, participant_id: _Optional[str] = ..., identity_public_key: _Optional[bytes] = ..., ceremony_public_key: _Optional[bytes] = ..., ceremony_key_signature: _Optional[bytes] = ...) -> None: ...
+    certificate: bytes
+    def __init__(self, participant_id: _Optional[str] = ..., identity_public_key: _Optional[bytes] = ..., ceremony_public_key: _Optional[bytes] = ..., ceremony_key_signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
     __slots__ = ("federation_id", "current_round", "profile", "roster", "heartbeat_interval_s")
@@ -164,7 +166,7 @@ class CeremonyBundle(_message.Message):
     def __init__(self, key_epoch: _Optional[int] = ..., maker_id: _Optional[str] = ..., public_context: _Optional[bytes] = ..., sealed_secret: _Optional[bytes] = ..., ready: _Optional[bool] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class RoundConfig(_message.Message):
-    __slots__ = ("round", "profile", "selected", "threshold", "neighbour_degree", "graph_seed", "modulus_bits", "max_participants", "clip_norm", "value_bound", "weight_cap", "fields_per_real", "field_bits", "scale_bits", "poly_modulus_degree", "key_epoch", "element_count", "stage_deadline_s")
+    __slots__ = ("round", "profile", "selected", "threshold", "neighbour_degree", "graph_seed", "modulus_bits", "max_participants", "clip_norm", "value_bound", "weight_cap", "fields_per_real", "field_bits", "scale_bits", "poly_modulus_degree", "key_epoch", "element_count", "stage_deadline_s", "client_noise")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     SELECTED_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +185,7 @@ class RoundConfig(_message.Message):
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     ELEMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     STAGE_DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NOISE_FIELD_NUMBER: _ClassVar[int]
     round: int
     profile: Profile
     selected: _containers.RepeatedScalarFieldContainer[str]
@@ -201,7 +204,18 @@ class RoundConfig(_message.Message):
     key_epoch: int
     element_count: int
     stage_deadline_s: float
-    def __init__(self, round: _Optional[int] = ..., profile: _Optional[_Union[Profile, str]] = ..., selected: _Optional[_Iterable[str]] = ..., threshold: _Optional[int] = ..., neighbour_degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., modulus_bits: _Optional[int] = ..., max_participants: _Optional[int] = ..., clip_norm: _Optional[float] = ..., value_bound: _Optional[float] = ..., weight_cap: _Optional[int] = ..., fields_per_real: _Optional[int] = ..., field_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., poly_modulus_degree: _Optional[int] = ..., key_epoch: _Optional[int] = ..., element_count: _Optional[int] = ..., stage_deadline_s: _Optional[float] = ...) -> None: ...
+    client_noise: ClientNoise
+    def __init__(self, round: _Optional[int] = ..., profile: _Optional[_Union[Profile, str]] = ..., selected: _Optional[_Iterable[str]] = ..., threshold: _Optional[int] = ..., neighbour_degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., modulus_bits: _Optional[int] = ..., max_participants: _Optional[int] = ..., clip_norm: _Optional[float] = ..., value_bound: _Optional[float] = ..., weight_cap: _Optional[int] = ..., fields_per_real: _Optional[int] = ..., field_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., poly_modulus_degree: _Optional[int] = ..., key_epoch: _Optional[int] = ..., element_count: _Optional[int] = ..., stage_deadline_s: _Optional[float] = ..., client_noise: _Optional[_Union[ClientNoise, _Mapping]] = ...) -> None: ...
+
+class ClientNoise(_message.Message):
+    __slots__ = ("noise_multiplier", "honest_fraction", "delta")
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    HONEST_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    noise_multiplier: float
+    honest_fraction: float
+    delta: float
+    def __init__(self, noise_multiplier: _Optional[float] = ..., honest_fraction: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
 
 class SignedKeys(_message.Message):
     __slots__ = ("participant_id", "encryption_public_key", "masking_public_key", "signature", "sequence")
@@ -320,10 +334,12 @@ class AggregateRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ...) -> None: ...
 
 class AggregateChunk(_message.Message):
-    __slots__ = ("chunk",)
+    __slots__ = ("chunk", "config")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
-    def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
+    config: RoundConfig
+    def __init__(self, chunk: _Optional[bytes] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("message",)

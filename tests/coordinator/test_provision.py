@@ -28,7 +28,9 @@ from typer.testing import CliRunner
 
 from accord.coordinator import provision, tls
 from accord.coordinator.interceptors import DateHeaderInterceptor
+from accord.coordinator.roster import FORMAT_VERSION as ROSTER_FORMAT_VERSION
 from accord.coordinator.roster import Roster, RosterSnapshot, fingerprint, normalize_fingerprint
+from accord.crypto import credential
 from accord.errors import BadSignature, ConfigError, NotAllowed, UsageError
 from accord.participant import kit as kits
 from accord.participant import preflight
@@ -256,16 +258,74 @@ def test_a_busy_roster_stats_its_file_at_most_once_per_interval(
         roster.authorize(energy, "energy")
 
 
+def test_a_participant_approved_a_moment_ago_is_not_refused_by_the_cache(
+    fed: ProvisionedFederation, tmp_path: Path
+) -> None:
+    now = [0.0]
+    roster = Roster.load(fed.roster_path, check_interval_s=60.0, clock=lambda: now[0])
+    assert roster.active_ids() == ["energy", "urban"]
+    request = kits.request("water", tmp_path / "water")
+    kits.package(
+        tmp_path / "water",
+        provision.approve(request, fed.ca_dir),
+        fed.ca_fingerprint,
+        tmp_path / "k",
+    )
+    water = kits.Kit.load(tmp_path / "k").tls_cert_pem
+    assert roster.authorize(water, "water") == "water"  # within the interval: looked at now
+    assert roster.active_ids() == ["energy", "urban", "water"]
+
+
 def test_roster_files_round_trip_and_refuse_newer_versions(fed: ProvisionedFederation) -> None:
     snapshot = Roster.load(fed.roster_path).snapshot()
     assert RosterSnapshot.from_bytes(snapshot.to_bytes()) == snapshot
     assert next(iter(json.loads(snapshot.to_bytes()))) == "format_version"
     document = json.loads(snapshot.to_bytes())
-    document["format_version"] = 2
-    with pytest.raises(ConfigError, match="reads up to 1"):
+    document["format_version"] = ROSTER_FORMAT_VERSION + 1
+    with pytest.raises(ConfigError, match=f"reads up to {ROSTER_FORMAT_VERSION}"):
         RosterSnapshot.from_bytes(json.dumps(document).encode())
     assert Roster.load(fed.roster_path).active_ids() == ["energy", "urban"]
     assert set(Roster.load(fed.roster_path).identity_keys()) == {"energy", "urban"}
+
+
+def test_the_roster_keeps_each_certificate_in_which_the_ca_certified_the_keys(
+    fed: ProvisionedFederation,
+) -> None:
+    ca = x509.load_pem_x509_certificate((fed.ca_dir / "ca.pem").read_bytes())
+    for entry in Roster.load(fed.roster_path).snapshot().entries:
+        kit = kits.Kit.load(fed.kits[entry.participant_id])
+        assert entry.certificate is not None
+        assert entry.certificate.encode() == kit.tls_cert_pem
+        assert fingerprint(entry.certificate_der) == entry.cert_sha256
+        certified = credential.verify_member(
+            ca,
+            entry.certificate_der,
+            participant_id=entry.participant_id,
+            identity_public=kit.identity_public_key,
+            ceremony_public=kit.ceremony_public_key,
+            now=dt.datetime.now(dt.timezone.utc),
+        )
+        assert certified.identity_public == entry.identity_public_key
+
+
+def test_a_version_1_roster_without_certificates_still_reads(fed: ProvisionedFederation) -> None:
+    document = json.loads(fed.roster_path.read_bytes())
+    document["format_version"] = 1
+    for item in document["participants"]:
+        del item["certificate"]
+    snapshot = RosterSnapshot.from_bytes(json.dumps(document).encode())
+    assert [e.certificate for e in snapshot.entries] == [None, None]
+    assert snapshot.entries[0].certificate_der == b""  # participants refuse such a member
+
+
+def test_a_roster_certificate_other_than_the_fingerprinted_one_is_refused(
+    fed: ProvisionedFederation,
+) -> None:
+    document = json.loads(fed.roster_path.read_bytes())
+    energy, urban = document["participants"]
+    energy["certificate"], urban["certificate"] = urban["certificate"], energy["certificate"]
+    with pytest.raises(ConfigError, match=r"participants\[0\] certificate: must be the PEM"):
+        RosterSnapshot.from_bytes(json.dumps(document).encode())
 
 
 # ---- the CA and approvals ----

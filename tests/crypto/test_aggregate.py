@@ -310,3 +310,42 @@ def test_constructor_refuses_mismatched_settings() -> None:
         new_sum(Profile.MASKS, modulus_bits=40)
     with pytest.raises(UsageError):
         new_sum(Profile.MASKS, round=-1)
+
+
+@pytest.mark.parametrize("profile", [*SECURE, Profile.NONE])
+def test_sums_of_chunk_ranges_join_into_the_whole_sum(profile: Profile) -> None:
+    whole = new_sum(profile)
+    count = len(whole.plan)
+    parts = [new_sum(profile, owned=range(0, 1)), new_sum(profile, owned=range(1, count))]
+    chunks = upload(profile, inputs(profile, 1), TERMS[0]) + upload(
+        profile, inputs(profile, 2), TERMS[1]
+    )
+    for chunk in chunks:
+        whole.add(chunk)
+        index = whole.check(chunk).chunk_index
+        parts[0 if index in parts[0].owned else 1].add(chunk)
+    finish(whole)
+    for part in parts:
+        for index in part.owned if profile.uses_masks else ():
+            start, count = part.plan[index]
+            part.add_correction(start, correction(start, count, UNMASK, B))
+    assert [c for part in parts for c in part.chunks()] == list(whole.chunks())
+    # Each part holds its chunks' elements and nothing more.
+    assert parts[0].elements == range(0, whole.plan[1][0])
+    assert parts[1].elements == range(whole.plan[1][0], COUNT)
+
+
+def test_a_range_sum_refuses_chunks_and_corrections_outside_its_range() -> None:
+    part = new_sum(Profile.CKKS_MASKS, owned=range(1, 2))
+    chunks = upload(Profile.CKKS_MASKS, inputs(Profile.CKKS_MASKS, 3), TERMS[0])
+    part.check(chunks[0])  # checks any chunk of the plan
+    with pytest.raises(UsageError, match="not one of this sum's chunks"):
+        part.add(chunks[0])
+    part.add(chunks[1])
+    with pytest.raises(UsageError, match="inside"):
+        part.add_correction(0, np.zeros(8192, dtype=np.uint32))
+    assert part.uploads == 1 and part.ciphertexts == 1
+    with pytest.raises(UsageError, match="contiguous range"):
+        new_sum(Profile.MASKS, owned=range(0, 3, 2))
+    with pytest.raises(UsageError, match="contiguous range"):
+        new_sum(Profile.MASKS, owned=range(1, 9))

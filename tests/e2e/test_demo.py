@@ -29,6 +29,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]
             "--insecure-plaintext",
             "--profile",
             "none",
+            # The protocol's plumbing, not learning: the tiny trainer keeps this fast (the
+            # multimodal default runs in test_demo_multimodal.py, marked slow).
+            "--trainer",
+            "lora-mlp",
             "--participants",
             "3",
             "--rounds",
@@ -136,5 +140,6 @@ def test_the_processes_only_share_addresses_and_the_logs_hold_no_payload(demo_ru
         "rounds_completed",
         "key_epoch",
         "recipients",
+        "aggregation_workers",
     }
     assert set().union(*(e.keys() for e in events)) <= allowed

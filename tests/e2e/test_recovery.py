@@ -52,6 +52,9 @@ def run_demo(workdir: Path, *arguments: str, timeout_s: float = 300) -> dict[str
             str(workdir),
             "--json",
             str(summary_path),
+            # Faults and recovery, not learning: the tiny trainer keeps every run fast.
+            "--trainer",
+            "lora-mlp",
             *arguments,
         ],
         capture_output=True,
@@ -298,6 +301,16 @@ def test_a_participant_killed_mid_round_resumes_and_takes_part_again(tmp_path: P
         if e["event"] == "upload_received"
     )
     assert max(received.values()) == 1
+    # A round it missed (its update is not in the sum) is downloaded and applied all the
+    # same, so its global adapter ends equal to everyone's.
+    missed = [
+        r["round"]
+        for r in summary["rounds"]
+        if r["outcome"] == "done" and "residential" not in r["survivors"]
+    ]
+    caught_up = [e["round"] for e in mine if e["event"] == "caught_up"]
+    assert set(missed) <= set(caught_up)
+    assert summary["metrics"]["adapters_identical"] is True
 
 
 @pytest.mark.slow

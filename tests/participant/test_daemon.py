@@ -110,11 +110,12 @@ def test_a_survivor_that_lost_its_round_machine_still_applies_the_aggregate(
     assert daemon._round is None  # restarted, or its download broke off
     task = pb.Task(stage=pb.AGGREGATE, survivors=["energy", "urban"])
     daemon._on_task(Stage.AGGREGATE, config, task)
-    assert downloads == [config]
-    # Whose update is not in the aggregate does not ask for it (the coordinator refuses).
+    assert downloads == [config.round]
+    # Whose update is not in the aggregate does not fetch it during the round: it catches
+    # up once the round has closed (`_catch_up`, before its next round or at the end).
     other = pb.Task(stage=pb.AGGREGATE, survivors=["residential", "urban"])
     daemon._on_task(Stage.AGGREGATE, config, other)
-    assert downloads == [config]
+    assert downloads == [config.round]
 
 
 def test_a_round_is_trained_and_uploaded_at_most_once_across_restarts(tmp_path) -> None:

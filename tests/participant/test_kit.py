@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import stat
 from collections.abc import Iterator
@@ -269,6 +270,7 @@ def test_check_fails_an_expired_certificate_with_a_fix(tmp_path: Path) -> None:
     long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
     ca_dir = tmp_path / "ca"
     provision.create_ca(ca_dir, "city-safety", now=long_ago)
+    provision.issue_server_cert(ca_dir, tmp_path / "coordinator", now=long_ago)
     kit_dir = make_kit(tmp_path, ca_dir, now=long_ago, validity_days=1)
     report = preflight.check(kit_dir, online=False)
     assert not report.ok
@@ -331,6 +333,21 @@ def test_check_lists_every_problem_of_a_broken_kit(tmp_path: Path, ca_dir: Path)
     assert set(failed) >= {"private keys", "certificate chain"}
     assert failed["private keys"].fix == f"chmod 600 {kit_dir / 'tls.key'}"
     assert all(c.fix for c in report.failures())
+
+
+def test_check_says_whether_the_ca_certified_the_kits_own_keys(
+    tmp_path: Path, ca_dir: Path
+) -> None:
+    kit_dir = make_kit(tmp_path, ca_dir)
+    assert preflight.check(kit_dir, online=False).get("certified keys").status is CheckStatus.PASS
+    # A ceremony key the certificate does not certify (here: another member's): the other
+    # members would refuse this participant, so the preflight says so first.
+    other = make_kit(tmp_path, ca_dir, "urban")
+    shutil.copy(other / "ceremony.key", kit_dir / "ceremony.key")
+    certified = preflight.check(kit_dir, online=False).get("certified keys")
+    assert certified.status is CheckStatus.FAIL
+    assert "ceremony key is not the one the CA certified" in certified.detail
+    assert "accord provision approve" in certified.fix
 
 
 def test_check_on_a_folder_without_a_kit(tmp_path: Path) -> None:

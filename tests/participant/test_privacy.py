@@ -202,7 +202,7 @@ def test_the_trainer_records_privacy_before_returning_and_resumes_it(tmp_path) -
     assert update.privacy is not None
     assert update.metrics["dp_steps"] == 3 and update.metrics["dp_noise_multiplier"] == 1.2
     assert update.metrics["dp_sample_rate"] == pytest.approx(16 / 40)
-    assert privacy.load_history(tmp_path / "s" / PRIVACY_FILE, "prv") == [(1.2, 0.4, 3)]
+    assert privacy.load_history(tmp_path / "s" / PRIVACY_FILE, "rdp") == [(1.2, 0.4, 3)]
     again = MultimodalTrainer(config, noise_source=privacy.CsprngGaussian(KEY)).train_round(2)
     assert again.privacy is not None and again.privacy.steps == 6
     assert again.privacy.epsilon > update.privacy.epsilon

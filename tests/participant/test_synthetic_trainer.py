@@ -49,8 +49,8 @@ def test_apply_save_and_load_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(other._global, mean)
 
 
-def test_the_default_config_keeps_the_lora_trainer(tmp_path: Path) -> None:
+def test_the_synthetic_trainer_is_never_the_default(tmp_path: Path) -> None:
     config = configfile.validate(
         {"name": "energy", "state_dir": str(tmp_path)}, ParticipantConfig, "participant"
     )
-    assert config.trainer == "lora-mlp"
+    assert config.trainer == "multimodal"  # benchmarks name "synthetic" explicitly

@@ -1,0 +1,245 @@
+"""A provisioned federation over mTLS with client-level noise: ledgers, pinned key, audit.
+
+The real coordinator server and participant daemons (in threads, with a small trainer)
+run rounds of the `masks` profile with `[coordinator.client_dp]` on. One participant's
+trainer refuses round 2 for its own privacy budget: the refusal is in its ledger, it
+stops, and the others finish the round while the quorum holds. The federation ledger
+records each round's client-level noise, every participant kept heads signed by the
+key its kit pins, and `accord audit` verifies it all and reports a finite client-level
+epsilon. A coordinator whose ledger is signed by any other key is refused.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from accord import configfile, logs
+from accord.audit import budget_summary, load
+from accord.coordinator import ledger as federation_ledger
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.crypto import identity
+from accord.errors import BudgetExhausted, IntegrityError
+from accord.ledgerfile import write_private_key
+from accord.participant import ledger
+from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
+from accord.participant.kit import Kit
+from accord.participant.trainer import LocalUpdate
+from accord.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    ProvisionedFederation,
+    provision_federation,
+)
+
+pytestmark = pytest.mark.e2e
+
+FEDERATION = "city-safety"
+NAMES = ("energy", "residential", "urban")
+PARAMETERS = 64
+
+
+class SmallTrainer:
+    """A trainer in miniature; with `refuse_from` its own budget runs out at that round."""
+
+    parameter_count = PARAMETERS
+    base_model_hash = "cd" * 32
+
+    def __init__(self, seed: int, refuse_from: int | None = None) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._refuse_from = refuse_from
+
+    def train_round(self, round: int) -> LocalUpdate:
+        if self._refuse_from is not None and round >= self._refuse_from:
+            raise BudgetExhausted(
+                "privacy budget spent: 40 noisy steps of the 40 that target_epsilon = 8.0 covers"
+            )
+        delta = self._rng.normal(scale=0.05, size=PARAMETERS).astype(np.float32)
+        return LocalUpdate(delta=delta, sample_count=50, metrics={"local_steps": 4.0})
+
+    def apply(self, mean_delta: Any) -> None:
+        pass
+
+    def evaluate(self) -> dict[str, float]:
+        return {"eval_loss": 0.5}
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def load(self, directory: Path) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def provisioned(tmp_path: Path, port: int) -> ProvisionedFederation:
+    return provision_federation(
+        FederationFile(
+            federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),
+            participants=tuple(ParticipantSection(name=name) for name in NAMES),
+        ),
+        tmp_path / "fed",
+    )
+
+
+def coordinator_config(tmp_path: Path, fed: ProvisionedFederation, port: int) -> CoordinatorConfig:
+    config = configfile.validate(
+        {
+            "federation_id": FEDERATION,
+            "listen_port": port,
+            "state_dir": str(tmp_path / "coordinator"),
+            "profile": "masks",
+            "participants": list(NAMES),
+            "tls_dir": str(fed.coordinator_dir),
+            "roster": str(fed.roster_path),
+            "rounds": 2,
+            "threshold": 2,
+            "stage_deadline_s": 3.0,
+            "heartbeat_interval_s": 0.2,
+            "client_dp": {"noise_multiplier": 1.0, "honest_fraction": 1.0, "delta": 1e-5},
+        },
+        CoordinatorConfig,
+        "coordinator",
+    )
+    config.state_dir.mkdir()
+    return config
+
+
+def daemon(
+    tmp_path: Path, fed: ProvisionedFederation, name: str, trainer: Any
+) -> ParticipantDaemon:
+    config = configfile.validate(
+        {
+            "kit": str(fed.kits[name]),
+            "state_dir": str(tmp_path / "participants" / name),
+            "poll_s": 1.0,
+            "connect_timeout_s": 30.0,
+        },
+        ParticipantConfig,
+        "participant",
+    )
+    log = logs.configure(f"participant-{name}", tmp_path / f"{name}.log")
+    return ParticipantDaemon(config, log=log, trainer=trainer)
+
+
+def run_all(daemons: dict[str, ParticipantDaemon]) -> dict[str, BaseException | None]:
+    outcomes: dict[str, BaseException | None] = {}
+
+    def work(name: str, target: ParticipantDaemon) -> None:
+        try:
+            target.run()
+            outcomes[name] = None
+        except BaseException as error:
+            outcomes[name] = error
+
+    threads = [
+        threading.Thread(target=work, args=(name, target), daemon=True)
+        for name, target in daemons.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return outcomes
+
+
+def test_client_level_noise_a_trainer_refusal_and_pinned_heads_end_to_end(tmp_path) -> None:
+    port = free_port()
+    fed = provisioned(tmp_path, port)
+    running = server.start(
+        coordinator_config(tmp_path, fed, port),
+        log=logs.configure("coordinator", tmp_path / "coordinator.log"),
+    )
+    try:
+        daemons = {
+            name: daemon(
+                tmp_path,
+                fed,
+                name,
+                SmallTrainer(index, refuse_from=2 if name == "urban" else None),
+            )
+            for index, name in enumerate(NAMES)
+        }
+        outcomes = run_all(daemons)
+        status = running.orchestrator.status()
+    finally:
+        running.stop(grace_s=0)
+
+    assert outcomes["energy"] is None and outcomes["residential"] is None, outcomes
+    stopped = outcomes["urban"]
+    assert isinstance(stopped, BudgetExhausted) and "the trainer refused round 2" in str(stopped)
+    assert status.rounds_completed == 2
+    assert status.recent_rounds[-1].survivors == ("energy", "residential")
+
+    audit = load([tmp_path])
+    assert audit.ok, [(x.name, [str(f) for f in x.findings]) for x in audit.ledgers]
+    pinned = Kit.load(fed.kits["energy"]).coordinator_ledger_key
+    certified = federation_ledger.certified_key(fed.ca_dir)
+    assert certified is not None and pinned == certified.public_key
+    (coordinator,) = audit.coordinators
+    assert coordinator.key_source.startswith("the kits (")
+    for name in NAMES:
+        key, head, anomalies = ledger.read_federation_head(
+            tmp_path / "participants" / name / ledger.FEDERATION_HEAD_FILE
+        )
+        assert key == pinned and head is not None and anomalies == []
+
+    # The trainer's refusal is the participant's own record, like max_epsilon's.
+    urban = next(x for x in audit.participants if x.name == "urban")
+    (refusal,) = urban.bodies("refusal")
+    assert refusal["round"] == 2 and refusal["by"] == "trainer"
+    assert "target_epsilon" in refusal["reason"]
+    assert [b["round"] for b in urban.bodies("round")] == [1]
+    # Each participant recorded the share of client-level noise it added.
+    share = urban.bodies("round")[0]["client_dp"]
+    assert share["mechanism"] == "skellam" and share["participants"] == 3
+
+    rounds = coordinator.bodies("round")
+    assert [(b["round"], b["outcome"]) for b in rounds] == [(1, "done"), (2, "done")]
+    first, second = (b["client_dp"] for b in rounds)
+    assert first["mechanism"] == second["mechanism"] == "skellam"
+    assert float(first["noise_multiplier"]) == 1.0 and float(first["honest_fraction"]) == 1.0
+    assert first["share_mu"] == share["share_mu"]
+    # Round 2 lost a survivor, so its aggregate is sure to carry only two of three shares.
+    assert second["survivors"] == 2
+    assert float(second["guaranteed_noise_multiplier"]) < float(
+        first["guaranteed_noise_multiplier"]
+    )
+
+    client = budget_summary(audit, accountant="rdp")["federation"]["client_level"]
+    assert client["status"] == "on" and client["rounds"] == 2
+    assert client["epsilon"] is not None and 0 < client["epsilon"] < 100
+    assert client["delta"] == 1e-5
+
+
+def test_a_coordinator_signing_with_another_ledger_key_is_refused(tmp_path) -> None:
+    port = free_port()
+    fed = provisioned(tmp_path, port)
+    # The coordinator's folder gets another key than the one the CA certified.
+    key_file = fed.coordinator_dir / federation_ledger.PROVISIONED_KEY_FILE
+    key_file.unlink()
+    write_private_key(key_file, identity.generate_identity().private)
+    running = server.start(
+        coordinator_config(tmp_path, fed, port),
+        log=logs.configure("coordinator", tmp_path / "coordinator.log"),
+    )
+    try:
+        outcomes = run_all({"energy": daemon(tmp_path, fed, "energy", SmallTrainer(0))})
+    finally:
+        running.stop(grace_s=0)
+    refused = outcomes["energy"]
+    assert isinstance(refused, IntegrityError), refused
+    assert "not by the coordinator ledger key the kit pins" in str(refused)
+    assert not (tmp_path / "participants" / "energy" / ledger.FEDERATION_HEAD_FILE).exists()

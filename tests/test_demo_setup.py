@@ -1,0 +1,159 @@
+"""What `accord demo` sets up for the multimodal trainer, and how its summary compares models.
+
+Each participant gets its own enterprise of the city-safety benchmark (label skew kept
+for any N), the demo profile of the trainer, sample-level DP and a clip norm that fits
+its updates; the summary sets the federated adapter beside a local-only baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from accord import configfile, demo, demo_report
+from accord.coordinator.config import CoordinatorConfig
+from accord.crypto.profile import Profile
+from accord.demo_faults import plan
+from accord.participant.config import ParticipantConfig
+
+FOUR = demo.participant_names(4)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, demo.DemoData]:
+    workdir = tmp_path_factory.mktemp("demo")
+    return workdir, demo.write_demo_data(workdir, FOUR, seed=0)
+
+
+def test_every_participant_gets_its_own_skewed_enterprise_and_all_share_one_test_set(
+    data: tuple[Path, demo.DemoData],
+) -> None:
+    workdir, written = data
+    assert set(written.folders) == set(FOUR)
+    described = json.loads((workdir / "data" / demo.BENCHMARK_FILE).read_text())
+    assert described["benchmark"] == "city-safety" and described["settings"]["synthetic"]
+    mixes = []
+    for name in FOUR:
+        folder = written.folders[name]
+        assert folder == workdir / "data" / name
+        assert (folder / "manifest.jsonl").is_file() and (folder / "labels.json").is_file()
+        entry = described["participants"][name]
+        assert entry["train"] > 0 and entry["test"] > 0
+        mixes.append(tuple(entry["train_labels"].values()))
+    # Four enterprises, no two with the same label mix; p4 shares energy's domain.
+    assert len(set(mixes)) == len(FOUR)
+    assert described["participants"]["p4"]["enterprise"].startswith("energy")
+    pooled = (written.pooled_test / "manifest.jsonl").read_text().splitlines()
+    assert (
+        len(pooled)
+        == described["pooled_test"]
+        == sum(described["participants"][n]["test"] for n in FOUR)
+    )
+    assert written.feature_cache == workdir / "features"
+
+
+def test_a_multimodal_participant_trains_the_demo_profile_with_dp(
+    data: tuple[Path, demo.DemoData],
+) -> None:
+    workdir, written = data
+    (workdir / "participants" / "p4").mkdir(parents=True)
+    path = demo.write_participant_config(
+        workdir,
+        "p4",
+        "127.0.0.1:1",
+        seed=0,
+        index=3,
+        trainer="multimodal",
+        data=written,
+        privacy=demo.DemoPrivacy(target_epsilon=8.0, rounds=5),
+    )
+    config = configfile.load(path, ParticipantConfig, "participant")
+    assert config.trainer == "multimodal"
+    assert config.data_dir == written.folders["p4"]
+    assert (config.local_steps, config.batch_size, config.learning_rate) == (10, 128, 0.05)
+    assert config.training.torch_threads == 1
+    assert config.training.eval_data_dir == written.pooled_test
+    assert config.training.feature_cache_dir == written.feature_cache
+    assert config.dp.enabled and config.dp.target_epsilon == 8.0 and config.dp.rounds == 5
+    assert config.dp.accountant == "rdp" and config.dp.delta == demo.DEMO_DP_DELTA
+
+
+def test_the_tiny_trainer_stays_available_without_dp(tmp_path: Path) -> None:
+    (tmp_path / "participants" / "energy").mkdir(parents=True)
+    path = demo.write_participant_config(
+        tmp_path, "energy", "127.0.0.1:1", seed=0, index=0, trainer="lora-mlp"
+    )
+    config = configfile.load(path, ParticipantConfig, "participant")
+    assert config.trainer == "lora-mlp" and not config.dp.enabled
+
+
+@pytest.mark.parametrize(("trainer", "clip_norm"), [("multimodal", 40.0), ("lora-mlp", 1.0)])
+def test_the_coordinator_clips_at_the_norm_that_fits_the_trainer(
+    tmp_path: Path, trainer: str, clip_norm: float
+) -> None:
+    names = demo.participant_names(3)
+    path = demo.write_coordinator_config(
+        tmp_path, names, Profile.NONE, 5, clip_norm=demo.DEMO_CLIP_NORM[trainer]
+    )
+    assert configfile.load(path, CoordinatorConfig, "coordinator").clip_norm == clip_norm
+
+
+def test_the_budget_covers_the_rounds_a_planned_restart_may_abort() -> None:
+    names = demo.participant_names(3)
+    assert demo.fault_plan_restarts(plan(names, Profile.CKKS_MASKS, threshold=2, rounds=3)) == 0
+    faults = plan(
+        names,
+        Profile.CKKS_MASKS,
+        threshold=2,
+        rounds=3,
+        restart_coordinator="2",
+        restart_participants=["energy:3"],
+    )
+    assert demo.fault_plan_restarts(faults) == 2
+
+
+def metrics_line(own: float, local_own: float, pooled: float, local_pooled: float) -> dict:
+    return {
+        "round": 5,
+        "dp_epsilon": 7.99,
+        "global_accuracy": own,
+        "global_local_only_accuracy": local_own,
+        "global_pooled_accuracy": pooled,
+        "global_local_only_pooled_accuracy": local_pooled,
+    }
+
+
+def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> None:
+    participants = {
+        "energy": metrics_line(0.9, 0.95, 0.88, 0.5),
+        "residential": metrics_line(0.8, 0.85, 0.88, 0.6),
+    }
+    accuracy = demo_report.accuracy_summary(participants)
+    assert accuracy is not None
+    assert accuracy["participants"]["energy"]["pooled_test"] == {
+        "federated": 0.88,
+        "local_only": 0.5,
+    }
+    assert accuracy["participants"]["residential"]["dp_epsilon"] == 7.99
+    assert accuracy["mean"]["pooled_test"]["local_only"] == pytest.approx(0.55)
+    assert accuracy["mean"]["own_test"]["federated"] == pytest.approx(0.85)
+    assert "local_only" in accuracy["method"] and "alone" in accuracy["method"]
+    assert demo_report.accuracy_summary({"energy": {"global_eval_loss": 0.5}}) is None
+
+    summary = {
+        "rounds": [],
+        "participants": list(participants),
+        "metrics": {"participants": participants, "adapters_identical": True},
+        "accuracy": accuracy,
+        "events": [],
+        "processes": {},
+        "rounds_completed": 5,
+        "wall_s": 1.0,
+        "workdir": "/tmp/x",
+    }
+    demo_report.print_summary(summary)
+    printed = capsys.readouterr().out
+    assert "federated vs local-only" in printed and "88.0%" in printed and "55.0%" in printed
+    assert "beats" in printed
