@@ -293,8 +293,9 @@ def accuracy_summary(participants: dict[str, dict[str, Any]]) -> dict[str, Any] 
 
     Returns None when no participant reported a local-only baseline (the lora-mlp and
     synthetic trainers). Otherwise `method` (how the numbers were made, in words),
-    `participants` (per name: `own_test` and `pooled_test`, each `federated` and
-    `local_only`, plus `dp_epsilon` spent, None without DP, and `round`) and `mean` (the
+    `participants` (per name: `federated_accuracy` and `local_only_accuracy` on the
+    pooled test set; `own_test` and `pooled_test`, each `federated` and `local_only`;
+    `dp_epsilon` spent, None without DP; and `round`) and `mean` (the
     same two tables averaged over the participants that reported them).
     """
     rows: dict[str, Any] = {}
@@ -305,6 +306,9 @@ def accuracy_summary(participants: dict[str, dict[str, Any]]) -> dict[str, Any] 
         for (test_set, model), key in _ACCURACY_KEYS.items():
             value = last.get(key)
             row[test_set][model] = float(value) if isinstance(value, (int, float)) else None
+        # The issue's names, on the pooled test set (every domain): the headline figures.
+        row["federated_accuracy"] = row["pooled_test"]["federated"]
+        row["local_only_accuracy"] = row["pooled_test"]["local_only"]
         epsilon = last.get("dp_epsilon")
         row["dp_epsilon"] = float(epsilon) if isinstance(epsilon, (int, float)) else None
         row["round"] = last.get("round")

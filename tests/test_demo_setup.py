@@ -136,6 +136,8 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
         "federated": 0.88,
         "local_only": 0.5,
     }
+    energy = accuracy["participants"]["energy"]
+    assert (energy["federated_accuracy"], energy["local_only_accuracy"]) == (0.88, 0.5)
     assert accuracy["participants"]["residential"]["dp_epsilon"] == 7.99
     assert accuracy["mean"]["pooled_test"]["local_only"] == pytest.approx(0.55)
     assert accuracy["mean"]["own_test"]["federated"] == pytest.approx(0.85)
