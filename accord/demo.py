@@ -193,6 +193,14 @@ def demo(
         help="Train without sample-level DP-SGD. By default every multimodal participant "
         "trains with it, the budget spread over all rounds, and its ledger records it.",
     ),
+    client_noise: float = typer.Option(
+        DEMO_CLIENT_NOISE,
+        "--client-noise",
+        min=0.0,
+        help="Client-level noise multiplier of the aggregate (each participant adds its share "
+        "of Skellam noise before masking); 0 turns it off. Off in plaintext and in "
+        "--bench-parameters runs, which measure the protocol alone.",
+    ),
     target_epsilon: float = typer.Option(
         8.0,
         "--target-epsilon",
@@ -297,6 +305,7 @@ def demo(
         store_url=store,
         port=port,
         clip_norm=DEMO_CLIP_NORM[trainer_name],
+        client_noise=client_noise if bench_parameters is None else 0.0,
     )
     started = time.monotonic()
     children: list[Child] = []

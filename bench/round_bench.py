@@ -90,6 +90,15 @@ def _status_kib(pid: int, field: str) -> int | None:
     return None
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (the coordinator's sum workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _status_kib(int(entry.name), "PPid") == pid:
+            found.append(int(entry.name))
+    return found
+
+
 class RssWatch(threading.Thread):
     """Polls the coordinator's VmHWM until stopped."""
 
@@ -99,6 +108,7 @@ class RssWatch(threading.Thread):
         self.interval_s = interval_s
         self.pid: int | None = None
         self.peak_kib = 0
+        self.worker_peaks_kib: dict[int, int] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -109,6 +119,13 @@ class RssWatch(threading.Thread):
                 value = _status_kib(self.pid, "VmHWM")
                 if value is not None:
                     self.peak_kib = max(self.peak_kib, value)
+                    # The sum workers hold the running sum in their own processes: their
+                    # peaks count too (a sum of peaks, so an upper bound of the total).
+                    for child in _children(self.pid):
+                        self.worker_peaks_kib[child] = max(
+                            self.worker_peaks_kib.get(child, 0),
+                            _status_kib(child, "VmHWM") or 0,
+                        )
                 elif not Path(f"/proc/{self.pid}").exists():
                     self.pid = None
             self.stop.wait(self.interval_s)
@@ -167,6 +184,8 @@ def run_one(spec: str, rounds: int, timeout_s: float, stage_deadline_s: float) -
             for r in summary["rounds"]
         ],
         "coordinator_peak_rss_mib": round(watch.peak_kib / 1024, 1) if watch.peak_kib else None,
+        "workers_peak_rss_mib": round(sum(watch.worker_peaks_kib.values()) / 1024, 1),
+        "workers": len(watch.worker_peaks_kib),
         "demo_wall_s": round(wall_s, 1),
         "load_at_start": round(load, 2),
         "command": " ".join(["accord", *command[3:]]),
@@ -254,16 +273,21 @@ def render(results: dict[str, Any], command: str) -> str:
         "### Coordinator peak RSS",
         "",
         "VmHWM of the coordinator process over the whole demo (startup, every round, "
-        "shutdown), polled every 0.2 s.",
+        "shutdown), polled every 0.2 s, and of its child processes (the sum workers, and "
+        "multiprocessing's resource tracker); the total adds the peaks, an upper bound.",
         "",
-        "| parameters | participants | profile | transport | peak RSS MiB |",
-        "|---|---|---|---|---|",
+        "| parameters | participants | profile | transport | coordinator MiB | child "
+        "processes | their peaks MiB | total MiB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(runs, key=lambda r: (r["parameters"], r["profile"], r["participants"])):
         if r["coordinator_peak_rss_mib"] is not None:
+            workers = r.get("workers_peak_rss_mib", 0.0)
             lines.append(
                 f"| {human(r['parameters'])} | {r['participants']} | {r['profile']} | "
-                f"{r['transport']} | {r['coordinator_peak_rss_mib']:.0f} |"
+                f"{r['transport']} | {r['coordinator_peak_rss_mib']:.0f} | "
+                f"{r.get('workers', 0)} | {workers:.0f} | "
+                f"{r['coordinator_peak_rss_mib'] + workers:.0f} |"
             )
     lines.append("")
     for r in failed:

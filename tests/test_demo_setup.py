@@ -100,6 +100,19 @@ def test_the_coordinator_clips_at_the_norm_that_fits_the_trainer(
     assert configfile.load(path, CoordinatorConfig, "coordinator").clip_norm == clip_norm
 
 
+def test_client_level_noise_is_on_in_secure_profiles_unless_switched_off(tmp_path: Path) -> None:
+    names = demo.participant_names(3)
+
+    def client_dp(folder: str, profile: Profile, **settings):
+        path = demo.write_coordinator_config(tmp_path / folder, names, profile, 5, **settings)
+        return configfile.load(path, CoordinatorConfig, "coordinator").client_dp
+
+    noise = client_dp("default", Profile.MASKS)
+    assert noise is not None and noise.noise_multiplier == demo.DEMO_CLIENT_NOISE
+    assert client_dp("off", Profile.MASKS, client_noise=0.0) is None  # --client-noise 0
+    assert client_dp("plain", Profile.NONE) is None  # nothing to hide the shares in
+
+
 def test_the_budget_covers_the_rounds_a_planned_restart_may_abort() -> None:
     names = demo.participant_names(3)
     assert demo.fault_plan_restarts(plan(names, Profile.CKKS_MASKS, threshold=2, rounds=3)) == 0
