@@ -23,6 +23,8 @@ and answers INTERNAL.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -215,6 +217,7 @@ def _authenticator(roster: Roster) -> Callable[[grpc.ServicerContext, str], None
 
 def serve(config: CoordinatorConfig, *, log: logging.Logger) -> None:
     """Run the coordinator until SIGTERM or SIGINT."""
+    limit_malloc_arenas()
     running = start(config, log=log)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -222,6 +225,29 @@ def serve(config: CoordinatorConfig, *, log: logging.Logger) -> None:
     stop.wait()
     logs.event(log, "stopping")
     running.stop()
+
+
+MALLOC_ARENAS = 2
+"""glibc malloc arenas of a coordinator process (`limit_malloc_arenas`)."""
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas, before the gRPC threads start; True if it applied.
+
+    glibc gives threads up to 8 arenas per core, and a coordinator runs 4 RPC threads
+    per participant: each arena keeps its own freed chunks, so memory grew with the
+    number of participants (measured at 50 participants x 1M parameters: 867 MiB peak
+    with glibc's default, 646 MiB with 2 arenas; `MALLOC_ARENA_MAX=2` does the same).
+    Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def _tick(orchestrator: Orchestrator, stop: threading.Event) -> None:

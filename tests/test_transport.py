@@ -122,3 +122,21 @@ def test_retry_waits_grow_with_jitter_up_to_the_cap() -> None:
     # Jitter: two clients that lost the same coordinator do not retry in lockstep.
     other = list(itertools.islice(transport.retry_delays(first_s=0.25, cap_s=8.0), 12))
     assert waits != other
+
+
+def test_the_server_reads_ahead_a_fixed_window_per_stream() -> None:
+    # gRPC's bandwidth probe would let every uploading stream buffer many MiB at the
+    # coordinator; a fixed window bounds it (docs/benchmarks.md, coordinator peak RSS).
+    options = dict(transport.server_options())
+    assert options["grpc.http2.bdp_probe"] == 0
+    assert options["grpc.http2.lookahead_bytes"] == transport.STREAM_WINDOW_BYTES
+    assert transport.STREAM_WINDOW_BYTES >= 2 * transport.MiB  # two ~1 MiB chunks in flight
+
+
+def test_the_coordinator_caps_malloc_arenas_on_glibc() -> None:
+    import platform
+
+    from accord.coordinator.server import limit_malloc_arenas
+
+    expected = platform.libc_ver()[0] == "glibc"
+    assert limit_malloc_arenas() is expected
