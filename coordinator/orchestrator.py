@@ -5,6 +5,8 @@ federation's lifecycle and drives the round state machine of `accord.crypto.roun
 
     ENROLL  wait until every participant enrolled (or `enroll_deadline_s` passed with
             at least `threshold` online), then start round 1
+    CEREMONY before a CKKS round that would select a member without the federation's
+            key, run a key ceremony among them (`key_ceremony.KeyCeremony`)
     ROUND   select the online participants, build the `RoundConfig`, feed each message
             to `CoordinatorRound`, close a stage when its deadline passes, add uploads to
             the running sum, serve the aggregate until every survivor confirmed that it
@@ -32,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from accord import logs
 from accord.coordinator.aggregation import RoundSum, round_config
 from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.key_ceremony import KeyCeremony
 from accord.coordinator.ledger import FederationLedger
 from accord.coordinator.membership import Membership
 from accord.coordinator.persistence import FederationRecords
@@ -47,7 +50,6 @@ from accord.coordinator.records import (
 )
 from accord.coordinator.spool import Spool
 from accord.coordinator.sum_workers import SumWorkers
-from accord.crypto import ceremony, identity
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import (
@@ -60,7 +62,7 @@ from accord.crypto.messages import (
     UploadDone,
 )
 from accord.crypto.round import CoordinatorRound
-from accord.errors import Expired, Malformed, NotAllowed, OutOfStage, Oversized, RoundAborted
+from accord.errors import Expired, NotAllowed, OutOfStage, Oversized, RoundAborted
 
 RECENT_ROUNDS = 100
 """How many round summaries `status()` keeps."""
@@ -115,10 +117,9 @@ class Orchestrator:
         self._history: list[RoundRecord] = []
         self._rounds_completed = 0
         self._identities = dict(identities) if identities is not None else config.identities()
-        self._keys = KeyState()
-        self._maker = ""
-        self._recipients: tuple[str, ...] = ()
-        self._ceremony_started_s = 0.0
+        self._ceremony = KeyCeremony(
+            federation_id=config.federation_id, members=self._members, log=log
+        )
         self._records = records
         self._ledger = FederationLedger(
             config.state_dir, config.federation_id, key_file=config.ledger_key_file
@@ -131,7 +132,7 @@ class Orchestrator:
         members = records.load_members()
         if members is not None:
             self._members.restore(members)
-        self._keys = records.load_keys()
+        self._ceremony.restore(records.load_keys())
         # A round the restart aborts gets its federation ledger entry, saying why.
         resumed = records.resume(
             on_abort=lambda config, reason: self._ledger.round_aborted(
@@ -164,7 +165,7 @@ class Orchestrator:
             round=self._round_number,
             rounds_completed=self._rounds_completed,
             stage=self._round.stage.value if self._round else None,
-            key_epoch=self._keys.epoch,
+            key_epoch=self._ceremony.keys.epoch,
         )
 
     @property
@@ -213,23 +214,12 @@ class Orchestrator:
         """
         with self._changed:
             self._check_identity(header)
-            if ceremony_key is not None:
-                statement = ceremony.ceremony_key_statement(
-                    federation_id=self.config.federation_id,
-                    participant=header.participant,
-                    ceremony_public=ceremony_key.ceremony_public,
-                )
-                identity.verify(
-                    self._identities[header.participant],
-                    statement,
-                    ceremony_key.signature,
-                    what=f"the ceremony key of {header.participant}",
-                )
-            elif self.config.profile.uses_ckks:
-                raise Malformed(
-                    f"enrolment of {header.participant}: profile {self.config.profile.value} "
-                    "needs a signed ceremony key"
-                )
+            self._ceremony.check_ceremony_key(
+                header.participant,
+                ceremony_key,
+                identity_public=self._identities[header.participant],
+                profile=self.config.profile,
+            )
             self._members.enroll(
                 header.participant,
                 base_model_hash=base_model_hash,
@@ -291,39 +281,24 @@ class Orchestrator:
         """
         with self._changed:
             self._check_identity(header)
-            if self._lifecycle is not Lifecycle.CEREMONY or header.participant != self._maker:
+            if (
+                self._lifecycle is not Lifecycle.CEREMONY
+                or header.participant != self._ceremony.maker
+            ):
                 raise OutOfStage(f"{header.participant} is not running a key ceremony now")
-            if key_epoch != self._keys.epoch + 1:
-                raise Malformed(f"key ceremony: epoch {key_epoch}, expected {self._keys.epoch + 1}")
-            if set(sealed) != set(self._recipients):
-                raise Malformed("key ceremony: exactly one envelope for every recipient")
-            PublicContext.from_bytes(public)
-            self._keys = KeyState(
-                epoch=key_epoch,
-                maker=self._maker,
-                public=public,
-                sealed=dict(sealed),
-                holders=frozenset(self._recipients),
-            )
+            keys = self._ceremony.accept(key_epoch=key_epoch, public=public, sealed=sealed)
             if self._records is not None:
-                self._records.save_keys(self._keys)
-            logs.event(
-                self._log,
-                "key_ceremony_done",
-                participant=self._maker,
-                key_epoch=key_epoch,
-                recipients=list(self._recipients),
-                bytes=len(public),
-            )
+                self._records.save_keys(keys)
+            self._ceremony.log_done()
             self._lifecycle = Lifecycle.IDLE
-            self._begin(self._recipients)
+            self._begin(self._ceremony.recipients)
             self._changed.notify_all()
 
     def fetch_ceremony(self, header: Header) -> tuple[KeyState, SealedKey | None]:
         """The current key's public parts and the envelope sealed to `header`'s sender."""
         with self._changed:
             self._check_identity(header)
-            return self._keys, self._keys.sealed.get(header.participant)
+            return self._ceremony.envelope_for(header.participant)
 
     # ---- the masking stages ----
 
@@ -580,21 +555,7 @@ class Orchestrator:
 
     def _assignment(self, name: str) -> Assignment:
         if self._lifecycle is Lifecycle.CEREMONY:
-            if name != self._maker:
-                return Assignment(
-                    self._lifecycle,
-                    self._round_number,
-                    None,
-                    message="waiting for the key ceremony",
-                )
-            return Assignment(
-                self._lifecycle,
-                self._round_number,
-                None,
-                message="make the federation's CKKS key",
-                ceremony_keys=self._members.ceremony_keys(self._recipients),
-                key_epoch=self._keys.epoch + 1,
-            )
+            return self._ceremony.task(name, round_number=self._round_number)
         if self._lifecycle is Lifecycle.FINISHED:
             return Assignment(
                 Lifecycle.FINISHED,
@@ -628,7 +589,7 @@ class Orchestrator:
             survivors,
             message,
             inbox=inbox,
-            key_epoch=self._keys.epoch,
+            key_epoch=self._ceremony.keys.epoch,
         )
 
     def _advance(self) -> None:
@@ -654,18 +615,11 @@ class Orchestrator:
             waited = now - self._enroll_opened_s >= self.config.enroll_deadline_s
             if len(online) >= self.config.threshold and (everyone or waited):
                 self._begin(tuple(sorted(online)))
-        elif (
-            self._lifecycle is Lifecycle.CEREMONY
-            and now - self._ceremony_started_s >= self.config.stage_deadline_s
+        elif self._lifecycle is Lifecycle.CEREMONY and self._ceremony.overdue(
+            now, deadline_s=self.config.stage_deadline_s
         ):
             # The maker went silent: let the next online participant make the key.
-            logs.event(
-                self._log,
-                "key_ceremony_deadline",
-                participant=self._maker,
-                level=logging.WARNING,
-            )
-            others = tuple(p for p in self._members.online() if p != self._maker)
+            others = self._ceremony.abandon()
             self._lifecycle = Lifecycle.IDLE
             if len(others) >= self.config.threshold:
                 self._start_ceremony(others)
@@ -677,23 +631,14 @@ class Orchestrator:
 
     def _begin(self, selected: tuple[str, ...]) -> None:
         """Start a round with `selected`, after a key ceremony when some lack the CKKS key."""
-        if self.config.profile.uses_ckks and not set(selected) <= self._keys.holders:
+        if self.config.profile.uses_ckks and not self._ceremony.all_hold_key(selected):
             self._start_ceremony(selected)
         else:
             self._start_round(selected)
 
     def _start_ceremony(self, members: tuple[str, ...]) -> None:
         self._lifecycle = Lifecycle.CEREMONY
-        self._recipients = tuple(sorted(members))
-        self._maker = self._members.first_enrolled(self._recipients)
-        self._ceremony_started_s = self._clock()
-        logs.event(
-            self._log,
-            "key_ceremony_started",
-            participant=self._maker,
-            key_epoch=self._keys.epoch + 1,
-            recipients=list(self._recipients),
-        )
+        self._ceremony.start(members, now=self._clock())
         self._changed.notify_all()
 
     def _start_round(self, selected: tuple[str, ...]) -> None:
@@ -704,12 +649,13 @@ class Orchestrator:
             selected=selected,
             element_count=self._members.element_count(),
             graph_seed=self._random_bytes(32),
-            key_epoch=self._keys.epoch,
+            key_epoch=self._ceremony.keys.epoch,
         )
         self._round = CoordinatorRound(config, self._identities)
         if self._records is not None:
             self._records.round_started(config)
-        public = PublicContext.from_bytes(self._keys.public) if config.profile.uses_ckks else None
+        keys = self._ceremony.keys
+        public = PublicContext.from_bytes(keys.public) if config.profile.uses_ckks else None
         self._sum = RoundSum(
             config,
             public=public,
