@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,42 +11,29 @@ import torch
 
 from accord.participant.trainer import load_adapter_model
 
+from .demo_run import run_demo
+
 NAMES = ("energy", "residential", "urban")
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     workdir = tmp_path_factory.mktemp("demo")
-    summary_path = workdir / "s.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accord",
-            "demo",
-            "--insecure-plaintext",
-            "--profile",
-            "none",
-            # The protocol's plumbing, not learning: the tiny trainer keeps this fast (the
-            # multimodal default runs in test_demo_multimodal.py, marked slow).
-            "--trainer",
-            "lora-mlp",
-            "--participants",
-            "3",
-            "--rounds",
-            "2",
-            "--workdir",
-            str(workdir),
-            "--json",
-            str(summary_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    summary, printed = run_demo(
+        workdir,
+        "--insecure-plaintext",
+        "--profile",
+        "none",
+        # The protocol's plumbing, not learning: the tiny trainer keeps this fast (the
+        # multimodal default runs in test_demo_multimodal.py, marked slow).
+        "--trainer",
+        "lora-mlp",
+        "--participants",
+        "3",
+        "--rounds",
+        "2",
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return workdir, json.loads(summary_path.read_text()), result.stdout
+    return workdir, summary, printed
 
 
 @pytest.mark.e2e

@@ -8,15 +8,14 @@ towers' feature caching, then five rounds): `make test-all` runs it.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from accord.audit import budget_summary, load
+
+from .demo_run import run_demo
 
 NAMES = ("energy", "residential", "urban")
 ROUNDS = 5
@@ -28,25 +27,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
     workdir = tmp_path_factory.mktemp("demo-multimodal")
-    summary_path = workdir / "s.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accord",
-            "demo",
-            "--workdir",
-            str(workdir),
-            "--json",
-            str(summary_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return workdir, json.loads(summary_path.read_text()), result.stdout
+    summary, printed = run_demo(workdir, timeout_s=900)  # as shipped: no options
+    return workdir, summary, printed
 
 
 def test_the_default_demo_is_private_multimodal_and_completes(demo_run) -> None:

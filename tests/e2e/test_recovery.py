@@ -14,14 +14,13 @@ store on a real PostgreSQL server.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import demo_run
 from .blind import (
     adapter_needles,
     assert_coordinator_blind,
@@ -41,29 +40,11 @@ coordinator takes to see it offline (three 2 s heartbeats), so the next round le
 
 def run_demo(workdir: Path, *arguments: str, timeout_s: float = 300) -> dict[str, Any]:
     """Run `accord demo` to the end; its JSON summary."""
-    summary_path = workdir / "summary-copy.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accord",
-            "demo",
-            "--workdir",
-            str(workdir),
-            "--json",
-            str(summary_path),
-            # Faults and recovery, not learning: the tiny trainer keeps every run fast.
-            "--trainer",
-            "lora-mlp",
-            *arguments,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
+    # Faults and recovery, not learning: the tiny trainer keeps every run fast.
+    summary, _ = demo_run.run_demo(
+        workdir, "--trainer", "lora-mlp", *arguments, timeout_s=timeout_s
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return dict(json.loads(summary_path.read_text()))
+    return summary
 
 
 def events_of(log: Path) -> list[dict[str, Any]]:
