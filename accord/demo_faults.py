@@ -36,7 +36,7 @@ from accord.crypto.profile import Profile
 from accord.errors import UsageError
 
 if TYPE_CHECKING:
-    from accord.demo import Child
+    from accord.demo_processes import Child
     from accord.proto.v1 import federation_pb2 as pb
 
 DROPOUT_EXIT_STATUS = 17

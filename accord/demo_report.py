@@ -28,8 +28,8 @@ from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from accord.demo import Child
     from accord.demo_faults import Faults
+    from accord.demo_processes import Child
 
 POLL_S = 0.25
 FAST_POLL_S = 0.01

@@ -37,7 +37,7 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from accord import __version__, errors, logs, transport
-from accord.crypto import agreement, ceremony, identity
+from accord.crypto import agreement, ceremony
 from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import (
     AdvertiseKeys,
@@ -54,12 +54,16 @@ from accord.participant import convert, exchange, ledger
 from accord.participant.certificates import CertifiedRoster, certify_roster, load_certificate
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit import Kit, secure_channel
-from accord.participant.trainer import Trainer
+from accord.participant.rpc_errors import RETRY_CODES, accord_error, refusal, retryable
+from accord.participant.state_files import (
+    load_identity,
+    local_ceremony_key,
+    read_round_uploaded,
+    write_json,
+)
+from accord.participant.trainer import Trainer, make_trainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-
-RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-"""Statuses after which an idempotent call is tried again (coordinator restarting)."""
 
 T = TypeVar("T")
 
@@ -98,7 +102,7 @@ class ParticipantDaemon:
             )
         self.config = config
         self._log = log
-        self._identity_private = _load_identity(config, self._kit)
+        self._identity_private = load_identity(config, self._kit)
         self._trainer = trainer if trainer is not None else make_trainer(config)
         self._state = "starting"
         self._stop = threading.Event()
@@ -111,7 +115,7 @@ class ParticipantDaemon:
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
         self._round_applied = self._resume()
-        self._round_uploaded = _read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
+        self._round_uploaded = read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
         options = transport.client_options(config.max_message_bytes)
         if self._kit is None or config.insecure_plaintext:
             self._channel = grpc.insecure_channel(config.coordinator, options=options)
@@ -462,7 +466,7 @@ class ParticipantDaemon:
         kit = getattr(self, "_kit", None)
         if kit is not None:
             return bytes(kit.ceremony_key)
-        return _local_ceremony_key(self.config.state_dir / "ceremony.key")
+        return local_ceremony_key(self.config.state_dir / "ceremony.key")
 
     # ---- one round ----
 
@@ -474,7 +478,7 @@ class ParticipantDaemon:
             self._round = None
             return
         self._round_uploaded = config.round
-        _write_json(self.config.state_dir / UPLOAD_STATE, {"round_uploaded": config.round})
+        write_json(self.config.state_dir / UPLOAD_STATE, {"round_uploaded": config.round})
         self._set_state("training")
         started = time.monotonic()
         try:
@@ -642,7 +646,7 @@ class ParticipantDaemon:
             state["adapter"] = str(adapter_dir.relative_to(self.config.state_dir))
         state["round_applied"] = number
         self._round_applied = number
-        _write_json(state_file, state)
+        write_json(state_file, state)
 
     # ---- helpers ----
 
@@ -678,7 +682,7 @@ class ParticipantDaemon:
             try:
                 return method(request, timeout=timeout)
             except grpc.RpcError as error:
-                if not _retryable(error) or time.monotonic() > deadline:
+                if not retryable(error) or time.monotonic() > deadline:
                     raise accord_error(error) from None
                 delay = next(delays)
                 logs.event(
@@ -689,85 +693,6 @@ class ParticipantDaemon:
                     level=logging.WARNING,
                 )
                 time.sleep(delay)
-
-
-def make_trainer(config: ParticipantConfig) -> Trainer:
-    """The trainer `config.trainer` names: multimodal (default), lora-mlp or synthetic.
-
-    The multimodal trainer loads its base model and caches the towers' features here,
-    before the daemon enrols (seconds per participant; see docs/ml.md).
-    """
-    if config.trainer == "multimodal":
-        from accord.participant.multimodal_trainer import MultimodalTrainer
-
-        return MultimodalTrainer(config)
-    if config.trainer == "synthetic":
-        from accord.participant.synthetic_trainer import SyntheticTrainer
-
-        return SyntheticTrainer(config)
-    from accord.participant.trainer import LoraMlpTrainer
-
-    return LoraMlpTrainer(config)
-
-
-def _retryable(error: grpc.RpcError) -> bool:
-    """The coordinator is unreachable (restarting), or asks this participant to slow down."""
-    if error.code() in RETRY_CODES:
-        return True
-    limited = f"{errors.RateLimited.__name__}: "
-    return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and (
-        error.details() or ""
-    ).startswith(limited)
-
-
-def accord_error(error: grpc.RpcError) -> Exception:
-    """The `AccordError` a refusal names (`TypeName: message`), else the `RpcError` itself.
-
-    The coordinator maps each `AccordError` to a status in one place; this is the inverse,
-    so that a refused enrolment ends the daemon with `ConfigError: ...`, not a traceback.
-    """
-    name, _, message = (error.details() or "").partition(": ")
-    kind = getattr(errors, name, None)
-    if isinstance(kind, type) and issubclass(kind, errors.AccordError):
-        return kind(message)
-    return error
-
-
-REFUSED_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-"""Statuses by which the coordinator refuses this participant's certificate or identity."""
-
-
-def refusal(error: grpc.RpcError, *, kit: Path | None = None) -> ConfigError | None:
-    """The `ConfigError` that ends the daemon when no retry can help, else None.
-
-    Such refusals must never be retried: UNAUTHENTICATED or PERMISSION_DENIED (the
-    coordinator's roster does not know, or has revoked, this certificate, or it may not
-    speak for the id it claims), and a failed TLS handshake, which gRPC reports as
-    UNAVAILABLE naming the handshake (the coordinator's certificate is not from the kit's
-    CA, or does not name the host dialled). A client certificate the coordinator refuses
-    at the handshake looks like a closed socket and cannot be told from a restart;
-    `accord kit check` names it.
-
-    Args:
-        error: a failed call.
-        kit: the startup kit folder, named in the fix.
-    """
-    check = f"`accord kit check {kit}`" if kit is not None else "`accord kit check KIT_DIR`"
-    details = error.details() or ""
-    code = error.code()
-    if code in REFUSED_CODES:
-        return ConfigError(
-            f"the coordinator refuses this participant ({code.name}, {details}); run {check}, "
-            "and if the kit passes, ask the federation's operator whether this participant is "
-            "approved and not revoked (a revoked one needs new keys: `accord kit request`)"
-        )
-    if code is grpc.StatusCode.UNAVAILABLE and "handshake" in details.lower():
-        return ConfigError(
-            f"the TLS handshake with the coordinator failed ({details}); run {check}: the "
-            "coordinator's certificate must come from the kit's CA and name the host in the "
-            "coordinator address"
-        )
-    return None
 
 
 def _with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
@@ -781,47 +706,3 @@ def _with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
         yield previous, False
         previous = item
     yield previous, True
-
-
-def _load_identity(config: ParticipantConfig, kit: Kit | None) -> bytes:
-    """This participant's raw Ed25519 identity key: the kit's, else `identity_key`'s file.
-
-    Raises:
-        ConfigError: no kit and the key file is missing or malformed.
-    """
-    if kit is not None:
-        return kit.identity_key
-    path = config.identity_key
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"[participant] identity_key = {str(path)!r}: no such file (with mTLS, set kit = "
-            "KIT_DIR instead; `accord demo --insecure-plaintext` writes one)"
-        ) from None
-    return identity.load_private(data, what=f"identity key {path}")
-
-
-def _read_round_uploaded(path: Path) -> int:
-    """The round in `upload.json`, 0 when there is none (nothing uploaded yet)."""
-    if not path.exists():
-        return 0
-    return int(json.loads(path.read_text(encoding="utf-8"))["round_uploaded"])
-
-
-def _write_json(path: Path, value: object) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def _local_ceremony_key(path: Path) -> bytes:
-    """Load, or make once (0600), the ceremony key of a participant without a kit."""
-    if path.exists():
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    private = agreement.generate_keypair().private
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(private)
-    return private

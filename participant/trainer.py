@@ -3,9 +3,10 @@
 The daemon only needs a `Trainer`: the adapter as one float32 vector in a stable
 parameter order, a round of local training that returns the change to that vector,
 and a way to apply the federation's mean change and to save the adapter in PEFT's
-format. The daemon's default is `multimodal_trainer.MultimodalTrainer`
-(`trainer = "multimodal"`); `LoraMlpTrainer` (`trainer = "lora-mlp"`, no DP) stays for
-tests that exercise the protocol rather than learning.
+format; `make_trainer` builds the one `config.trainer` names. The daemon's default is
+`multimodal_trainer.MultimodalTrainer` (`trainer = "multimodal"`); `LoraMlpTrainer`
+(`trainer = "lora-mlp"`, no DP) stays for tests that exercise the protocol rather than
+learning.
 
 `LoraMlpTrainer` wraps a 2-layer MLP with peft LoRA on both Linear layers and fits a
 regression task on synthetic data. The base model, the first adapter and the task's
@@ -219,6 +220,23 @@ class LoraMlpTrainer:
         self._model.eval()
         with torch.no_grad():
             return float(torch.nn.functional.mse_loss(self._model(self._eval_x), self._eval_y))
+
+
+def make_trainer(config: ParticipantConfig) -> Trainer:
+    """The trainer `config.trainer` names: multimodal (default), lora-mlp or synthetic.
+
+    The multimodal trainer loads its base model and caches the towers' features here,
+    before the daemon enrols (seconds per participant; see docs/ml.md).
+    """
+    if config.trainer == "multimodal":
+        from accord.participant.multimodal_trainer import MultimodalTrainer
+
+        return MultimodalTrainer(config)
+    if config.trainer == "synthetic":
+        from accord.participant.synthetic_trainer import SyntheticTrainer
+
+        return SyntheticTrainer(config)
+    return LoraMlpTrainer(config)
 
 
 def load_adapter_model(directory: Path, model_seed: int) -> PeftModel:

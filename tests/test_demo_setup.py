@@ -12,27 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from accord import configfile, demo, demo_report
+from accord import configfile, demo, demo_report, demo_setup
 from accord.coordinator.config import CoordinatorConfig
 from accord.crypto.profile import Profile
 from accord.demo_faults import plan
 from accord.participant.config import ParticipantConfig
 
-FOUR = demo.participant_names(4)
+FOUR = demo_setup.participant_names(4)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, demo.DemoData]:
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, demo_setup.DemoData]:
     workdir = tmp_path_factory.mktemp("demo")
-    return workdir, demo.write_demo_data(workdir, FOUR, seed=0)
+    return workdir, demo_setup.write_demo_data(workdir, FOUR, seed=0)
 
 
 def test_every_participant_gets_its_own_skewed_enterprise_and_all_share_one_test_set(
-    data: tuple[Path, demo.DemoData],
+    data: tuple[Path, demo_setup.DemoData],
 ) -> None:
     workdir, written = data
     assert set(written.folders) == set(FOUR)
-    described = json.loads((workdir / "data" / demo.BENCHMARK_FILE).read_text())
+    described = json.loads((workdir / "data" / demo_setup.BENCHMARK_FILE).read_text())
     assert described["benchmark"] == "city-safety" and described["settings"]["synthetic"]
     mixes = []
     for name in FOUR:
@@ -55,11 +55,11 @@ def test_every_participant_gets_its_own_skewed_enterprise_and_all_share_one_test
 
 
 def test_a_multimodal_participant_trains_the_demo_profile_with_dp(
-    data: tuple[Path, demo.DemoData],
+    data: tuple[Path, demo_setup.DemoData],
 ) -> None:
     workdir, written = data
     (workdir / "participants" / "p4").mkdir(parents=True)
-    path = demo.write_participant_config(
+    path = demo_setup.write_participant_config(
         workdir,
         "p4",
         "127.0.0.1:1",
@@ -67,7 +67,7 @@ def test_a_multimodal_participant_trains_the_demo_profile_with_dp(
         index=3,
         trainer="multimodal",
         data=written,
-        privacy=demo.DemoPrivacy(target_epsilon=8.0, rounds=5),
+        privacy=demo_setup.DemoPrivacy(target_epsilon=8.0, rounds=5),
     )
     config = configfile.load(path, ParticipantConfig, "participant")
     assert config.trainer == "multimodal"
@@ -77,12 +77,12 @@ def test_a_multimodal_participant_trains_the_demo_profile_with_dp(
     assert config.training.eval_data_dir == written.pooled_test
     assert config.training.feature_cache_dir == written.feature_cache
     assert config.dp.enabled and config.dp.target_epsilon == 8.0 and config.dp.rounds == 5
-    assert config.dp.accountant == "rdp" and config.dp.delta == demo.DEMO_DP_DELTA
+    assert config.dp.accountant == "rdp" and config.dp.delta == demo_setup.DEMO_DP_DELTA
 
 
 def test_the_tiny_trainer_stays_available_without_dp(tmp_path: Path) -> None:
     (tmp_path / "participants" / "energy").mkdir(parents=True)
-    path = demo.write_participant_config(
+    path = demo_setup.write_participant_config(
         tmp_path, "energy", "127.0.0.1:1", seed=0, index=0, trainer="lora-mlp"
     )
     config = configfile.load(path, ParticipantConfig, "participant")
@@ -93,28 +93,28 @@ def test_the_tiny_trainer_stays_available_without_dp(tmp_path: Path) -> None:
 def test_the_coordinator_clips_at_the_norm_that_fits_the_trainer(
     tmp_path: Path, trainer: str, clip_norm: float
 ) -> None:
-    names = demo.participant_names(3)
-    path = demo.write_coordinator_config(
-        tmp_path, names, Profile.NONE, 5, clip_norm=demo.DEMO_CLIP_NORM[trainer]
+    names = demo_setup.participant_names(3)
+    path = demo_setup.write_coordinator_config(
+        tmp_path, names, Profile.NONE, 5, clip_norm=demo_setup.DEMO_CLIP_NORM[trainer]
     )
     assert configfile.load(path, CoordinatorConfig, "coordinator").clip_norm == clip_norm
 
 
 def test_client_level_noise_is_on_in_secure_profiles_unless_switched_off(tmp_path: Path) -> None:
-    names = demo.participant_names(3)
+    names = demo_setup.participant_names(3)
 
     def client_dp(folder: str, profile: Profile, **settings):
-        path = demo.write_coordinator_config(tmp_path / folder, names, profile, 5, **settings)
+        path = demo_setup.write_coordinator_config(tmp_path / folder, names, profile, 5, **settings)
         return configfile.load(path, CoordinatorConfig, "coordinator").client_dp
 
     noise = client_dp("default", Profile.MASKS)
-    assert noise is not None and noise.noise_multiplier == demo.DEMO_CLIENT_NOISE
+    assert noise is not None and noise.noise_multiplier == demo_setup.DEMO_CLIENT_NOISE
     assert client_dp("off", Profile.MASKS, client_noise=0.0) is None  # --client-noise 0
     assert client_dp("plain", Profile.NONE) is None  # nothing to hide the shares in
 
 
 def test_the_budget_covers_the_rounds_a_planned_restart_may_abort() -> None:
-    names = demo.participant_names(3)
+    names = demo_setup.participant_names(3)
     assert demo.fault_plan_restarts(plan(names, Profile.CKKS_MASKS, threshold=2, rounds=3)) == 0
     faults = plan(
         names,

@@ -26,9 +26,10 @@ from accord.coordinator import provision, server
 from accord.coordinator.config import CoordinatorConfig
 from accord.errors import AccordError, ConfigError
 from accord.participant.config import ParticipantConfig
-from accord.participant.daemon import ParticipantDaemon, refusal
+from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import Kit, secure_channel
 from accord.participant.preflight import check
+from accord.participant.rpc_errors import refusal
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from accord.provision import (
@@ -312,12 +313,14 @@ class FakeTrainer:
 
 
 def test_the_demo_writes_an_mtls_federation(tmp_path: Path) -> None:
-    from accord import demo
+    from accord import demo_setup
     from accord.crypto.profile import Profile
 
     names = list(NAMES)
-    provisioned = demo.provision_demo(tmp_path, names, Profile.MASKS, port=_free_port())
-    path = demo.write_coordinator_config(tmp_path, names, Profile.MASKS, 1, provisioned=provisioned)
+    provisioned = demo_setup.provision_demo(tmp_path, names, Profile.MASKS, port=_free_port())
+    path = demo_setup.write_coordinator_config(
+        tmp_path, names, Profile.MASKS, 1, provisioned=provisioned
+    )
     config = configfile.load(path, CoordinatorConfig, "coordinator")
     assert not config.insecure_plaintext and config.identity_keys == {}
     assert not (tmp_path / "provision" / "kits").exists()
@@ -325,7 +328,7 @@ def test_the_demo_writes_an_mtls_federation(tmp_path: Path) -> None:
     try:
         address = f"127.0.0.1:{running.port}"
         participant = configfile.load(
-            demo.write_participant_config(
+            demo_setup.write_participant_config(
                 tmp_path, "energy", address, seed=0, index=0, kit=provisioned.kits["energy"]
             ),
             ParticipantConfig,
@@ -335,7 +338,7 @@ def test_the_demo_writes_an_mtls_federation(tmp_path: Path) -> None:
         assert (participant.name, participant.coordinator) == ("energy", address)
         assert Kit.load(participant.kit).coordinator == address  # the port was picked first
         with secure_channel(Kit.load(participant.kit)) as channel:
-            response = enroll(channel, "energy", federation=demo.DEMO_FEDERATION)
-            assert response.federation_id == demo.DEMO_FEDERATION
+            response = enroll(channel, "energy", federation=demo_setup.DEMO_FEDERATION)
+            assert response.federation_id == demo_setup.DEMO_FEDERATION
     finally:
         running.stop(grace_s=0)

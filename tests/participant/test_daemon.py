@@ -8,7 +8,8 @@ import pytest
 from accord import configfile
 from accord.errors import ConfigError, NotAllowed
 from accord.participant.config import ParticipantConfig
-from accord.participant.daemon import ParticipantDaemon, _with_last, accord_error
+from accord.participant.daemon import ParticipantDaemon, _with_last
+from accord.participant.rpc_errors import accord_error
 
 
 class Refusal(grpc.RpcError):
