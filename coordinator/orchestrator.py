@@ -429,9 +429,7 @@ class Orchestrator:
             Expired: the round's aggregate is no longer kept.
         """
         with self._changed:
-            self._check_identity(header)
-            if not self._members.is_enrolled(header.participant):
-                raise NotAllowed(f"{header.participant} has not enrolled")
+            self._check_member(header)
             current = self._round
             if current is not None and header.round == self._round_number:
                 if current.stage is Stage.AGGREGATE:
@@ -532,10 +530,14 @@ class Orchestrator:
         if header.participant not in self._identities:
             raise NotAllowed(f"{header.participant!r} is not a participant of this federation")
 
-    def _current_round(self, header: Header, stage: Stage) -> CoordinatorRound:
+    def _check_member(self, header: Header) -> None:
+        """Refuse (`NotAllowed`) a sender that is not an enrolled member of this federation."""
         self._check_identity(header)
         if not self._members.is_enrolled(header.participant):
             raise NotAllowed(f"{header.participant} has not enrolled")
+
+    def _current_round(self, header: Header, stage: Stage) -> CoordinatorRound:
+        self._check_member(header)
         if header.stage is not stage:
             named = header.stage.value if header.stage else "no stage"
             raise OutOfStage(f"a {stage.value} request whose header names {named}")

@@ -4,17 +4,16 @@ The coordinator must not add an upload to the running sum before the whole uploa
 in and its receipt verifies (validate, then mutate), yet it must not hold uploads in
 memory either: with n participants uploading at once that would be O(n x model). A
 `Spool` writes each checked chunk to an anonymous temporary file (unlinked at once, so
-it vanishes with the process even after a `kill -9`) and reads them back one at a time
-when the upload is added; memory stays at one chunk per connection. Aggregation
-workers in other processes read the chunks themselves: `extents` says where each one
-lies in the file, whose descriptor (`fileno`) is passed to them (`sum_workers`).
+it vanishes with the process even after a `kill -9`); memory stays at one chunk per
+connection. When the upload is added, whoever sums (the coordinator's process or its
+aggregation workers, `sum_workers`) reads the chunks itself: `extents` says where each
+one lies in the file, whose descriptor (`fileno`) it gets.
 """
 
 from __future__ import annotations
 
 import struct
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 _LENGTH = struct.Struct("<I")
@@ -42,15 +41,6 @@ class Spool:
 
     def __len__(self) -> int:
         return self._count
-
-    def __iter__(self) -> Iterator[bytes]:
-        """The chunks, in order, one at a time."""
-        self._file.flush()
-        self._file.seek(0)
-        for _ in range(self._count):
-            (length,) = _LENGTH.unpack(self._file.read(_LENGTH.size))
-            yield self._file.read(length)
-        self._file.seek(0, 2)
 
     def extents(self) -> list[tuple[int, int]]:
         """Flush, and return each chunk's `(offset, length)` in the file, in order.
