@@ -39,6 +39,7 @@ class Stage(enum.Enum):
     ADVERTISE = "advertise"
     SHARE = "share"
     UPLOAD = "upload"
+    CONSISTENCY = "consistency"
     UNMASK = "unmask"
     AGGREGATE = "aggregate"
     DONE = "done"
@@ -166,6 +167,25 @@ class UploadDone:
 
 
 @dataclass(frozen=True)
+class ConfirmSurvivors:
+    """Consistency round: the sender's signature over the round's survivor statement.
+
+    `statement` is `consistency.statement_digest(config, survivor_set)`: the round config,
+    who survived, who dropped and each survivor's signed upload receipt. A member reveals
+    shares only after it holds `threshold` of these over the very statement it signed.
+    """
+
+    stage: ClassVar[Stage] = Stage.CONSISTENCY
+    sender: str
+    statement: bytes
+    sequence: int = 0
+    signature: bytes = b""
+
+    def payload_digest(self) -> bytes:
+        return _sha256(encode_fields(b"consistency", self.statement))
+
+
+@dataclass(frozen=True)
 class UnmaskShares:
     """Round 3: shares of b_u for survivors, of s_v^SK for the dropped; never both for one id."""
 
@@ -182,7 +202,7 @@ class UnmaskShares:
         return _sha256(encode_fields(b"unmask", encode_fields(*survivors), encode_fields(*dropped)))
 
 
-ParticipantMessage = AdvertiseKeys | ShareKeys | UploadDone | UnmaskShares
+ParticipantMessage = AdvertiseKeys | ShareKeys | UploadDone | ConfirmSurvivors | UnmaskShares
 
 
 @dataclass(frozen=True)
@@ -202,20 +222,62 @@ class RelayedShares:
 
 
 @dataclass(frozen=True)
+class SurvivorSet:
+    """Who is in a round's aggregate: the statement every member signs before unmasking.
+
+    `commitments` holds each survivor's signed upload receipt (SHA-256 over its chunks),
+    sorted by sender: the aggregate must be the sum of exactly these uploads.
+    """
+
+    survivors: tuple[str, ...]
+    dropped: tuple[str, ...]
+    commitments: tuple[UploadDone, ...]
+
+
+@dataclass(frozen=True)
+class SurvivorEvidence:
+    """A survivor set and the members' signatures over it (`ConfirmSurvivors`)."""
+
+    survivor_set: SurvivorSet
+    signatures: tuple[ConfirmSurvivors, ...]
+
+    @property
+    def survivors(self) -> tuple[str, ...]:
+        return self.survivor_set.survivors
+
+
+@dataclass(frozen=True)
+class ConsistencyCall:
+    """To a survivor: the survivor set to check and sign (Bonawitz et al.'s round 3)."""
+
+    recipient: str
+    survivor_set: SurvivorSet
+
+
+@dataclass(frozen=True)
 class UnmaskCall:
-    """To a survivor: who uploaded (send b_u shares) and who dropped (send s_v^SK shares)."""
+    """To a survivor: who uploaded (send b_u shares) and who dropped (send s_v^SK shares).
+
+    `signatures` are the members' `ConfirmSurvivors` over the same survivor set: a member
+    reveals nothing unless `threshold` of them verify over the statement it signed itself.
+    """
 
     recipient: str
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
+    signatures: tuple[ConfirmSurvivors, ...] = ()
 
 
 @dataclass(frozen=True)
 class AggregateReady:
-    """To a survivor: the aggregate can be downloaded."""
+    """To a survivor: the aggregate can be downloaded; `evidence` says whose sum it is.
+
+    `evidence` is None only in the plaintext profile `none`.
+    """
 
     recipient: str
     survivors: tuple[str, ...]
+    evidence: SurvivorEvidence | None = None
 
 
 @dataclass(frozen=True)
@@ -226,9 +288,11 @@ class Aborted:
     reason: str
 
 
-CoordinatorMessage = NeighbourKeys | RelayedShares | UnmaskCall | AggregateReady | Aborted
+CoordinatorMessage = (
+    NeighbourKeys | RelayedShares | ConsistencyCall | UnmaskCall | AggregateReady | Aborted
+)
 
-M = TypeVar("M", AdvertiseKeys, ShareKeys, UploadDone, UnmaskShares)
+M = TypeVar("M", AdvertiseKeys, ShareKeys, UploadDone, ConfirmSurvivors, UnmaskShares)
 
 
 def signed_digest(message: ParticipantMessage, config: RoundConfig) -> bytes:

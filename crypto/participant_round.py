@@ -7,19 +7,27 @@ Theory of operation. Bonawitz et al. 2017, section 4 (figure 4), the client's ro
                                     Shamir, each neighbour's pair sealed to its c_v^PK
     RelayedShares   (SHARE)      -> (nothing) pairwise seeds s_uv for the neighbours that
                                     shared, so the driver can mask: mask_terms()
-    upload_done()   (UPLOAD)     -> UploadDone, signed
+    upload_done()   (UPLOAD)     -> UploadDone, signed (the upload's commitment)
+    ConsistencyCall (CONSISTENCY)-> ConfirmSurvivors: the signed survivor statement, after
+                                    checking the set and that it holds our own receipt
     UnmaskCall      (UNMASK)     -> UnmaskShares: b_v shares of survivors, s_v^SK shares
-                                    of the dropped
-    AggregateReady  (AGGREGATE)  -> DONE
+                                    of the dropped, only with `threshold` signatures over
+                                    the statement we signed
+    AggregateReady  (AGGREGATE)  -> DONE, once its evidence (the signed survivor set) verifies
 
 Invariants:
   * Every key advertisement relayed by the coordinator must carry its owner's valid
     signature, so a coordinator cannot substitute keys of its own (BadSignature).
-  * The machine answers one unmask call per round, and refuses one that names an id
-    both as survivor and as dropped: it never reveals both secrets of one participant.
+  * The machine signs one survivor set per round and answers one unmask call, for the
+    set it signed and only with `threshold` members' signatures over it, so honest
+    members never reveal both secrets of one participant (Bonawitz et al.'s
+    consistency round, `crypto/consistency.py`). The shares it holds live in memory
+    only: a restarted participant has nothing left to reveal, so it cannot be talked
+    into the other secret either.
   * Nothing changes when a message is refused. Randomness comes from `random_bytes`, so
     tests replay a round byte for byte.
-The profiles `ckks` and `none` have no masks: the machine starts in UPLOAD.
+The profiles `ckks` and `none` have no masks: the machine starts in UPLOAD (`ckks` still
+signs the survivor set; `none` has no consistency stage).
 """
 
 from __future__ import annotations
@@ -30,12 +38,14 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from accord.crypto import agreement, envelope, masks, shamir
+from accord.crypto import agreement, consistency, envelope, masks, shamir
 from accord.crypto.agreement import encode_fields
 from accord.crypto.messages import (
     Aborted,
     AdvertiseKeys,
     AggregateReady,
+    ConfirmSurvivors,
+    ConsistencyCall,
     CoordinatorMessage,
     NeighbourKeys,
     ParticipantMessage,
@@ -55,7 +65,7 @@ from accord.crypto.round import (
     round_neighbours,
     share_holders,
 )
-from accord.errors import ConfigError, Malformed, OutOfStage, ProtocolError
+from accord.errors import ConfigError, IntegrityError, Malformed, OutOfStage, ProtocolError
 
 _SHARE_PAIR_VERSION = 1
 
@@ -115,10 +125,18 @@ class ParticipantRound:
         self._neighbour_keys: dict[str, AdvertiseKeys] = {}
         self._held: dict[str, tuple[shamir.Share, shamir.Share]] = {}
         self._pairwise_seeds: dict[str, bytes] = {}
+        self._receipt: UploadDone | None = None
+        self._statement = b""
+        self._signed_survivors: tuple[str, ...] = ()
+        self._signed_dropped: tuple[str, ...] = ()
+        self._aggregate_survivors: tuple[str, ...] = ()
         self._abort_reason = ""
         self._table: dict[tuple[Stage, type], Callable[[Any], list[ParticipantMessage]]] = {
             (Stage.ADVERTISE, NeighbourKeys): self._on_keys,
             (Stage.SHARE, RelayedShares): self._on_shares,
+            (Stage.CONSISTENCY, ConsistencyCall): self._on_consistency,
+            # A survivor that missed the consistency or unmask call is still in the sum.
+            (Stage.CONSISTENCY, AggregateReady): self._on_aggregate,
             (Stage.UNMASK, UnmaskCall): self._on_unmask,
             (Stage.UNMASK, AggregateReady): self._on_aggregate,
             (Stage.AGGREGATE, AggregateReady): self._on_aggregate,
@@ -131,6 +149,16 @@ class ParticipantRound:
     @property
     def abort_reason(self) -> str:
         return self._abort_reason
+
+    @property
+    def receipt(self) -> UploadDone | None:
+        """This participant's signed upload receipt, once `upload_done` made it."""
+        return self._receipt
+
+    @property
+    def aggregate_survivors(self) -> tuple[str, ...]:
+        """Whose uploads the aggregate sums, as the verified evidence says (from DONE on)."""
+        return self._aggregate_survivors
 
     def start(self) -> list[ParticipantMessage]:
         """Open the round: advertise fresh keys (masking profiles) or nothing."""
@@ -185,7 +213,8 @@ class ParticipantRound:
         if self._stage is not Stage.UPLOAD:
             raise OutOfStage(f"upload refused: {self.me} is in {self._stage.value}")
         receipt = self._signed(UploadDone(sender=self.me, digest=digest, chunk_count=chunk_count))
-        self._stage = Stage.UNMASK if self.config.profile.uses_masks else Stage.AGGREGATE
+        self._receipt = receipt
+        self._stage = Stage.CONSISTENCY if self.config.profile.is_secure else Stage.AGGREGATE
         return receipt
 
     # ---- handlers: check everything, then mutate ----
@@ -268,6 +297,19 @@ class ParticipantRound:
         self._stage = Stage.UPLOAD
         return []
 
+    def _on_consistency(self, message: ConsistencyCall) -> list[ParticipantMessage]:
+        survivor_set = message.survivor_set
+        if self.me not in survivor_set.survivors:
+            raise Malformed(f"survivor set sent to {self.me} does not list it as a survivor")
+        statement = consistency.check_survivor_set(
+            self.config, survivor_set, self._identities, own_receipt=self._receipt
+        )
+        self._statement = statement
+        self._signed_survivors = survivor_set.survivors
+        self._signed_dropped = survivor_set.dropped
+        self._stage = Stage.UNMASK if self.config.profile.uses_masks else Stage.AGGREGATE
+        return [self._signed(ConfirmSurvivors(sender=self.me, statement=statement))]
+
     def _on_unmask(self, message: UnmaskCall) -> list[ParticipantMessage]:
         survivors, dropped = set(message.survivors), set(message.dropped)
         if survivors & dropped:
@@ -275,12 +317,18 @@ class ParticipantRound:
                 f"unmask call names {', '.join(sorted(survivors & dropped))} both as survivor "
                 "and as dropped; refusing to reveal both secrets"
             )
-        if self.me not in survivors:
-            raise Malformed(f"unmask call to {self.me} does not list it as a survivor")
-        if not (survivors | dropped) <= set(self.config.selected):
-            raise Malformed("unmask call names participants outside the round")
-        if len(survivors) < self.config.threshold:
-            return self._abort(f"only {len(survivors)} survivors, below the threshold")
+        if (message.survivors, message.dropped) != (self._signed_survivors, self._signed_dropped):
+            raise ProtocolError(
+                f"unmask call to {self.me} names another survivor set than the one it signed; "
+                "refusing to reveal any share"
+            )
+        consistency.check_unmask_signatures(
+            self.config,
+            self._statement,
+            message.survivors,
+            message.signatures,
+            self._identities,
+        )
         self_mask_shares = tuple(
             (owner, pair[1].to_bytes())
             for owner, pair in sorted(self._held.items())
@@ -305,6 +353,21 @@ class ParticipantRound:
     def _on_aggregate(self, message: AggregateReady) -> list[ParticipantMessage]:
         if self.me not in message.survivors:
             raise Malformed(f"aggregate notice to {self.me} does not list it as a survivor")
+        if self.config.profile.is_secure:
+            if message.evidence is None or message.evidence.survivors != message.survivors:
+                raise IntegrityError(
+                    f"the aggregate notice of round {self.config.round} carries no signed "
+                    "survivor set"
+                )
+            statement = consistency.verify_evidence(
+                self.config, message.evidence, self._identities, own_receipt=self._receipt
+            )
+            if self._statement and statement != self._statement:
+                raise IntegrityError(
+                    f"the aggregate of round {self.config.round} is for another survivor set "
+                    f"than the one {self.me} signed"
+                )
+        self._aggregate_survivors = message.survivors
         self._stage = Stage.DONE
         return []
 

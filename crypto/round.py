@@ -8,7 +8,13 @@ holds a secret that would unmask a single participant. Sets, as in the paper:
     U1        advertised keys                      (ADVERTISE)
     U2        shared keys, subset of U1            (SHARE)
     U3        uploaded, subset of U2               (UPLOAD)
-    U5        answered the unmask call, subset of U3 (UNMASK)
+    U4        signed the survivor set, subset of U3 (CONSISTENCY)
+    U5        answered the unmask call, subset of U4 (UNMASK)
+
+The consistency stage (`crypto/consistency.py`) runs in every secure profile: after the
+uploads, each survivor signs one statement naming the round config, U3, the dropped and
+every survivor's signed upload receipt; the unmask call and the aggregate carry those
+signatures, and members act only on `threshold` of them over the statement they signed.
 
 Invariants the machine keeps:
   * A message is checked in full (stage, sender, replay, signature, shape) before any
@@ -22,7 +28,8 @@ Invariants the machine keeps:
 
 The machine never reads a clock: the driver calls `close_stage()` when the deadline it
 measured has passed. A stage also closes by itself once everyone expected has answered.
-The profiles `ckks` and `none` skip the masking stages: UPLOAD -> AGGREGATE.
+The profile `ckks` skips the masking stages (UPLOAD -> CONSISTENCY -> AGGREGATE); the
+plaintext `none` skips the consistency stage too (UPLOAD -> AGGREGATE).
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from accord.crypto import agreement, graph, masks, shamir
+from accord.crypto import agreement, consistency, graph, masks, shamir
 from accord.crypto.messages import (
     Aborted,
     AdvertiseKeys,
     AggregateReady,
+    ConfirmSurvivors,
+    ConsistencyCall,
     CoordinatorMessage,
     NeighbourKeys,
     ParticipantMessage,
@@ -43,6 +52,8 @@ from accord.crypto.messages import (
     RoundConfig,
     ShareKeys,
     Stage,
+    SurvivorEvidence,
+    SurvivorSet,
     UnmaskCall,
     UnmaskShares,
     UploadDone,
@@ -79,12 +90,14 @@ class RoundOutcome:
     """What the coordinator needs to finish the aggregate of a completed round.
 
     `correction` holds the mask terms whose expansion, added to the sum of the
-    survivors' uploads, removes every remaining mask (empty without masks).
+    survivors' uploads, removes every remaining mask (empty without masks). `evidence`
+    is the signed survivor set members check the aggregate against (None for `none`).
     """
 
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
     correction: tuple[masks.MaskTerm, ...]
+    evidence: SurvivorEvidence | None = None
 
 
 class CoordinatorRound:
@@ -108,6 +121,9 @@ class CoordinatorRound:
         self._advertised: dict[str, AdvertiseKeys] = {}
         self._shared: dict[str, ShareKeys] = {}
         self._uploaded: dict[str, UploadDone] = {}
+        self._confirmed: dict[str, ConfirmSurvivors] = {}
+        self._survivor_set: SurvivorSet | None = None
+        self._statement = b""
         self._unmasked: dict[str, UnmaskShares] = {}
         self._live: frozenset[str] = frozenset(config.selected)
         self._outcome: RoundOutcome | None = None
@@ -118,6 +134,7 @@ class CoordinatorRound:
             (Stage.ADVERTISE, AdvertiseKeys): (self._check_advertise, self._apply_advertise),
             (Stage.SHARE, ShareKeys): (self._check_share, self._apply_share),
             (Stage.UPLOAD, UploadDone): (self._check_upload, self._apply_upload),
+            (Stage.CONSISTENCY, ConfirmSurvivors): (self._check_confirm, self._apply_confirm),
             (Stage.UNMASK, UnmaskShares): (self._check_unmask, self._apply_unmask),
         }
 
@@ -134,7 +151,9 @@ class CoordinatorRound:
         machine = cls(config, identities)
         machine._stage = Stage.AGGREGATE
         machine._live = frozenset(outcome.survivors)
-        machine._outcome = RoundOutcome(outcome.survivors, outcome.dropped, correction=())
+        machine._outcome = RoundOutcome(
+            outcome.survivors, outcome.dropped, correction=(), evidence=outcome.evidence
+        )
         return machine
 
     # ---- what the driver reads ----
@@ -162,9 +181,16 @@ class CoordinatorRound:
             Stage.ADVERTISE: self._advertised,
             Stage.SHARE: self._shared,
             Stage.UPLOAD: self._uploaded,
+            Stage.CONSISTENCY: self._confirmed,
             Stage.UNMASK: self._unmasked,
         }.get(self._stage, {})
-        if self._stage not in (Stage.ADVERTISE, Stage.SHARE, Stage.UPLOAD, Stage.UNMASK):
+        if self._stage not in (
+            Stage.ADVERTISE,
+            Stage.SHARE,
+            Stage.UPLOAD,
+            Stage.CONSISTENCY,
+            Stage.UNMASK,
+        ):
             return frozenset()
         return frozenset(p for p in self._live if p not in received)
 
@@ -217,6 +243,7 @@ class CoordinatorRound:
             Stage.ADVERTISE: self._close_advertise,
             Stage.SHARE: self._close_share,
             Stage.UPLOAD: self._close_upload,
+            Stage.CONSISTENCY: self._close_consistency,
             Stage.UNMASK: self._close_unmask,
             Stage.AGGREGATE: self._close_aggregate,
         }
@@ -263,6 +290,14 @@ class CoordinatorRound:
         if len(message.digest) != 32 or message.chunk_count < 1:
             raise Malformed(f"upload receipt from {message.sender}: bad digest or chunk count")
 
+    def _check_confirm(self, message: ConfirmSurvivors) -> None:
+        self._check_first(self._confirmed, message)
+        if message.statement != self._statement:
+            raise Malformed(
+                f"{message.sender} signed another survivor set than round "
+                f"{self.config.round}'s"
+            )
+
     def _check_unmask(self, message: UnmaskShares) -> None:
         self._check_first(self._unmasked, message)
         survivors, dropped = self._survivors_and_dropped()
@@ -291,6 +326,9 @@ class CoordinatorRound:
 
     def _apply_upload(self, message: UploadDone) -> None:
         self._uploaded[message.sender] = message
+
+    def _apply_confirm(self, message: ConfirmSurvivors) -> None:
+        self._confirmed[message.sender] = message
 
     def _apply_unmask(self, message: UnmaskShares) -> None:
         self._unmasked[message.sender] = message
@@ -340,18 +378,52 @@ class CoordinatorRound:
         aborted = self._shrink(set(self._uploaded), "uploading")
         if aborted is not None:
             return aborted
-        if not self.config.profile.uses_masks:
+        if not self.config.profile.is_secure:
             self._outcome = RoundOutcome(
                 survivors=tuple(sorted(self._live)), dropped=(), correction=()
             )
-            self._stage = Stage.AGGREGATE
-            return [
-                AggregateReady(recipient=u, survivors=self._outcome.survivors)
-                for u in self._outcome.survivors
-            ]
-        self._stage = Stage.UNMASK
+            return self._aggregate_ready()
         survivors, dropped = self._survivors_and_dropped()
-        return [UnmaskCall(recipient=u, survivors=survivors, dropped=dropped) for u in survivors]
+        self._survivor_set = SurvivorSet(
+            survivors=survivors,
+            dropped=dropped,
+            commitments=tuple(self._uploaded[u] for u in survivors),
+        )
+        self._statement = consistency.statement_digest(self.config, self._survivor_set)
+        self._stage = Stage.CONSISTENCY
+        return [ConsistencyCall(recipient=u, survivor_set=self._survivor_set) for u in survivors]
+
+    def _close_consistency(self) -> list[CoordinatorMessage]:
+        aborted = self._shrink(set(self._confirmed), "signing the survivor set")
+        if aborted is not None:
+            return aborted
+        assert self._survivor_set is not None
+        signatures = tuple(self._confirmed[u] for u in sorted(self._confirmed))
+        if not self.config.profile.uses_masks:
+            self._outcome = RoundOutcome(
+                survivors=self._survivor_set.survivors,
+                dropped=self._survivor_set.dropped,
+                correction=(),
+                evidence=SurvivorEvidence(self._survivor_set, signatures),
+            )
+            return self._aggregate_ready()
+        self._stage = Stage.UNMASK
+        survivors, dropped = self._survivor_set.survivors, self._survivor_set.dropped
+        return [
+            UnmaskCall(recipient=u, survivors=survivors, dropped=dropped, signatures=signatures)
+            for u in sorted(self._live)
+        ]
+
+    def _aggregate_ready(self) -> list[CoordinatorMessage]:
+        """Enter AGGREGATE: tell every survivor, with the evidence of whose sum it is."""
+        assert self._outcome is not None
+        self._stage = Stage.AGGREGATE
+        return [
+            AggregateReady(
+                recipient=u, survivors=self._outcome.survivors, evidence=self._outcome.evidence
+            )
+            for u in self._outcome.survivors
+        ]
 
     def _survivors_and_dropped(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         survivors = tuple(sorted(self._uploaded))
@@ -388,13 +460,17 @@ class CoordinatorRound:
                         dropped_pairs.append((u, v, seed))
         except (RoundAborted, IntegrityError) as error:
             return self.abort(f"unmasking failed: {error}")
+        assert self._survivor_set is not None
         self._outcome = RoundOutcome(
             survivors=survivors,
             dropped=dropped,
             correction=tuple(masks.correction_terms(self_seeds, dropped_pairs)),
+            evidence=SurvivorEvidence(
+                self._survivor_set,
+                tuple(self._confirmed[u] for u in sorted(self._confirmed)),
+            ),
         )
-        self._stage = Stage.AGGREGATE
-        return [AggregateReady(recipient=u, survivors=survivors) for u in survivors]
+        return self._aggregate_ready()
 
     def _rebuild(self, owner: str, field: str, length: int) -> bytes:
         shares = [

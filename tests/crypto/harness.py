@@ -116,6 +116,8 @@ class FederationHarness:
                 for p in self.ids
             }
         self.dropped: set[str] = set()
+        self.upload_bytes: dict[str, int] = {}
+        self.total = self._new_sum()
 
     # ---- routing ----
 
@@ -148,7 +150,55 @@ class FederationHarness:
         def leave(stage: Stage) -> None:
             self.dropped |= drop_before.get(stage, set())
 
-        upload_bytes: dict[str, int] = {}
+        to_send = self.through_uploads(leave)
+        if isinstance(to_send, RoundResult):
+            return to_send
+        if self.coordinator.stage is Stage.CONSISTENCY:
+            leave(Stage.CONSISTENCY)
+            confirmations = self._to_participants(to_send)
+            to_send = self._exchange(confirmations, Stage.CONSISTENCY)
+        if self.config.profile.uses_masks and self.coordinator.stage is Stage.UNMASK:
+            leave(Stage.UNMASK)
+            answers = self._to_participants(to_send)
+            to_send = self._exchange(answers, Stage.UNMASK)
+        self._to_participants(to_send)
+        if self.coordinator.stage is not Stage.AGGREGATE:
+            return RoundResult(self.coordinator.stage, abort_reason=self.coordinator.abort_reason)
+
+        outcome = self.coordinator.outcome
+        if outcome.correction:
+            for start, count in chunk_plan(
+                self.config.element_count, self.config.profile, self.packing
+            ):
+                self.total.add_correction(
+                    start,
+                    correction(start, count, outcome.correction, self.config.quant.modulus_bits),
+                )
+        aggregate = pipeline.reveal(
+            self.total.chunks(),
+            profile=self.config.profile,
+            element_count=self.config.element_count,
+            modulus_bits=self.config.quant.modulus_bits,
+            packing=self.packing,
+            secret=self.secret,
+        )
+        return RoundResult(
+            Stage.AGGREGATE,
+            survivors=outcome.survivors,
+            aggregate=aggregate,
+            expected=self.expected_sum(outcome.survivors),
+            upload_bytes=dict(self.upload_bytes),
+        )
+
+    def through_uploads(
+        self, leave: Callable[[Stage], None] = lambda stage: None
+    ) -> list[CoordinatorMessage] | RoundResult:
+        """Run the stages up to and including the uploads; return the coordinator's replies.
+
+        The uploads are summed into `self.total` and their sizes kept in
+        `self.upload_bytes`; an abort before the uploads returns its `RoundResult`.
+        """
+        upload_bytes = self.upload_bytes
         to_send: list[CoordinatorMessage] = []
         if self.config.profile.uses_masks:
             leave(Stage.ADVERTISE)
@@ -164,7 +214,7 @@ class FederationHarness:
             return RoundResult(Stage.ABORTED, abort_reason=self.coordinator.abort_reason)
 
         leave(Stage.UPLOAD)
-        total = self._new_sum()
+        total = self.total
         receipts: list[ParticipantMessage] = []
         for p in self.ids:
             machine = self.participants[p]
@@ -190,39 +240,7 @@ class FederationHarness:
             upload_bytes[p] = sum(len(c) for c in chunks)
             digest = hashlib.sha256(b"".join(chunks)).digest()
             receipts.append(machine.upload_done(digest, len(chunks)))
-        to_send = self._exchange(receipts, Stage.UPLOAD)
-        if self.config.profile.uses_masks and self.coordinator.stage is Stage.UNMASK:
-            leave(Stage.UNMASK)
-            answers = self._to_participants(to_send)
-            to_send = self._exchange(answers, Stage.UNMASK)
-        self._to_participants(to_send)
-        if self.coordinator.stage is not Stage.AGGREGATE:
-            return RoundResult(self.coordinator.stage, abort_reason=self.coordinator.abort_reason)
-
-        outcome = self.coordinator.outcome
-        if outcome.correction:
-            for start, count in chunk_plan(
-                self.config.element_count, self.config.profile, self.packing
-            ):
-                total.add_correction(
-                    start,
-                    correction(start, count, outcome.correction, self.config.quant.modulus_bits),
-                )
-        aggregate = pipeline.reveal(
-            total.chunks(),
-            profile=self.config.profile,
-            element_count=self.config.element_count,
-            modulus_bits=self.config.quant.modulus_bits,
-            packing=self.packing,
-            secret=self.secret,
-        )
-        return RoundResult(
-            Stage.AGGREGATE,
-            survivors=outcome.survivors,
-            aggregate=aggregate,
-            expected=self.expected_sum(outcome.survivors),
-            upload_bytes=upload_bytes,
-        )
+        return self._exchange(receipts, Stage.UPLOAD)
 
     def expected_sum(self, survivors: tuple[str, ...]) -> np.ndarray:
         """The plain sum of the survivors' inputs (mod 2^b for the integer profiles)."""

@@ -295,8 +295,14 @@ def test_unmask_call_naming_one_id_as_survivor_and_dropped_is_refused() -> None:
     with pytest.raises(ProtocolError, match="both"):
         machine.receive(UnmaskCall(recipient="p00", survivors=("p00", "p01"), dropped=("p01",)))
     assert state_of(machine) == before
+    signatures = tuple(harness.coordinator._confirmed.values())
     answer = machine.receive(
-        UnmaskCall(recipient="p00", survivors=("p00", "p01", "p02"), dropped=())
+        UnmaskCall(
+            recipient="p00",
+            survivors=("p00", "p01", "p02"),
+            dropped=(),
+            signatures=signatures,
+        )
     )
     assert len(answer) == 1
     with pytest.raises(OutOfStage):
