@@ -45,10 +45,17 @@ DROPOUT_EXIT_STATUS = 17
 DROP_ROUND = 1
 """The round in which `--drop` takes effect."""
 
-MASKING_STAGES = (Stage.ADVERTISE, Stage.SHARE, Stage.UPLOAD, Stage.UNMASK)
+MASKING_STAGES = (Stage.ADVERTISE, Stage.SHARE, Stage.UPLOAD, Stage.CONSISTENCY, Stage.UNMASK)
 """Where a participant sends a message of its own, in the profiles with masks."""
 
-ROUND_STAGES = (Stage.ADVERTISE, Stage.SHARE, Stage.UPLOAD, Stage.UNMASK, Stage.AGGREGATE)
+ROUND_STAGES = (
+    Stage.ADVERTISE,
+    Stage.SHARE,
+    Stage.UPLOAD,
+    Stage.CONSISTENCY,
+    Stage.UNMASK,
+    Stage.AGGREGATE,
+)
 """The stages of a round in progress, in order."""
 COORDINATOR_STAGES = (Stage.UPLOAD, Stage.UNMASK, Stage.AGGREGATE)
 """Where `--restart-coordinator` may strike: from uploads on, a round has state to lose."""
@@ -56,7 +63,9 @@ COORDINATOR_STAGES = (Stage.UPLOAD, Stage.UNMASK, Stage.AGGREGATE)
 
 def drop_stages(profile: Profile) -> tuple[Stage, ...]:
     """The stages at which a participant of `profile` can drop out (it sends a message)."""
-    return MASKING_STAGES if profile.uses_masks else (Stage.UPLOAD,)
+    if profile.uses_masks:
+        return MASKING_STAGES
+    return (Stage.UPLOAD, Stage.CONSISTENCY) if profile.is_secure else (Stage.UPLOAD,)
 
 
 @dataclass(frozen=True)

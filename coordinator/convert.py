@@ -22,12 +22,17 @@ from accord.coordinator.roster import RosterEntry
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.messages import (
     AdvertiseKeys,
+    AggregateReady,
+    ConfirmSurvivors,
+    ConsistencyCall,
     NeighbourKeys,
     RelayedShares,
     RoundConfig,
     SealedShare,
     ShareKeys,
     Stage,
+    SurvivorEvidence,
+    SurvivorSet,
     UnmaskCall,
     UnmaskShares,
 )
@@ -170,9 +175,21 @@ def assignment_to_proto(task: Assignment, *, stage_deadline_s: float) -> pb.Task
             pb.SealedShare(sender_id=s.sender, recipient_id=s.recipient, envelope=s.envelope)
             for s in inbox.shares
         )
+    elif isinstance(inbox, ConsistencyCall):
+        message.survivors[:] = list(inbox.survivor_set.survivors)
+        message.dropped[:] = list(inbox.survivor_set.dropped)
+        message.evidence.CopyFrom(evidence_to_proto(inbox.survivor_set, ()))
     elif isinstance(inbox, UnmaskCall):
         message.survivors[:] = list(inbox.survivors)
         message.dropped[:] = list(inbox.dropped)
+        message.evidence.CopyFrom(
+            evidence_to_proto(SurvivorSet(inbox.survivors, inbox.dropped, ()), inbox.signatures)
+        )
+    elif isinstance(inbox, AggregateReady) and inbox.evidence is not None:
+        message.dropped[:] = list(inbox.evidence.survivor_set.dropped)
+        message.evidence.CopyFrom(
+            evidence_to_proto(inbox.evidence.survivor_set, inbox.evidence.signatures)
+        )
     if task.config is not None:
         message.config.CopyFrom(
             round_config_to_proto(task.config, stage_deadline_s=stage_deadline_s)
@@ -180,6 +197,54 @@ def assignment_to_proto(task: Assignment, *, stage_deadline_s: float) -> pb.Task
     else:
         message.config.round = task.round
     return message
+
+
+def evidence_to_proto(
+    survivor_set: SurvivorSet, signatures: Sequence[ConfirmSurvivors]
+) -> pb.SurvivorEvidence:
+    """A survivor set, its signed upload receipts and the members' signatures over it."""
+    return pb.SurvivorEvidence(
+        survivors=list(survivor_set.survivors),
+        dropped=list(survivor_set.dropped),
+        commitments=[
+            pb.UploadCommitment(
+                participant_id=c.sender,
+                digest=c.digest,
+                chunk_count=c.chunk_count,
+                sequence=c.sequence,
+                signature=c.signature,
+            )
+            for c in survivor_set.commitments
+        ],
+        signatures=[
+            pb.SurvivorSignature(
+                participant_id=s.sender,
+                statement=s.statement,
+                sequence=s.sequence,
+                signature=s.signature,
+            )
+            for s in signatures
+        ],
+    )
+
+
+def aggregate_evidence_to_proto(evidence: SurvivorEvidence | None) -> pb.SurvivorEvidence | None:
+    """The evidence sent with an aggregate download (None for the plaintext profile)."""
+    if evidence is None:
+        return None
+    return evidence_to_proto(evidence.survivor_set, evidence.signatures)
+
+
+def confirm_survivors_from_proto(
+    request: pb.ConsistencyRequest, header: Header
+) -> ConfirmSurvivors:
+    """A member's signature over the round's survivor statement; the header carries it."""
+    return ConfirmSurvivors(
+        sender=header.participant,
+        statement=request.statement,
+        sequence=header.sequence,
+        signature=header.signature,
+    )
 
 
 def round_record_to_proto(record: RoundRecord) -> pb.RoundSummary:

@@ -59,6 +59,7 @@ from accord.crypto.messages import (
     ParticipantMessage,
     RoundConfig,
     Stage,
+    SurvivorEvidence,
     UploadDone,
 )
 from accord.crypto.round import CoordinatorRound
@@ -148,7 +149,9 @@ class Orchestrator:
             self._aggregate = records.aggregate_chunks(config.round)
             # Tell the survivors again that the aggregate is ready (the tasks carry them).
             self._inbox = {
-                name: AggregateReady(recipient=name, survivors=outcome.survivors)
+                name: AggregateReady(
+                    recipient=name, survivors=outcome.survivors, evidence=outcome.evidence
+                )
                 for name in outcome.survivors
             }
             self._lifecycle = Lifecycle.ROUND
@@ -413,8 +416,10 @@ class Orchestrator:
 
     # ---- aggregate download ----
 
-    def aggregate_for(self, header: Header) -> tuple[RoundConfig, Iterable[bytes]]:
-        """Round `header.round`'s config and aggregate, for any enrolled member.
+    def aggregate_for(
+        self, header: Header
+    ) -> tuple[RoundConfig, Iterable[bytes], SurvivorEvidence | None]:
+        """Round `header.round`'s config, aggregate and signed survivor set, for any member.
 
         The current round's while it serves its aggregate; a finished round's from the
         store while it is kept (`keep_aggregates`). Members whose update is not in the
@@ -433,7 +438,7 @@ class Orchestrator:
             current = self._round
             if current is not None and header.round == self._round_number:
                 if current.stage is Stage.AGGREGATE:
-                    return current.config, list(self._aggregate)
+                    return current.config, list(self._aggregate), current.outcome.evidence
                 if current.stage is Stage.ABORTED:
                     raise RoundAborted(f"round {header.round} was aborted: no aggregate")
                 if current.stage is not Stage.DONE:
@@ -732,7 +737,7 @@ class Orchestrator:
             record.survivors = self._round.outcome.survivors
             self._rounds_completed += 1
             if self._records is not None:
-                self._records.round_done(record)
+                self._records.round_done(record, self._round.outcome.evidence)
         else:
             if self._records is not None:
                 self._records.round_aborted(record.round, self._round.abort_reason)

@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from accord.coordinator.records import KeyState, RoundRecord, SealedKey
 from accord.coordinator.store import RoundRow, RoundStatus, Store
 from accord.crypto.client_dp import ClientNoise
-from accord.crypto.messages import RoundConfig, Stage
+from accord.crypto.messages import (
+    ConfirmSurvivors,
+    RoundConfig,
+    Stage,
+    SurvivorEvidence,
+    SurvivorSet,
+    UploadDone,
+)
 from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
@@ -130,10 +137,61 @@ def round_config_from_json(text: str) -> RoundConfig:
     )
 
 
-def _record_to_json(record: RoundRecord) -> str:
+def evidence_to_json(evidence: SurvivorEvidence | None) -> object:
+    """A signed survivor set as JSON values (None stays None: the plaintext profile)."""
+    if evidence is None:
+        return None
+    survivor_set = evidence.survivor_set
+    return {
+        "survivors": list(survivor_set.survivors),
+        "dropped": list(survivor_set.dropped),
+        "commitments": [
+            [c.sender, c.digest.hex(), c.chunk_count, c.sequence, c.signature.hex()]
+            for c in survivor_set.commitments
+        ],
+        "signatures": [
+            [s.sender, s.statement.hex(), s.sequence, s.signature.hex()]
+            for s in evidence.signatures
+        ],
+    }
+
+
+def evidence_from_json(data: object) -> SurvivorEvidence | None:
+    """Inverse of `evidence_to_json`; records of older coordinators have none."""
+    if not isinstance(data, dict):
+        return None
+    return SurvivorEvidence(
+        survivor_set=SurvivorSet(
+            survivors=tuple(data["survivors"]),
+            dropped=tuple(data["dropped"]),
+            commitments=tuple(
+                UploadDone(
+                    sender=sender,
+                    digest=bytes.fromhex(digest),
+                    chunk_count=chunk_count,
+                    sequence=sequence,
+                    signature=bytes.fromhex(signature),
+                )
+                for sender, digest, chunk_count, sequence, signature in data["commitments"]
+            ),
+        ),
+        signatures=tuple(
+            ConfirmSurvivors(
+                sender=sender,
+                statement=bytes.fromhex(statement),
+                sequence=sequence,
+                signature=bytes.fromhex(signature),
+            )
+            for sender, statement, sequence, signature in data["signatures"]
+        ),
+    )
+
+
+def _record_to_json(record: RoundRecord, evidence: SurvivorEvidence | None = None) -> str:
     return json.dumps(
         {
             "version": FORMAT_VERSION,
+            "evidence": evidence_to_json(evidence),
             "duration_s": record.duration_s,
             "stage_durations_s": record.stage_durations_s,
             "selected": list(record.selected),
@@ -238,19 +296,23 @@ class FederationRecords:
                 "version": FORMAT_VERSION,
                 "survivors": list(outcome.survivors),
                 "dropped": list(outcome.dropped),
+                "evidence": evidence_to_json(outcome.evidence),
             }
         )
         self._store.save_round_snapshot(round, Stage.AGGREGATE.value, snapshot.encode())
 
-    def round_done(self, record: RoundRecord) -> None:
-        """Record the outcome; drop the aggregates older than the last `keep_aggregates`."""
-        self._store.finish_round(record.round, _record_to_json(record), time.time())
+    def round_done(self, record: RoundRecord, evidence: SurvivorEvidence | None = None) -> None:
+        """Record the outcome (with the signed survivor set, which catch-up downloads carry);
+        drop the aggregates older than the last `keep_aggregates`."""
+        self._store.finish_round(record.round, _record_to_json(record, evidence), time.time())
         for round in self._store.aggregate_rounds():
             if round <= record.round - self._keep_aggregates:
                 self._store.drop_aggregate(round)
 
-    def finished_aggregate(self, round: int) -> tuple[RoundConfig, Iterator[bytes]]:
-        """A finished round's config and its stored aggregate, streamed from the store.
+    def finished_aggregate(
+        self, round: int
+    ) -> tuple[RoundConfig, Iterator[bytes], SurvivorEvidence | None]:
+        """A finished round's config, its stored aggregate (streamed) and its survivor set.
 
         Raises:
             RoundAborted: the round was aborted; it has no aggregate.
@@ -269,7 +331,12 @@ class FederationRecords:
                 f"the aggregate of round {round} is no longer kept (the coordinator keeps the "
                 f"last {self._keep_aggregates}; raise keep_aggregates to cover longer outages)"
             )
-        return round_config_from_json(row.config_json), self._store.aggregate_chunks(round)
+        outcome = json.loads(row.outcome_json) if row.outcome_json else {}
+        return (
+            round_config_from_json(row.config_json),
+            self._store.aggregate_chunks(round),
+            evidence_from_json(outcome.get("evidence")),
+        )
 
     def round_aborted(self, round: int, reason: str) -> None:
         self._store.abort_round(round, reason)
@@ -297,6 +364,7 @@ class FederationRecords:
                     survivors=tuple(body["survivors"]),
                     dropped=tuple(body["dropped"]),
                     correction=(),
+                    evidence=evidence_from_json(body.get("evidence")),
                 )
                 aggregate = (round_config_from_json(in_flight.config_json), outcome)
             else:

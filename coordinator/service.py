@@ -139,7 +139,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self, request: pb.AggregateRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.AggregateChunk]:
         header = self._header(request.header, context)
-        config, chunks = self._orchestrator.aggregate_for(header)
+        config, chunks, evidence = self._orchestrator.aggregate_for(header)
         sent = 0
         for index, chunk in enumerate(chunks):
             message = pb.AggregateChunk(chunk=chunk)
@@ -149,6 +149,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                         config, stage_deadline_s=self._config.stage_deadline_s
                     )
                 )
+                signed = convert.aggregate_evidence_to_proto(evidence)
+                if signed is not None:
+                    message.evidence.CopyFrom(signed)
             yield message
             sent += len(chunk)
         self._orchestrator.download_done(header, sent)
@@ -196,4 +199,11 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     ) -> pb.Ack:
         header = self._header(request.header, context)
         self._orchestrator.receive(header, convert.unmask_from_proto(request, header))
+        return pb.Ack()
+
+    def ConfirmSurvivors(
+        self, request: pb.ConsistencyRequest, context: grpc.ServicerContext
+    ) -> pb.Ack:
+        header = self._header(request.header, context)
+        self._orchestrator.receive(header, convert.confirm_survivors_from_proto(request, header))
         return pb.Ack()

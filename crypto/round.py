@@ -294,8 +294,7 @@ class CoordinatorRound:
         self._check_first(self._confirmed, message)
         if message.statement != self._statement:
             raise Malformed(
-                f"{message.sender} signed another survivor set than round "
-                f"{self.config.round}'s"
+                f"{message.sender} signed another survivor set than round {self.config.round}'s"
             )
 
     def _check_unmask(self, message: UnmaskShares) -> None:

@@ -11,6 +11,9 @@ from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import (
     AdvertiseKeys,
+    AggregateReady,
+    ConfirmSurvivors,
+    ConsistencyCall,
     NeighbourKeys,
     ParticipantMessage,
     RelayedShares,
@@ -18,8 +21,11 @@ from accord.crypto.messages import (
     SealedShare,
     ShareKeys,
     Stage,
+    SurvivorEvidence,
+    SurvivorSet,
     UnmaskCall,
     UnmaskShares,
+    UploadDone,
 )
 from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
@@ -201,8 +207,64 @@ def relayed_shares_from_proto(task: pb.Task, me: str) -> RelayedShares:
 
 
 def unmask_call_from_proto(task: pb.Task, me: str) -> UnmaskCall:
-    """Who survived and who dropped, from an UNMASK task."""
-    return UnmaskCall(recipient=me, survivors=tuple(task.survivors), dropped=tuple(task.dropped))
+    """Who survived and who dropped, and the members' signatures, from an UNMASK task."""
+    return UnmaskCall(
+        recipient=me,
+        survivors=tuple(task.survivors),
+        dropped=tuple(task.dropped),
+        signatures=evidence_from_proto(task.evidence).signatures,
+    )
+
+
+def consistency_call_from_proto(task: pb.Task, me: str) -> ConsistencyCall:
+    """The survivor set to check and sign, from a CONSISTENCY task."""
+    return ConsistencyCall(
+        recipient=me, survivor_set=evidence_from_proto(task.evidence).survivor_set
+    )
+
+
+def aggregate_ready_from_proto(task: pb.Task, me: str) -> AggregateReady:
+    """The aggregate notice of an AGGREGATE task, with its signed survivor set."""
+    evidence = evidence_from_proto(task.evidence) if task.HasField("evidence") else None
+    return AggregateReady(recipient=me, survivors=tuple(task.survivors), evidence=evidence)
+
+
+def evidence_from_proto(message: pb.SurvivorEvidence) -> SurvivorEvidence:
+    """A survivor set, its upload receipts and the signatures over it (checked by the caller)."""
+    return SurvivorEvidence(
+        survivor_set=SurvivorSet(
+            survivors=tuple(message.survivors),
+            dropped=tuple(message.dropped),
+            commitments=tuple(
+                UploadDone(
+                    sender=c.participant_id,
+                    digest=c.digest,
+                    chunk_count=c.chunk_count,
+                    sequence=c.sequence,
+                    signature=c.signature,
+                )
+                for c in message.commitments
+            ),
+        ),
+        signatures=tuple(
+            ConfirmSurvivors(
+                sender=s.participant_id,
+                statement=s.statement,
+                sequence=s.sequence,
+                signature=s.signature,
+            )
+            for s in message.signatures
+        ),
+    )
+
+
+def confirm_survivors_to_proto(
+    message: ConfirmSurvivors, config: RoundConfig
+) -> pb.ConsistencyRequest:
+    """The participant's signature over the round's survivor statement."""
+    return pb.ConsistencyRequest(
+        header=_signed_header(message, config), statement=message.statement
+    )
 
 
 def ceremony_keys_from_proto(task: pb.Task) -> dict[str, CeremonyKey]:

@@ -5,7 +5,10 @@
                 UPLOAD     train locally, protect the update (accord.crypto.pipeline),
                            record it in the privacy ledger (ledger.py), then stream
                            it in chunks; the last chunk carries the signed receipt
-                AGGREGATE  stream the aggregate down, reveal it, apply the mean change,
+                CONSISTENCY check the survivor set (our own receipt in it) and sign it
+                UNMASK     reveal shares, only with `threshold` signatures over that set
+                AGGREGATE  stream the aggregate down, check whose sum it is (the signed
+                           survivor set), reveal it, apply the mean change,
                            checkpoint the global adapter (PEFT format) and metrics, then
                            poll naming stage DONE: the coordinator's receipt that it applied
                 ABORTED    forget the round
@@ -37,11 +40,11 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from accord import __version__, errors, logs, transport
-from accord.crypto import agreement, ceremony
+from accord.crypto import agreement, ceremony, consistency
 from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import (
     AdvertiseKeys,
-    AggregateReady,
+    ConfirmSurvivors,
     ParticipantMessage,
     RoundConfig,
     ShareKeys,
@@ -377,10 +380,13 @@ class ParticipantDaemon:
                 current.receive(convert.relayed_shares_from_proto(task, me))
             if current.stage is Stage.UPLOAD:
                 self._upload(current)
+        elif stage is Stage.CONSISTENCY and current.stage is Stage.CONSISTENCY:
+            if me in task.survivors:
+                self._send(current.receive(convert.consistency_call_from_proto(task, me)), config)
         elif stage is Stage.UNMASK and current.stage is Stage.UNMASK and me in task.survivors:
             self._send(current.receive(convert.unmask_call_from_proto(task, me)), config)
         elif stage is Stage.AGGREGATE and me in task.survivors:
-            current.receive(AggregateReady(me, tuple(task.survivors)))
+            current.receive(convert.aggregate_ready_from_proto(task, me))
             self._download(config.round)
 
     def _send(self, messages: list[ParticipantMessage], config: RoundConfig) -> None:
@@ -390,6 +396,10 @@ class ParticipantDaemon:
                 self._call(self._stub.AdvertiseKeys, convert.advertise_to_proto(message, config))
             elif isinstance(message, ShareKeys):
                 self._call(self._stub.ShareKeys, convert.share_keys_to_proto(message, config))
+            elif isinstance(message, ConfirmSurvivors):
+                self._call(
+                    self._stub.ConfirmSurvivors, convert.confirm_survivors_to_proto(message, config)
+                )
             elif isinstance(message, UnmaskShares):
                 self._call(self._stub.SubmitUnmaskShares, convert.unmask_to_proto(message, config))
             else:  # pragma: no cover - UploadDone travels inside the upload stream
@@ -555,20 +565,23 @@ class ParticipantDaemon:
         started = time.monotonic()
         request = pb.AggregateRequest(header=self._header(round=number, stage=Stage.AGGREGATE))
         received: list[bytes] = []
-        first: pb.RoundConfig | None = None
+        first: pb.AggregateChunk | None = None
         try:
             for message in self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s):
                 if first is None:
-                    first = message.config
+                    first = message
                 received.append(message.chunk)
         except grpc.RpcError as error:
             what = accord_error(error)
             if isinstance(what, errors.AccordError):
                 raise what from None
             raise
-        if first is None or first.round != number:
+        if first is None or first.config.round != number:
             raise ProtocolError(f"the aggregate of round {number} came without its round config")
-        config = convert.round_config_from_proto(first, federation_id=self.config.federation_id)
+        config = convert.round_config_from_proto(
+            first.config, federation_id=self.config.federation_id
+        )
+        self._check_evidence(config, first)
         self._fetch_key(config)
         mean_delta = exchange.reveal_mean(received, config, secret=self._secret)
         self._trainer.apply(mean_delta)
@@ -598,6 +611,26 @@ class ParticipantDaemon:
             bytes=metrics["bytes_down"],
             global_eval_loss=metrics.get("global_eval_loss"),
         )
+
+    def _check_evidence(self, config: RoundConfig, first: pb.AggregateChunk) -> tuple[str, ...]:
+        """Whose uploads the aggregate sums: `threshold` members must have signed the set.
+
+        Raises:
+            IntegrityError, Malformed, BadSignature: the aggregate comes without a survivor
+                set signed by `threshold` survivors, or with a forged one.
+        """
+        if not config.profile.is_secure:
+            return ()
+        if not first.HasField("evidence"):
+            raise errors.IntegrityError(
+                f"the aggregate of round {config.round} came without its signed survivor set"
+            )
+        evidence = convert.evidence_from_proto(first.evidence)
+        self._know(config.selected, what=f"round {config.round}")
+        current = self._round
+        own = current.receipt if current is not None and current.config == config else None
+        consistency.verify_evidence(config, evidence, self._identities, own_receipt=own)
+        return evidence.survivors
 
     def _catch_up(self, through: int) -> None:
         """Apply the aggregates of closed rounds this participant missed, up to `through`.

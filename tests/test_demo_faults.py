@@ -40,7 +40,12 @@ def test_a_valid_plan_names_each_fault() -> None:
         (Profile.CKKS_MASKS, 3, {"drops": ["mallory:upload"]}, "no participant 'mallory'"),
         (Profile.CKKS, 3, {"drops": ["urban:share"]}, "profile ckks has no stage 'share'"),
         (Profile.NONE, 3, {"drops": ["urban:unmask"]}, "(its stages: upload)"),
-        (Profile.MASKS, 3, {"drops": ["urban:train"]}, "advertise, share, upload, unmask"),
+        (
+            Profile.MASKS,
+            3,
+            {"drops": ["urban:train"]},
+            "advertise, share, upload, consistency, unmask",
+        ),
         (Profile.MASKS, 2, {"drops": ["urban:share", "urban:upload"]}, "already dropped"),
         (
             Profile.CKKS_MASKS,

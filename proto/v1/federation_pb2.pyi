@@ -20,6 +20,7 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DONE: _ClassVar[Stage]
     ABORTED: _ClassVar[Stage]
     IDLE: _ClassVar[Stage]
+    CONSISTENCY: _ClassVar[Stage]
 
 class Profile(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,6 +40,7 @@ AGGREGATE: Stage
 DONE: Stage
 ABORTED: Stage
 IDLE: Stage
+CONSISTENCY: Stage
 PROFILE_UNSPECIFIED: Profile
 CKKS_MASKS: Profile
 CKKS: Profile
@@ -250,7 +252,7 @@ class TaskRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch", "ledger_head", "ledger_public_key")
+    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch", "ledger_head", "ledger_public_key", "evidence")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOUR_KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +264,7 @@ class Task(_message.Message):
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEDGER_HEAD_FIELD_NUMBER: _ClassVar[int]
     LEDGER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     config: RoundConfig
     neighbour_keys: _containers.RepeatedCompositeFieldContainer[SignedKeys]
@@ -273,7 +276,54 @@ class Task(_message.Message):
     key_epoch: int
     ledger_head: bytes
     ledger_public_key: bytes
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ..., ledger_head: _Optional[bytes] = ..., ledger_public_key: _Optional[bytes] = ...) -> None: ...
+    evidence: SurvivorEvidence
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ..., ledger_head: _Optional[bytes] = ..., ledger_public_key: _Optional[bytes] = ..., evidence: _Optional[_Union[SurvivorEvidence, _Mapping]] = ...) -> None: ...
+
+class UploadCommitment(_message.Message):
+    __slots__ = ("participant_id", "digest", "chunk_count", "sequence", "signature")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    digest: bytes
+    chunk_count: int
+    sequence: int
+    signature: bytes
+    def __init__(self, participant_id: _Optional[str] = ..., digest: _Optional[bytes] = ..., chunk_count: _Optional[int] = ..., sequence: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SurvivorSignature(_message.Message):
+    __slots__ = ("participant_id", "statement", "sequence", "signature")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    statement: bytes
+    sequence: int
+    signature: bytes
+    def __init__(self, participant_id: _Optional[str] = ..., statement: _Optional[bytes] = ..., sequence: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SurvivorEvidence(_message.Message):
+    __slots__ = ("survivors", "dropped", "commitments", "signatures")
+    SURVIVORS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENTS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    survivors: _containers.RepeatedScalarFieldContainer[str]
+    dropped: _containers.RepeatedScalarFieldContainer[str]
+    commitments: _containers.RepeatedCompositeFieldContainer[UploadCommitment]
+    signatures: _containers.RepeatedCompositeFieldContainer[SurvivorSignature]
+    def __init__(self, survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., commitments: _Optional[_Iterable[_Union[UploadCommitment, _Mapping]]] = ..., signatures: _Optional[_Iterable[_Union[SurvivorSignature, _Mapping]]] = ...) -> None: ...
+
+class ConsistencyRequest(_message.Message):
+    __slots__ = ("header", "statement")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    statement: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., statement: _Optional[bytes] = ...) -> None: ...
 
 class AdvertiseKeysRequest(_message.Message):
     __slots__ = ("header", "keys")
@@ -334,12 +384,14 @@ class AggregateRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ...) -> None: ...
 
 class AggregateChunk(_message.Message):
-    __slots__ = ("chunk", "config")
+    __slots__ = ("chunk", "config", "evidence")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
     config: RoundConfig
-    def __init__(self, chunk: _Optional[bytes] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ...) -> None: ...
+    evidence: SurvivorEvidence
+    def __init__(self, chunk: _Optional[bytes] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., evidence: _Optional[_Union[SurvivorEvidence, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("message",)

@@ -89,6 +89,11 @@ class CoordinatorStub:
                 request_serializer=accord_dot_v1_dot_federation__pb2.StatusRequest.SerializeToString,
                 response_deserializer=accord_dot_v1_dot_federation__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ConfirmSurvivors = channel.unary_unary(
+                '/accord.v1.Coordinator/ConfirmSurvivors',
+                request_serializer=accord_dot_v1_dot_federation__pb2.ConsistencyRequest.SerializeToString,
+                response_deserializer=accord_dot_v1_dot_federation__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -160,6 +165,12 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmSurvivors(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +228,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=accord_dot_v1_dot_federation__pb2.StatusRequest.FromString,
                     response_serializer=accord_dot_v1_dot_federation__pb2.StatusResponse.SerializeToString,
+            ),
+            'ConfirmSurvivors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmSurvivors,
+                    request_deserializer=accord_dot_v1_dot_federation__pb2.ConsistencyRequest.FromString,
+                    response_serializer=accord_dot_v1_dot_federation__pb2.Ack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -516,6 +532,33 @@ class Coordinator:
             '/accord.v1.Coordinator/GetStatus',
             accord_dot_v1_dot_federation__pb2.StatusRequest.SerializeToString,
             accord_dot_v1_dot_federation__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmSurvivors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.Coordinator/ConfirmSurvivors',
+            accord_dot_v1_dot_federation__pb2.ConsistencyRequest.SerializeToString,
+            accord_dot_v1_dot_federation__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

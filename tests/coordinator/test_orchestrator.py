@@ -109,7 +109,7 @@ def test_two_rounds_of_fedavg_end_with_the_weighted_mean(tmp_path, keys, clock, 
         assert task.config is not None
         for name in NAMES:
             route = header(name, round_number, Stage.AGGREGATE)
-            _, chunks = orchestrator.aggregate_for(route)
+            _, chunks, _ = orchestrator.aggregate_for(route)
             orchestrator.download_done(route, sum(map(len, chunks)))
             assert orchestrator.status().stage is Stage.AGGREGATE  # sent, not yet applied
         for name in NAMES:
@@ -183,7 +183,7 @@ def test_a_deadline_with_enough_uploads_closes_the_stage(tmp_path, keys, clock, 
     assert task.stage is Stage.AGGREGATE and task.survivors == ("energy", "residential")
     # urban's update is not in the sum, but it downloads the aggregate all the same, so
     # that its global adapter stays the federation's.
-    config, chunks = orchestrator.aggregate_for(header("urban", 1, Stage.AGGREGATE))
+    config, chunks, _ = orchestrator.aggregate_for(header("urban", 1, Stage.AGGREGATE))
     assert config == task.config and chunks
 
 

@@ -94,7 +94,7 @@ def test_a_restart_while_serving_the_aggregate_serves_the_same_aggregate(
     enrol_everyone(first)
     for i, name in enumerate(NAMES):
         upload(first, keys, name, np.full(ADAPTER_PARAMETERS, 0.01 * (i + 1), np.float32))
-    _, before = first.aggregate_for(header("energy", 1, Stage.AGGREGATE))
+    _, before, _ = first.aggregate_for(header("energy", 1, Stage.AGGREGATE))
     first.download_done(header("energy", 1, Stage.AGGREGATE), sum(map(len, before)))
     first.next_task(header("energy", 1, Stage.DONE), wait_s=0)  # energy applied it
     for name in NAMES[1:]:  # sent to the others, who have not confirmed yet
@@ -106,7 +106,7 @@ def test_a_restart_while_serving_the_aggregate_serves_the_same_aggregate(
     second, store = start(tmp_path, keys, store_url, log, clock=clock)
     assert second.status().stage is Stage.AGGREGATE
     for name in NAMES[1:]:
-        _, again = second.aggregate_for(header(name, 1, Stage.AGGREGATE))
+        _, again, _ = second.aggregate_for(header(name, 1, Stage.AGGREGATE))
         assert again == before
         second.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, again)))
         second.next_task(header(name, 1, Stage.DONE), wait_s=0)
@@ -121,7 +121,7 @@ def test_a_restart_while_serving_the_aggregate_serves_the_same_aggregate(
     second.tick()
     assert [(r.round, r.status) for r in store.rounds()] == [(1, RoundStatus.FINISHED)]
     # The sum stays for `keep_aggregates` rounds, for members that missed the round.
-    config, kept = second.aggregate_for(header("urban", 1, Stage.AGGREGATE))
+    config, kept, _ = second.aggregate_for(header("urban", 1, Stage.AGGREGATE))
     assert config.round == 1 and list(kept) == before
     store.close()
 
@@ -134,7 +134,7 @@ def test_after_a_restart_the_survivors_confirmations_close_the_round_at_once(
     for name in NAMES:
         upload(first, keys, name, np.zeros(ADAPTER_PARAMETERS, np.float32))
     for name in NAMES:  # sent to everyone; the process dies before anyone confirms
-        _, chunks = first.aggregate_for(header(name, 1, Stage.AGGREGATE))
+        _, chunks, _ = first.aggregate_for(header(name, 1, Stage.AGGREGATE))
         first.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, chunks)))
     store.close()
 
@@ -156,7 +156,7 @@ def test_finished_rounds_survive_and_a_finished_federation_stays_finished(
     for name in NAMES:
         upload(first, keys, name, np.zeros(ADAPTER_PARAMETERS, np.float32))
     for name in NAMES:
-        _, chunks = first.aggregate_for(header(name, 1, Stage.AGGREGATE))
+        _, chunks, _ = first.aggregate_for(header(name, 1, Stage.AGGREGATE))
         first.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, chunks)))
         first.next_task(header(name, 1, Stage.DONE), wait_s=0)
     assert first.status().lifecycle is Lifecycle.FINISHED
@@ -175,7 +175,7 @@ def finish_round(orchestrator: Orchestrator, keys, round: int) -> list[bytes]:
     for name in NAMES:
         upload(orchestrator, keys, name, np.full(ADAPTER_PARAMETERS, 0.01 * round, np.float32))
     for name in NAMES:
-        _, chunks = orchestrator.aggregate_for(header(name, round, Stage.AGGREGATE))
+        _, chunks, _ = orchestrator.aggregate_for(header(name, round, Stage.AGGREGATE))
         orchestrator.next_task(header(name, round, Stage.DONE), wait_s=0)
     return list(chunks)
 
@@ -186,7 +186,7 @@ def test_members_that_missed_a_round_download_its_aggregate_while_it_is_kept(
     orchestrator, store = start(tmp_path, keys, store_url, log, keep_aggregates=1, rounds=5)
     enrol_everyone(orchestrator)
     first = finish_round(orchestrator, keys, 1)
-    config, kept = orchestrator.aggregate_for(header("urban", 1, Stage.AGGREGATE))
+    config, kept, _ = orchestrator.aggregate_for(header("urban", 1, Stage.AGGREGATE))
     assert config.round == 1 and list(kept) == first  # round 1 is closed, and kept
     # Round 2 in flight: no aggregate yet; its uploads are not served to anyone.
     with pytest.raises(Exception, match="not ready"):
@@ -195,7 +195,7 @@ def test_members_that_missed_a_round_download_its_aggregate_while_it_is_kept(
     assert store.aggregate_rounds() == [2]  # keep_aggregates = 1: round 1's sum is gone
     with pytest.raises(Expired, match=r"round 1 is no longer kept.*keep_aggregates"):
         orchestrator.aggregate_for(header("urban", 1, Stage.AGGREGATE))
-    config, kept = orchestrator.aggregate_for(header("urban", 2, Stage.AGGREGATE))
+    config, kept, _ = orchestrator.aggregate_for(header("urban", 2, Stage.AGGREGATE))
     assert config.round == 2 and list(kept) == second
     # A round aborted by a restart has no aggregate, and says so.
     upload(orchestrator, keys, "energy", np.ones(ADAPTER_PARAMETERS, np.float32) * 0.1)

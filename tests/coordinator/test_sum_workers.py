@@ -526,7 +526,7 @@ def test_a_lost_worker_aborts_the_round_and_the_next_round_completes(tmp_path: P
         assert len(workers.pids) == 2
         for name in names:
             plain_upload(orchestrator, keys, name, delta)
-        _, chunks = orchestrator.aggregate_for(header(names[0], 2, Stage.AGGREGATE))
+        _, chunks, _ = orchestrator.aggregate_for(header(names[0], 2, Stage.AGGREGATE))
         sums = pipeline.reveal(
             list(chunks),
             profile=Profile.NONE,

@@ -117,7 +117,7 @@ class FederationHarness:
             }
         self.dropped: set[str] = set()
         self.upload_bytes: dict[str, int] = {}
-        self.total = self._new_sum()
+        self.total: UpdateSum | None = None
 
     # ---- routing ----
 
@@ -166,6 +166,7 @@ class FederationHarness:
             return RoundResult(self.coordinator.stage, abort_reason=self.coordinator.abort_reason)
 
         outcome = self.coordinator.outcome
+        assert self.total is not None
         if outcome.correction:
             for start, count in chunk_plan(
                 self.config.element_count, self.config.profile, self.packing
@@ -214,7 +215,7 @@ class FederationHarness:
             return RoundResult(Stage.ABORTED, abort_reason=self.coordinator.abort_reason)
 
         leave(Stage.UPLOAD)
-        total = self.total
+        total = self.total = self._new_sum()
         receipts: list[ParticipantMessage] = []
         for p in self.ids:
             machine = self.participants[p]

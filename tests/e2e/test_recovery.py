@@ -103,6 +103,7 @@ def test_a_participant_killed_before_its_upload_leaves_a_round_of_three_over_mtl
         "advertise",
         "share",
         "upload",
+        "consistency",
         "unmask",
         "aggregate",
     }
@@ -154,8 +155,10 @@ def test_a_clean_run_in_each_profile(profile: str, tmp_path: Path) -> None:
     assert summary["profile"] == profile
     assert summary["transport"] == ("plaintext" if profile == "none" else "mtls")
     stages = (
-        {"advertise", "share", "upload", "unmask", "aggregate"}
+        {"advertise", "share", "upload", "consistency", "unmask", "aggregate"}
         if profile == "masks"
+        else {"upload", "consistency", "aggregate"}
+        if profile == "ckks"
         else {"upload", "aggregate"}
     )
     assert [r["round"] for r in summary["rounds"]] == [1, 2]
@@ -172,7 +175,7 @@ def test_a_clean_run_in_each_profile(profile: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["advertise", "share", "unmask"])
+@pytest.mark.parametrize("stage", ["advertise", "share", "consistency", "unmask"])
 def test_a_dropout_at_each_masking_stage_still_completes_the_round(
     stage: str, tmp_path: Path
 ) -> None:
@@ -189,7 +192,7 @@ def test_a_dropout_at_each_masking_stage_still_completes_the_round(
     )
     stayed = ["energy", "urban", "p4"]
     first = summary["rounds"][0]
-    if stage == "unmask":
+    if stage in ("consistency", "unmask"):
         # It uploaded before it died: its update is in the aggregate, and the self masks
         # are removed with the shares of the other three (t = 3); it downloads nothing.
         assert first["outcome"] == "done"
@@ -220,7 +223,11 @@ def test_a_coordinator_killed_mid_round_resumes_and_the_federation_completes(
         "coordinator",
         "SIGKILL",
     )
-    stages = ("aggregate",) if when.endswith("aggregate") else ("upload", "unmask", "aggregate")
+    stages = (
+        ("aggregate",)
+        if when.endswith("aggregate")
+        else ("upload", "consistency", "unmask", "aggregate")
+    )
     assert event["stage"] in stages
     assert summary["processes"]["coordinator"]["restarts"] == 1
     log = events_of(tmp_path / "coordinator" / "coordinator.log")
