@@ -316,20 +316,25 @@ class ParticipantDaemon:
                     # The next poll names stage DONE: this is how the coordinator learns
                     # that the aggregate arrived and was applied, not just sent.
                     seen_stage = pb.DONE
-            except (ProtocolError, grpc.RpcError) as error:
+            except (ProtocolError, errors.IntegrityError, grpc.RpcError) as error:
                 # The round moved on without us (deadline passed, aborted): wait for the next.
+                # An IntegrityError is the coordinator caught deviating from the protocol
+                # (a survivor set too few members signed, an aggregate of another set):
+                # nothing is revealed or applied, and it is logged as an error.
                 what = accord_error(error) if isinstance(error, grpc.RpcError) else error
                 if isinstance(what, grpc.RpcError):
                     reason = f"{what.code().name}: {what.details()}"
                 else:
-                    reason = str(what)
+                    reason = f"{type(what).__name__}: {what}"
                 logs.event(
                     self._log,
                     "round_step_refused",
                     round=config.round,
                     stage=stage.value,
                     reason=reason,
-                    level=logging.WARNING,
+                    level=logging.ERROR
+                    if isinstance(what, errors.IntegrityError)
+                    else logging.WARNING,
                 )
                 self._round = None
                 if isinstance(error, grpc.RpcError) and error.code() in RETRY_CODES:
@@ -650,7 +655,8 @@ class ParticipantDaemon:
                 continue
             except RoundAborted as error:
                 logs.event(self._log, "round_aborted", round=number, reason=str(error))
-            except (errors.Expired, ProtocolError) as error:
+            except (errors.Expired, ProtocolError, errors.IntegrityError) as error:
+                # IntegrityError: the aggregate is not the signed survivors' sum; not applied.
                 if isinstance(error, errors.OutOfStage):
                     return  # not closed yet: the next task asks again
                 logs.event(

@@ -1,0 +1,191 @@
+"""An active coordinator against real participant daemons, over gRPC with mTLS.
+
+The coordinator process here is the real server with one change: its round machine is
+`SplitViewRound`, which lies the way Bonawitz et al.'s consistency round exists to stop.
+It tells one member that the victim dropped (so that member would reveal shares of the
+victim's masking key) while telling the others the victim survived (so they reveal shares
+of its self mask). Both secrets together would unmask the victim's update. The daemons
+must refuse loudly and the coordinator must never receive a masking-key share of the
+victim.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from accord import configfile, logs
+from accord.coordinator import orchestrator as orchestrator_module
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.crypto import consistency
+from accord.crypto.messages import (
+    ConfirmSurvivors,
+    ConsistencyCall,
+    CoordinatorMessage,
+    Stage,
+    SurvivorSet,
+    UnmaskCall,
+    UnmaskShares,
+)
+from accord.crypto.round import CoordinatorRound
+from accord.participant import kit as kits
+from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
+from accord.participant.synthetic_trainer import SyntheticTrainer
+from accord.proto.v1 import federation_pb2 as pb
+from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from accord.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    provision_federation,
+)
+from tests.e2e.test_mtls import FEDERATION, _free_port
+
+pytestmark = pytest.mark.e2e
+
+NAMES = ("p0", "p1", "p2", "p3")
+VICTIM = "p3"
+LIED_TO = "p2"
+
+
+class SplitViewRound(CoordinatorRound):
+    """A round machine that shows `LIED_TO` a survivor set without the victim."""
+
+    revealed: ClassVar[list[UnmaskShares]] = []
+
+    def _close_upload(self) -> list[CoordinatorMessage]:
+        calls = super()._close_upload()
+        honest = self._survivor_set
+        assert honest is not None
+        self._lying_set = SurvivorSet(
+            survivors=tuple(p for p in honest.survivors if p != VICTIM),
+            dropped=(*honest.dropped, VICTIM),
+            commitments=tuple(c for c in honest.commitments if c.sender != VICTIM),
+        )
+        self._sets = {
+            consistency.statement_digest(self.config, s): s for s in (honest, self._lying_set)
+        }
+        return [
+            ConsistencyCall(LIED_TO, self._lying_set)
+            if isinstance(call, ConsistencyCall) and call.recipient == LIED_TO
+            else call
+            for call in calls
+        ]
+
+    def _check_confirm(self, message: ConfirmSurvivors) -> None:
+        self._check_first(self._confirmed, message)  # accepts either statement
+
+    def _close_consistency(self) -> list[CoordinatorMessage]:
+        signers = set(self._confirmed)
+        self._live = frozenset(signers)
+        self._stage = Stage.UNMASK
+        calls: list[CoordinatorMessage] = []
+        for member in sorted(signers):
+            statement = self._confirmed[member].statement
+            shown = self._sets[statement]
+            signatures = tuple(s for s in self._confirmed.values() if s.statement == statement)
+            calls.append(UnmaskCall(member, shown.survivors, shown.dropped, signatures))
+        return calls
+
+    def _apply_unmask(self, message: UnmaskShares) -> None:
+        SplitViewRound.revealed.append(message)
+        super()._apply_unmask(message)
+
+
+def _events(log_file: Path, name: str) -> list[dict[str, Any]]:
+    if not log_file.exists():
+        return []
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == name]
+
+
+def _wait(what: str, condition: Callable[[], bool], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)
+
+
+def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(orchestrator_module, "CoordinatorRound", SplitViewRound)
+    SplitViewRound.revealed = []
+    port = _free_port()
+    provisioned = provision_federation(
+        FederationFile(
+            federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),
+            participants=tuple(ParticipantSection(name=name) for name in NAMES),
+        ),
+        tmp_path / "fed",
+    )
+    (tmp_path / "coordinator.toml").write_text(
+        "[coordinator]\n"
+        f'federation_id = "{FEDERATION}"\n'
+        f"listen_port = {port}\n"
+        'state_dir = "state"\n'
+        'profile = "masks"\n'
+        "rounds = 1\n"
+        "threshold = 3\n"
+        "stage_deadline_s = 4\n"
+        "heartbeat_interval_s = 0.5\n"
+        'tls_dir = "fed/coordinator"\n'
+        'roster = "fed/coordinator/roster.json"\n'
+    )
+    config = configfile.load(tmp_path / "coordinator.toml", CoordinatorConfig, "coordinator")
+    running = server.start(config, log=logs.configure("coordinator", tmp_path / "c.log"))
+    participant_log = tmp_path / "participants.log"
+    log = logs.configure("participant", participant_log)
+    workers: list[tuple[ParticipantDaemon, threading.Thread]] = []
+    kit = kits.Kit.load(provisioned.kits["p0"])
+
+    def rounds_done() -> bool:
+        with kits.secure_channel(kit) as channel:
+            status = pb_grpc.CoordinatorStub(channel).GetStatus(pb.StatusRequest(), timeout=5)
+        return any(r.round == 1 for r in status.recent_rounds)
+
+    try:
+        for name in NAMES:
+            participant = configfile.validate(
+                {
+                    "kit": str(provisioned.kits[name]),
+                    "state_dir": str(tmp_path / name),
+                    "poll_s": 0.5,
+                    "trainer": "synthetic",
+                    "synthetic_parameters": 64,
+                },
+                ParticipantConfig,
+                "participant",
+            )
+            daemon = ParticipantDaemon(participant, log=log, trainer=SyntheticTrainer(participant))
+            worker = threading.Thread(target=daemon.run, name=f"daemon-{name}", daemon=True)
+            worker.start()
+            workers.append((daemon, worker))
+        _wait("round 1 ended", rounds_done)
+    finally:
+        for daemon, _ in workers:
+            daemon.stop()
+        for _, worker in workers:
+            worker.join(timeout=30)
+        running.stop(grace_s=0)
+
+    # The members shown the honest set revealed the victim's self-mask shares (that is the
+    # protocol); nobody revealed a share of the victim's masking key.
+    assert SplitViewRound.revealed, "no member answered the unmask call at all"
+    assert {m.sender for m in SplitViewRound.revealed} <= set(NAMES) - {LIED_TO}
+    for answer in SplitViewRound.revealed:
+        assert VICTIM not in dict(answer.masking_key_shares)
+    # The member that was lied to refused loudly, naming why.
+    refusals = [
+        e for e in _events(participant_log, "round_step_refused") if e.get("stage") == "unmask"
+    ]
+    assert any("signed the survivor set" in e["reason"] for e in refusals), refusals
+    assert all(e["level"] == "error" for e in refusals if "IntegrityError" in e["reason"])
