@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,6 +45,7 @@ from accord.provision import (
     ParticipantSection,
     provision_federation,
 )
+from tests.e2e.test_member_keys import _wait
 from tests.e2e.test_mtls import FEDERATION, _free_port
 
 pytestmark = pytest.mark.e2e
@@ -105,13 +104,6 @@ def _events(log_file: Path, name: str) -> list[dict[str, Any]]:
         return []
     lines = log_file.read_text(encoding="utf-8").splitlines()
     return [e for e in map(json.loads, lines) if e["event"] == name]
-
-
-def _wait(what: str, condition: Callable[[], bool], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.1)
 
 
 def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
