@@ -20,6 +20,7 @@ Nothing here imports atheris: the targets are plain functions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import zlib
@@ -126,8 +127,9 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
 }
 
 
-def seeds(target: str) -> list[bytes]:
-    """Valid inputs to start from: what each decoder accepts, in each mode."""
+@functools.cache
+def seeds(target: str) -> tuple[bytes, ...]:
+    """Valid inputs to start from: what each decoder accepts, in each mode (made once)."""
     if target == "chunk":
         found = []
         for profile, payload, extra in (
@@ -147,10 +149,10 @@ def seeds(target: str) -> list[bytes]:
             )
             found += [bytes([0]) + wire.encode_chunk(header, payload)]
             found += [bytes([1]) + wire.encode_chunk(header, payload)]
-        return found
+        return tuple(found)
     if target == "envelope":
-        return [envelope.seal(b"a share", RECIPIENT_PUBLIC, aad=AAD)]
+        return (envelope.seal(b"a share", RECIPIENT_PUBLIC, aad=AAD),)
     from accord.crypto.ckks import SecretContext
 
     secret = SecretContext.generate(4096).to_bytes()
-    return [bytes([1]) + secret]
+    return (bytes([1]) + secret,)
