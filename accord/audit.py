@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,11 @@ from accord import accounting
 from accord.crypto import ledger as chain
 from accord.errors import ConfigError, IntegrityError, UsageError
 from accord.ledgerfile import read_lines
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
+    import tomli as tomllib
 
 LEDGER_FILE = "ledger.jsonl"
 HEAD_FILE = "federation_head.json"
@@ -453,10 +459,6 @@ def _certified_kit_key(path: Path, ca: Any) -> bytes | None:
     from accord.errors import BadSignature
 
     try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
         manifest = tomllib.loads(path.read_text(encoding="utf-8"))
         key = bytes.fromhex(str(manifest["coordinator_ledger_key"]))
         signature = bytes.fromhex(str(manifest["coordinator_ledger_key_signature"]))
@@ -818,8 +820,7 @@ def verify(
     unauthenticated: bool = typer.Option(
         False,
         "--unauthenticated",
-        help="Without a pinned CA, check consistency only (exit 0 though no key is "
-        "authenticated).",
+        help="Without a pinned CA, check consistency only (exit 0 though no key is authenticated).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:

@@ -558,7 +558,8 @@ def test_an_unsigned_roster_in_the_folder_is_not_trusted(tmp_path) -> None:
     assert code == 1 and not report["authenticated"]
     sources = {x["name"]: x["key_source"] for x in report["ledgers"]}
     assert sources["urban"] == "the ledger itself"
-    assert any("roster entry of urban" in note and "not trusted" in note for note in report["notes"])
+    notes = report["notes"]
+    assert any("roster entry of urban" in note and "not trusted" in note for note in notes)
 
 
 def test_a_roster_signed_by_another_ca_is_not_trusted(tmp_path) -> None:
