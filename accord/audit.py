@@ -145,21 +145,29 @@ class Missing:
     Attributes:
         participant: the member's id.
         rounds: the rounds of the federation ledger that name it (upload or survivor).
+        unreadable: its ledger file, when one was found that holds no readable entry
+            (emptied, or its open entry destroyed); None when there is no file at all.
     """
 
     participant: str
     rounds: tuple[int, ...]
+    unreadable: Path | None = None
 
     @property
     def detail(self) -> str:
         rounds = ", ".join(str(r) for r in self.rounds)
-        return (
-            f"the federation ledger names {self.participant} (rounds {rounds}), but no ledger "
-            f"of {self.participant} was found"
-        )
+        named = f"the federation ledger names {self.participant} (rounds {rounds}), but "
+        if self.unreadable is not None:
+            return named + f"its ledger {self.unreadable} is empty or unreadable"
+        return named + f"no ledger of {self.participant} was found"
 
     def to_json(self) -> dict[str, Any]:
-        return {"participant": self.participant, "rounds": list(self.rounds), "detail": self.detail}
+        return {
+            "participant": self.participant,
+            "rounds": list(self.rounds),
+            "ledger": None if self.unreadable is None else str(self.unreadable),
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -495,12 +503,15 @@ def _coordinator_key(
 def _cross_check(audit: Audit) -> None:
     """Each member and upload the federation ledger records must be in a participant's ledger."""
     by_name = {x.name: x for x in audit.participants}
-    present = [x.name for x in audit.ledgers if x.role != "coordinator"]
+    unreadable = {
+        x.name: x.path for x in audit.ledgers if x.role not in ("participant", "coordinator")
+    }
     for coordinator in audit.coordinators:
-        missing = chain.missing_members(coordinator.bodies("round"), present)
+        missing = chain.missing_members(coordinator.bodies("round"), list(by_name))
         for participant, rounds in missing.items():
             if participant not in {m.participant for m in audit.missing}:
-                audit.missing.append(Missing(participant, tuple(rounds)))
+                found = unreadable.get(participant)
+                audit.missing.append(Missing(participant, tuple(rounds), found))
         for head in audit.heads:
             for anomaly in head.anomalies:
                 coordinator.extra.append(
@@ -994,8 +1005,9 @@ def _print_verify(audit: Audit) -> None:
             for finding in ledger.findings:
                 console.print(f"     {finding}", markup=False)
     for missing in audit.missing:
-        console.print(f"[red]FAIL[/red] {missing.participant}: no ledger", highlight=False)
-        console.print(f"     missing: {missing.detail}", markup=False)
+        what = "no ledger" if missing.unreadable is None else "empty or unreadable ledger"
+        console.print(f"[red]FAIL[/red] {missing.participant}: {what}", highlight=False)
+        console.print(f"     missing: {missing.detail}", markup=False, soft_wrap=True)
     for note in audit.notes:
         console.print(f"note: {note}", markup=False)
     if not audit.authenticated:
@@ -1111,8 +1123,9 @@ def _print_contributions(rows: list[dict[str, Any]], audit: Audit) -> None:
 def _print_missing(audit: Audit, console: Console) -> None:
     for missing in audit.missing:
         console.print(
-            f"[red]missing:[/red] {missing.participant}: no ledger; {missing.detail}",
+            f"[red]missing:[/red] {missing.participant}: {missing.detail}",
             highlight=False,
+            soft_wrap=True,
         )
     if not audit.authenticated:
         console.print(f"note: not authenticated; {UNAUTHENTICATED_FIX}", highlight=False)

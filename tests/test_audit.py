@@ -518,6 +518,19 @@ def test_an_empty_participant_ledger_fails_verify_naming_the_member(tmp_path) ->
     text = runner.invoke(app, ["audit", "verify", str(tmp_path), "--ca", str(pinned["ca_path"])])
     assert text.exit_code == 1 and "FAIL" in text.output
     assert "urban" in text.output and "empty" in text.output
+    path = tmp_path / "participants" / "urban" / "ledger.jsonl"
+    assert report["missing"] == [
+        {
+            "participant": "urban",
+            "rounds": [1, 2, 3],
+            "ledger": str(path),
+            "detail": f"the federation ledger names urban (rounds 1, 2, 3), but its ledger "
+            f"{path} is empty or unreadable",
+        }
+    ]
+    code, summary = audit_json("budget", "-l", str(tmp_path), "--ca", str(pinned["ca_path"]))
+    urban = next(p for p in summary["participants"] if p["participant"] == "urban")
+    assert code == 1 and urban["missing"] and urban["epsilon"] is None
 
 
 @pytest.mark.parametrize("command", ["verify", "budget", "contributions"])
@@ -532,6 +545,7 @@ def test_a_deleted_participant_ledger_is_a_failure_and_flagged(tmp_path, command
         {
             "participant": "urban",
             "rounds": [1, 2, 3],
+            "ledger": None,
             "detail": "the federation ledger names urban (rounds 1, 2, 3), but no ledger of "
             "urban was found",
         }
