@@ -1,7 +1,9 @@
 """Every RPC request the coordinator accepts, garbled by Hypothesis, over real gRPC.
 
-The coordinator serves a `masks` federation whose three members enrolled, so that round
-1 waits in its ADVERTISE stage. Each example sends one request of one RPC with random or
+The coordinator serves a federation whose three members enrolled: a `masks` one, whose
+round 1 waits in its ADVERTISE stage, and a `none` one, whose round 1 waits for
+uploads (so that chunks reach the wire decoder and the sum). Each example sends one
+request of one RPC with random or
 hostile field values (wrong lengths, huge numbers, unknown enum values, duplicated
 entries, random bytes, unknown or impersonated participants). The property: the
 request is refused with the gRPC status its `accord.errors` class names (the details
@@ -18,12 +20,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from accord import errors
 from accord.coordinator import server
+from accord.participant import convert
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
@@ -34,6 +38,7 @@ from .plaintext_federation import (
     json_logger,
     make_config,
     make_keys,
+    upload_chunks,
 )
 from .test_service import comparable, header
 
@@ -57,13 +62,20 @@ FUZZ = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def federation(tmp_path_factory) -> Iterator[tuple[server.RunningServer, pb_grpc.CoordinatorStub]]:
-    folder = tmp_path_factory.mktemp("fuzz-rpc")
+WAITS_IN = {"masks": pb.ADVERTISE, "none": pb.UPLOAD}
+"""The stage round 1 of each profile waits in once everyone enrolled."""
+
+
+@pytest.fixture(scope="module", params=sorted(WAITS_IN))
+def federation(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[server.RunningServer, pb_grpc.CoordinatorStub, pb.Task]]:
+    profile = request.param
+    folder = tmp_path_factory.mktemp(f"fuzz-rpc-{profile}")
     config = make_config(
         folder,
         make_keys(),
-        profile="masks",
+        profile=profile,
         rate_limit_per_s=1e6,
         rate_limit_burst=10**6,
         aggregation_workers=0,
@@ -83,8 +95,8 @@ def federation(tmp_path_factory) -> Iterator[tuple[server.RunningServer, pb_grpc
                     timeout=10,
                 )
             task = stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=5), timeout=10)
-            assert task.stage == pb.ADVERTISE, task
-            yield running, stub
+            assert task.stage == WAITS_IN[profile], task
+            yield running, stub, task
     finally:
         running.stop(grace_s=0)
 
@@ -218,7 +230,7 @@ def check_refusal(error: grpc.RpcError) -> None:
 def test_a_garbled_request_is_refused_typed_and_changes_nothing(
     federation, rpc: str, data: st.DataObject
 ) -> None:
-    running, stub = federation
+    running, stub, _ = federation
     request = data.draw(REQUESTS[rpc], label=rpc)
     before = comparable(stub.GetStatus(pb.StatusRequest(), timeout=10))
     try:
@@ -237,7 +249,7 @@ def test_a_garbled_request_is_refused_typed_and_changes_nothing(
 @pytest.mark.parametrize("rpc", ["DownloadAggregate", "Heartbeat", "NextTask", "UploadUpdate"])
 def test_a_round_past_what_the_store_holds_is_malformed(federation, rpc: str, round: int) -> None:
     # Found by the property above: the store's range check answered UsageError.
-    _, stub = federation
+    _, stub, _ = federation
     routed = pb.RequestHeader(federation_id=FEDERATION, participant_id="energy", round=round)
     request = {
         "DownloadAggregate": pb.AggregateRequest(header=routed),
@@ -251,3 +263,57 @@ def test_a_round_past_what_the_store_holds_is_malformed(federation, rpc: str, ro
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details() == f"Malformed: request header: round {round} is out of range"
     assert comparable(stub.GetStatus(pb.StatusRequest(), timeout=10)) == before
+
+
+DAMAGE = ["flip", "truncate", "extend", "duplicate", "drop", "sequence", "signature", "stage"]
+
+
+@pytest.mark.parametrize("federation", ["none"], indirect=True)
+@FUZZ
+@given(data=st.data())
+def test_a_damaged_valid_upload_is_refused_typed_and_changes_nothing(
+    federation, data: st.DataObject
+) -> None:
+    running, stub, task = federation
+    assert task.stage == pb.UPLOAD
+    config = convert.round_config_from_proto(task.config, federation_id=FEDERATION)
+    chunks, sequence, signature = upload_chunks(config, "energy", make_keys(), np.ones(10))
+    routed = pb.RequestHeader(
+        federation_id=FEDERATION,
+        participant_id="energy",
+        round=1,
+        stage=pb.UPLOAD,
+        sequence=sequence,
+        signature=signature,
+    )
+    damage = data.draw(st.sampled_from(DAMAGE), label="damage")
+    event(damage)
+    index = data.draw(st.integers(0, len(chunks) - 1), label="chunk")
+    chunk = bytearray(chunks[index])
+    if damage == "flip":
+        bit = data.draw(st.integers(0, 8 * len(chunk) - 1), label="bit")
+        chunk[bit // 8] ^= 1 << (bit % 8)
+        chunks[index] = bytes(chunk)
+    elif damage == "truncate":
+        chunks[index] = bytes(chunk[: data.draw(st.integers(0, len(chunk) - 1))])
+    elif damage == "extend":
+        chunks[index] = bytes(chunk) + data.draw(st.binary(min_size=1, max_size=16))
+    elif damage == "duplicate":
+        chunks.insert(index, chunks[index])
+    elif damage == "drop":
+        del chunks[index]
+    elif damage == "sequence":
+        routed.sequence = sequence + data.draw(st.integers(1, 2**32))
+    elif damage == "signature":
+        bit = data.draw(st.integers(0, 8 * len(signature) - 1), label="bit")
+        routed.signature = bytes(
+            b ^ (1 << (bit % 8)) if i == bit // 8 else b for i, b in enumerate(signature)
+        )
+    else:
+        routed.stage = data.draw(st.sampled_from([s for s in pb.Stage.values() if s != pb.UPLOAD]))
+    before = comparable(stub.GetStatus(pb.StatusRequest(), timeout=10))
+    with pytest.raises(grpc.RpcError) as refused:
+        call(stub, "UploadUpdate", [pb.UpdateChunk(header=routed, chunk=c) for c in chunks])
+    check_refusal(refused.value)
+    assert comparable(stub.GetStatus(pb.StatusRequest(), timeout=10)) == before
+    assert running.orchestrator.status().round == 1
