@@ -416,12 +416,24 @@ def _pinned_key(
 
     if given is not None:
         path = Path(given)
+        kit_file = path / KIT_FILE if path.is_dir() else None
         if path.is_dir():
             path = path / PINNED_KEY_FILE
         if path.is_file():
-            return ledger_key.from_pem(
-                path.read_bytes(), what=str(path)
-            ), f"--coordinator-key {path}"
+            key = ledger_key.from_pem(path.read_bytes(), what=str(path))
+            # A kit folder carries the CA's certification: with a pinned CA, it must hold.
+            if (
+                ca is not None
+                and kit_file is not None
+                and kit_file.is_file()
+                and _certified_kit_key(kit_file, ca) != key
+            ):
+                raise ConfigError(
+                    f"--coordinator-key {given}: the pinned CA did not certify its "
+                    f"{PINNED_KEY_FILE} ({kit_file}); name a kit the operator packaged, or "
+                    "the key itself (64 hex digits) as the operator gave it"
+                )
+            return key, f"--coordinator-key {path}"
         try:
             raw = bytes.fromhex(given)
         except ValueError:

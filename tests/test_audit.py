@@ -606,6 +606,23 @@ def test_a_coordinator_key_in_the_folder_not_certified_by_the_ca_is_not_trusted(
     assert any("not certified by the CA" in note for note in report["notes"])
 
 
+def test_a_coordinator_key_named_from_a_kit_must_be_certified_by_the_pinned_ca(tmp_path) -> None:
+    pinned = pinned_federation(tmp_path)
+    kit = tmp_path / "kits" / "energy"
+    ca = ["--ca", str(pinned["ca_path"])]
+    code, report = audit_json("verify", str(tmp_path), "--coordinator-key", str(kit), *ca)
+    assert code == 0 and report["authenticated"]
+    other_key, _ = make_ca("Impostor CA")
+    write_kit(
+        kit, pinned["ca_key"], pinned["ca"], pinned["federation"].public_key, signer=other_key
+    )
+    result = runner.invoke(
+        app, ["audit", "verify", str(tmp_path), "--coordinator-key", str(kit), *ca]
+    )
+    assert result.exit_code == 2
+    assert "ConfigError: --coordinator-key" in result.output and "did not certify" in result.output
+
+
 def test_verify_without_a_pinned_ca_authenticates_nothing_it_finds(tmp_path) -> None:
     pinned_federation(tmp_path)  # a CA-signed roster and kit lie in the folder, ca.pem too
     code, report = audit_json("verify", str(tmp_path))
