@@ -18,13 +18,24 @@
 A PATH is a `ledger.jsonl` file or a folder searched for them (an `accord demo` workdir
 holds `coordinator/ledger.jsonl` and `participants/<name>/ledger.jsonl`), along with
 the `federation_head.json` files the participants kept, a `roster.json` and the
-startup kits' `coordinator_ledger.pub`. Keys: a participant's ledger is checked with
-its identity key from the roster when one is found (`--roster`); the federation ledger
-with the coordinator ledger key the kits pin (`--coordinator-key KIT_DIR | FILE.pub |
-HEX`, else a kit's `coordinator_ledger.pub` found under PATH), else the key the
-participants kept (trusted on first use, insecure-plaintext federations); only
-otherwise with the key the ledger names itself, which the output says (that proves the
-ledger consistent, not who wrote it).
+startup kits' `kit.toml`.
+
+Trust (issue 12, finding 7): nothing found in the audited folder is trusted on its own,
+since whoever could edit a ledger could also plant a roster or a key next to it. The
+auditor pins the federation's CA (`--ca FILE.pem | FOLDER`, or `--ca-fingerprint
+SHA256` to pin a `ca.pem` found under PATH). Then a participant's ledger is checked
+with the identity key the CA certified in its roster entry's client certificate
+(`--roster`, else a `roster.json` found), and the federation ledger with the
+coordinator ledger key the CA certified in a kit's `kit.toml` (or the key the auditor
+names with `--coordinator-key KIT_DIR | FILE.pub | HEX`). A key that does not chain to
+the CA is not used: the ledger is checked with the key it names itself (or, for the
+federation ledger, the key the participants kept), which proves it consistent, not who
+wrote it, and the output says "not authenticated". `verify` exits 1 then, unless
+`--unauthenticated` asks for the consistency check only.
+
+A member the federation ledger names (an upload or a survivor) whose own ledger is
+missing, or empty, is a failure of `verify` and is listed, never dropped, by `budget`
+and `contributions`.
 
 Nothing here reads or prints an update: the ledgers hold parameters, counts, scalars
 the participants measured, and digests of protected uploads.
@@ -34,6 +45,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +60,24 @@ from accord.crypto import ledger as chain
 from accord.errors import ConfigError, IntegrityError, UsageError
 from accord.ledgerfile import read_lines
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
+    import tomli as tomllib
+
 LEDGER_FILE = "ledger.jsonl"
 HEAD_FILE = "federation_head.json"
 ROSTER_FILE = "roster.json"
 PINNED_KEY_FILE = "coordinator_ledger.pub"
 """In a startup kit: the coordinator's ledger key, certified by the CA at provisioning."""
+KIT_FILE = "kit.toml"
+"""In a startup kit: the coordinator ledger key and the CA's signature over it."""
+CA_FILE = "ca.pem"
+ROSTER_SOURCE = "roster (certified by the CA)"
+UNAUTHENTICATED_FIX = (
+    "pin the federation's CA: --ca CA.pem (or a kit folder), or --ca-fingerprint SHA256 "
+    "for a ca.pem under the audited folder; --unauthenticated checks consistency only"
+)
 
 audit_app = typer.Typer(
     help="Verify the privacy ledgers and report the budgets spent and the contributions.",
@@ -77,6 +102,7 @@ class Ledger:
             itself").
         report: what `crypto.ledger.verify_chain` found.
         extra: findings from the cross-checks between ledgers.
+        authenticated: the verifying key chains to the pinned CA (or the auditor named it).
     """
 
     path: Path
@@ -86,6 +112,7 @@ class Ledger:
     key_source: str
     report: chain.Report
     extra: list[chain.Finding] = field(default_factory=list)
+    authenticated: bool = False
 
     @property
     def findings(self) -> list[chain.Finding]:
@@ -111,13 +138,55 @@ class KeptHead:
     anomalies: list[str]
 
 
+@dataclass(frozen=True)
+class Missing:
+    """A member the federation ledger names whose own ledger the auditor was not given.
+
+    Attributes:
+        participant: the member's id.
+        rounds: the rounds of the federation ledger that name it (upload or survivor).
+        unreadable: its ledger file, when one was found that holds no readable entry
+            (emptied, or its open entry destroyed); None when there is no file at all.
+    """
+
+    participant: str
+    rounds: tuple[int, ...]
+    unreadable: Path | None = None
+
+    @property
+    def detail(self) -> str:
+        rounds = ", ".join(str(r) for r in self.rounds)
+        named = f"the federation ledger names {self.participant} (rounds {rounds}), but "
+        if self.unreadable is not None:
+            return named + f"its ledger {self.unreadable} is empty or unreadable"
+        return named + f"no ledger of {self.participant} was found"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "participant": self.participant,
+            "rounds": list(self.rounds),
+            "ledger": None if self.unreadable is None else str(self.unreadable),
+            "detail": self.detail,
+        }
+
+
 @dataclass
 class Audit:
-    """Every ledger found, verified and cross-checked."""
+    """Every ledger found, verified and cross-checked.
+
+    Attributes:
+        ledgers: each ledger file found.
+        heads: the federation heads the participants kept.
+        notes: what the auditor should know (key sources, files not trusted).
+        missing: members the federation ledger names with no ledger found.
+        ca_source: where the pinned CA came from (None: none was pinned).
+    """
 
     ledgers: list[Ledger]
     heads: list[KeptHead]
     notes: list[str]
+    missing: list[Missing] = field(default_factory=list)
+    ca_source: str | None = None
 
     @property
     def participants(self) -> list[Ledger]:
@@ -129,23 +198,39 @@ class Audit:
 
     @property
     def ok(self) -> bool:
-        return all(x.ok for x in self.ledgers)
+        """Every ledger verifies and no member's ledger is missing."""
+        return all(x.ok for x in self.ledgers) and not self.missing
+
+    @property
+    def authenticated(self) -> bool:
+        """Every ledger was checked with a key that chains to the pinned CA."""
+        return all(x.authenticated for x in self.ledgers)
 
 
 def load(
-    paths: Sequence[Path], roster: Path | None = None, *, coordinator_key: str | None = None
+    paths: Sequence[Path],
+    roster: Path | None = None,
+    *,
+    coordinator_key: str | None = None,
+    ca: Path | None = None,
+    ca_fingerprint: str | None = None,
 ) -> Audit:
     """Find, verify and cross-check every ledger under `paths` (the working folder if none).
 
     Args:
         paths: ledger files or folders.
-        roster: the roster with the participants' identity keys (else one found).
-        coordinator_key: the pinned coordinator ledger key: a kit folder, a PEM file or
-            64 hex digits (else a kit's `coordinator_ledger.pub` found under `paths`).
+        roster: the roster with the participants' identity keys (else one found); its
+            entries are used only where the pinned CA certified them.
+        coordinator_key: the coordinator ledger key the auditor names: a kit folder, a
+            PEM file or 64 hex digits (else one a kit's `kit.toml` under `paths` holds,
+            certified by the pinned CA).
+        ca: the federation's CA certificate (PEM), or a folder holding `ca.pem`.
+        ca_fingerprint: its SHA-256; pins `ca`, or else a `ca.pem` found under `paths`.
 
     Raises:
         UsageError: no ledger was found.
-        ConfigError: the roster or the coordinator key cannot be read.
+        ConfigError: the roster, the CA or the coordinator key cannot be read, or no CA
+            has the pinned fingerprint.
     """
     roots = list(paths) or [Path.cwd()]
     files = _find(roots, LEDGER_FILE)
@@ -156,8 +241,10 @@ def load(
             "(e.g. an `accord demo` workdir)"
         )
     notes: list[str] = []
-    keys = _roster_keys(roster, roots, notes)
-    pinned = _pinned_key(coordinator_key, roots, notes)
+    pinned_ca = _pinned_ca(ca, ca_fingerprint, roots)
+    certificate = pinned_ca[0] if pinned_ca is not None else None
+    keys = _roster_keys(roster, roots, notes, certificate)
+    pinned = _pinned_key(coordinator_key, roots, notes, certificate)
     heads = [_kept_head(path) for path in _find(roots, HEAD_FILE)]
     ledgers: list[Ledger] = []
     for path in files:
@@ -169,13 +256,19 @@ def load(
             name = "coordinator"
             key, source, kept = _coordinator_key(opening, heads, notes, pinned)
             report = chain.verify_chain(lines, key, heads=kept)
+            authenticated = pinned is not None and key == pinned[0]
         else:
             name = str(opening.get("participant", path.parent.name))
             key = keys.get(name)
-            source = "roster" if key is not None else "the ledger itself"
+            source = ROSTER_SOURCE if key is not None else "the ledger itself"
             report = chain.verify_chain(lines, key)
-        ledgers.append(Ledger(path, role, name, federation_id, source, report))
-    audit = Audit(ledgers, heads, notes)
+            authenticated = key is not None
+        ledgers.append(
+            Ledger(path, role, name, federation_id, source, report, authenticated=authenticated)
+        )
+    audit = Audit(ledgers, heads, notes, ca_source=pinned_ca[1] if pinned_ca else None)
+    if pinned_ca is None:
+        notes.append("no CA pinned: no key found under the audited folder was trusted")
     _cross_check(audit)
     return audit
 
@@ -210,8 +303,61 @@ def _opening(lines: Sequence[str]) -> dict[str, Any]:
     return {}
 
 
-def _roster_keys(roster: Path | None, roots: Sequence[Path], notes: list[str]) -> dict[str, bytes]:
+def _pinned_ca(
+    given: Path | None, fingerprint: str | None, roots: Sequence[Path]
+) -> tuple[Any, str] | None:
+    """The CA the auditor pins: `--ca`, else a `ca.pem` under `roots` with `--ca-fingerprint`."""
+    from cryptography import x509
+
+    from accord.coordinator.roster import fingerprint as sha256_of
+    from accord.coordinator.roster import normalize_fingerprint
+
+    wanted = None
+    if fingerprint is not None:
+        try:
+            wanted = normalize_fingerprint(fingerprint)
+        except (ConfigError, UsageError):
+            raise ConfigError(
+                f"--ca-fingerprint {fingerprint}: must be the CA certificate's SHA-256, 64 hex "
+                "digits (as `accord provision` printed it)"
+            ) from None
+    if given is not None:
+        path = given / CA_FILE if given.is_dir() else given
+        try:
+            certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            raise ConfigError(
+                f"--ca {given}: not a PEM CA certificate (name the federation's ca.pem, or a "
+                "kit folder holding one)"
+            ) from None
+        if wanted is not None and sha256_of(certificate) != wanted:
+            raise ConfigError(
+                f"--ca {path}: its SHA-256 is {sha256_of(certificate)}, not the pinned "
+                f"--ca-fingerprint {wanted}: confirm the fingerprint with the operator"
+            )
+        return certificate, f"--ca {path}"
+    if wanted is None:
+        return None
+    for path in _find([r for r in roots if r.is_dir()], CA_FILE):
+        try:
+            certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if sha256_of(certificate) == wanted:
+            return certificate, f"{path} (pinned by --ca-fingerprint)"
+    where = ", ".join(str(r) for r in roots)
+    raise ConfigError(
+        f"--ca-fingerprint {wanted}: no {CA_FILE} under {where} has this SHA-256; pass the "
+        "federation's CA certificate with --ca, or confirm the fingerprint with the operator"
+    )
+
+
+def _roster_keys(
+    roster: Path | None, roots: Sequence[Path], notes: list[str], ca: Any | None
+) -> dict[str, bytes]:
+    """The identity keys of the roster's entries whose certificates the pinned CA signed."""
     from accord.coordinator.roster import RosterSnapshot
+    from accord.errors import BadSignature
 
     candidates = (
         [roster] if roster is not None else _find([r for r in roots if r.is_dir()], ROSTER_FILE)
@@ -223,8 +369,28 @@ def _roster_keys(roster: Path | None, roots: Sequence[Path], notes: list[str]) -
             if roster is not None:
                 raise ConfigError(f"--roster {path}: not a readable roster") from None
             continue
-        notes.append(f"participants' identity keys from the roster {path}")
-        return {e.participant_id: e.identity_public_key for e in snapshot.entries}
+        if ca is None:
+            notes.append(f"the roster {path} was not used: no CA pinned to check its entries")
+            return {}
+        keys: dict[str, bytes] = {}
+        for entry in snapshot.entries:
+            where = f"the roster entry of {entry.participant_id} in {path}"
+            try:
+                certified = chain.certified_identity(
+                    ca, entry.certificate_der, entry.participant_id
+                )
+            except (BadSignature, ValueError) as error:
+                notes.append(f"{where} is not trusted: {error}")
+                continue
+            if certified != entry.identity_public_key:
+                notes.append(
+                    f"{where} is not trusted: its identity key is not the one its certificate "
+                    "certifies"
+                )
+                continue
+            keys[entry.participant_id] = certified
+        notes.append(f"participants' identity keys from the roster {path}, certified by the CA")
+        return keys
     return {}
 
 
@@ -243,19 +409,31 @@ def _kept_head(path: Path) -> KeptHead:
 
 
 def _pinned_key(
-    given: str | None, roots: Sequence[Path], notes: list[str]
+    given: str | None, roots: Sequence[Path], notes: list[str], ca: Any | None
 ) -> tuple[bytes, str] | None:
-    """The coordinator ledger key the kits pin: `--coordinator-key`, else found in a kit."""
+    """The coordinator ledger key: `--coordinator-key`, else a kit's the pinned CA certified."""
     from accord.crypto import ledger_key
 
     if given is not None:
         path = Path(given)
+        kit_file = path / KIT_FILE if path.is_dir() else None
         if path.is_dir():
             path = path / PINNED_KEY_FILE
         if path.is_file():
-            return ledger_key.from_pem(
-                path.read_bytes(), what=str(path)
-            ), f"--coordinator-key {path}"
+            key = ledger_key.from_pem(path.read_bytes(), what=str(path))
+            # A kit folder carries the CA's certification: with a pinned CA, it must hold.
+            if (
+                ca is not None
+                and kit_file is not None
+                and kit_file.is_file()
+                and _certified_kit_key(kit_file, ca) != key
+            ):
+                raise ConfigError(
+                    f"--coordinator-key {given}: the pinned CA did not certify its "
+                    f"{PINNED_KEY_FILE} ({kit_file}); name a kit the operator packaged, or "
+                    "the key itself (64 hex digits) as the operator gave it"
+                )
+            return key, f"--coordinator-key {path}"
         try:
             raw = bytes.fromhex(given)
         except ValueError:
@@ -266,18 +444,50 @@ def _pinned_key(
                 "hex digits"
             )
         return raw, "--coordinator-key"
+    folders = [r for r in roots if r.is_dir()]
+    if ca is None:
+        if _find(folders, PINNED_KEY_FILE):
+            notes.append(
+                f"the kits' {PINNED_KEY_FILE} under the audited folder were not used: no CA "
+                "pinned to check them"
+            )
+        return None
     found: dict[bytes, Path] = {}
-    for path in _find([r for r in roots if r.is_dir()], PINNED_KEY_FILE):
-        try:
-            found.setdefault(ledger_key.from_pem(path.read_bytes(), what=str(path)), path)
-        except (ConfigError, OSError):
-            notes.append(f"{path}: not a coordinator ledger key; ignored")
+    for path in _find(folders, KIT_FILE):
+        certified = _certified_kit_key(path, ca)
+        if certified is None:
+            notes.append(
+                f"{path}: its coordinator_ledger_key is missing or not certified by the CA; "
+                "not trusted"
+            )
+            continue
+        found.setdefault(certified, path)
     if len(found) == 1:
         key, path = next(iter(found.items()))
-        return key, f"the kits ({path})"
+        return key, f"a kit certified by the CA ({path})"
     if len(found) > 1:
-        notes.append("the kits found pin different coordinator ledger keys; pass --coordinator-key")
+        notes.append(
+            "the kits found pin different CA-certified coordinator ledger keys; pass "
+            "--coordinator-key"
+        )
     return None
+
+
+def _certified_kit_key(path: Path, ca: Any) -> bytes | None:
+    """The coordinator ledger key a `kit.toml` holds, if the CA certified it (else None)."""
+    from accord.crypto import ledger_key
+    from accord.errors import BadSignature
+
+    try:
+        manifest = tomllib.loads(path.read_text(encoding="utf-8"))
+        key = bytes.fromhex(str(manifest["coordinator_ledger_key"]))
+        signature = bytes.fromhex(str(manifest["coordinator_ledger_key_signature"]))
+        ledger_key.check(ca, str(manifest["federation_id"]), key, signature)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, ValueError):
+        return None
+    except (BadSignature, ConfigError):
+        return None
+    return key
 
 
 def _coordinator_key(
@@ -303,9 +513,17 @@ def _coordinator_key(
 
 
 def _cross_check(audit: Audit) -> None:
-    """Each upload the federation ledger records must be in its participant's ledger."""
+    """Each member and upload the federation ledger records must be in a participant's ledger."""
     by_name = {x.name: x for x in audit.participants}
+    unreadable = {
+        x.name: x.path for x in audit.ledgers if x.role not in ("participant", "coordinator")
+    }
     for coordinator in audit.coordinators:
+        missing = chain.missing_members(coordinator.bodies("round"), list(by_name))
+        for participant, rounds in missing.items():
+            if participant not in {m.participant for m in audit.missing}:
+                found = unreadable.get(participant)
+                audit.missing.append(Missing(participant, tuple(rounds), found))
         for head in audit.heads:
             for anomaly in head.anomalies:
                 coordinator.extra.append(
@@ -377,6 +595,7 @@ def budget_summary(
             {
                 "participant": ledger.name,
                 "ledger": str(ledger.path),
+                "missing": False,
                 "verified": ledger.ok,
                 "rounds": len(rounds),
                 "refusals": len(ledger.bodies("refusal")),
@@ -392,6 +611,29 @@ def budget_summary(
                 "epsilon_recorded": _number(last.get("epsilon")),
                 "accountant_recorded": last.get("accountant"),
                 "epsilon_by_round": [[r, _finite(e)] for r, e in curve],
+            }
+        )
+    for missing in audit.missing:
+        # Its runs are unknown, so no epsilon of its, nor the federation's, can be bounded.
+        unbounded = True
+        participants.append(
+            {
+                "participant": missing.participant,
+                "ledger": None,
+                "missing": True,
+                "verified": False,
+                "rounds": len(missing.rounds),
+                "refusals": None,
+                "mechanism": "unknown (no ledger)",
+                "steps": None,
+                "noise_multipliers": [],
+                "sample_rates": [],
+                "max_grad_norm": None,
+                "delta": delta,
+                "epsilon": None,
+                "epsilon_recorded": None,
+                "accountant_recorded": None,
+                "epsilon_by_round": [],
             }
         )
     federation_delta = delta if delta is not None else max(deltas, default=1e-5)
@@ -417,6 +659,8 @@ def budget_summary(
             "client_level": _client_level(audit, delta, accountant),
         },
         "verified": audit.ok,
+        "authenticated": audit.authenticated,
+        "missing": [m.to_json() for m in audit.missing],
     }
 
 
@@ -541,12 +785,39 @@ def contribution_rows(audit: Audit) -> list[dict[str, Any]]:
                     "after": _number(validation.get("after")),
                     "gain": _number(validation.get("gain")),
                     "verified": ledger.ok,
+                    "missing": False,
+                }
+            )
+    for missing in audit.missing:
+        for round in missing.rounds:
+            rows.append(
+                {
+                    "participant": missing.participant,
+                    "round": round,
+                    "samples": None,
+                    "flagged": None,
+                    "flagged_share": None,
+                    "metric": None,
+                    "before": None,
+                    "after": None,
+                    "gain": None,
+                    "verified": False,
+                    "missing": True,
                 }
             )
     return rows
 
 
 # ---- commands ----
+
+CA_HELP = (
+    "The federation's CA certificate (ca.pem, or a kit folder holding it): only keys it "
+    "certified are trusted."
+)
+CA_FINGERPRINT_HELP = (
+    "SHA-256 of the federation's CA certificate: pins --ca, or a ca.pem found under the "
+    "audited folders."
+)
 
 
 @audit_app.command()
@@ -567,18 +838,29 @@ def verify(
         "coordinator_ledger.pub, or 64 hex digits (found in kits under the folders when not "
         "given).",
     ),
+    ca: Path | None = typer.Option(None, "--ca", help=CA_HELP),
+    ca_fingerprint: str | None = typer.Option(None, "--ca-fingerprint", help=CA_FINGERPRINT_HELP),
+    unauthenticated: bool = typer.Option(
+        False,
+        "--unauthenticated",
+        help="Without a pinned CA, check consistency only (exit 0 though no key is authenticated).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Check every chain and signature; name each broken entry and how.
 
-    Exit status 0 only when every ledger, kept head and recorded upload verifies.
+    Exit status 0 only when every ledger, kept head and recorded upload verifies, no
+    member the federation ledger names lacks its ledger, and every key chains to the
+    pinned CA (unless --unauthenticated).
     """
-    audit = load(paths, roster, coordinator_key=coordinator_key)
+    audit = load(
+        paths, roster, coordinator_key=coordinator_key, ca=ca, ca_fingerprint=ca_fingerprint
+    )
     if json_output:
         typer.echo(json.dumps(_verify_json(audit), indent=2))
     else:
         _print_verify(audit)
-    if not audit.ok:
+    if not audit.ok or not (audit.authenticated or unauthenticated):
         raise typer.Exit(1)
 
 
@@ -599,6 +881,8 @@ def budget(
     coordinator_key: str | None = typer.Option(
         None, "--coordinator-key", help="The pinned coordinator ledger key (see `verify`)."
     ),
+    ca: Path | None = typer.Option(None, "--ca", help=CA_HELP),
+    ca_fingerprint: str | None = typer.Option(None, "--ca-fingerprint", help=CA_FINGERPRINT_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     plot: Path | None = typer.Option(
         None, "--plot", help="Write epsilon over rounds per participant to this PNG file."
@@ -606,11 +890,14 @@ def budget(
 ) -> None:
     """Epsilon per participant and for the federation, recomputed from the ledgers.
 
-    Exit status 1 when a ledger does not verify (its numbers are shown but untrusted).
+    Exit status 1 when a ledger does not verify (its numbers are shown but untrusted) or
+    a member's ledger is missing (listed, with no epsilon).
     """
     if accountant not in accounting.ACCOUNTANTS:
         raise UsageError(f"--accountant {accountant}: one of {', '.join(accounting.ACCOUNTANTS)}")
-    audit = load(ledger, roster, coordinator_key=coordinator_key)
+    audit = load(
+        ledger, roster, coordinator_key=coordinator_key, ca=ca, ca_fingerprint=ca_fingerprint
+    )
     summary = budget_summary(audit, accountant=accountant, delta=delta)
     if plot is not None:
         write_plot(summary, plot)
@@ -628,13 +915,25 @@ def contributions(
         [], "--ledger", "-l", help="Ledger file or folder (repeatable); default: this folder."
     ),
     roster: Path | None = typer.Option(None, "--roster", help="roster.json with identity keys."),
+    ca: Path | None = typer.Option(None, "--ca", help=CA_HELP),
+    ca_fingerprint: str | None = typer.Option(None, "--ca-fingerprint", help=CA_FINGERPRINT_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Per participant and round: samples, validation gain, flagged share (no update is shown)."""
-    audit = load(ledger, roster)
+    """Per participant and round: samples, validation gain, flagged share (no update is shown).
+
+    Exit status 1 when a ledger does not verify or a member's ledger is missing (its
+    rounds are listed as missing).
+    """
+    audit = load(ledger, roster, ca=ca, ca_fingerprint=ca_fingerprint)
     rows = contribution_rows(audit)
     if json_output:
-        typer.echo(json.dumps({"rows": rows, "verified": audit.ok}, indent=2))
+        document = {
+            "rows": rows,
+            "verified": audit.ok,
+            "authenticated": audit.authenticated,
+            "missing": [m.to_json() for m in audit.missing],
+        }
+        typer.echo(json.dumps(document, indent=2))
     else:
         _print_contributions(rows, audit)
     if not audit.ok:
@@ -673,7 +972,10 @@ def write_plot(summary: dict[str, Any], path: Path) -> None:
 def _verify_json(audit: Audit) -> dict[str, Any]:
     return {
         "ok": audit.ok,
+        "authenticated": audit.authenticated,
+        "ca": audit.ca_source,
         "notes": audit.notes,
+        "missing": [m.to_json() for m in audit.missing],
         "ledgers": [
             {
                 "path": str(x.path),
@@ -682,6 +984,7 @@ def _verify_json(audit: Audit) -> dict[str, Any]:
                 "name": x.name,
                 "entries": x.report.count,
                 "key_source": x.key_source,
+                "authenticated": x.authenticated,
                 "ok": x.ok,
                 "findings": [
                     {
@@ -709,15 +1012,23 @@ def _print_verify(audit: Audit) -> None:
                 f"head {head}..., key from {ledger.key_source}  ({ledger.path})"
             )
         else:
-            console.print(f"[red]FAIL[/red] {ledger.report.ledger_id or '?'}  ({ledger.path})")
+            name = ledger.report.ledger_id or f"{ledger.name} (unreadable)"
+            console.print(f"[red]FAIL[/red] {name}  ({ledger.path})", soft_wrap=True)
             for finding in ledger.findings:
                 console.print(f"     {finding}", markup=False)
+    for missing in audit.missing:
+        what = "no ledger" if missing.unreadable is None else "empty or unreadable ledger"
+        console.print(f"[red]FAIL[/red] {missing.participant}: {what}", highlight=False)
+        console.print(f"     missing: {missing.detail}", markup=False, soft_wrap=True)
     for note in audit.notes:
         console.print(f"note: {note}", markup=False)
-    if any(x.key_source == "the ledger itself" for x in audit.ledgers):
+    if not audit.authenticated:
+        unauthenticated = ", ".join(x.name for x in audit.ledgers if not x.authenticated)
         console.print(
-            "note: a key taken from the ledger itself shows the ledger is consistent, not who "
-            "wrote it; pass --roster for the participants' identity keys"
+            f"[yellow]not authenticated:[/yellow] {unauthenticated}: checked with keys that do "
+            "not chain to a pinned CA, which shows each ledger consistent, not who wrote it; "
+            f"{UNAUTHENTICATED_FIX}",
+            highlight=False,
         )
 
 
@@ -751,11 +1062,11 @@ def _print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> N
             p["participant"],
             str(p["rounds"]),
             mechanism,
-            str(p["steps"]),
-            _epsilon(p["epsilon"], p["rounds"]),
-            f"{p['delta']:g}",
+            "-" if p["steps"] is None else str(p["steps"]),
+            "unknown (no ledger)" if p["missing"] else _epsilon(p["epsilon"], p["rounds"]),
+            "-" if p["delta"] is None else f"{p['delta']:g}",
             "-" if recorded is None else f"{recorded:.3f} ({p['accountant_recorded']})",
-            str(p["refusals"]),
+            "-" if p["refusals"] is None else str(p["refusals"]),
             "yes" if p["verified"] else "NO",
         )
     console.print(table)
@@ -788,6 +1099,7 @@ def _print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> N
             "[yellow]warning:[/yellow] GDP is a central-limit approximation that may understate "
             "epsilon; use --accountant rdp or prv for a bound"
         )
+    _print_missing(audit, console)
     if not audit.ok:
         console.print(
             "[red]warning:[/red] a ledger does not verify; its numbers cannot be trusted (run "
@@ -809,14 +1121,26 @@ def _print_contributions(rows: list[dict[str, Any]], audit: Audit) -> None:
         table.add_row(
             row["participant"],
             str(row["round"]),
-            str(row["samples"]),
+            "no ledger" if row["missing"] else str(row["samples"]),
             "-" if row["flagged_share"] is None else f"{row['flagged_share']:.1%}",
             validation,
             "-" if row["gain"] is None else f"{row['gain']:+.4f}",
         )
     console.print(table)
+    _print_missing(audit, console)
     if not audit.ok:
         console.print("[red]warning:[/red] a ledger does not verify (run `accord audit verify`)")
+
+
+def _print_missing(audit: Audit, console: Console) -> None:
+    for missing in audit.missing:
+        console.print(
+            f"[red]missing:[/red] {missing.participant}: {missing.detail}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not audit.authenticated:
+        console.print(f"note: not authenticated; {UNAUTHENTICATED_FIX}", highlight=False)
 
 
 def _epsilon(value: float | None, rounds: int) -> str:

@@ -23,6 +23,7 @@ import difflib
 import enum
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -95,6 +96,47 @@ def load(
         )
     table = {**document.get(section, {}), **(overrides or {})}
     return validate(table, model, section, source=path.name, base_dir=path.resolve().parent)
+
+
+def check_writable_folder(folder: Path, *, source: Path, section: str, field: str) -> None:
+    """Make `folder` if it is absent, and check that this user can write files in it.
+
+    A role calls this on its `state_dir` before it opens a log, a store or a ledger
+    there, so that a bad setting is a `ConfigError` rather than a traceback.
+
+    Args:
+        folder: the resolved folder the setting names.
+        source: the config file that set it (named in the error).
+        section: the file's table, e.g. `participant`.
+        field: the setting, e.g. `state_dir`.
+
+    Raises:
+        ConfigError: `folder` is a file, lies under a file, cannot be made, or cannot be
+            written; the message names file, table, field, value and the fix.
+    """
+    where = f"{source.name} [{section}] {field} = {_toml_value(str(folder))}"
+    fix = f"set {field} to a folder this user can create and write"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{where}: is a file, not a folder ({fix}, or move the file away)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocked = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+        reason = (
+            f"{blocked} is a file, not a folder"
+            if blocked is not None
+            else f"cannot create it ({error.strerror})"
+        )
+        raise ConfigError(f"{where}: {reason} ({fix})") from None
+    probe = folder / f".accord-write-check-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            f"{where}: cannot write in it ({error.strerror}) ({fix}, or give this user write "
+            "access to it)"
+        ) from None
 
 
 def validate(

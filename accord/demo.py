@@ -326,11 +326,16 @@ def demo(
     if json_path is not None:
         demo_report.write_json(summary, json_path)
     demo_report.print_summary(summary)
+    # Keys are trusted only as far as they chain to the CA (docs/audit.md); a plaintext
+    # demo has none, so its audit is a consistency check, asked for by name.
+    ca_path = workdir / "provision" / "ca" / "ca.pem"
+    ca = f"--ca {ca_path}" if ca_path.exists() else "--unauthenticated"
+    pin = f" --ca {ca_path}" if ca_path.exists() else ""
     typer.echo(
         "\nEvery participant and the coordinator kept a signed privacy ledger; audit them:\n"
-        f"  accord audit verify {workdir}\n"
-        f"  accord audit budget --ledger {workdir} --plot {workdir / 'epsilon.png'}\n"
-        f"  accord audit contributions --ledger {workdir}"
+        f"  accord audit verify {workdir} {ca}\n"
+        f"  accord audit budget --ledger {workdir}{pin} --plot {workdir / 'epsilon.png'}\n"
+        f"  accord audit contributions --ledger {workdir}{pin}"
     )
 
 

@@ -38,6 +38,9 @@ def serve(
     """
     overrides = {"insecure_plaintext": True} if insecure_plaintext else {}
     settings = configfile.load(config, CoordinatorConfig, "coordinator", overrides=overrides)
+    configfile.check_writable_folder(
+        settings.state_dir, source=config, section="coordinator", field="state_dir"
+    )
     from accord import logs
     from accord.coordinator.server import serve as serve_forever
 

@@ -68,14 +68,21 @@ def profile_to_proto(profile: Profile) -> pb.Profile.ValueType:
     return pb.Profile.Value(profile.name)
 
 
+MAX_ROUND = 2**63 - 1
+"""The largest round number a request may name (the store keeps rounds as signed 64-bit)."""
+
+
 def header_from_proto(header: pb.RequestHeader) -> Header:
     """The routing fields of a request.
 
     Raises:
-        Malformed: the header is missing its federation or participant id.
+        Malformed: the header is missing its federation or participant id, or names a
+            round past any the store can hold (2**63 - 1).
     """
     if not header.federation_id or not header.participant_id:
         raise Malformed("request header: federation_id and participant_id are required")
+    if header.round > MAX_ROUND:
+        raise Malformed(f"request header: round {header.round} is out of range")
     return Header(
         federation_id=header.federation_id,
         round=header.round,

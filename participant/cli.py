@@ -51,6 +51,9 @@ def run(
     if data is not None:
         overrides["data_dir"] = str(data.resolve())
     settings = configfile.load(config, ParticipantConfig, "participant", overrides=overrides)
+    configfile.check_writable_folder(
+        settings.state_dir, source=config, section="participant", field="state_dir"
+    )
     from accord import logs
     from accord.participant.daemon import ParticipantDaemon
 

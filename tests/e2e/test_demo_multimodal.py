@@ -58,8 +58,9 @@ def test_the_federated_adapter_beats_local_only_training(demo_run) -> None:
 
 def test_every_ledger_records_dp_sgd_within_the_budget(demo_run) -> None:
     workdir, _, _ = demo_run
-    audit = load([workdir])
+    audit = load([workdir], ca=workdir / "provision" / "ca" / "ca.pem")
     assert audit.ok, [(x.name, [str(f) for f in x.findings]) for x in audit.ledgers]
+    assert audit.authenticated, audit.notes  # every key chains to the demo's CA
     participants = [x for x in audit.ledgers if x.role == "participant"]
     assert len(participants) == len(NAMES)
     for ledger in participants:

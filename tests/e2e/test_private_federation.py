@@ -183,13 +183,15 @@ def test_client_level_noise_a_trainer_refusal_and_pinned_heads_end_to_end(tmp_pa
     assert status.rounds_completed == 2
     assert status.recent_rounds[-1].survivors == ("energy", "residential")
 
-    audit = load([tmp_path])
+    audit = load([tmp_path], ca_fingerprint=fed.ca_fingerprint)
     assert audit.ok, [(x.name, [str(f) for f in x.findings]) for x in audit.ledgers]
+    assert audit.authenticated, audit.notes  # every key chains to the CA
+    assert {x.key_source for x in audit.participants} == {"roster (certified by the CA)"}
     pinned = Kit.load(fed.kits["energy"]).coordinator_ledger_key
     certified = federation_ledger.certified_key(fed.ca_dir)
     assert certified is not None and pinned == certified.public_key
     (coordinator,) = audit.coordinators
-    assert coordinator.key_source.startswith("the kits (")
+    assert coordinator.key_source.startswith("a kit certified by the CA (")
     for name in NAMES:
         key, head, anomalies = ledger.read_federation_head(
             tmp_path / "participants" / name / ledger.FEDERATION_HEAD_FILE

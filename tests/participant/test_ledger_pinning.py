@@ -174,8 +174,13 @@ def test_audit_verify_checks_the_federation_ledger_with_the_pinned_key(tmp_path,
     FederationLedger(state, FEDERATION, key_file=coordinator_key(fed))
     given = load([state], coordinator_key=str(fed.kits["energy"]))
     assert given.ok and given.coordinators[0].key_source.startswith("--coordinator-key")
-    found = load([state, fed.kits["energy"].parent])  # the kits under PATH pin it
-    assert found.ok and found.coordinators[0].key_source.startswith("the kits (")
+    # The kits under PATH pin it, once the auditor pins the CA that certified it.
+    found = load([state, fed.kits["energy"].parent], ca_fingerprint=fed.ca_fingerprint)
+    assert found.ok and found.authenticated
+    assert found.coordinators[0].key_source.startswith("a kit certified by the CA (")
+    unpinned = load([state, fed.kits["energy"].parent])  # no CA: a key file alone is not trusted
+    assert unpinned.ok and not unpinned.authenticated
+    assert unpinned.coordinators[0].key_source == "the ledger itself"
     other = identity.generate_identity().public.hex()
     wrong = load([state], coordinator_key=other)
     assert not wrong.ok
