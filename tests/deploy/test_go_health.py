@@ -166,3 +166,25 @@ def _self_signed_kit(folder: Path, *, extension_oid: str | None) -> Path:
         )
     )
     return folder
+
+
+def test_go_passes_the_health_check_with_the_coordinators_probe_certificate(
+    go_health: Path, coordinator: Running
+) -> None:
+    """What the container HEALTHCHECK and the Helm probes run inside the coordinator's pod."""
+    folder = coordinator.provisioned.coordinator_dir
+    answer = _probe(
+        go_health,
+        coordinator.address,
+        Path(),
+        "-kit",
+        "",
+        "-cert",
+        str(folder / "probe.pem"),
+        "-key",
+        str(folder / "probe.key"),
+        "-ca",
+        str(folder / "ca.pem"),
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "SERVING"
