@@ -47,17 +47,36 @@ def build_go_health(out: Path) -> Path:
     if not (GOCODE / "src/google.golang.org/grpc/health/grpc_health_v1").is_dir():
         unavailable(f"Go's gRPC library is not under {GOCODE}", GO_FIX)
     binary = out / "accord-health"
-    env = {
-        **os.environ,
-        "GOPATH": str(GOCODE),
-        "GO111MODULE": "off",
-        "GOFLAGS": "",
-        "GOCACHE": os.environ.get("GOCACHE", str(Path.home() / ".cache/go-build")),
-    }
+    env = {**os.environ, "GOPATH": str(GOCODE), "GO111MODULE": "off", "GOFLAGS": ""}
     built = subprocess.run(
         [go, "build", "-o", str(binary), "."],
         cwd=DEPLOY / "healthcheck",
         env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr
+    return binary
+
+
+HELM_FIX = (
+    "apt-get install -y --no-install-recommends golang-go golang-github-masterminds-sprig-dev "
+    "golang-gopkg-yaml.v3-dev"
+)
+
+
+def build_helmrender(out: Path) -> Path:
+    """Build tests/deploy/helmrender (a `helm template` stand-in) from Debian's Go libraries."""
+    go = require_program("go", HELM_FIX)
+    for library in ("github.com/Masterminds/sprig", "gopkg.in/yaml.v3"):
+        if not (GOCODE / "src" / library).is_dir():
+            unavailable(f"the Go library {library} is not under {GOCODE}", HELM_FIX)
+    binary = out / "helmrender"
+    built = subprocess.run(
+        [go, "build", "-o", str(binary), "."],
+        cwd=Path(__file__).parent / "helmrender",
+        env={**os.environ, "GOPATH": str(GOCODE), "GO111MODULE": "off", "GOFLAGS": ""},
         capture_output=True,
         text=True,
         timeout=600,
