@@ -136,7 +136,8 @@ def test_a_coordinator_and_two_participant_containers_complete_a_secure_round(
     containers.append(coordinator)
     _docker(
         "run", "-d", "--name", coordinator, "--network", "host",
-        "--health-interval", "2s", "--health-start-period", "1s",
+        "--health-interval", "2s", "--health-start-period", "60s",
+        "-e", f"ACCORD_HEALTH_ADDR=127.0.0.1:{port}",
         "-v", f"{provisioned.coordinator_dir}:/etc/accord/coordinator:ro",
         "-v", f"{config}:/etc/accord/coordinator.toml:ro",
         "-v", f"{coordinator_state}:/var/lib/accord",
