@@ -7,10 +7,10 @@ secret, and that the example TOML files are configurations Accord accepts.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import yaml
 
 from accord import configfile
@@ -37,7 +37,8 @@ def test_kits_and_tls_folders_are_secrets_never_in_the_image() -> None:
         for volume in service.get("volumes", []):
             assert "kit" not in volume and "secrets" not in volume, volume
     targets = {
-        s["source"]: s["target"] for s in services["coordinator"]["secrets"] + services["participant"]["secrets"]
+        s["source"]: s["target"]
+        for s in services["coordinator"]["secrets"] + services["participant"]["secrets"]
     }
     assert targets["kit"] == "/run/secrets/kit"
     assert targets["coordinator-tls"] == "/run/secrets/coordinator"

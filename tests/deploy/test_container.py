@@ -77,7 +77,12 @@ def test_the_image_runs_as_a_non_root_user_without_build_tools(image: str) -> No
     )
     assert found == ""
     torch = _docker(
-        "run", "--rm", "--entrypoint", "python", image, "-c",
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        image,
+        "-c",
         "import torch; print(torch.__version__, torch.version.cuda)",
     )
     assert torch.endswith("+cpu None"), torch
@@ -130,7 +135,11 @@ def test_a_coordinator_and_two_participant_containers_complete_a_secure_round(
         store_url=postgres_schema_url,
     )
     shutil.chown(tmp_path, UID, UID)
-    for path in [provisioned.coordinator_dir, coordinator_state, *provisioned.coordinator_dir.iterdir()]:
+    for path in [
+        provisioned.coordinator_dir,
+        coordinator_state,
+        *provisioned.coordinator_dir.iterdir(),
+    ]:
         os.chown(path, UID, UID)
     coordinator = f"accord-coordinator-{run_id}"
     containers.append(coordinator)
@@ -146,7 +155,9 @@ def test_a_coordinator_and_two_participant_containers_complete_a_secure_round(
 
     def healthy() -> bool:
         status = _docker("inspect", "--format", "{{.State.Health.Status}}", coordinator)
-        assert status != "unhealthy", _docker("inspect", "--format", "{{json .State.Health}}", coordinator)
+        assert status != "unhealthy", _docker(
+            "inspect", "--format", "{{json .State.Health}}", coordinator
+        )
         return status == "healthy"
 
     _wait(healthy, 120, "the coordinator's HEALTHCHECK did not pass", coordinator)
@@ -161,7 +172,10 @@ def test_a_coordinator_and_two_participant_containers_complete_a_secure_round(
         os.chown(state, UID, UID)
         states[name] = state
         config = fed.participant_toml(
-            tmp_path / f"{name}.toml", kit="/run/secrets/kit", state_dir="/var/lib/accord", seed=seed
+            tmp_path / f"{name}.toml",
+            kit="/run/secrets/kit",
+            state_dir="/var/lib/accord",
+            seed=seed,
         )
         container = f"accord-{name}-{run_id}"
         containers.append(container)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 import yaml
 
 from accord import configfile
@@ -61,11 +61,13 @@ def _validate(objects: dict[str, dict[str, Any]]) -> None:
     try:
         import kubernetes_validate  # type: ignore[import-untyped]
     except ImportError:
-        unavailable("kubernetes-validate is not installed", ".venv/bin/pip install kubernetes-validate")
+        unavailable(
+            "kubernetes-validate is not installed", ".venv/bin/pip install kubernetes-validate"
+        )
     for kind, document in objects.items():
         try:
             kubernetes_validate.validate(document, KUBERNETES, strict=True)
-        except Exception as error:  # noqa: BLE001 - its errors have no common base
+        except Exception as error:
             raise AssertionError(f"{kind}: {error}") from None
 
 
@@ -127,6 +129,9 @@ def test_a_missing_required_value_fails_the_render(helmrender: Path, tmp_path: P
     values = tmp_path / "values.yaml"
     values.write_text('tlsSecret: ""\n')
     done = subprocess.run(
-        [str(helmrender), "-f", str(values), str(CHART)], capture_output=True, text=True, check=False
+        [str(helmrender), "-f", str(values), str(CHART)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode != 0 and "tlsSecret is required" in done.stderr

@@ -24,6 +24,7 @@ from accord import configfile, logs
 from accord.coordinator import provision, server
 from accord.coordinator.config import CoordinatorConfig
 from accord.crypto.credential import MEMBER_KEYS_OID
+from accord.errors import UsageError
 from accord.kitformat import PARTICIPANT_ID_PATTERN
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -131,6 +132,6 @@ def test_a_probe_certificate_is_never_overwritten(tmp_path: Path) -> None:
         tmp_path / "fed",
     )
     before = (provisioned.coordinator_dir / "probe.pem").read_bytes()
-    with pytest.raises(Exception, match="probe.key exists"):
+    with pytest.raises(UsageError, match=r"probe\.key exists"):
         provision.issue_probe_cert(provisioned.ca_dir, provisioned.coordinator_dir)
     assert (provisioned.coordinator_dir / "probe.pem").read_bytes() == before
