@@ -135,3 +135,32 @@ def test_a_probe_certificate_is_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"probe\.key exists"):
         provision.issue_probe_cert(provisioned.ca_dir, provisioned.coordinator_dir)
     assert (provisioned.coordinator_dir / "probe.pem").read_bytes() == before
+
+
+def test_the_cli_issues_it_with_the_ca_and_for_an_older_federation(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from accord.cli import app
+
+    runner = CliRunner()
+    made = runner.invoke(
+        app,
+        ["provision", "ca", str(tmp_path / "op"), "--federation", FEDERATION,
+         "--coordinator", "coord.example.com:50051"],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    coordinator_dir = tmp_path / "op" / "coordinator"
+    first = (coordinator_dir / "probe.pem").read_bytes()
+    # A federation provisioned before: no probe files yet.
+    (coordinator_dir / "probe.pem").unlink()
+    (coordinator_dir / "probe.key").unlink()
+    issued = runner.invoke(
+        app,
+        ["provision", "probe-cert", "--ca", str(tmp_path / "op" / "ca"),
+         "--coordinator-dir", str(coordinator_dir)],
+    )  # fmt: skip
+    assert issued.exit_code == 0, issued.output
+    second = x509.load_pem_x509_certificate((coordinator_dir / "probe.pem").read_bytes())
+    assert (coordinator_dir / "probe.pem").read_bytes() != first
+    name = second.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert name == provision.probe_common_name(FEDERATION)
