@@ -245,6 +245,7 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         [host, *operator.DEFAULT_SERVER_HOSTS, *settings.hosts],
         validity_days=settings.cert_validity_days,
     )
+    operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=settings.cert_validity_days)
     made: dict[str, Path] = {}
     for participant in federation.participants:
         kit_dir = out_dir / "kits" / participant.name
@@ -379,6 +380,7 @@ def ca_command(
         )
         hosts = [operator.split_address(coordinator)[0], *operator.DEFAULT_SERVER_HOSTS, *host]
         operator.issue_server_cert(ca_dir, coordinator_dir, hosts, validity_days=cert_days)
+        operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=cert_days)
     _say(f"CA of federation {federation} in {ca_dir} (keep ca.key offline)")
     _say(f"coordinator TLS files, ledger key and roster in {coordinator_dir}")
     _say(f"CA fingerprint (give it to each participant out of band): {authority.fingerprint}")
@@ -419,6 +421,21 @@ def ledger_key_command(
         f"{coordinator_dir / ledger.PROVISIONED_KEY_FILE}, certified by the CA; every response "
         "`accord provision approve` writes now carries it, and kits pin it"
     )
+
+
+@provision_app.command("probe-cert")
+def probe_cert_command(
+    ca: Path = typer.Option(..., "--ca", help="the CA folder"),
+    coordinator_dir: Path = typer.Option(
+        ..., "--coordinator-dir", help="the coordinator's folder (its tls_dir)"
+    ),
+    days: int = typer.Option(operator.DEFAULT_CERT_VALIDITY_DAYS, "--days", min=1),
+) -> None:
+    """Issue the coordinator's health-probe client certificate (probe.pem, probe.key), for a
+    federation provisioned before `provision` and `ca` made it."""
+    with _reported():
+        cert, _ = operator.issue_probe_cert(ca, coordinator_dir, validity_days=days)
+    _say(f"probe certificate in {cert}: health checks only, it speaks for no participant")
 
 
 @provision_app.command("revoke")

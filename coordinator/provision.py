@@ -94,11 +94,15 @@ __all__ = [
     "DEFAULT_CERT_VALIDITY_DAYS",
     "DEFAULT_SERVER_HOSTS",
     "FORMAT_VERSION",
+    "PROBE_CERT_FILE",
+    "PROBE_KEY_FILE",
     "CertificateAuthority",
     "approve",
     "create_ca",
+    "issue_probe_cert",
     "issue_server_cert",
     "load_ca",
+    "probe_common_name",
     "revoke",
     "split_address",
 ]
@@ -106,6 +110,8 @@ __all__ = [
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.pem"
 CA_META_FILE = "ca.json"
+PROBE_CERT_FILE = "probe.pem"
+PROBE_KEY_FILE = "probe.key"
 _LOCK_FILE = ".lock"
 
 FORMAT_VERSION = 1
@@ -342,6 +348,59 @@ def issue_server_cert(
     # The ledger key, certified by the CA: every kit pins it (coordinator/ledger.py).
     ledger.provision_key(authority, Path(out_dir))
     return files
+
+
+def probe_common_name(federation_id: str) -> str:
+    """The common name of a federation's probe certificate: never a participant id (a dot)."""
+    return f"health-probe.{federation_id}"
+
+
+def issue_probe_cert(
+    ca_dir: Path,
+    out_dir: Path,
+    *,
+    validity_days: int = DEFAULT_CERT_VALIDITY_DAYS,
+    now: dt.datetime | None = None,
+) -> tuple[Path, Path]:
+    """Issue the coordinator's probe client certificate into its TLS folder.
+
+    The coordinator serves mTLS only, so a health check (the container's HEALTHCHECK,
+    Kubernetes probes, grpc_health_probe) needs a client certificate of the CA. This
+    one (clientAuth, common name ``health-probe.<federation>``, which no participant
+    id can equal, and no member-keys extension) passes the handshake and the
+    ``grpc.health.v1`` check, but names no roster member, so the coordinator refuses
+    it every federation call.
+
+    Returns:
+        ``(probe.pem, probe.key)`` in ``out_dir``.
+
+    Raises:
+        UsageError: ``out_dir`` already holds a probe key.
+    """
+    authority = load_ca(ca_dir)
+    _check_days(validity_days)
+    out_dir = Path(out_dir)
+    cert_path, key_path = out_dir / PROBE_CERT_FILE, out_dir / PROBE_KEY_FILE
+    if key_path.exists():
+        raise UsageError(f"{key_path} exists; remove it first to issue a new probe certificate")
+    now = _now(now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_key = authority.private_key()
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, authority.federation_id),
+            x509.NameAttribute(NameOID.COMMON_NAME, probe_common_name(authority.federation_id)),
+        ]
+    )
+    certificate = (
+        _leaf_builder(authority, ca_key, subject, key.public_key(), now, validity_days)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _make_dir(out_dir, private=True)
+    write_private(key_path, _private_pem(key))
+    write_public(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
 
 
 def approve(

@@ -28,7 +28,14 @@ Extension value (DER; every length is short, the sequence's may take one extra b
         identityKey    OCTET STRING (SIZE (32)),   -- raw Ed25519 public key
         ceremonyKey    OCTET STRING (SIZE (32)) }  -- raw X25519 public key
 
-The OID sits under ``2.25`` (ITU-T X.667: an OID made from a UUID, no registration).
+The OID is ``1.3.6.1.4.1.32473.1.1``: every arc fits in 63 bits, so Go's crypto/x509
+(grpcurl, grpc_health_probe, Kubernetes gRPC probes, Envoy) parses kit certificates. It
+used to be ``2.25.<UUID>`` (ITU-T X.667), whose 128-bit arc Go refuses ("malformed
+extension OID field"); certificates issued with that OID are not read (re-approve the
+request). ``32473`` is IANA's enterprise number for documentation (RFC 5612), a
+placeholder until the project registers a private enterprise number of its own: only the
+federation's own CA writes this extension, and Accord reads it only from certificates
+that CA signed, so no other issuer's use of the arc can make Accord accept a key.
 Decoding accepts only the canonical encoding this module writes.
 """
 
@@ -53,8 +60,8 @@ __all__ = [
     "verify_member",
 ]
 
-MEMBER_KEYS_OID = x509.ObjectIdentifier("2.25.302550482930764669117842348321270340316")
-"""The Accord member-keys extension (UUID e39d1a7d-6fe4-4342-9ed3-df5fe74b1adc)."""
+MEMBER_KEYS_OID = x509.ObjectIdentifier("1.3.6.1.4.1.32473.1.1")
+"""The Accord member-keys extension (arcs within 63 bits, so Go stacks parse it)."""
 
 FORMAT_VERSION = 1
 """The ``version`` field of the extension this code writes, and the only one it reads."""
