@@ -118,7 +118,10 @@ class Orchestrator:
         self._rounds_completed = 0
         self._identities = dict(identities) if identities is not None else config.identities()
         self._ceremony = KeyCeremony(
-            federation_id=config.federation_id, members=self._members, log=log
+            federation_id=config.federation_id,
+            members=self._members,
+            log=log,
+            with_ckks=config.profile.uses_ckks,
         )
         self._records = records
         self._ledger = FederationLedger(
@@ -448,6 +451,14 @@ class Orchestrator:
                 )
             return self._records.finished_aggregate(header.round)
 
+    def aggregate_survivors(self, round: int) -> tuple[str, ...]:
+        """Whose uploads round `round`'s aggregate sums, for members' integrity check."""
+        with self._changed:
+            current = self._round
+            if current is not None and round == self._round_number:
+                return tuple(current.outcome.survivors)
+            return self._records.finished_survivors(round) if self._records is not None else ()
+
     def download_done(self, header: Header, sent_bytes: int) -> None:
         """Record that the aggregate went out to a survivor (its bytes, for the summary).
 
@@ -632,8 +643,11 @@ class Orchestrator:
         return self._rounds_completed >= self.config.rounds or self._round_number >= attempts
 
     def _begin(self, selected: tuple[str, ...]) -> None:
-        """Start a round with `selected`, after a key ceremony when some lack the CKKS key."""
-        if self.config.profile.uses_ckks and not self._ceremony.all_hold_key(selected):
+        """Start a round with `selected`, after a key ceremony when some lack the key.
+
+        Every secure profile needs one: the ceremony's secret holds the integrity key
+        (and, for CKKS, the CKKS key)."""
+        if self.config.profile.is_secure and not self._ceremony.all_hold_key(selected):
             self._start_ceremony(selected)
         else:
             self._start_round(selected)

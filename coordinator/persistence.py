@@ -271,6 +271,11 @@ class FederationRecords:
             )
         return round_config_from_json(row.config_json), self._store.aggregate_chunks(round)
 
+    def finished_survivors(self, round: int) -> tuple[str, ...]:
+        """Whose uploads a finished round's aggregate sums (empty when not recorded)."""
+        row = self._store.round_row(round)
+        return _record_from_row(row).survivors if row is not None else ()
+
     def round_aborted(self, round: int, reason: str) -> None:
         self._store.abort_round(round, reason)
 

@@ -149,6 +149,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                         config, stage_deadline_s=self._config.stage_deadline_s
                     )
                 )
+                message.survivors[:] = self._orchestrator.aggregate_survivors(config.round)
             yield message
             sent += len(chunk)
         self._orchestrator.download_done(header, sent)

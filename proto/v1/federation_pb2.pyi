@@ -334,12 +334,14 @@ class AggregateRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ...) -> None: ...
 
 class AggregateChunk(_message.Message):
-    __slots__ = ("chunk", "config")
+    __slots__ = ("chunk", "config", "survivors")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    SURVIVORS_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
     config: RoundConfig
-    def __init__(self, chunk: _Optional[bytes] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ...) -> None: ...
+    survivors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chunk: _Optional[bytes] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., survivors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("message",)
