@@ -178,9 +178,7 @@ def _check_key(key: bytes, modulus_bits: int) -> None:
 
 
 def _hkdf(key: bytes, info: bytes, length: int) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(
-        bytes(key)
-    )
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(bytes(key))
 
 
 def _prf(key: bytes, federation_id: str, round: int, participant: str) -> npt.NDArray[np.uint64]:
@@ -195,8 +193,8 @@ def _r_products(
     """``<R_l, x> mod 2^64`` for every ``l`` (reduced mod ``2^b`` by the caller)."""
     seeds = _hkdf(key, _R_DOMAIN + encode_fields(federation_id, round), prg.SEED_BYTES * TAG_SLOTS)
     streams = [
-        prg.Keystream(seeds[l * prg.SEED_BYTES : (l + 1) * prg.SEED_BYTES], 0)
-        for l in range(TAG_SLOTS)
+        prg.Keystream(seeds[slot * prg.SEED_BYTES : (slot + 1) * prg.SEED_BYTES], 0)
+        for slot in range(TAG_SLOTS)
     ]
     size = int(x.size)
     width = min(CHUNK_ELEMENTS, size)
@@ -206,8 +204,8 @@ def _r_products(
     total = np.zeros(TAG_SLOTS, dtype=np.uint64)
     for start in range(0, size, width):
         count = min(width, size - start)
-        for l, stream in enumerate(streams):
-            rows[l, :count] = stream.read_into(scratch, count)
+        for slot, stream in enumerate(streams):
+            rows[slot, :count] = stream.read_into(scratch, count)
         piece[:count] = x[start : start + count]
         # uint64 products and sums wrap mod 2^64, which 2^b divides.
         total += rows[:, :count] @ piece[:count]

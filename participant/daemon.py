@@ -359,7 +359,7 @@ class ParticipantDaemon:
             # The aggregate holds this participant's update, but its round machine is gone
             # (this process restarted, or its download broke off while the coordinator
             # restarted): the key and the aggregate are all it needs to stay in step.
-            self._download(config.round)
+            self._download(config.round, survivors=tuple(task.survivors))
             return
         if current is None and stage is config.first_stage:
             self._know(config.selected, what=f"round {config.round}")
@@ -384,7 +384,7 @@ class ParticipantDaemon:
             self._send(current.receive(convert.unmask_call_from_proto(task, me)), config)
         elif stage is Stage.AGGREGATE and me in task.survivors:
             current.receive(AggregateReady(me, tuple(task.survivors)))
-            self._download(config.round)
+            self._download(config.round, survivors=tuple(task.survivors))
 
     def _send(self, messages: list[ParticipantMessage], config: RoundConfig) -> None:
         """Send the round machine's signed messages, each with its RPC."""
@@ -561,8 +561,11 @@ class ParticipantDaemon:
         self._set_state("budget exhausted")
         raise BudgetExhausted(f"privacy budget: {reason}")
 
-    def _download(self, number: int) -> None:
-        """Download round `number`'s aggregate (its config comes first), decrypt, apply, save.
+    def _download(self, number: int, *, survivors: tuple[str, ...] = ()) -> None:
+        """Download round `number`'s aggregate (its config comes first), check, apply, save.
+
+        `survivors` (the AggregateReady task's) are whose uploads the aggregate must sum;
+        a catch-up download, which has none, takes those the download names.
 
         Raises:
             RoundAborted, Expired, OutOfStage: the coordinator has no aggregate to give.
@@ -573,12 +576,12 @@ class ParticipantDaemon:
         request = pb.AggregateRequest(header=self._header(round=number, stage=Stage.AGGREGATE))
         received: list[bytes] = []
         first: pb.RoundConfig | None = None
-        survivors: tuple[str, ...] = ()
+        named: tuple[str, ...] = ()
         try:
             for message in self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s):
                 if first is None:
                     first = message.config
-                    survivors = tuple(message.survivors)
+                    named = tuple(message.survivors)
                 received.append(message.chunk)
         except grpc.RpcError as error:
             what = accord_error(error)
@@ -596,7 +599,7 @@ class ParticipantDaemon:
             config,
             secret=self._secret,
             integrity_key=self._integrity_key,
-            survivors=survivors,
+            survivors=survivors or named,
         )
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"

@@ -173,7 +173,7 @@ def reveal_mean(
                 "and the survivor set"
             )
         body = integrity.check(
-            sums,  # type: ignore[arg-type]  # uint32 for every secure profile
+            sums,  # uint32 for every secure profile
             integrity_key,
             federation_id=config.federation_id,
             round=config.round,

@@ -18,10 +18,10 @@ from accord.coordinator.aggregation import round_config
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.persistence import round_config_from_json, round_config_to_json
 from accord.crypto import integrity, pipeline, quantize
-from accord.crypto.profile import Profile
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import RoundConfig
+from accord.crypto.profile import Profile
 from accord.errors import ConfigError
 from accord.ledgerfile import LedgerFile
 from accord.participant import convert as participant_convert
