@@ -101,8 +101,7 @@ class KeyCeremony:
         """Check an enrolling participant's ceremony key; nothing changes.
 
         Raises:
-            Malformed: a secure profile and no ceremony key to seal the federation
-                secret (integrity key, CKKS key) to.
+            Malformed: a CKKS profile and no ceremony key to seal the CKKS key to.
             BadSignature: the ceremony key is not signed by `identity_public`.
         """
         if ceremony_key is not None:
@@ -117,7 +116,7 @@ class KeyCeremony:
                 ceremony_key.signature,
                 what=f"the ceremony key of {participant}",
             )
-        elif profile.is_secure:
+        elif profile.uses_ckks:
             raise Malformed(
                 f"enrolment of {participant}: profile {profile.value} needs a signed ceremony key"
             )
