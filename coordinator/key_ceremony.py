@@ -54,8 +54,16 @@ class KeyCeremony:
         log: structured logger (see `accord.logs`).
     """
 
-    def __init__(self, *, federation_id: str, members: Membership, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        *,
+        federation_id: str,
+        members: Membership,
+        log: logging.Logger,
+        with_ckks: bool = True,
+    ) -> None:
         self._federation_id = federation_id
+        self._with_ckks = with_ckks
         self._members = members
         self._log = log
         self._keys = KeyState()
@@ -176,7 +184,8 @@ class KeyCeremony:
             raise Malformed(f"key ceremony: epoch {key_epoch}, expected {self._keys.epoch + 1}")
         if set(sealed) != set(self._recipients):
             raise Malformed("key ceremony: exactly one envelope for every recipient")
-        PublicContext.from_bytes(public)
+        if public or self._with_ckks:  # masks: no CKKS key, so no public context
+            PublicContext.from_bytes(public)
         self._keys = KeyState(
             epoch=key_epoch,
             maker=self._maker,

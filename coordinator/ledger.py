@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from accord.configfile import dump_versioned_json, read_versioned_json
 from accord.coordinator.records import Assignment
-from accord.crypto import client_dp, identity, ledger_key
+from accord.crypto import client_dp, identity, integrity, ledger_key
 from accord.crypto import ledger as chain
 from accord.crypto.ledger import decimal
 from accord.crypto.messages import RoundConfig, Stage
@@ -272,7 +272,7 @@ def client_dp_record(config: RoundConfig, *, survivors: int | None) -> dict[str,
             config.quant,
             selected=selected,
             survivors=survivors,
-            parameters=config.element_count - 1,
+            parameters=integrity.adapter_parameters(config.element_count, config.profile),
         )
         record.update(
             survivors=survivors,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from accord.coordinator.config import CoordinatorConfig
+from accord.crypto import integrity
 from accord.crypto.ceremony import CeremonyKey
 from accord.errors import ConfigError, Malformed
 
@@ -46,6 +47,7 @@ class Membership:
 
     def __init__(self, config: CoordinatorConfig, *, clock: Callable[[], float]) -> None:
         self._clock = clock
+        self._profile = config.profile
         self._offline_after_s = OFFLINE_AFTER_HEARTBEATS * config.heartbeat_interval_s
         self._members = {name: Member(name) for name in config.participants}
         self._base_model_hash: str | None = None
@@ -181,10 +183,10 @@ class Membership:
         return min(names, key=lambda name: self._members[name].enrolled_order)
 
     def element_count(self) -> int:
-        """Length of the protected vector: adapter parameters plus the weight slot."""
+        """Length of the protected vector: parameters, weight slot, integrity tags."""
         if self._adapter_parameters is None:
             raise Malformed("no participant has enrolled yet; the adapter size is unknown")
-        return self._adapter_parameters + 1
+        return integrity.protected_length(self._adapter_parameters, self._profile)
 
     def add_bytes(self, name: str, *, up: int = 0, down: int = 0) -> None:
         """Count update bytes received from, and aggregate bytes sent to, `name`."""

@@ -119,7 +119,10 @@ class Orchestrator:
         self._rounds_completed = 0
         self._identities = dict(identities) if identities is not None else config.identities()
         self._ceremony = KeyCeremony(
-            federation_id=config.federation_id, members=self._members, log=log
+            federation_id=config.federation_id,
+            members=self._members,
+            log=log,
+            with_ckks=config.profile.uses_ckks,
         )
         self._records = records
         self._ledger = FederationLedger(
@@ -637,8 +640,11 @@ class Orchestrator:
         return self._rounds_completed >= self.config.rounds or self._round_number >= attempts
 
     def _begin(self, selected: tuple[str, ...]) -> None:
-        """Start a round with `selected`, after a key ceremony when some lack the CKKS key."""
-        if self.config.profile.uses_ckks and not self._ceremony.all_hold_key(selected):
+        """Start a round with `selected`, after a key ceremony when some lack the key.
+
+        Every secure profile needs one: the ceremony's secret holds the integrity key
+        (and, for CKKS, the CKKS key)."""
+        if self.config.profile.is_secure and not self._ceremony.all_hold_key(selected):
             self._start_ceremony(selected)
         else:
             self._start_round(selected)

@@ -1,10 +1,15 @@
-"""The key ceremony: one participant makes the federation's CKKS key and seals it to the rest.
+"""The key ceremony: one participant makes the federation's secret and seals it to the rest.
 
 Theory of operation (DESIGN.md section 3, step 3). The maker generates a CKKS secret
 context and seals its bytes to every participant's (its own included) long-term X25519
 ceremony key with `envelope.seal` (HKDF-SHA256 + AES-256-GCM). The associated data
 binds the federation id, the key epoch and the recipient, so an envelope cannot be
-replayed into another federation, epoch or mailbox. The coordinator relays the
+replayed into another federation, epoch or mailbox.
+
+The sealed plaintext is a versioned container, the `FederationSecret`: a version byte
+(1), the 32-byte integrity key of `integrity.py` (the aggregate's MAC key, which the
+coordinator never holds), then the CKKS secret context's bytes, absent for the `masks`
+profile (whose public context is then empty too). The coordinator relays the
 envelopes and keeps only the public context, which carries no key at all.
 
 Each ceremony key must be signed by its owner's Ed25519 identity key (issued at
@@ -22,13 +27,48 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from accord.crypto import envelope, identity
+from accord.crypto import envelope, identity, integrity
 from accord.crypto.agreement import encode_fields
 from accord.crypto.ckks import SecretContext
+from accord.errors import IntegrityError
 
 _KEY_DOMAIN = b"accord/v1/ceremony-key"
 _AAD_DOMAIN = b"accord/v1/ceremony"
 _SEALED_DOMAIN = b"accord/v1/ceremony-sealed"
+_CONTAINER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FederationSecret:
+    """What the ceremony seals to every member: the integrity key and, for CKKS, the key."""
+
+    integrity_key: bytes
+    ckks: SecretContext | None
+
+    def to_bytes(self) -> bytes:
+        """The sealed container: version byte, integrity key, CKKS secret bytes (or none)."""
+        ckks = self.ckks.to_bytes() if self.ckks is not None else b""
+        return bytes([_CONTAINER_VERSION]) + self.integrity_key + ckks
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FederationSecret:
+        """Load a container.
+
+        Raises:
+            IntegrityError: unknown version or too short (the maker signed it, so this is
+                a maker bug or a newer release, never a coordinator's doing).
+        """
+        head = 1 + integrity.KEY_BYTES
+        if len(data) < head or data[0] != _CONTAINER_VERSION:
+            raise IntegrityError(
+                f"the sealed federation secret has version {data[:1].hex() or 'none'}, "
+                f"this release reads version {_CONTAINER_VERSION}"
+            )
+        rest = data[head:]
+        return cls(
+            integrity_key=bytes(data[1:head]),
+            ckks=SecretContext.from_bytes(rest) if rest else None,
+        )
 
 
 def ceremony_key_statement(
@@ -59,16 +99,18 @@ class CeremonyKey:
 
 @dataclass(frozen=True)
 class Ceremony:
-    """What the maker keeps (`secret`) and hands the coordinator (`public`, `sealed`).
+    """What the maker keeps (`secret`, `integrity_key`) and hands the coordinator.
 
-    `signatures[p]` is the maker's identity signature over `p`'s envelope and `public`.
+    `public` is the CKKS public context (empty without CKKS); `signatures[p]` is the
+    maker's identity signature over `p`'s envelope and `public`.
     """
 
     key_epoch: int
-    secret: SecretContext
+    secret: SecretContext | None
     public: bytes
     sealed: dict[str, bytes]
     signatures: dict[str, bytes]
+    integrity_key: bytes = b""
 
 
 def sealed_statement(
@@ -98,8 +140,12 @@ def make(
     maker_identity_private: bytes,
     poly_modulus_degree: int = 4096,
     random_bytes: Callable[[int], bytes] = os.urandom,
+    with_ckks: bool = True,
 ) -> Ceremony:
-    """Generate the CKKS key and seal it to every participant, the maker included.
+    """Generate the federation secret and seal it to every participant, the maker included.
+
+    The secret is a fresh integrity key and, when `with_ckks` (the CKKS profiles), a
+    CKKS secret context.
 
     The maker seals a copy to itself too, so that it recovers the key after a restart
     the same way everyone else does.
@@ -129,8 +175,9 @@ def make(
             key.signature,
             what=f"the ceremony key of {participant}",
         )
-    secret = SecretContext.generate(poly_modulus_degree)
-    secret_bytes = secret.to_bytes()
+    secret = SecretContext.generate(poly_modulus_degree) if with_ckks else None
+    integrity_key = random_bytes(integrity.KEY_BYTES)
+    secret_bytes = FederationSecret(integrity_key, secret).to_bytes()
     sealed = {
         participant: envelope.seal(
             secret_bytes,
@@ -140,7 +187,7 @@ def make(
         )
         for participant, key in keys.items()
     }
-    public = secret.public().to_bytes()
+    public = secret.public().to_bytes() if secret is not None else b""
     signatures = {
         participant: identity.sign(
             maker_identity_private,
@@ -155,7 +202,12 @@ def make(
         for participant, envelope_bytes in sealed.items()
     }
     return Ceremony(
-        key_epoch=key_epoch, secret=secret, public=public, sealed=sealed, signatures=signatures
+        key_epoch=key_epoch,
+        secret=secret,
+        public=public,
+        sealed=sealed,
+        signatures=signatures,
+        integrity_key=integrity_key,
     )
 
 
@@ -170,8 +222,8 @@ def open_secret(
     signature: bytes,
     maker: str,
     maker_identity_public: bytes,
-) -> SecretContext:
-    """Check the maker's signature, open the envelope and load the CKKS secret context.
+) -> FederationSecret:
+    """Check the maker's signature, open the envelope and load the federation secret.
 
     Raises:
         BadSignature: the envelope or the public context is not the maker's.
@@ -194,4 +246,4 @@ def open_secret(
         aad=_aad(federation_id, key_epoch, recipient),
         what=f"the CKKS key envelope for {recipient}",
     )
-    return SecretContext.from_bytes(data)
+    return FederationSecret.from_bytes(data)

@@ -114,6 +114,8 @@ class ParticipantDaemon:
         self._certified: CertifiedRoster | None = None
         self._round: ParticipantRound | None = None
         self._secret: SecretContext | None = None
+        self._integrity_key: bytes | None = None
+        self._uses_ckks = True  # the federation's profile, from Enroll
         self._key_epoch = 0
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
@@ -207,6 +209,7 @@ class ParticipantDaemon:
         except grpc.RpcError as error:
             raise (refusal(error, kit=self.config.kit) or accord_error(error)) from None
         self._accept_roster(response.roster)
+        self._uses_ckks = convert.profile_from_proto(response.profile).uses_ckks
         self._set_state("enrolled")
         logs.event(
             self._log,
@@ -430,6 +433,7 @@ class ParticipantDaemon:
             key_epoch=task.key_epoch,
             maker=self.config.name,
             maker_identity_private=self._identity_private,
+            with_ckks=self._uses_ckks,
         )
         post = pb.CeremonyPost(
             header=self._header(),
@@ -446,21 +450,24 @@ class ParticipantDaemon:
         logs.event(self._log, "key_ceremony_posted", key_epoch=made.key_epoch)
 
     def _fetch_key(self, config: RoundConfig) -> None:
-        """Make sure this participant holds the CKKS key the round uses (CKKS profiles).
+        """Make sure this participant holds the federation secret the round uses.
+
+        That is the integrity key in every secure profile, and the CKKS key too in the
+        CKKS profiles.
 
         Raises:
             ProtocolError: the coordinator has no envelope for this key epoch.
             BadSignature, IntegrityError: the envelope is not the maker's, or not ours.
         """
-        if not config.profile.uses_ckks:
+        if not config.profile.is_secure:
             return
-        if self._secret is not None and self._key_epoch == config.key_epoch:
+        if self._integrity_key is not None and self._key_epoch == config.key_epoch:
             return
         bundle = self._call(self._stub.FetchCeremony, pb.CeremonyRequest(header=self._header()))
         if not bundle.ready or bundle.key_epoch != config.key_epoch or not bundle.sealed_secret:
             raise ProtocolError(f"no CKKS key of epoch {config.key_epoch} for {self.config.name}")
         self._know([bundle.maker_id], what=f"the CKKS key of epoch {bundle.key_epoch}")
-        self._secret = ceremony.open_secret(
+        opened = ceremony.open_secret(
             bundle.sealed_secret,
             self._ceremony_private(),
             federation_id=self.config.federation_id,
@@ -471,6 +478,9 @@ class ParticipantDaemon:
             maker=bundle.maker_id,
             maker_identity_public=self._identities[bundle.maker_id],
         )
+        if config.profile.uses_ckks and opened.ckks is None:
+            raise ProtocolError(f"the key of epoch {bundle.key_epoch} holds no CKKS key")
+        self._secret, self._integrity_key = opened.ckks, opened.integrity_key
         self._key_epoch = bundle.key_epoch
         logs.event(
             self._log, "key_received", key_epoch=bundle.key_epoch, participant=bundle.maker_id
@@ -509,7 +519,14 @@ class ParticipantDaemon:
         self._set_state("uploading")
         started = time.monotonic()
         chunks = list(
-            exchange.protect_update(update, config, current.mask_terms(), secret=self._secret)
+            exchange.protect_update(
+                update,
+                config,
+                current.mask_terms(),
+                secret=self._secret,
+                integrity_key=self._integrity_key,
+                participant=self.config.name,
+            )
         )
         # The privacy ledger records the round before its first chunk leaves (guarantee 4).
         refused = ledger.before_upload(self.config, self._identity_private, config, update, chunks)
@@ -560,7 +577,10 @@ class ParticipantDaemon:
         raise BudgetExhausted(f"privacy budget: {reason}")
 
     def _download(self, number: int) -> None:
-        """Download round `number`'s aggregate (its config comes first), decrypt, apply, save.
+        """Download round `number`'s aggregate (its config comes first), check, apply, save.
+
+        `survivors` (the AggregateReady task's) are whose uploads the aggregate must sum;
+        a catch-up download, which has none, takes those the download names.
 
         Raises:
             RoundAborted, Expired, OutOfStage: the coordinator has no aggregate to give.
@@ -586,9 +606,17 @@ class ParticipantDaemon:
         config = convert.round_config_from_proto(
             first.config, federation_id=self.config.federation_id
         )
-        self._check_evidence(config, first)
+        # Whose sum it is: the survivor set `threshold` members signed (consistency round);
+        # the integrity tags then check that the aggregate is exactly their sum.
+        survivors = self._check_evidence(config, first)
         self._fetch_key(config)
-        mean_delta = exchange.reveal_mean(received, config, secret=self._secret)
+        mean_delta = exchange.reveal_mean(
+            received,
+            config,
+            secret=self._secret,
+            integrity_key=self._integrity_key,
+            survivors=survivors,
+        )
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
         self._trainer.save(adapter_dir)

@@ -8,7 +8,12 @@ is the participant's sample count, capped at the round's `weight_cap`.
     secure profiles  quantize.encode(clip(delta), weight) -> uint32 in Z_2^b, weight last
                      [+ this participant's Skellam share of the client-level noise, on
                       every element but the weight slot, when the round sets client_noise]
+                     [+ L integrity tags (`crypto/integrity.py`) over all of the above]
     none             float32 [clip(delta) * weight, weight]; mean = sum[:-1] / sum[-1]
+
+`reveal_mean` checks the tags of the aggregate against the survivor set before it
+decodes anything: an aggregate that is not the sum of the survivors' uploads raises
+IntegrityError and is never applied.
 
 Client-level noise (`client_noise.py`, DESIGN.md guarantee 4) is drawn from a CSPRNG
 (`privacy.CsprngGaussian`, a fresh key per update unless a test injects one); the
@@ -23,11 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from accord.crypto import masks, pipeline, quantize
+from accord.crypto import integrity, masks, pipeline, quantize
 from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
-from accord.errors import ConfigError, IntegrityError
+from accord.errors import ConfigError, IntegrityError, UsageError
 from accord.participant.trainer import LocalUpdate
 
 if TYPE_CHECKING:  # opacus loads with privacy.py: only when client-level noise is on
@@ -40,26 +45,47 @@ def encode_update(
     rng: np.random.Generator,
     *,
     noise_source: CsprngGaussian | None = None,
+    integrity_key: bytes | None = None,
+    participant: str = "",
 ) -> npt.NDArray[np.uint32] | npt.NDArray[np.float32]:
-    """The protected vector's plaintext: adapter change and weight slot, shape (d + 1,).
+    """The protected vector's plaintext, shape (config.element_count,).
+
+    Adapter change and weight slot, then (secure profiles) the integrity tags.
 
     Args:
         update: the local update.
         config: the round.
         rng: stochastic rounding's generator.
         noise_source: the CSPRNG of the client-level noise share (a fresh one when None).
+        integrity_key: the federation's integrity key; required by the secure profiles.
+        participant: this participant's name (the tags bind it).
 
     Raises:
         ConfigError: the round asks for client-level noise with profile none, or the
             noise does not fit the modulus.
+        UsageError: a secure profile without an integrity key or participant name.
     """
     if config.profile is not Profile.NONE:
+        if integrity_key is None or not participant:
+            raise UsageError(
+                f"profile {config.profile} tags every update: pass the federation's "
+                "integrity key and the participant's name"
+            )
         values = quantize.encode(update.delta, update.sample_count, config.quant, rng)
-        if config.client_noise is None:
-            return values
-        from accord.participant import client_noise, privacy
+        if config.client_noise is not None:
+            from accord.participant import client_noise, privacy
 
-        return client_noise.add_share(values, config, noise_source or privacy.CsprngGaussian())
+            source = noise_source or privacy.CsprngGaussian()
+            values = client_noise.add_share(values, config, source)
+        # The tags cover the noised values: they must be linear in what is summed.
+        return integrity.append_tags(
+            values,
+            integrity_key,
+            federation_id=config.federation_id,
+            round=config.round,
+            participant=participant,
+            modulus_bits=config.quant.modulus_bits,
+        )
     if config.client_noise is not None:  # RoundConfig refuses this too; never send it in clear
         raise ConfigError("client-level noise needs a secure profile, not none")
     weight = min(update.sample_count, config.quant.cap)
@@ -78,14 +104,22 @@ def protect_update(
     secret: SecretContext | None = None,
     rng: np.random.Generator | None = None,
     noise_source: CsprngGaussian | None = None,
+    integrity_key: bytes | None = None,
+    participant: str = "",
 ) -> Iterator[bytes]:
-    """The update as wire chunks, in order (noised, masked and encrypted as the round says).
+    """The update as wire chunks, in order (noised, tagged, masked and encrypted).
 
     `secret` is the federation's CKKS key, needed by the CKKS profiles only;
-    `noise_source` the CSPRNG of the client-level noise share (fresh when None).
+    `noise_source` the CSPRNG of the client-level noise share (fresh when None);
+    `integrity_key` and `participant` as for `encode_update` (secure profiles).
     """
     values = encode_update(
-        update, config, rng or np.random.default_rng(), noise_source=noise_source
+        update,
+        config,
+        rng or np.random.default_rng(),
+        noise_source=noise_source,
+        integrity_key=integrity_key,
+        participant=participant,
     )
     return pipeline.protect(
         values,
@@ -100,12 +134,26 @@ def protect_update(
 
 
 def reveal_mean(
-    chunks: Iterable[bytes], config: RoundConfig, *, secret: SecretContext | None = None
+    chunks: Iterable[bytes],
+    config: RoundConfig,
+    *,
+    secret: SecretContext | None = None,
+    integrity_key: bytes | None = None,
+    survivors: Sequence[str] = (),
 ) -> npt.NDArray[np.float32]:
     """The weighted mean change of the survivors, shape (d,).
 
+    Args:
+        chunks: the aggregate's chunks.
+        config: the round.
+        secret: the CKKS key (CKKS profiles).
+        integrity_key: the federation's integrity key (secure profiles).
+        survivors: whose uploads the aggregate must sum (secure profiles).
+
     Raises:
-        IntegrityError: the total weight is not positive.
+        IntegrityError: the aggregate is not the sum of the uploads of `survivors`, or
+            the total weight is not positive.
+        UsageError: a secure profile without an integrity key or survivors.
         Malformed, Oversized: a chunk does not belong to this round's aggregate.
     """
     sums = pipeline.reveal(
@@ -119,7 +167,20 @@ def reveal_mean(
         round=config.round,
     )
     if config.profile is not Profile.NONE:
-        mean, total_weight = quantize.decode(sums, config.quant)
+        if integrity_key is None or not survivors:
+            raise UsageError(
+                f"profile {config.profile}: checking the aggregate needs the integrity key "
+                "and the survivor set"
+            )
+        body = integrity.check(
+            sums,  # uint32 for every secure profile
+            integrity_key,
+            federation_id=config.federation_id,
+            round=config.round,
+            survivors=survivors,
+            modulus_bits=config.quant.modulus_bits,
+        )
+        mean, total_weight = quantize.decode(body, config.quant)
     else:
         total_weight = float(sums[-1])
         mean = (

@@ -15,9 +15,10 @@ from accord.coordinator.ledger import FederationLedger
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.persistence import FederationRecords
 from accord.coordinator.store import open_store
-from accord.crypto import identity
+from accord.crypto import identity, integrity
 from accord.crypto import ledger as chain
 from accord.crypto.ledger_key import check
+from accord.crypto.profile import Profile
 from accord.errors import BadSignature, ConfigError, UsageError
 from accord.ledgerfile import read_lines, write_private_key
 
@@ -88,7 +89,8 @@ def test_the_federation_ledger_records_each_rounds_client_level_noise(tmp_path) 
     config = make_config(
         tmp_path, keys, profile="masks", client_dp={"noise_multiplier": 1.0, "honest_fraction": 0.5}
     )
-    rc = round_config(config, round=1, selected=NAMES, element_count=101, graph_seed=bytes(32))
+    count = integrity.protected_length(100, Profile.MASKS)  # 100 parameters, weight, tags
+    rc = round_config(config, round=1, selected=NAMES, element_count=count, graph_seed=bytes(32))
     assert rc.client_noise is not None
     done = federation_ledger.client_dp_record(rc, survivors=3)
     sigma = 1.0 * config.clip_norm / rc.quant.step

@@ -33,7 +33,7 @@ def _members() -> tuple[dict, dict, dict]:
     return ids, boxes, keys
 
 
-def _make(ids: dict, keys: dict) -> ceremony.Ceremony:
+def _make(ids: dict, keys: dict, *, with_ckks: bool = True) -> ceremony.Ceremony:
     return ceremony.make(
         keys,
         {p: k.public for p, k in ids.items()},
@@ -41,6 +41,7 @@ def _make(ids: dict, keys: dict) -> ceremony.Ceremony:
         key_epoch=1,
         maker="energy",
         maker_identity_private=ids["energy"].private,
+        with_ckks=with_ckks,
     )
 
 
@@ -77,10 +78,13 @@ def test_every_participant_opens_the_same_secret_and_the_coordinator_only_gets_p
             maker="energy",
             maker_identity_public=ids["energy"].public,
         )
-        np.testing.assert_array_equal(opened.decrypt_packed(ciphertext, spec, 100), values)
+        assert opened.ckks is not None
+        np.testing.assert_array_equal(opened.ckks.decrypt_packed(ciphertext, spec, 100), values)
+        assert opened.integrity_key == made.integrity_key
     public = PublicContext.from_bytes(made.public)
     assert not hasattr(public, "decrypt_packed")
     assert made.secret.to_bytes() not in made.public
+    assert made.integrity_key not in made.public
     assert len(made.public) < len(made.secret.to_bytes())
 
 
@@ -136,3 +140,23 @@ def test_a_key_made_by_the_coordinator_is_refused_even_when_sealed_correctly() -
             maker="energy",
             maker_identity_public=ids["energy"].public,
         )
+
+
+def test_the_masks_ceremony_seals_an_integrity_key_and_no_ckks_key() -> None:
+    ids, boxes, keys = _members()
+    made = _make(ids, keys, with_ckks=False)
+    assert made.secret is None and made.public == b""
+    opened = _open(made, ids, boxes["urban"].private)
+    assert isinstance(opened, ceremony.FederationSecret)
+    assert opened.ckks is None
+    assert opened.integrity_key == made.integrity_key and len(opened.integrity_key) == 32
+    assert _make(ids, keys, with_ckks=False).integrity_key != made.integrity_key
+
+
+def test_a_container_of_an_unknown_version_is_refused() -> None:
+    data = ceremony.FederationSecret(bytes(32), None).to_bytes()
+    assert ceremony.FederationSecret.from_bytes(data).integrity_key == bytes(32)
+    with pytest.raises(IntegrityError, match="version 02"):
+        ceremony.FederationSecret.from_bytes(b"\x02" + data[1:])
+    with pytest.raises(IntegrityError):
+        ceremony.FederationSecret.from_bytes(data[:20])

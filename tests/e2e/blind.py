@@ -71,7 +71,7 @@ def secret_key_needles(
     kits = {name: Kit.load(workdir / "participants" / name / "kit") for name in names}
     needles: set[bytes] = set()
     for name, sealed in keys.sealed.items():
-        secret = ceremony.open_secret(
+        opened = ceremony.open_secret(
             sealed.envelope,
             kits[name].ceremony_key,
             federation_id=kits[name].federation_id,
@@ -82,6 +82,10 @@ def secret_key_needles(
             maker=keys.maker,
             maker_identity_public=kits[keys.maker].identity_public_key,
         )
+        # The integrity key (the aggregate's MAC key) must never reach the coordinator.
+        needles.update(_windows(opened.integrity_key))
+        secret = opened.ckks
+        assert secret is not None, "a CKKS federation's key holds no CKKS secret"
         _params_blob, key_blob = ckks._split_blobs(secret.to_bytes(), "the secret key", 2)
         needles.update(_windows(key_blob))
         plain = secret._secret_key.data()

@@ -11,6 +11,7 @@ epsilon. A coordinator whose ledger is signed by any other key is refused.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from pathlib import Path
@@ -182,6 +183,15 @@ def test_client_level_noise_a_trainer_refusal_and_pinned_heads_end_to_end(tmp_pa
     assert isinstance(stopped, BudgetExhausted) and "the trainer refused round 2" in str(stopped)
     assert status.rounds_completed == 2
     assert status.recent_rounds[-1].survivors == ("energy", "residential")
+    # The masks profile runs the key ceremony too: every member received the integrity
+    # key of epoch 1, and every aggregate it applied passed the integrity check.
+    received = {
+        (e["logger"], e["key_epoch"])
+        for log in tmp_path.glob("*.log")
+        for e in map(json.loads, log.read_text(encoding="utf-8").splitlines())
+        if e.get("event") == "key_received"
+    }
+    assert received == {(f"accord.participant-{name}", 1) for name in NAMES}
 
     audit = load([tmp_path], ca_fingerprint=fed.ca_fingerprint)
     assert audit.ok, [(x.name, [str(f) for f in x.findings]) for x in audit.ledgers]

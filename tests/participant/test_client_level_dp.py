@@ -17,10 +17,11 @@ from accord.coordinator import convert as coordinator_convert
 from accord.coordinator.aggregation import round_config
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.persistence import round_config_from_json, round_config_to_json
-from accord.crypto import pipeline, quantize
+from accord.crypto import integrity, pipeline, quantize
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import RoundConfig
+from accord.crypto.profile import Profile
 from accord.errors import ConfigError
 from accord.ledgerfile import LedgerFile
 from accord.participant import convert as participant_convert
@@ -32,6 +33,7 @@ from accord.participant.trainer import LocalUpdate
 NAMES = ("energy", "residential", "urban")
 PARAMETERS = 20_000
 CLIP_NORM = 2.0
+INTEGRITY_KEY = bytes(range(32))
 
 
 def coordinator_settings(tmp_path, **client_dp) -> CoordinatorConfig:
@@ -54,7 +56,7 @@ def noisy_round(tmp_path, **client_dp) -> RoundConfig:
         coordinator_settings(tmp_path, **client_dp),
         round=1,
         selected=NAMES,
-        element_count=PARAMETERS + 1,
+        element_count=integrity.protected_length(PARAMETERS, Profile.MASKS),
         graph_seed=bytes(32),
     )
 
@@ -92,6 +94,8 @@ def aggregate(config: RoundConfig, *, noisy: bool) -> np.ndarray:
             [],
             rng=np.random.default_rng(index),  # the same rounding with and without noise
             noise_source=CsprngGaussian(key(name)),
+            integrity_key=INTEGRITY_KEY,
+            participant=name,
         )
         for chunk in chunks:
             total.add(chunk)
@@ -103,7 +107,16 @@ def aggregate(config: RoundConfig, *, noisy: bool) -> np.ndarray:
         packing=None,
         secret=None,
     )
-    return quantize.from_field(np.asarray(sums), config.quant.modulus_bits)
+    # The tags cover the noised values: the noisy sum passes the integrity check.
+    body = integrity.check(
+        np.asarray(sums, dtype=np.uint32),
+        INTEGRITY_KEY,
+        federation_id=config.federation_id,
+        round=config.round,
+        survivors=NAMES,
+        modulus_bits=config.quant.modulus_bits,
+    )
+    return quantize.from_field(body, config.quant.modulus_bits)
 
 
 @pytest.mark.parametrize("honest_fraction", [1.0, 2 / 3])
@@ -141,9 +154,11 @@ def test_without_the_setting_nothing_is_added(tmp_path) -> None:
     config = noisy_round(tmp_path)
     assert config.client_noise is None
     update = updates()[0]
-    values = exchange.encode_update(update, config, np.random.default_rng(0))
+    values = exchange.encode_update(
+        update, config, np.random.default_rng(0), integrity_key=INTEGRITY_KEY, participant="a"
+    )
     np.testing.assert_array_equal(
-        values,
+        values[: -integrity.TAG_SLOTS],
         quantize.encode(update.delta, update.sample_count, config.quant, np.random.default_rng(0)),
     )
 
@@ -217,7 +232,11 @@ def test_the_participant_ledger_records_the_share_it_added(tmp_path) -> None:
         "participant",
     )
     update = updates()[0]
-    chunks = list(exchange.protect_update(update, config, []))
+    chunks = list(
+        exchange.protect_update(
+            update, config, [], integrity_key=INTEGRITY_KEY, participant="energy"
+        )
+    )
     assert ledger.before_upload(settings, pair.private, config, update, chunks) is None
     file = LedgerFile.open(
         settings.state_dir / ledger.LEDGER_FILE,
