@@ -50,6 +50,7 @@ from accord.coordinator.records import (
 )
 from accord.coordinator.spool import Spool
 from accord.coordinator.sum_workers import SumWorkers
+from accord.coordinator.terms import check_coordinator_config
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import (
@@ -62,6 +63,7 @@ from accord.crypto.messages import (
     UploadDone,
 )
 from accord.crypto.round import CoordinatorRound
+from accord.crypto.terms import FederationTerms, check_round_config, required_threshold
 from accord.errors import Expired, NotAllowed, OutOfStage, Oversized, RoundAborted
 
 RECENT_ROUNDS = 100
@@ -95,14 +97,18 @@ class Orchestrator:
         identities: Mapping[str, bytes] | None = None,
         records: FederationRecords | None = None,
         sum_workers: SumWorkers | None = None,
+        terms: FederationTerms | None = None,
     ) -> None:
+        if terms is not None:
+            check_coordinator_config(terms, config)
         self.config = config
+        self._terms = terms
         self._sum_workers = sum_workers
         self._log = log
         self._clock = clock
         self._random_bytes = random_bytes
         self._changed = threading.Condition()
-        self._members = Membership(config, clock=clock)
+        self._members = Membership(config, clock=clock, terms=terms)
         self._lifecycle = Lifecycle.ENROLL
         self._enroll_opened_s = clock()
         self._round_number = 0
@@ -615,7 +621,7 @@ class Orchestrator:
             online = self._members.online()
             everyone = len(online) == len(self.config.participants)
             waited = now - self._enroll_opened_s >= self.config.enroll_deadline_s
-            if len(online) >= self.config.threshold and (everyone or waited):
+            if len(online) >= self._least_cohort() and (everyone or waited):
                 self._begin(tuple(sorted(online)))
         elif self._lifecycle is Lifecycle.CEREMONY and self._ceremony.overdue(
             now, deadline_s=self.config.stage_deadline_s
@@ -631,6 +637,12 @@ class Orchestrator:
         attempts = self.config.rounds * MAX_ATTEMPTS_PER_ROUND
         return self._rounds_completed >= self.config.rounds or self._round_number >= attempts
 
+    def _least_cohort(self) -> int:
+        """Fewest online members a round starts with (the signed terms' min_cohort too)."""
+        if self._terms is None:
+            return self.config.threshold
+        return max(self.config.threshold, self._terms.min_cohort)
+
     def _begin(self, selected: tuple[str, ...]) -> None:
         """Start a round with `selected`, after a key ceremony when some lack the CKKS key."""
         if self.config.profile.uses_ckks and not self._ceremony.all_hold_key(selected):
@@ -645,14 +657,21 @@ class Orchestrator:
 
     def _start_round(self, selected: tuple[str, ...]) -> None:
         self._round_number += 1
+        settings = self.config
+        if self._terms is not None:
+            # t > n/2 of the selected cohort, and never below the signed threshold.
+            least = required_threshold(self._terms, len(selected))
+            settings = settings.model_copy(update={"threshold": max(settings.threshold, least)})
         config = round_config(
-            self.config,
+            settings,
             round=self._round_number,
             selected=selected,
             element_count=self._members.element_count(),
             graph_seed=self._random_bytes(32),
             key_epoch=self._ceremony.keys.epoch,
         )
+        if self._terms is not None:
+            check_round_config(self._terms, config, source="this coordinator's config")
         self._round = CoordinatorRound(config, self._identities)
         if self._records is not None:
             self._records.round_started(config)
@@ -764,5 +783,5 @@ class Orchestrator:
         self._lifecycle = Lifecycle.IDLE
         self._enroll_opened_s = now
         online = self._members.online()
-        if len(online) >= self.config.threshold:
+        if len(online) >= self._least_cohort():
             self._begin(tuple(sorted(online)))

@@ -61,6 +61,7 @@ from accord.participant.state_files import (
     read_round_uploaded,
     write_json,
 )
+from accord.participant.terms import check_own_settings, check_round, load_kit_terms
 from accord.participant.trainer import Trainer, make_trainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -104,6 +105,16 @@ class ParticipantDaemon:
         self._log = log
         self._identity_private = load_identity(config, self._kit)
         self._trainer = trainer if trainer is not None else make_trainer(config)
+        self._terms = (
+            load_kit_terms(self._kit.paths.root, self._kit.ca_pem) if self._kit is not None else None
+        )
+        if self._terms is not None:
+            check_own_settings(
+                self._terms,
+                name=config.name,
+                base_model_hash=self._trainer.base_model_hash,
+                adapter_parameters=self._trainer.parameter_count,
+            )
         self._state = "starting"
         self._stop = threading.Event()
         self._state_changed = threading.Event()
@@ -308,6 +319,7 @@ class ParticipantDaemon:
                 task.config, federation_id=self.config.federation_id
             )
             try:
+                check_round(self._terms, config)
                 self._on_task(stage, config, task)
                 if stage is Stage.AGGREGATE and self._round_applied >= config.round:
                     # The next poll names stage DONE: this is how the coordinator learns
@@ -569,6 +581,7 @@ class ParticipantDaemon:
         if first is None or first.round != number:
             raise ProtocolError(f"the aggregate of round {number} came without its round config")
         config = convert.round_config_from_proto(first, federation_id=self.config.federation_id)
+        check_round(self._terms, config)
         self._fetch_key(config)
         mean_delta = exchange.reveal_mean(received, config, secret=self._secret)
         self._trainer.apply(mean_delta)
