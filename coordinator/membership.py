@@ -8,8 +8,8 @@ terms fix them and a member that departs is refused with `TermsDeparted` naming 
 member; no member's enrolment changes them. Without terms (insecure plaintext tests and
 demos) the first participant to enrol sets them and a later one that differs is refused
 with a `ConfigError`. Either way an adapter larger than `MAX_ADAPTER_PARAMETERS` is
-refused before anything is stored or allocated. A participant is online while its last request is younger than
-three heartbeat intervals.
+refused before anything is stored or allocated. A participant is online while its last
+request is younger than three heartbeat intervals.
 """
 
 from __future__ import annotations

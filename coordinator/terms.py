@@ -53,8 +53,11 @@ def check_coordinator_config(terms: FederationTerms, config: CoordinatorConfig) 
         ("modulus_bits", config.modulus_bits, terms.modulus_bits),
         ("clip_norm", config.clip_norm, terms.clip_norm),
         ("rounds", config.rounds, terms.rounds),
-        ("client_dp.noise_multiplier", noise.noise_multiplier if noise else 0.0,
-         terms.noise_multiplier),
+        (
+            "client_dp.noise_multiplier",
+            noise.noise_multiplier if noise else 0.0,
+            terms.noise_multiplier,
+        ),
     ]
     if noise is not None:
         pairs += [

@@ -112,7 +112,9 @@ class FederationTerms:
                 f"({self.threshold})"
             )
         if self.modulus_bits not in (8, 12, 16, 24, 32):
-            raise ConfigError(f"terms modulus_bits = {self.modulus_bits!r}: one of 8, 12, 16, 24, 32")
+            raise ConfigError(
+                f"terms modulus_bits = {self.modulus_bits!r}: one of 8, 12, 16, 24, 32"
+            )
         if not (isinstance(self.clip_norm, float) and math.isfinite(self.clip_norm)) or (
             self.clip_norm <= 0
         ):

@@ -106,7 +106,9 @@ class ParticipantDaemon:
         self._identity_private = load_identity(config, self._kit)
         self._trainer = trainer if trainer is not None else make_trainer(config)
         self._terms = (
-            load_kit_terms(self._kit.paths.root, self._kit.ca_pem) if self._kit is not None else None
+            load_kit_terms(self._kit.paths.root, self._kit.ca_pem)
+            if self._kit is not None
+            else None
         )
         if self._terms is not None:
             check_own_settings(

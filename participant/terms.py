@@ -41,7 +41,10 @@ def check_own_settings(
     """Raise a `ConfigError` (exit 2) when this participant's own model departs."""
     try:
         signed_terms.check_member_settings(
-            terms, member=name, base_model_hash=base_model_hash, adapter_parameters=adapter_parameters
+            terms,
+            member=name,
+            base_model_hash=base_model_hash,
+            adapter_parameters=adapter_parameters,
         )
     except TermsDeparted as error:
         raise ConfigError(

@@ -13,7 +13,14 @@ from accord.crypto.profile import Profile
 from accord.crypto.terms import FederationTerms
 from accord.errors import ConfigError, TermsDeparted
 
-from .plaintext_federation import ADAPTER_PARAMETERS, MODEL_HASH, NAMES, json_logger, make_config, make_keys
+from .plaintext_federation import (
+    ADAPTER_PARAMETERS,
+    MODEL_HASH,
+    NAMES,
+    json_logger,
+    make_config,
+    make_keys,
+)
 
 
 def _terms(**changes: object) -> FederationTerms:
@@ -72,12 +79,14 @@ def test_without_terms_a_huge_adapter_is_refused_before_anything_changes(tmp_pat
 
 def test_a_coordinator_config_that_departs_from_the_terms_does_not_start(tmp_path, log) -> None:
     keys = make_keys()
-    with pytest.raises(TermsDeparted, match=r"modulus_bits = 8 departs from the signed terms \(16\)"):
+    with pytest.raises(
+        TermsDeparted, match=r"modulus_bits = 8 departs from the signed terms \(16\)"
+    ):
         Orchestrator(make_config(tmp_path, keys, modulus_bits=8), log=log, terms=_terms())
-    with pytest.raises(TermsDeparted, match=r"threshold = 2 departs from the signed terms \(>= 3\)"):
-        Orchestrator(
-            make_config(tmp_path, keys), log=log, terms=_terms(threshold=3, min_cohort=3)
-        )
+    with pytest.raises(
+        TermsDeparted, match=r"threshold = 2 departs from the signed terms \(>= 3\)"
+    ):
+        Orchestrator(make_config(tmp_path, keys), log=log, terms=_terms(threshold=3, min_cohort=3))
 
 
 def test_rounds_are_built_from_the_terms(tmp_path, log) -> None:

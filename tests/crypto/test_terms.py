@@ -140,7 +140,7 @@ def test_each_round_departure_is_refused_by_name(config: RoundConfig, message: s
 
 
 def test_a_round_of_another_profile_or_without_the_signed_noise_is_refused() -> None:
-    with pytest.raises(TermsDeparted, match="profile masks departs .*ckks"):
+    with pytest.raises(TermsDeparted, match=r"profile masks departs .*ckks"):
         signed_terms.check_round_config(
             _terms(profile=Profile.CKKS), _config(), source="the coordinator"
         )

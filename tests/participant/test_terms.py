@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from accord.crypto.messages import RoundConfig
+from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import ConfigError, TermsDeparted
 from accord.participant.terms import TERMS_FILE, check_own_settings, check_round, load_kit_terms
@@ -56,7 +57,7 @@ def _round(threshold: int, n: int = 4) -> RoundConfig:
     return RoundConfig(
         federation_id="fed-terms",
         round=3,
-        profile=load_federation_profile(),
+        profile=Profile.MASKS,
         selected=("energy", "solar", "urban", "wind")[:n],
         threshold=threshold,
         quant=QuantSpec(modulus_bits=16, max_participants=4, clip_norm=40.0),
@@ -64,12 +65,6 @@ def _round(threshold: int, n: int = 4) -> RoundConfig:
         neighbour_degree=n,
         graph_seed=bytes(32),
     )
-
-
-def load_federation_profile():  # noqa: ANN201 - the profile the file above names
-    from accord.crypto.profile import Profile
-
-    return Profile.MASKS
 
 
 def test_every_kit_and_the_coordinator_carry_the_same_signed_terms(provisioned: Path) -> None:
