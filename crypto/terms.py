@@ -272,18 +272,21 @@ def check_member_settings(
         _depart(
             member,
             f"base model hash {base_model_hash[:16]!r}",
-            f"{terms.base_model_hash[:16]} (every member needs the signed base model)",
+            terms.base_model_hash[:16],
+            fix="every member needs the signed base model",
         )
     if adapter_parameters != terms.adapter_parameters:
         _depart(
             member,
             f"adapter of {adapter_parameters} parameters",
-            f"{terms.adapter_parameters} (every member needs the signed lora_rank)",
+            str(terms.adapter_parameters),
+            fix="every member needs the signed lora_rank",
         )
 
 
-def _depart(who: str, value: str, term: str) -> None:
-    raise TermsDeparted(f"{who}: {value} departs from the signed terms ({term})")
+def _depart(who: str, value: str, term: str, *, fix: str = "") -> None:
+    hint = f"; {fix}" if fix else ""
+    raise TermsDeparted(f"{who}: {value} departs from the signed terms ({term}){hint}")
 
 
 def _is_int(value: object) -> bool:
