@@ -123,6 +123,7 @@ class Orchestrator:
         self._history: list[RoundRecord] = []
         self._rounds_completed = 0
         self._identities = dict(identities) if identities is not None else config.identities()
+        self._revoked: frozenset[str] = frozenset()
         self._ceremony = KeyCeremony(
             federation_id=config.federation_id, members=self._members, log=log
         )
@@ -199,6 +200,25 @@ class Orchestrator:
             logs.event(self._log, "participants_admitted", participants=names)
             self._changed.notify_all()
             return names
+
+    def revoke(self, revoked: Iterable[str]) -> list[str]:
+        """Note members revoked since the start (the roster says so); return the new ones.
+
+        A revoked member is never selected again, and since it holds the current CKKS key,
+        the next CKKS round starts with a fresh key ceremony among the rest (the revoked
+        member cannot open the new key). The service calls this on every request.
+        """
+        names = frozenset(revoked)
+        if names <= self._revoked:
+            return []
+        with self._changed:
+            new = sorted(names - self._revoked)
+            if not new:
+                return []
+            self._revoked = self._revoked | names
+            logs.event(self._log, "participants_revoked", participants=new)
+            self._changed.notify_all()
+            return new
 
     # ---- enrolment and liveness ----
 
@@ -644,8 +664,16 @@ class Orchestrator:
         return max(self.config.threshold, self._terms.min_cohort)
 
     def _begin(self, selected: tuple[str, ...]) -> None:
-        """Start a round with `selected`, after a key ceremony when some lack the CKKS key."""
-        if self.config.profile.uses_ckks and not self._ceremony.all_hold_key(selected):
+        """Start a round with `selected`, after a key ceremony when some lack the CKKS key.
+
+        Revoked members are left out; if one of them holds the current key, the key is
+        made anew among the rest first.
+        """
+        selected = tuple(name for name in selected if name not in self._revoked)
+        if len(selected) < self._least_cohort():
+            return
+        stale = bool(self._ceremony.keys.holders & self._revoked)
+        if self.config.profile.uses_ckks and (stale or not self._ceremony.all_hold_key(selected)):
             self._start_ceremony(selected)
         else:
             self._start_round(selected)

@@ -73,6 +73,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             RateLimited: the participant made more requests than its rate allows.
         """
         routed = convert.header_from_proto(header)
+        if self._roster is not None:
+            # A revocation bites at once: never selected again, and a new CKKS key.
+            self._orchestrator.revoke(self._roster.revoked_ids())
         if self._authenticate is not None:
             self._authenticate(context, routed.participant)
         if counts:
