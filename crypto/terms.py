@@ -43,6 +43,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_ADAPTER_PARAMETERS",
     "FederationTerms",
+    "ca_sign",
+    "ca_verify",
     "check_member_settings",
     "check_round_config",
     "expected_element_count",
@@ -170,11 +172,41 @@ class FederationTerms:
         return terms
 
 
-def sign_terms(terms: FederationTerms, ca_key: ec.EllipticCurvePrivateKey) -> bytes:
-    """Signed terms: 2-byte signature length, the DER ECDSA signature, then the terms."""
-    body = terms.to_bytes()
-    signature = ca_key.sign(_DOMAIN + body, ec.ECDSA(hashes.SHA256()))
+def ca_sign(domain: bytes, body: bytes, ca_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """2-byte signature length, the DER ECDSA signature over `domain + body`, then `body`."""
+    signature = ca_key.sign(domain + body, ec.ECDSA(hashes.SHA256()))
     return len(signature).to_bytes(2, "big") + signature + body
+
+
+def ca_verify(domain: bytes, signed: bytes, ca_certificate_pem: bytes, *, what: str) -> bytes:
+    """The body of `ca_sign`'s output once the CA's signature checks.
+
+    Raises:
+        Malformed: truncated, or the CA certificate does not decode.
+        BadSignature: the CA did not sign it.
+    """
+    if len(signed) < 2:
+        raise Malformed(f"{what} is truncated")
+    length = int.from_bytes(signed[:2], "big")
+    if not 0 < length <= _SIGNATURE_MAX_BYTES or len(signed) < 2 + length:
+        raise Malformed(f"{what} is truncated")
+    signature, body = signed[2 : 2 + length], signed[2 + length :]
+    try:
+        public = x509.load_pem_x509_certificate(ca_certificate_pem).public_key()
+    except ValueError:
+        raise Malformed("the CA certificate does not decode") from None
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise BadSignature(f"{what}: the CA key is not an EC key")
+    try:
+        public.verify(signature, domain + body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise BadSignature(f"{what} is not signed by the federation's CA") from None
+    return body
+
+
+def sign_terms(terms: FederationTerms, ca_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Signed terms (`ca_sign` framing)."""
+    return ca_sign(_DOMAIN, terms.to_bytes(), ca_key)
 
 
 def verify_terms(signed: bytes, ca_certificate_pem: bytes) -> FederationTerms:
@@ -184,24 +216,8 @@ def verify_terms(signed: bytes, ca_certificate_pem: bytes) -> FederationTerms:
         Malformed: the blob or the terms inside do not decode.
         BadSignature: the CA did not sign these terms.
     """
-    if len(signed) < 2:
-        raise Malformed("the signed federation terms are truncated")
-    length = int.from_bytes(signed[:2], "big")
-    if not 0 < length <= _SIGNATURE_MAX_BYTES or len(signed) < 2 + length:
-        raise Malformed("the signed federation terms are truncated")
-    signature, body = signed[2 : 2 + length], signed[2 + length :]
-    try:
-        public = x509.load_pem_x509_certificate(ca_certificate_pem).public_key()
-    except ValueError:
-        raise Malformed("the CA certificate does not decode") from None
-    if not isinstance(public, ec.EllipticCurvePublicKey):
-        raise BadSignature("the federation terms: the CA key is not an EC key")
-    try:
-        public.verify(signature, _DOMAIN + body, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise BadSignature("the federation terms are not signed by the federation's CA") from None
-    terms = FederationTerms.from_bytes(body)
-    return terms
+    body = ca_verify(_DOMAIN, signed, ca_certificate_pem, what="the federation terms")
+    return FederationTerms.from_bytes(body)
 
 
 def expected_element_count(terms: FederationTerms) -> int:

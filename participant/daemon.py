@@ -54,6 +54,7 @@ from accord.participant import convert, exchange, ledger
 from accord.participant.certificates import CertifiedRoster, certify_roster, load_certificate
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit import Kit, secure_channel
+from accord.participant.revocations import RevocationKeeper
 from accord.participant.rpc_errors import RETRY_CODES, accord_error, refusal, retryable
 from accord.participant.state_files import (
     load_identity,
@@ -128,6 +129,11 @@ class ParticipantDaemon:
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
         self._round_applied = self._resume()
+        self._revocations = (
+            RevocationKeeper(config.state_dir, self._kit.ca_pem, config.federation_id)
+            if self._kit is not None
+            else None
+        )
         self._round_uploaded = read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
         options = transport.client_options(config.max_message_bytes)
         if self._kit is None or config.insecure_plaintext:
@@ -300,6 +306,9 @@ class ParticipantDaemon:
                 task.ledger_public_key,
                 pinned=self._kit.coordinator_ledger_key if self._kit is not None else None,
             )
+            # A forged or rolled-back revocation list stops the daemon (an active attack).
+            if self._revocations is not None:
+                self._revocations.offer(task.revocation_list)
             if task.stage == pb.DONE:
                 self._catch_up(task.config.round)
                 self._state = "finished"
@@ -310,6 +319,15 @@ class ParticipantDaemon:
             if task.stage != pb.KEY_CEREMONY:
                 self._catch_up(task.config.round - 1)  # earlier rounds are all closed
             if task.stage == pb.KEY_CEREMONY:
+                recipients = tuple(sorted(e.participant_id for e in task.ceremony_keys))
+                try:
+                    if self._revocations is not None:
+                        self._revocations.check(recipients, what="the key ceremony")
+                except ProtocolError as error:
+                    logs.event(
+                        self._log, "ceremony_refused", reason=str(error), level=logging.ERROR
+                    )
+                    continue
                 self._make_key(task)
                 continue
             stage = convert.stage_from_proto(task.stage)
@@ -322,6 +340,9 @@ class ParticipantDaemon:
             )
             try:
                 check_round(self._terms, config)
+                if self._revocations is not None:
+                    label = f"round {config.round} from the coordinator"
+                    self._revocations.check(config.selected, what=label)
                 self._on_task(stage, config, task)
                 if stage is Stage.AGGREGATE and self._round_applied >= config.round:
                     # The next poll names stage DONE: this is how the coordinator learns

@@ -250,7 +250,7 @@ class TaskRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch", "ledger_head", "ledger_public_key")
+    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch", "ledger_head", "ledger_public_key", "revocation_list")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOUR_KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +262,7 @@ class Task(_message.Message):
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEDGER_HEAD_FIELD_NUMBER: _ClassVar[int]
     LEDGER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_LIST_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     config: RoundConfig
     neighbour_keys: _containers.RepeatedCompositeFieldContainer[SignedKeys]
@@ -273,7 +274,8 @@ class Task(_message.Message):
     key_epoch: int
     ledger_head: bytes
     ledger_public_key: bytes
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ..., ledger_head: _Optional[bytes] = ..., ledger_public_key: _Optional[bytes] = ...) -> None: ...
+    revocation_list: bytes
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ..., ledger_head: _Optional[bytes] = ..., ledger_public_key: _Optional[bytes] = ..., revocation_list: _Optional[bytes] = ...) -> None: ...
 
 class AdvertiseKeysRequest(_message.Message):
     __slots__ = ("header", "keys")

@@ -44,3 +44,43 @@ def test_revoking_a_key_holder_starts_a_new_ceremony_without_it(tmp_path: Path) 
     assert round_two.key_epoch == 2
     keys, sealed = orchestrator.fetch_ceremony(header("urban"))
     assert keys.epoch == 2 and sealed is None  # nothing for urban to open
+
+
+def test_provision_revoke_signs_a_numbered_list_that_members_keep(tmp_path: Path) -> None:
+    import pytest
+
+    from accord.coordinator import provision
+    from accord.errors import NotAllowed, Replayed
+    from accord.participant.revocations import RevocationKeeper
+    from accord.provision import (
+        FederationFile,
+        FederationSection,
+        ParticipantSection,
+        provision_federation,
+    )
+
+    provisioned = provision_federation(
+        FederationFile(
+            federation=FederationSection(id="fed", coordinator="127.0.0.1:1"),
+            participants=tuple(ParticipantSection(name=n) for n in NAMES),
+        ),
+        tmp_path / "fed",
+    )
+    lists = provisioned.coordinator_dir / provision.REVOCATIONS_FILE
+    ca_pem = (provisioned.coordinator_dir / "ca.pem").read_bytes()
+    keeper = RevocationKeeper(tmp_path / "energy", ca_pem, "fed")
+    (tmp_path / "energy").mkdir()
+    provision.revoke(provisioned.ca_dir, "urban")
+    first = lists.read_bytes()
+    provision.revoke(provisioned.ca_dir, "residential")
+    second = lists.read_bytes()
+    keeper.offer(second)
+    assert keeper.current is not None and keeper.current.number == 2
+    assert keeper.current.revoked == ("residential", "urban")
+    with pytest.raises(Replayed):
+        keeper.offer(first)  # a coordinator cannot roll the revocation back
+    with pytest.raises(NotAllowed, match="round 5 from the coordinator includes revoked member"):
+        keeper.check(("energy", "urban"), what="round 5 from the coordinator")
+    # A restart keeps the newest list.
+    again = RevocationKeeper(tmp_path / "energy", ca_pem, "fed")
+    assert again.current == keeper.current
