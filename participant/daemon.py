@@ -642,8 +642,8 @@ class ParticipantDaemon:
         aggregate but must apply it all the same, or its global adapter drifts from the
         federation's. The coordinator keeps the last `keep_aggregates` aggregates; an
         aborted round has none (nothing to apply). A round whose aggregate is gone, or
-        was made under a CKKS key this participant never held, is logged as an error and
-        skipped: the adapter then lags the federation's and the log says by which round.
+        was made under a CKKS key this participant never held, stops the daemon with
+        `Expired` naming the round: it never takes part with a diverged adapter.
         """
         while self._round_applied < through and not self._stop.is_set():
             number = self._round_applied + 1
@@ -656,13 +656,18 @@ class ParticipantDaemon:
             except (errors.Expired, ProtocolError) as error:
                 if isinstance(error, errors.OutOfStage):
                     return  # not closed yet: the next task asks again
+                # Carrying on would train on an adapter that diverged from the federation's
+                # for good (issue 12, finding 6): stop, saying why and what would fix it.
+                reason = f"{type(error).__name__}: {error}"
                 logs.event(
-                    self._log,
-                    "adapter_lags",
-                    round=number,
-                    reason=f"{type(error).__name__}: {error}",
-                    level=logging.ERROR,
+                    self._log, "adapter_diverged", round=number, reason=reason, level=logging.ERROR
                 )
+                self._set_state("diverged")
+                raise errors.Expired(
+                    f"round {number}'s aggregate cannot be applied ({reason}); this member's "
+                    "adapter would diverge from the federation's, so it takes part in no more "
+                    "rounds (a late member needs the current global adapter; docs/protocol.md)"
+                ) from None
             except grpc.RpcError as error:
                 logs.event(
                     self._log,

@@ -137,3 +137,19 @@ def test_a_round_is_trained_and_uploaded_at_most_once_across_restarts(tmp_path) 
     later = ParticipantRound(_round_config(tmp_path, 4), "energy", second._identity_private, {})
     with pytest.raises(TrainingStarted):
         second._upload(later)
+
+
+def test_a_member_that_cannot_apply_a_missed_aggregate_stops_instead_of_diverging(
+    daemon, tmp_path
+) -> None:
+    from accord import errors
+
+    def gone(number: int) -> None:
+        raise errors.Expired(f"round {number}'s aggregate is no longer kept")
+
+    daemon._download = gone  # type: ignore[method-assign]
+    with pytest.raises(errors.Expired, match=r"round 1's aggregate cannot be applied .* diverge"):
+        daemon._catch_up(1)
+    assert daemon._round_applied == 0  # nothing was marked applied
+    events = (tmp_path / "participant.log").read_text(encoding="utf-8")
+    assert '"adapter_diverged"' in events and '"adapter_lags"' not in events
