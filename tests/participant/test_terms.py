@@ -110,3 +110,19 @@ def test_a_member_whose_model_departs_gets_a_config_error(provisioned: Path) -> 
     assert terms is not None
     with pytest.raises(ConfigError, match=r"energy: adapter of 12 parameters departs"):
         check_own_settings(terms, name="energy", base_model_hash=MODEL, adapter_parameters=12)
+
+
+def test_kit_check_verifies_the_terms_signature(provisioned: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from accord.participant.preflight import check
+
+    report = check(provisioned / "kits" / "energy", online=False)
+    assert report.get("federation terms").status.value == "pass"
+    forged = tmp_path / "energy"
+    shutil.copytree(provisioned / "kits" / "energy", forged)
+    data = (forged / TERMS_FILE).read_bytes().replace(b'"min_cohort":3', b'"min_cohort":2')
+    (forged / TERMS_FILE).write_bytes(data)
+    report = check(forged, online=False)
+    assert report.get("federation terms").status.value == "fail"
+    assert "not signed by the federation's CA" in report.get("federation terms").detail
