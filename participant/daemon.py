@@ -339,10 +339,6 @@ class ParticipantDaemon:
                 task.config, federation_id=self.config.federation_id
             )
             try:
-                check_round(self._terms, config)
-                if self._revocations is not None:
-                    label = f"round {config.round} from the coordinator"
-                    self._revocations.check(config.selected, what=label)
                 self._on_task(stage, config, task)
                 if stage is Stage.AGGREGATE and self._round_applied >= config.round:
                     # The next poll names stage DONE: this is how the coordinator learns
@@ -371,7 +367,16 @@ class ParticipantDaemon:
                     time.sleep(1.0)
 
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
-        """Drive this round's `ParticipantRound` with what the task carries."""
+        """Drive this round's `ParticipantRound` with what the task carries.
+
+        Raises:
+            TermsDeparted: the round departs from the signed federation terms.
+            NotAllowed: the round includes a revoked member.
+        """
+        check_round(self._terms, config)
+        if self._revocations is not None:
+            label = f"round {config.round} from the coordinator"
+            self._revocations.check(config.selected, what=label)
         me = self.config.name
         if stage is Stage.ABORTED:
             logs.event(self._log, "round_aborted", round=config.round, reason=task.message)
