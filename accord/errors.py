@@ -14,7 +14,8 @@
         ├── Malformed            the message does not decode or has the wrong shape
         ├── Oversized            the message exceeds a configured limit
         ├── RateLimited          the sender made more requests than its rate allows
-        └── NotAllowed           the sender may not send this (unknown, revoked, not selected)
+        ├── NotAllowed           the sender may not send this (unknown, revoked, not selected)
+        └── TermsDeparted        a round, enrolment or config departs from the signed terms
 
 Each class names the gRPC status a service answers with; the mapping is applied in
 one place per service. Anything else that escapes is a bug and maps to INTERNAL.
@@ -89,3 +90,12 @@ class NotAllowed(ProtocolError):
     """The sender is not permitted to send this (unknown, revoked or not selected)."""
 
     grpc_status = "PERMISSION_DENIED"
+
+
+class TermsDeparted(ProtocolError):
+    """A round, enrolment or config departs from the CA-signed federation terms.
+
+    The message names who departed and from what term (`crypto/terms.py`).
+    """
+
+    grpc_status = "FAILED_PRECONDITION"

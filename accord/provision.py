@@ -42,10 +42,12 @@ from typer.core import TyperGroup
 from accord import configfile
 from accord.coordinator import provision as operator
 from accord.crypto.profile import Profile
+from accord.crypto.terms import FederationTerms, sign_terms
 from accord.errors import AccordError, ConfigError, UsageError
 from accord.kitformat import PARTICIPANT_ID_PATTERN
 from accord.participant import kit as kits
 from accord.participant import preflight
+from accord.participant.terms import TERMS_FILE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,6 +59,7 @@ __all__ = [
     "FederationSection",
     "ParticipantSection",
     "ProvisionedFederation",
+    "TermsSection",
     "kit_app",
     "load_federation",
     "provision_app",
@@ -117,12 +120,37 @@ class ParticipantSection(BaseModel):
     )
 
 
+class TermsSection(BaseModel):
+    """The optional `[terms]` table: what the CA signs (`crypto/terms.py`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: int = Field(2, ge=2, description="least number of inputs summed")
+    min_cohort: int = Field(2, ge=2, description="least number of members a round selects")
+    modulus_bits: int = Field(16, description="bits b of the aggregation group Z_2^b")
+    clip_norm: float = Field(40.0, gt=0, description="L2 bound C of one update")
+    base_model_hash: str = Field(description="SHA-256 of the base model every member trains")
+    adapter_parameters: int = Field(ge=1, description="the adapter's parameter count")
+    rounds: int = Field(2, ge=1, description="rounds the federation completes")
+    noise_multiplier: float = Field(0.0, ge=0, description="client-level noise z (0: none)")
+    honest_fraction: float = Field(1.0, gt=0, le=1, description="client-level noise's f")
+    client_delta: float = Field(1e-5, gt=0, lt=1, description="delta of client-level epsilon")
+    record_max_epsilon: float = Field(0.0, ge=0, description="record-level epsilon cap (0: none)")
+
+    def to_terms(self, federation: FederationSection) -> FederationTerms:
+        """The terms to sign."""
+        return FederationTerms(
+            federation_id=federation.id, profile=federation.profile, **self.model_dump()
+        )
+
+
 @dataclass(frozen=True)
 class FederationFile:
     """A validated federation file."""
 
     federation: FederationSection
     participants: tuple[ParticipantSection, ...]
+    terms: TermsSection | None = None
 
 
 def load_federation(path: Path) -> FederationFile:
@@ -143,7 +171,7 @@ def load_federation(path: Path) -> FederationFile:
         raise ConfigError(f"{path}: cannot read ({error})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path.name}: not valid TOML ({error})") from None
-    unknown = sorted(set(document) - {"federation", "participants"})
+    unknown = sorted(set(document) - {"federation", "participants", "terms"})
     if unknown:
         raise ConfigError(
             f"{path.name}: unknown table or setting {unknown[0]!r} (a federation file holds "
@@ -175,7 +203,11 @@ def load_federation(path: Path) -> FederationFile:
             raise ConfigError(
                 f'{path.name} [[participants]] name = "{name}": appears twice (ids are unique)'
             )
-    return FederationFile(federation=federation, participants=tuple(participants))
+    terms = None
+    if "terms" in document:
+        terms = configfile.validate(document["terms"], TermsSection, "terms", source=path.name)
+        terms.to_terms(federation)  # a value the terms refuse is a config error here
+    return FederationFile(federation=federation, participants=tuple(participants), terms=terms)
 
 
 @dataclass(frozen=True)
@@ -246,12 +278,18 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         validity_days=settings.cert_validity_days,
     )
     operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=settings.cert_validity_days)
+    signed: bytes | None = None
+    if federation.terms is not None:
+        signed = sign_terms(federation.terms.to_terms(settings), authority.private_key())
+        (coordinator_dir / TERMS_FILE).write_bytes(signed)
     made: dict[str, Path] = {}
     for participant in federation.participants:
         kit_dir = out_dir / "kits" / participant.name
         request_path = kits.request(participant.name, kit_dir)
         response = operator.approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
         kits.package(kit_dir, response, authority.fingerprint, kit_dir)
+        if signed is not None:
+            (kit_dir / TERMS_FILE).write_bytes(signed)
         made[participant.name] = kit_dir
     return ProvisionedFederation(
         root=out_dir,

@@ -115,6 +115,12 @@ class CoordinatorConfig(BaseModel):
         description="the federation's roster.json (DIR/coordinator/roster.json from `accord "
         "provision`); required unless insecure_plaintext = true",
     )
+    terms: Path | None = Field(
+        None,
+        description="the CA-signed federation terms (DIR/coordinator/terms.signed from `accord "
+        "provision`); the coordinator refuses to start if its settings depart from them, and "
+        "rounds and enrolments are held to them",
+    )
     threshold: int = Field(
         2, ge=2, description="least number of participants whose inputs are summed"
     )
@@ -201,7 +207,7 @@ class CoordinatorConfig(BaseModel):
     def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
         return resolve_path(value, info)
 
-    @field_validator("tls_dir", "roster")
+    @field_validator("tls_dir", "roster", "terms")
     @classmethod
     def _resolve_optional(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else resolve_path(value, info)

@@ -2,11 +2,14 @@
 
 (`roster.py` is the provisioning roster: which certificate may speak for whom.)
 
-Enrolment fixes what every participant must share: the base model's content hash and
-the adapter's parameter count. The first participant to enrol sets them; a later one
-that differs is refused with a `ConfigError` that names both values, because the fix
-is in its settings. A participant is online while its last request is younger than
-three heartbeat intervals.
+Enrolment checks what every participant must share: the base model's content hash and
+the adapter's parameter count. With CA-signed federation terms (`crypto/terms.py`) the
+terms fix them and a member that departs is refused with `TermsDeparted` naming that
+member; no member's enrolment changes them. Without terms (insecure plaintext tests and
+demos) the first participant to enrol sets them and a later one that differs is refused
+with a `ConfigError`. Either way an adapter larger than `MAX_ADAPTER_PARAMETERS` is
+refused before anything is stored or allocated. A participant is online while its last
+request is younger than three heartbeat intervals.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from dataclasses import dataclass
 
 from accord.coordinator.config import CoordinatorConfig
 from accord.crypto import integrity
+from accord.crypto import terms as signed_terms
 from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.terms import FederationTerms
 from accord.errors import ConfigError, Malformed
 
 OFFLINE_AFTER_HEARTBEATS = 3
@@ -43,11 +48,19 @@ class Membership:
     Args:
         config: lists the participants and the heartbeat interval.
         clock: monotonic seconds.
+        terms: the CA-signed federation terms; they fix the base model and adapter size.
     """
 
-    def __init__(self, config: CoordinatorConfig, *, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        *,
+        clock: Callable[[], float],
+        terms: FederationTerms | None = None,
+    ) -> None:
         self._clock = clock
         self._profile = config.profile
+        self._terms = terms
         self._offline_after_s = OFFLINE_AFTER_HEARTBEATS * config.heartbeat_interval_s
         self._members = {name: Member(name) for name in config.participants}
         self._base_model_hash: str | None = None
@@ -64,10 +77,25 @@ class Membership:
 
         Raises:
             Malformed: no model hash or adapter size given.
-            ConfigError: its base model or adapter size differs from the federation's.
+            TermsDeparted: its base model or adapter size departs from the signed terms.
+            ConfigError: (no terms) its base model or adapter size differs from the
+                federation's, or the adapter is larger than any federation allows.
         """
         if not base_model_hash or adapter_parameters < 1:
             raise Malformed(f"enrolment of {name}: base model hash and adapter size are required")
+        if self._terms is not None:
+            signed_terms.check_member_settings(
+                self._terms,
+                member=name,
+                base_model_hash=base_model_hash,
+                adapter_parameters=adapter_parameters,
+            )
+            return
+        if adapter_parameters > signed_terms.MAX_ADAPTER_PARAMETERS:
+            raise ConfigError(
+                f"{name}: adapter of {adapter_parameters} parameters exceeds the largest a "
+                f"federation allows ({signed_terms.MAX_ADAPTER_PARAMETERS})"
+            )
         if self._base_model_hash is not None and base_model_hash != self._base_model_hash:
             raise ConfigError(
                 f"{name}: base model hash {base_model_hash[:16]} differs from the federation's "
@@ -95,8 +123,9 @@ class Membership:
         self.check_enrollment(
             name, base_model_hash=base_model_hash, adapter_parameters=adapter_parameters
         )
-        self._base_model_hash = base_model_hash
-        self._adapter_parameters = adapter_parameters
+        if self._terms is None:
+            self._base_model_hash = base_model_hash
+            self._adapter_parameters = adapter_parameters
         member = self._members[name]
         if not member.enrolled:
             self._enrolments += 1
@@ -184,6 +213,8 @@ class Membership:
 
     def element_count(self) -> int:
         """Length of the protected vector: parameters, weight slot, integrity tags."""
+        if self._terms is not None:
+            return signed_terms.expected_element_count(self._terms)
         if self._adapter_parameters is None:
             raise Malformed("no participant has enrolled yet; the adapter size is unknown")
         return integrity.protected_length(self._adapter_parameters, self._profile)

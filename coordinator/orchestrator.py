@@ -50,6 +50,7 @@ from accord.coordinator.records import (
 )
 from accord.coordinator.spool import Spool
 from accord.coordinator.sum_workers import SumWorkers
+from accord.coordinator.terms import check_coordinator_config
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import (
@@ -63,6 +64,7 @@ from accord.crypto.messages import (
     UploadDone,
 )
 from accord.crypto.round import CoordinatorRound
+from accord.crypto.terms import FederationTerms, check_round_config, required_threshold
 from accord.errors import Expired, NotAllowed, OutOfStage, Oversized, RoundAborted
 
 RECENT_ROUNDS = 100
@@ -96,14 +98,18 @@ class Orchestrator:
         identities: Mapping[str, bytes] | None = None,
         records: FederationRecords | None = None,
         sum_workers: SumWorkers | None = None,
+        terms: FederationTerms | None = None,
     ) -> None:
+        if terms is not None:
+            check_coordinator_config(terms, config)
         self.config = config
+        self._terms = terms
         self._sum_workers = sum_workers
         self._log = log
         self._clock = clock
         self._random_bytes = random_bytes
         self._changed = threading.Condition()
-        self._members = Membership(config, clock=clock)
+        self._members = Membership(config, clock=clock, terms=terms)
         self._lifecycle = Lifecycle.ENROLL
         self._enroll_opened_s = clock()
         self._round_number = 0
@@ -118,6 +124,7 @@ class Orchestrator:
         self._history: list[RoundRecord] = []
         self._rounds_completed = 0
         self._identities = dict(identities) if identities is not None else config.identities()
+        self._revoked: frozenset[str] = frozenset()
         self._ceremony = KeyCeremony(
             federation_id=config.federation_id,
             members=self._members,
@@ -199,6 +206,25 @@ class Orchestrator:
             logs.event(self._log, "participants_admitted", participants=names)
             self._changed.notify_all()
             return names
+
+    def revoke(self, revoked: Iterable[str]) -> list[str]:
+        """Note members revoked since the start (the roster says so); return the new ones.
+
+        A revoked member is never selected again, and since it holds the current CKKS key,
+        the next CKKS round starts with a fresh key ceremony among the rest (the revoked
+        member cannot open the new key). The service calls this on every request.
+        """
+        names = frozenset(revoked)
+        if names <= self._revoked:
+            return []
+        with self._changed:
+            new = sorted(names - self._revoked)
+            if not new:
+                return []
+            self._revoked = self._revoked | names
+            logs.event(self._log, "participants_revoked", participants=new)
+            self._changed.notify_all()
+            return new
 
     # ---- enrolment and liveness ----
 
@@ -623,7 +649,7 @@ class Orchestrator:
             online = self._members.online()
             everyone = len(online) == len(self.config.participants)
             waited = now - self._enroll_opened_s >= self.config.enroll_deadline_s
-            if len(online) >= self.config.threshold and (everyone or waited):
+            if len(online) >= self._least_cohort() and (everyone or waited):
                 self._begin(tuple(sorted(online)))
         elif self._lifecycle is Lifecycle.CEREMONY and self._ceremony.overdue(
             now, deadline_s=self.config.stage_deadline_s
@@ -639,12 +665,24 @@ class Orchestrator:
         attempts = self.config.rounds * MAX_ATTEMPTS_PER_ROUND
         return self._rounds_completed >= self.config.rounds or self._round_number >= attempts
 
+    def _least_cohort(self) -> int:
+        """Fewest online members a round starts with (the signed terms' min_cohort too)."""
+        if self._terms is None:
+            return self.config.threshold
+        return max(self.config.threshold, self._terms.min_cohort)
+
     def _begin(self, selected: tuple[str, ...]) -> None:
         """Start a round with `selected`, after a key ceremony when some lack the key.
 
         Every secure profile needs one: the ceremony's secret holds the integrity key
-        (and, for CKKS, the CKKS key)."""
-        if self.config.profile.is_secure and not self._ceremony.all_hold_key(selected):
+        (and, for CKKS, the CKKS key). Revoked members are left out; if one of them holds
+        the current key, the key is made anew among the rest first.
+        """
+        selected = tuple(name for name in selected if name not in self._revoked)
+        if len(selected) < self._least_cohort():
+            return
+        stale = bool(self._ceremony.keys.holders & self._revoked)
+        if self.config.profile.is_secure and (stale or not self._ceremony.all_hold_key(selected)):
             self._start_ceremony(selected)
         else:
             self._start_round(selected)
@@ -656,14 +694,21 @@ class Orchestrator:
 
     def _start_round(self, selected: tuple[str, ...]) -> None:
         self._round_number += 1
+        settings = self.config
+        if self._terms is not None:
+            # t > n/2 of the selected cohort, and never below the signed threshold.
+            least = required_threshold(self._terms, len(selected))
+            settings = settings.model_copy(update={"threshold": max(settings.threshold, least)})
         config = round_config(
-            self.config,
+            settings,
             round=self._round_number,
             selected=selected,
             element_count=self._members.element_count(),
             graph_seed=self._random_bytes(32),
             key_epoch=self._ceremony.keys.epoch,
         )
+        if self._terms is not None:
+            check_round_config(self._terms, config, source="this coordinator's config")
         self._round = CoordinatorRound(config, self._identities)
         if self._records is not None:
             self._records.round_started(config)
@@ -775,5 +820,5 @@ class Orchestrator:
         self._lifecycle = Lifecycle.IDLE
         self._enroll_opened_s = now
         online = self._members.online()
-        if len(online) >= self.config.threshold:
+        if len(online) >= self._least_cohort():
             self._begin(tuple(sorted(online)))

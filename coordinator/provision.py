@@ -75,6 +75,7 @@ from accord.coordinator.roster import (
 from accord.coordinator.tls import ServerTlsFiles
 from accord.crypto import credential, identity
 from accord.crypto.agreement import KEY_BYTES
+from accord.crypto.revocation import RevocationList, sign_revocations, verify_revocations
 from accord.errors import BadSignature, ConfigError, UsageError
 from accord.kitformat import (
     EXCHANGE_FORMAT_VERSION,
@@ -525,8 +526,35 @@ def revoke(ca_dir: Path, participant_id: str, *, now: dt.datetime | None = None)
         revoked = dataclasses.replace(
             entry, status=Status.REVOKED, revoked_at=_now(now).isoformat(timespec="seconds")
         )
-        write_snapshot(authority.roster_path, roster.replace(revoked))
+        updated = roster.replace(revoked)
+        write_snapshot(authority.roster_path, updated)
+        _write_revocations(
+            authority, tuple(e.participant_id for e in updated.entries if not e.active)
+        )
     return revoked
+
+
+REVOCATIONS_FILE = "revocations.signed"
+"""The CA-signed revocation list, next to the roster; the coordinator relays it to members."""
+
+
+def _write_revocations(authority: CertificateAuthority, revoked_ids: tuple[str, ...]) -> None:
+    """Sign the revocation list, numbered one above the last, next to the roster."""
+    path = authority.roster_path.parent / REVOCATIONS_FILE
+    number = 1
+    if path.exists():
+        number = (
+            verify_revocations(
+                path.read_bytes(), authority.certificate_pem, authority.federation_id
+            ).number
+            + 1
+        )
+    listed = RevocationList(
+        federation_id=authority.federation_id, number=number, revoked=tuple(sorted(revoked_ids))
+    )
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(sign_revocations(listed, authority.private_key()))
+    os.replace(partial, path)
 
 
 def split_address(address: str) -> tuple[str, int]:

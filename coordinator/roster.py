@@ -537,6 +537,10 @@ class Roster:
         """Ids of the active participants, sorted."""
         return sorted(e.participant_id for e in self.snapshot().active())
 
+    def revoked_ids(self) -> list[str]:
+        """Ids of the revoked participants, sorted."""
+        return sorted(e.participant_id for e in self.snapshot().entries if not e.active)
+
 
 def _signature(path: Path) -> tuple[int, ...]:
     try:

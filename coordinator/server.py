@@ -48,6 +48,7 @@ from accord.coordinator.roster import Roster
 from accord.coordinator.service import CoordinatorService
 from accord.coordinator.store import Store, open_store
 from accord.coordinator.sum_workers import SumWorkers, worker_count
+from accord.coordinator.terms import load_terms
 from accord.errors import ConfigError
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -106,6 +107,11 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         config = _members_from_roster(config, roster)
         # Outermost, so that every answer carries the clock, refusals included.
         interceptors.insert(0, DateHeaderInterceptor())
+    terms = None
+    if config.terms is not None:
+        if config.tls_dir is None:
+            raise ConfigError("[coordinator] terms: needs tls_dir (its ca.pem verifies them)")
+        terms = load_terms(config.terms, config.tls_dir / "ca.pem")
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.resolved_store_url)
     # The pool starts its processes on the first round large enough to use them.
@@ -121,6 +127,7 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
             else None
         ),
         records=FederationRecords(store, keep_aggregates=config.keep_aggregates),
+        terms=terms,
     )
     workers = 4 * len(config.participants) + 8
     server = grpc.server(

@@ -15,6 +15,7 @@ import grpc
 from accord.coordinator import convert
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.orchestrator import Orchestrator
+from accord.coordinator.provision import REVOCATIONS_FILE
 from accord.coordinator.ratelimit import ParticipantRateLimiter
 from accord.coordinator.records import Header
 from accord.coordinator.roster import Roster
@@ -73,6 +74,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             RateLimited: the participant made more requests than its rate allows.
         """
         routed = convert.header_from_proto(header)
+        if self._roster is not None:
+            # A revocation bites at once: never selected again, and a new CKKS key.
+            self._orchestrator.revoke(self._roster.revoked_ids())
         if self._authenticate is not None:
             self._authenticate(context, routed.participant)
         if counts:
@@ -114,7 +118,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     def NextTask(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.Task:
         header = self._header(request.header, context)
         task = self._orchestrator.next_task(header, wait_s=request.wait_s)
-        return convert.assignment_to_proto(task, stage_deadline_s=self._config.stage_deadline_s)
+        answer = convert.assignment_to_proto(task, stage_deadline_s=self._config.stage_deadline_s)
+        if self._config.roster is not None:
+            # Relay the operator's newest signed revocation list; members check it.
+            revocations = self._config.roster.parent / REVOCATIONS_FILE
+            if revocations.exists():
+                answer.revocation_list = revocations.read_bytes()
+        return answer
 
     def UploadUpdate(
         self, request_iterator: Iterator[pb.UpdateChunk], context: grpc.ServicerContext

@@ -57,6 +57,7 @@ from accord.participant import convert, exchange, ledger
 from accord.participant.certificates import CertifiedRoster, certify_roster, load_certificate
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit import Kit, secure_channel
+from accord.participant.revocations import RevocationKeeper
 from accord.participant.rpc_errors import RETRY_CODES, accord_error, refusal, retryable
 from accord.participant.state_files import (
     load_identity,
@@ -64,6 +65,7 @@ from accord.participant.state_files import (
     read_round_uploaded,
     write_json,
 )
+from accord.participant.terms import check_own_settings, check_round, load_kit_terms
 from accord.participant.trainer import Trainer, make_trainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -107,6 +109,18 @@ class ParticipantDaemon:
         self._log = log
         self._identity_private = load_identity(config, self._kit)
         self._trainer = trainer if trainer is not None else make_trainer(config)
+        self._terms = (
+            load_kit_terms(self._kit.paths.root, self._kit.ca_pem)
+            if self._kit is not None
+            else None
+        )
+        if self._terms is not None:
+            check_own_settings(
+                self._terms,
+                name=config.name,
+                base_model_hash=self._trainer.base_model_hash,
+                adapter_parameters=self._trainer.parameter_count,
+            )
         self._state = "starting"
         self._stop = threading.Event()
         self._state_changed = threading.Event()
@@ -120,6 +134,11 @@ class ParticipantDaemon:
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
         self._round_applied = self._resume()
+        self._revocations = (
+            RevocationKeeper(config.state_dir, self._kit.ca_pem, config.federation_id)
+            if self._kit is not None
+            else None
+        )
         self._round_uploaded = read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
         options = transport.client_options(config.max_message_bytes)
         if self._kit is None or config.insecure_plaintext:
@@ -293,6 +312,9 @@ class ParticipantDaemon:
                 task.ledger_public_key,
                 pinned=self._kit.coordinator_ledger_key if self._kit is not None else None,
             )
+            # A forged or rolled-back revocation list stops the daemon (an active attack).
+            if self._revocations is not None:
+                self._revocations.offer(task.revocation_list)
             if task.stage == pb.DONE:
                 self._catch_up(task.config.round)
                 self._state = "finished"
@@ -303,6 +325,15 @@ class ParticipantDaemon:
             if task.stage != pb.KEY_CEREMONY:
                 self._catch_up(task.config.round - 1)  # earlier rounds are all closed
             if task.stage == pb.KEY_CEREMONY:
+                recipients = tuple(sorted(e.participant_id for e in task.ceremony_keys))
+                try:
+                    if self._revocations is not None:
+                        self._revocations.check(recipients, what="the key ceremony")
+                except ProtocolError as error:
+                    logs.event(
+                        self._log, "ceremony_refused", reason=str(error), level=logging.ERROR
+                    )
+                    continue
                 self._make_key(task)
                 continue
             stage = convert.stage_from_proto(task.stage)
@@ -347,7 +378,16 @@ class ParticipantDaemon:
                     time.sleep(1.0)
 
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
-        """Drive this round's `ParticipantRound` with what the task carries."""
+        """Drive this round's `ParticipantRound` with what the task carries.
+
+        Raises:
+            TermsDeparted: the round departs from the signed federation terms.
+            NotAllowed: the round includes a revoked member.
+        """
+        check_round(self._terms, config)
+        if self._revocations is not None:
+            label = f"round {config.round} from the coordinator"
+            self._revocations.check(config.selected, what=label)
         me = self.config.name
         if stage is Stage.ABORTED:
             logs.event(self._log, "round_aborted", round=config.round, reason=task.message)
@@ -606,6 +646,7 @@ class ParticipantDaemon:
         config = convert.round_config_from_proto(
             first.config, federation_id=self.config.federation_id
         )
+        check_round(self._terms, config)
         # Whose sum it is: the survivor set `threshold` members signed (consistency round);
         # the integrity tags then check that the aggregate is exactly their sum.
         survivors = self._check_evidence(config, first)
@@ -672,8 +713,8 @@ class ParticipantDaemon:
         aggregate but must apply it all the same, or its global adapter drifts from the
         federation's. The coordinator keeps the last `keep_aggregates` aggregates; an
         aborted round has none (nothing to apply). A round whose aggregate is gone, or
-        was made under a CKKS key this participant never held, is logged as an error and
-        skipped: the adapter then lags the federation's and the log says by which round.
+        was made under a CKKS key this participant never held, stops the daemon with
+        `Expired` naming the round: it never takes part with a diverged adapter.
         """
         while self._round_applied < through and not self._stop.is_set():
             number = self._round_applied + 1
@@ -687,13 +728,18 @@ class ParticipantDaemon:
                 # IntegrityError: the aggregate is not the signed survivors' sum; not applied.
                 if isinstance(error, errors.OutOfStage):
                     return  # not closed yet: the next task asks again
+                # Carrying on would train on an adapter that diverged from the federation's
+                # for good (issue 12, finding 6): stop, saying why and what would fix it.
+                reason = f"{type(error).__name__}: {error}"
                 logs.event(
-                    self._log,
-                    "adapter_lags",
-                    round=number,
-                    reason=f"{type(error).__name__}: {error}",
-                    level=logging.ERROR,
+                    self._log, "adapter_diverged", round=number, reason=reason, level=logging.ERROR
                 )
+                self._set_state("diverged")
+                raise errors.Expired(
+                    f"round {number}'s aggregate cannot be applied ({reason}); this member's "
+                    "adapter would diverge from the federation's, so it takes part in no more "
+                    "rounds (a late member needs the current global adapter; docs/protocol.md)"
+                ) from None
             except grpc.RpcError as error:
                 logs.event(
                     self._log,

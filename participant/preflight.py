@@ -51,6 +51,7 @@ from accord.participant.kit import (
     KitPaths,
     secure_channel,
 )
+from accord.participant.terms import TERMS_FILE, load_kit_terms
 
 __all__ = [
     "EXPIRY_WARNING",
@@ -176,6 +177,8 @@ def check(
     checks.append(_check_certified_keys(paths, manifest, ca, certificate, now))
     checks.append(_check_validity(certificate, ca, now))
     checks.append(_check_ledger_key(paths))
+    if (paths.root / TERMS_FILE).exists():
+        checks.append(_check_terms(paths))
 
     if not online:
         checks.append(Check("coordinator", CheckStatus.SKIP, "offline check (--offline)"))
@@ -191,6 +194,24 @@ def check(
         return CheckReport(paths.root, tuple(checks))
     checks.extend(_check_coordinator(kit, timeout_s, clock))
     return CheckReport(paths.root, tuple(checks))
+
+
+def _check_terms(paths: KitPaths) -> Check:
+    """The federation terms the kit carries, signed by its pinned CA (`crypto/terms.py`)."""
+    name = "federation terms"
+    try:
+        terms = load_kit_terms(paths.root, paths.ca_cert.read_bytes())
+    except (AccordError, OSError) as error:
+        return Check(
+            name, CheckStatus.FAIL, str(error), "ask the operator for the signed terms again"
+        )
+    assert terms is not None
+    return Check(
+        name,
+        CheckStatus.PASS,
+        f"signed by the CA: {terms.profile.value}, threshold >= {terms.threshold}, cohort >= "
+        f"{terms.min_cohort}, adapter {terms.adapter_parameters}",
+    )
 
 
 def _check_ledger_key(paths: KitPaths) -> Check:

@@ -252,7 +252,7 @@ class TaskRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch", "ledger_head", "ledger_public_key", "evidence")
+    __slots__ = ("stage", "config", "neighbour_keys", "shares", "survivors", "dropped", "message", "ceremony_keys", "key_epoch", "ledger_head", "ledger_public_key", "evidence", "revocation_list")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOUR_KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +265,7 @@ class Task(_message.Message):
     LEDGER_HEAD_FIELD_NUMBER: _ClassVar[int]
     LEDGER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_LIST_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     config: RoundConfig
     neighbour_keys: _containers.RepeatedCompositeFieldContainer[SignedKeys]
@@ -277,7 +278,8 @@ class Task(_message.Message):
     ledger_head: bytes
     ledger_public_key: bytes
     evidence: SurvivorEvidence
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ..., ledger_head: _Optional[bytes] = ..., ledger_public_key: _Optional[bytes] = ..., evidence: _Optional[_Union[SurvivorEvidence, _Mapping]] = ...) -> None: ...
+    revocation_list: bytes
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., config: _Optional[_Union[RoundConfig, _Mapping]] = ..., neighbour_keys: _Optional[_Iterable[_Union[SignedKeys, _Mapping]]] = ..., shares: _Optional[_Iterable[_Union[SealedShare, _Mapping]]] = ..., survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., ceremony_keys: _Optional[_Iterable[_Union[RosterEntry, _Mapping]]] = ..., key_epoch: _Optional[int] = ..., ledger_head: _Optional[bytes] = ..., ledger_public_key: _Optional[bytes] = ..., evidence: _Optional[_Union[SurvivorEvidence, _Mapping]] = ..., revocation_list: _Optional[bytes] = ...) -> None: ...
 
 class UploadCommitment(_message.Message):
     __slots__ = ("participant_id", "digest", "chunk_count", "sequence", "signature")

@@ -143,3 +143,58 @@ def test_a_round_is_trained_and_uploaded_at_most_once_across_restarts(tmp_path) 
     later = ParticipantRound(_round_config(tmp_path, 4), "energy", second._identity_private, {})
     with pytest.raises(TrainingStarted):
         second._upload(later)
+
+
+def test_a_member_that_cannot_apply_a_missed_aggregate_stops_instead_of_diverging(
+    daemon, tmp_path
+) -> None:
+    from accord import errors
+
+    def gone(number: int) -> None:
+        raise errors.Expired(f"round {number}'s aggregate is no longer kept")
+
+    daemon._download = gone  # type: ignore[method-assign]
+    with pytest.raises(errors.Expired, match=r"round 1's aggregate cannot be applied .* diverge"):
+        daemon._catch_up(1)
+    assert daemon._round_applied == 0  # nothing was marked applied
+    events = (tmp_path / "participant.log").read_text(encoding="utf-8")
+    assert '"adapter_diverged"' in events and '"adapter_lags"' not in events
+
+
+def test_the_driver_refuses_a_round_that_departs_from_the_signed_terms(daemon, tmp_path) -> None:
+    """A coordinator offering a lowered threshold or a too-small cohort is refused."""
+    import dataclasses
+
+    from accord.crypto.messages import Stage
+    from accord.crypto.terms import FederationTerms
+    from accord.errors import TermsDeparted
+    from accord.proto.v1 import federation_pb2 as pb
+
+    config = _round_config(tmp_path, 3)  # three selected, the `none` profile
+    daemon._terms = FederationTerms(
+        federation_id=config.federation_id,
+        profile=config.profile,
+        threshold=2,
+        min_cohort=3,
+        modulus_bits=config.quant.modulus_bits,
+        clip_norm=config.quant.clip_norm,
+        base_model_hash="ab" * 32,
+        adapter_parameters=10,
+        rounds=2,
+    )
+    task = pb.Task(stage=pb.UPLOAD)
+    for offered, message in (
+        (
+            dataclasses.replace(config, threshold=1),
+            "round 3 from the coordinator: threshold 1 departs from the signed terms "
+            "(>= 2 of 3 selected)",
+        ),
+        (
+            dataclasses.replace(config, selected=config.selected[:2], threshold=2),
+            "cohort of 2 selected departs from the signed terms (at least 3)",
+        ),
+    ):
+        with pytest.raises(TermsDeparted) as caught:
+            daemon._on_task(Stage.UPLOAD, offered, task)
+        assert message in str(caught.value)
+        assert daemon._round is None  # no round machine was made, nothing was sent

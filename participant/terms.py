@@ -1,0 +1,58 @@
+"""The participant's side of the signed federation terms (`crypto/terms.py`).
+
+The kit carries `terms.signed`, made by `accord provision` with the federation's CA key.
+The daemon verifies it against the kit's pinned CA at start, checks its own model
+against it (a departure is a `ConfigError`: exit 2), and checks every `RoundConfig` it
+receives (task, aggregate download, catch-up) before acting on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accord.crypto import terms as signed_terms
+from accord.crypto.messages import RoundConfig
+from accord.crypto.terms import FederationTerms
+from accord.errors import ConfigError, ProtocolError, TermsDeparted
+
+TERMS_FILE = "terms.signed"
+
+
+def load_kit_terms(kit_dir: Path, ca_pem: bytes) -> FederationTerms | None:
+    """The kit's signed terms, verified against its pinned CA; None when the kit has none.
+
+    Raises:
+        ConfigError: the file does not verify (naming it and the fix).
+    """
+    path = Path(kit_dir) / TERMS_FILE
+    if not path.exists():
+        return None
+    try:
+        return signed_terms.verify_terms(path.read_bytes(), ca_pem)
+    except (OSError, ProtocolError) as error:
+        raise ConfigError(
+            f"{path}: {error} (ask the operator for the federation's signed terms)"
+        ) from None
+
+
+def check_own_settings(
+    terms: FederationTerms, *, name: str, base_model_hash: str, adapter_parameters: int
+) -> None:
+    """Raise a `ConfigError` (exit 2) when this participant's own model departs."""
+    try:
+        signed_terms.check_member_settings(
+            terms,
+            member=name,
+            base_model_hash=base_model_hash,
+            adapter_parameters=adapter_parameters,
+        )
+    except TermsDeparted as error:
+        raise ConfigError(
+            f"[participant] {error}: set base_model and lora_rank as the federation's terms say"
+        ) from None
+
+
+def check_round(terms: FederationTerms | None, config: RoundConfig) -> None:
+    """Refuse a round from the coordinator that departs from the terms (`TermsDeparted`)."""
+    if terms is not None:
+        signed_terms.check_round_config(terms, config, source="the coordinator")

@@ -1,0 +1,128 @@
+"""Provisioning signs the federation terms into every kit; the participant holds rounds to them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from accord.crypto.messages import RoundConfig
+from accord.crypto.profile import Profile
+from accord.crypto.quantize import QuantSpec
+from accord.errors import ConfigError, TermsDeparted
+from accord.participant.terms import TERMS_FILE, check_own_settings, check_round, load_kit_terms
+from accord.provision import load_federation, provision_federation
+
+MODEL = "ab" * 32
+
+FEDERATION = f"""
+[federation]
+id = "fed-terms"
+coordinator = "127.0.0.1:50051"
+profile = "masks"
+
+[terms]
+threshold = 2
+min_cohort = 3
+modulus_bits = 16
+clip_norm = 40.0
+base_model_hash = "{MODEL}"
+adapter_parameters = 10
+rounds = 2
+
+[[participants]]
+name = "energy"
+
+[[participants]]
+name = "urban"
+
+[[participants]]
+name = "wind"
+
+[[participants]]
+name = "solar"
+"""
+
+
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fed")
+    (root / "federation.toml").write_text(FEDERATION)
+    provision_federation(load_federation(root / "federation.toml"), root / "out")
+    return root / "out"
+
+
+def _round(threshold: int, n: int = 4) -> RoundConfig:
+    return RoundConfig(
+        federation_id="fed-terms",
+        round=3,
+        profile=Profile.MASKS,
+        selected=("energy", "solar", "urban", "wind")[:n],
+        threshold=threshold,
+        quant=QuantSpec(modulus_bits=16, max_participants=4, clip_norm=40.0),
+        element_count=11,
+        neighbour_degree=n,
+        graph_seed=bytes(32),
+    )
+
+
+def test_every_kit_and_the_coordinator_carry_the_same_signed_terms(provisioned: Path) -> None:
+    coordinator = (provisioned / "coordinator" / TERMS_FILE).read_bytes()
+    ca_pem = (provisioned / "coordinator" / "ca.pem").read_bytes()
+    for name in ("energy", "urban", "wind", "solar"):
+        kit = provisioned / "kits" / name
+        assert (kit / TERMS_FILE).read_bytes() == coordinator
+        terms = load_kit_terms(kit, ca_pem)
+        assert terms is not None and terms.min_cohort == 3 and terms.base_model_hash == MODEL
+
+
+def test_terms_the_ca_did_not_sign_are_refused(provisioned: Path, tmp_path: Path) -> None:
+    kit = provisioned / "kits" / "energy"
+    ca_pem = (provisioned / "coordinator" / "ca.pem").read_bytes()
+    forged = tmp_path / "kit"
+    forged.mkdir()
+    data = (kit / TERMS_FILE).read_bytes().replace(b'"threshold":2', b'"threshold":3')
+    (forged / TERMS_FILE).write_bytes(data)
+    with pytest.raises(ConfigError, match="not signed by the federation's CA"):
+        load_kit_terms(forged, ca_pem)
+
+
+def test_a_round_from_the_coordinator_that_departs_is_refused(provisioned: Path) -> None:
+    ca_pem = (provisioned / "coordinator" / "ca.pem").read_bytes()
+    terms = load_kit_terms(provisioned / "kits" / "energy", ca_pem)
+    check_round(terms, _round(3))
+    with pytest.raises(
+        TermsDeparted,
+        match=r"round 3 from the coordinator: threshold 2 departs from the signed terms "
+        r"\(>= 3 of 4 selected\)",
+    ):
+        check_round(terms, _round(2))
+    with pytest.raises(TermsDeparted, match="cohort of 2 selected departs"):
+        check_round(terms, _round(2, n=2))
+    with pytest.raises(TermsDeparted, match="element_count 12 departs"):
+        check_round(terms, dataclasses.replace(_round(3), element_count=12))
+
+
+def test_a_member_whose_model_departs_gets_a_config_error(provisioned: Path) -> None:
+    ca_pem = (provisioned / "coordinator" / "ca.pem").read_bytes()
+    terms = load_kit_terms(provisioned / "kits" / "energy", ca_pem)
+    assert terms is not None
+    with pytest.raises(ConfigError, match=r"energy: adapter of 12 parameters departs"):
+        check_own_settings(terms, name="energy", base_model_hash=MODEL, adapter_parameters=12)
+
+
+def test_kit_check_verifies_the_terms_signature(provisioned: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from accord.participant.preflight import check
+
+    report = check(provisioned / "kits" / "energy", online=False)
+    assert report.get("federation terms").status.value == "pass"
+    forged = tmp_path / "energy"
+    shutil.copytree(provisioned / "kits" / "energy", forged)
+    data = (forged / TERMS_FILE).read_bytes().replace(b'"min_cohort":3', b'"min_cohort":2')
+    (forged / TERMS_FILE).write_bytes(data)
+    report = check(forged, online=False)
+    assert report.get("federation terms").status.value == "fail"
+    assert "not signed by the federation's CA" in report.get("federation terms").detail
