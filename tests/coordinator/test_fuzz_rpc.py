@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from accord import errors
 from accord.coordinator import server
+from accord.crypto import agreement, ceremony
 from accord.participant import convert
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -82,19 +83,54 @@ def federation(
         stage_deadline_s=3600,
     )
     running = server.start(config, log=json_logger(folder))
+    keys = make_keys()
+    ceremony_keys = {name: agreement.generate_keypair() for name in NAMES}
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.CoordinatorStub(channel)
             for name in NAMES:
+                public = ceremony_keys[name].public
                 stub.Enroll(
                     pb.EnrollRequest(
                         header=header(name),
                         base_model_hash=MODEL_HASH,
                         adapter_parameters=ADAPTER_PARAMETERS,
+                        ceremony_public_key=public,
+                        ceremony_key_signature=ceremony.sign_ceremony_key(
+                            keys[name].private,
+                            federation_id=FEDERATION,
+                            participant=name,
+                            ceremony_public=public,
+                        ),
                     ),
                     timeout=10,
                 )
             task = stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=5), timeout=10)
+            if task.stage == pb.KEY_CEREMONY:  # every secure profile makes its keys first
+                made = ceremony.make(
+                    convert.ceremony_keys_from_proto(task),
+                    {name: pair.public for name, pair in keys.items()},
+                    federation_id=FEDERATION,
+                    key_epoch=task.key_epoch,
+                    maker="energy",
+                    maker_identity_private=keys["energy"].private,
+                    with_ckks=False,
+                )
+                stub.PostCeremony(
+                    pb.CeremonyPost(
+                        header=header("energy"),
+                        key_epoch=made.key_epoch,
+                        public_context=made.public,
+                        secrets=[
+                            pb.SealedSecret(
+                                recipient_id=name, envelope=sealed, signature=made.signatures[name]
+                            )
+                            for name, sealed in sorted(made.sealed.items())
+                        ],
+                    ),
+                    timeout=10,
+                )
+                task = stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=5), timeout=10)
             assert task.stage == WAITS_IN[profile], task
             yield running, stub, task
     finally:

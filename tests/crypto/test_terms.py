@@ -63,7 +63,7 @@ def _config(n: int = 4, threshold: int = 3, **changes: object) -> RoundConfig:
         selected=tuple(f"p{i}" for i in range(n)),
         threshold=threshold,
         quant=QuantSpec(modulus_bits=16, max_participants=8, clip_norm=1.0),
-        element_count=101,
+        element_count=133,  # 100 parameters, the weight slot, 32 integrity tags
         neighbour_degree=n,
         graph_seed=bytes(32),
     )
@@ -105,7 +105,7 @@ def test_terms_refuse_an_unbounded_adapter_and_a_low_threshold() -> None:
 
 def test_a_round_that_keeps_the_terms_passes() -> None:
     signed_terms.check_round_config(_terms(), _config(), source="the coordinator")
-    assert signed_terms.expected_element_count(_terms()) == 101
+    assert signed_terms.expected_element_count(_terms()) == 133
     assert signed_terms.required_threshold(_terms(threshold=2), 4) == 3
     assert signed_terms.required_threshold(_terms(threshold=4, min_cohort=4), 5) == 4
 

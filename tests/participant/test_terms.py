@@ -61,7 +61,7 @@ def _round(threshold: int, n: int = 4) -> RoundConfig:
         selected=("energy", "solar", "urban", "wind")[:n],
         threshold=threshold,
         quant=QuantSpec(modulus_bits=16, max_participants=4, clip_norm=40.0),
-        element_count=11,
+        element_count=43,  # 10 parameters, the weight slot, 32 integrity tags
         neighbour_degree=n,
         graph_seed=bytes(32),
     )
@@ -100,8 +100,8 @@ def test_a_round_from_the_coordinator_that_departs_is_refused(provisioned: Path)
         check_round(terms, _round(2))
     with pytest.raises(TermsDeparted, match="cohort of 2 selected departs"):
         check_round(terms, _round(2, n=2))
-    with pytest.raises(TermsDeparted, match="element_count 12 departs"):
-        check_round(terms, dataclasses.replace(_round(3), element_count=12))
+    with pytest.raises(TermsDeparted, match="element_count 44 departs"):
+        check_round(terms, dataclasses.replace(_round(3), element_count=44))
 
 
 def test_a_member_whose_model_departs_gets_a_config_error(provisioned: Path) -> None:
