@@ -14,7 +14,9 @@
         ├── Malformed            the message does not decode or has the wrong shape
         ├── Oversized            the message exceeds a configured limit
         ├── RateLimited          the sender made more requests than its rate allows
-        └── NotAllowed           the sender may not send this (unknown, revoked, not selected)
+        │   └── TooManyCalls     the sender holds as many calls of this kind open as it may
+        ├── NotAllowed           the sender may not send this (unknown, revoked, not selected)
+        └── StreamIdle           a stream sent nothing for `stream_idle_s`
 
 Each class names the gRPC status a service answers with; the mapping is applied in
 one place per service. Anything else that escapes is a bug and maps to INTERNAL.
@@ -89,3 +91,13 @@ class NotAllowed(ProtocolError):
     """The sender is not permitted to send this (unknown, revoked or not selected)."""
 
     grpc_status = "PERMISSION_DENIED"
+
+
+class TooManyCalls(RateLimited):
+    """The sender already holds its cap of open calls of this kind (`call_limits.py`)."""
+
+
+class StreamIdle(ProtocolError):
+    """A request stream sent nothing for `[coordinator] stream_idle_s`; it was ended."""
+
+    grpc_status = "DEADLINE_EXCEEDED"

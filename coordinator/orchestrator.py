@@ -595,6 +595,65 @@ class Orchestrator:
         )
 
     def _advance(self) -> None:
+        """`_transitions`; a step that fails aborts its round, the federation goes on."""
+        try:
+            self._transitions()
+        except Exception as error:
+            self._abort_failed_step(error)
+
+    def _abort_failed_step(self, error: Exception) -> None:
+        """Abort the round whose step raised `error`, so that memory and store agree.
+
+        A failure inside a running round aborts it through the round machine; one while
+        a round was being started marks that round aborted. Either way the lifecycle
+        leaves the broken step: the next round is tried (at most `MAX_ATTEMPTS_PER_ROUND`
+        numbers per planned round), and calls keep being answered.
+        """
+        reason = f"the coordinator failed: {type(error).__name__}: {error}"
+        logs.event(
+            self._log, "step_failed", round=self._round_number, reason=reason, level=logging.ERROR
+        )
+        current = self._round
+        if current is None or current.stage in (Stage.DONE, Stage.ABORTED):
+            if self._lifecycle is Lifecycle.ROUND:
+                self._lifecycle = Lifecycle.IDLE
+            return
+        if self._lifecycle is Lifecycle.ROUND and self._record is not None:
+            try:
+                self._deliver(current.abort(reason))
+                return
+            except Exception as again:
+                reason = f"{reason}; then {type(again).__name__}: {again}"
+        # Failed while the round was being started, or while it was being aborted.
+        current.abort(reason)
+        self._store_write("round_aborted", lambda: self._records_round_aborted(current, reason))
+        self._sum = None
+        self._aggregate = []
+        self._lifecycle = Lifecycle.FINISHED if self._finished() else Lifecycle.IDLE
+        self._enroll_opened_s = self._clock()
+        self._changed.notify_all()
+
+    def _records_round_aborted(self, current: CoordinatorRound, reason: str) -> None:
+        if self._records is not None:
+            self._records.round_aborted(current.config.round, reason)
+
+    def _store_write(self, what: str, write: Callable[[], None]) -> bool:
+        """Run one store write; a failure (e.g. a full disk) is logged and answers False."""
+        try:
+            write()
+        except Exception as error:
+            logs.event(
+                self._log,
+                "store_write_failed",
+                round=self._round_number,
+                write=what,
+                reason=f"{type(error).__name__}: {error}",
+                level=logging.ERROR,
+            )
+            return False
+        return True
+
+    def _transitions(self) -> None:
         """Apply every transition that time or membership now allows."""
         now = self._clock()
         current = self._round
@@ -715,8 +774,15 @@ class Orchestrator:
                 except RoundAborted as error:  # an aggregation worker was lost
                     self._deliver(self._round.abort(f"aggregation failed: {error}"))
                     return
-                if self._records is not None:
-                    self._records.aggregate_ready(self._round_number, outcome, self._aggregate)
+                records = self._records
+                if records is not None and not self._store_write(
+                    "aggregate_ready",
+                    lambda: records.aggregate_ready(self._round_number, outcome, self._aggregate),
+                ):
+                    # Serve no aggregate the store lacks: late members could never catch up.
+                    self._aggregate = []
+                    self._deliver(self._round.abort("storing the aggregate failed"))
+                    return
             elif stage in (Stage.DONE, Stage.ABORTED):
                 self._finish_round(now)
             elif self._records is not None:
@@ -734,8 +800,10 @@ class Orchestrator:
             if self._records is not None:
                 self._records.round_done(record)
         else:
-            if self._records is not None:
-                self._records.round_aborted(record.round, self._round.abort_reason)
+            reason = self._round.abort_reason
+            records = self._records
+            if records is not None:
+                self._store_write("round_aborted", lambda: records.round_aborted(record.round, reason))
             record.message = self._round.abort_reason
         self._ledger.round_finished(
             self._round, self._aggregate, federation_size=len(self._identities)
