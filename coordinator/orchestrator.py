@@ -240,13 +240,17 @@ class Orchestrator:
             self._advance()
             return self._round_number, self._round.stage if self._round else None
 
-    def next_task(self, header: Header, *, wait_s: float) -> Assignment:
+    def next_task(
+        self, header: Header, *, wait_s: float, active: Callable[[], bool] | None = None
+    ) -> Assignment:
         """Return the participant's assignment once it differs from what it last saw.
 
         `header.round` and `header.stage` say what the participant saw last; the call
         returns at once if that is stale, else waits up to `wait_s` for a change. Stage
         DONE for the current round in its aggregate stage says the participant applied
-        the aggregate: the round closes once every survivor said so.
+        the aggregate: the round closes once every survivor said so. `active` (the
+        call's `is_active`) ends the wait early once the caller has gone, so that its
+        long-poll slot (`call_limits.py`) frees at once.
         """
         deadline = self._clock() + max(0.0, min(wait_s, 60.0))
         with self._changed:
@@ -264,7 +268,8 @@ class Orchestrator:
                     and not task.ceremony_keys
                 )
                 remaining = deadline - self._clock()
-                if not unchanged or remaining <= 0 or task.lifecycle is Lifecycle.FINISHED:
+                gone = active is not None and not active()
+                if not unchanged or remaining <= 0 or gone or task.lifecycle is Lifecycle.FINISHED:
                     return self._ledger.stamp(task)
                 self._changed.wait(timeout=min(remaining, 0.5))
 

@@ -9,6 +9,7 @@ member's second parallel upload is refused before a message of it is read.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,10 @@ import pytest
 from accord import configfile, logs
 from accord.coordinator import provision, server
 from accord.coordinator.config import CoordinatorConfig
+from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import Kit, secure_channel
+from accord.participant.rpc_errors import retryable
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from accord.provision import (
@@ -47,8 +51,8 @@ class Running:
         return secure_channel(Kit.load(self.kits[name]))
 
 
-@pytest.fixture
-def federation(tmp_path: Path) -> Iterator[Running]:
+@contextlib.contextmanager
+def _serve(tmp_path: Path, settings: str = "") -> Iterator[Running]:
     port = _free_port()
     provisioned = provision_federation(
         FederationFile(
@@ -68,7 +72,7 @@ def federation(tmp_path: Path) -> Iterator[Running]:
         'profile = "masks"\n'
         f"stream_idle_s = {IDLE_S}\n"
         'tls_dir = "fed/coordinator"\n'
-        'roster = "fed/coordinator/roster.json"\n'
+        'roster = "fed/coordinator/roster.json"\n' + settings
     )
     config = configfile.load(config_file, CoordinatorConfig, "coordinator")
     config.state_dir.mkdir()
@@ -77,6 +81,12 @@ def federation(tmp_path: Path) -> Iterator[Running]:
         yield Running(provisioned.kits, running, provisioned.ca_dir)
     finally:
         running.stop(grace_s=0)
+
+
+@pytest.fixture
+def federation(tmp_path: Path) -> Iterator[Running]:
+    with _serve(tmp_path) as running:
+        yield running
 
 
 def _silent(until: threading.Event) -> Iterator[pb.UpdateChunk]:
@@ -125,6 +135,7 @@ def test_a_second_parallel_upload_is_refused_before_it_sends_anything(
                 second.result(timeout=IDLE_S / 2 + 5)
             assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "energy already holds 1 open UploadUpdate call" in caught.value.details()
+            assert retryable(caught.value)  # the daemon waits and tries again
             assert not first.done()  # the first is still open, silent
         finally:
             hold.set()
@@ -191,3 +202,81 @@ def test_honest_calls_answer_while_a_hostile_and_a_revoked_member_hold_streams_o
             future.cancel()
         for channel in channels:
             channel.close()
+
+
+def _hold_streams(federation: Running, hold: threading.Event) -> list[grpc.Future]:
+    """80 silent upload streams and 80 long-polls from a member and a revoked member."""
+    held: list[grpc.Future] = []
+    for name in (HOSTILE, REVOKED):
+        for _ in range(4):
+            stub = pb_grpc.CoordinatorStub(federation.channel(name))
+            for _ in range(10):
+                held.append(stub.UploadUpdate.future(_silent(hold), timeout=120))
+                held.append(
+                    stub.NextTask.future(pb.TaskRequest(header=header(name), wait_s=60), timeout=120)
+                )
+    return held
+
+
+def test_honest_members_complete_a_round_while_a_hostile_member_holds_streams_open(
+    tmp_path: Path,
+) -> None:
+    settings = "rounds = 1\nenroll_deadline_s = 3\nstage_deadline_s = 20\n"
+    with _serve(tmp_path, settings) as federation:
+        _revoke(federation, REVOKED)
+        hold = threading.Event()
+        held = _hold_streams(federation, hold)
+        daemons = []
+        for name in HONEST:
+            config = configfile.validate(
+                {
+                    "kit": str(federation.kits[name]),
+                    "state_dir": str(tmp_path / name),
+                    "poll_s": 0.2,
+                    "trainer": "synthetic",
+                    "synthetic_parameters": 64,
+                    "dp": {"enabled": False},
+                },
+                ParticipantConfig,
+                "participant",
+            )
+            daemon = ParticipantDaemon(
+                config, log=logs.configure("participant", tmp_path / f"{name}.log")
+            )
+            worker = threading.Thread(target=daemon.run, daemon=True)
+            worker.start()
+            daemons.append((daemon, worker))
+        try:
+            orchestrator = federation.running.orchestrator
+            deadline = time.monotonic() + 120
+            while orchestrator.status().rounds_completed < 1:
+                assert time.monotonic() < deadline, f"no round completed: {orchestrator.status()}"
+                time.sleep(0.2)
+            last = orchestrator.status().recent_rounds[-1]
+            assert set(last.survivors) == set(HONEST)
+        finally:
+            hold.set()
+            for future in held:
+                future.cancel()
+            for daemon, worker in daemons:
+                daemon.stop()
+                worker.join(timeout=10)
+
+
+def test_a_long_poll_whose_caller_left_frees_its_slot(federation: Running) -> None:
+    with federation.channel("energy") as channel:
+        stub = pb_grpc.CoordinatorStub(channel)
+        enroll(channel, "energy")
+        with pytest.raises(grpc.RpcError) as caught:  # the caller gives up after 0.5 s
+            stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=60), timeout=0.5)
+        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        # The coordinator stops waiting for it, long before its 60 s: the next poll answers.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=0), timeout=5)
+                break
+            except grpc.RpcError as error:
+                assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert time.monotonic() < deadline, "the abandoned long-poll kept its slot"
+                time.sleep(0.2)
