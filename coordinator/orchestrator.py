@@ -30,6 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 from accord import logs
 from accord.coordinator.aggregation import RoundSum, round_config
@@ -631,7 +632,7 @@ class Orchestrator:
                 reason = f"{reason}; then {type(again).__name__}: {again}"
         # Failed while the round was being started, or while it was being aborted.
         current.abort(reason)
-        self._store_write("round_aborted", lambda: self._records_round_aborted(current, reason))
+        self._store_write("round_aborted", partial(self._records_round_aborted, current, reason))
         self._sum = None
         self._aggregate = []
         self._lifecycle = Lifecycle.FINISHED if self._finished() else Lifecycle.IDLE
@@ -782,7 +783,7 @@ class Orchestrator:
                 records = self._records
                 if records is not None and not self._store_write(
                     "aggregate_ready",
-                    lambda: records.aggregate_ready(self._round_number, outcome, self._aggregate),
+                    partial(records.aggregate_ready, self._round_number, outcome, self._aggregate),
                 ):
                     # Serve no aggregate the store lacks: late members could never catch up.
                     self._aggregate = []
@@ -791,7 +792,8 @@ class Orchestrator:
             elif stage in (Stage.DONE, Stage.ABORTED):
                 self._finish_round(now)
             elif self._records is not None:
-                self._records.stage_opened(self._round_number, stage)
+                records, number = self._records, self._round_number
+                self._store_write("stage_opened", partial(records.stage_opened, number, stage))
         self._changed.notify_all()
 
     def _finish_round(self, now: float) -> None:
@@ -802,13 +804,17 @@ class Orchestrator:
         if self._round.stage is Stage.DONE:
             record.survivors = self._round.outcome.survivors
             self._rounds_completed += 1
-            if self._records is not None:
-                self._records.round_done(record)
+            records = self._records
+            if records is not None:
+                # The aggregate is stored and applied: a restart closes the round again.
+                self._store_write("round_done", partial(records.round_done, record))
         else:
             reason = self._round.abort_reason
             records = self._records
             if records is not None:
-                self._store_write("round_aborted", lambda: records.round_aborted(record.round, reason))
+                self._store_write(
+                    "round_aborted", partial(records.round_aborted, record.round, reason)
+                )
             record.message = self._round.abort_reason
         self._ledger.round_finished(
             self._round, self._aggregate, federation_size=len(self._identities)

@@ -39,8 +39,8 @@ from grpc_reflection.v1alpha import reflection
 
 from accord import logs, transport
 from accord.coordinator import tls
-from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.call_limits import CallLimits, worker_threads
+from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.interceptors import (
     AccordErrorInterceptor,
     AdmissionInterceptor,
@@ -112,9 +112,7 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         # Outermost, so that every answer carries the clock, refusals included.
         interceptors.insert(0, DateHeaderInterceptor())
         # Innermost, so that its refusals are answered by AccordErrorInterceptor.
-        interceptors.append(
-            AdmissionInterceptor(SERVICE_NAME, _identifier(roster), CallLimits())
-        )
+        interceptors.append(AdmissionInterceptor(SERVICE_NAME, _identifier(roster), CallLimits()))
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.resolved_store_url)
     # The pool starts its processes on the first round large enough to use them.

@@ -116,9 +116,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     def NextTask(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.Task:
         header = self._header(request.header, context)
-        task = self._orchestrator.next_task(
-            header, wait_s=request.wait_s, active=context.is_active
-        )
+        task = self._orchestrator.next_task(header, wait_s=request.wait_s, active=context.is_active)
         return convert.assignment_to_proto(task, stage_deadline_s=self._config.stage_deadline_s)
 
     def UploadUpdate(

@@ -213,7 +213,9 @@ def _hold_streams(federation: Running, hold: threading.Event) -> list[grpc.Futur
             for _ in range(10):
                 held.append(stub.UploadUpdate.future(_silent(hold), timeout=120))
                 held.append(
-                    stub.NextTask.future(pb.TaskRequest(header=header(name), wait_s=60), timeout=120)
+                    stub.NextTask.future(
+                        pb.TaskRequest(header=header(name), wait_s=60), timeout=120
+                    )
                 )
     return held
 
