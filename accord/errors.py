@@ -14,7 +14,9 @@
         ├── Malformed            the message does not decode or has the wrong shape
         ├── Oversized            the message exceeds a configured limit
         ├── RateLimited          the sender made more requests than its rate allows
+        │   └── TooManyCalls     the sender holds as many calls of this kind open as it may
         ├── NotAllowed           the sender may not send this (unknown, revoked, not selected)
+        ├── StreamIdle           a stream sent nothing for `stream_idle_s`
         └── TermsDeparted        a round, enrolment or config departs from the signed terms
 
 Each class names the gRPC status a service answers with; the mapping is applied in
@@ -99,3 +101,13 @@ class TermsDeparted(ProtocolError):
     """
 
     grpc_status = "FAILED_PRECONDITION"
+
+
+class TooManyCalls(RateLimited):
+    """The sender already holds its cap of open calls of this kind (`call_limits.py`)."""
+
+
+class StreamIdle(ProtocolError):
+    """A request stream sent nothing for `[coordinator] stream_idle_s`; it was ended."""
+
+    grpc_status = "DEADLINE_EXCEEDED"

@@ -181,6 +181,12 @@ class CoordinatorConfig(BaseModel):
     rate_limit_burst: int = Field(
         100, ge=1, description="requests one participant may make at once after a quiet spell"
     )
+    stream_idle_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds an upload stream may send nothing before it is ended with "
+        "DEADLINE_EXCEEDED and its spool removed",
+    )
     aggregation_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto",
         description="worker processes that hold and add the running sum, each a range of "

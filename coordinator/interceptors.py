@@ -7,6 +7,11 @@
   every call, from which `accord kit check` reports the participant's clock skew
   (certificates are back-dated only five minutes). It sends the initial metadata
   itself, so a handler behind it must not call `context.send_initial_metadata`.
+- `AdmissionInterceptor` authenticates the caller from its peer certificate when a
+  call of the Coordinator service opens, before any request message is read (an
+  unknown or revoked identity gets PERMISSION_DENIED from every RPC, `GetStatus`
+  included), then counts the call against the identity's caps (`call_limits.py`).
+  Health checks and reflection pass untouched.
 
 A handler has one behaviour out of four (unary or streamed request, unary or streamed
 response). An interceptor here says how to wrap a behaviour that answers once and one
@@ -22,9 +27,10 @@ from typing import Any, NoReturn
 
 import grpc
 
+from accord.coordinator.call_limits import CallLimits
 from accord.errors import AccordError
 
-__all__ = ["AccordErrorInterceptor", "DateHeaderInterceptor"]
+__all__ = ["AccordErrorInterceptor", "AdmissionInterceptor", "DateHeaderInterceptor"]
 
 Behaviour = Callable[..., Any]
 """A handler's `(request or request iterator, context) -> response or iterator`."""
@@ -111,6 +117,73 @@ class DateHeaderInterceptor(_WrappingInterceptor):
 
     # The metadata goes out when the call starts, before the first streamed response.
     wrap_stream = wrap_unary
+
+
+class AdmissionInterceptor(grpc.ServerInterceptor):
+    """Authenticates each call of `service` when it opens and holds it to its caps.
+
+    Args:
+        service: the full service name whose methods are admitted (others pass).
+        identify: the caller's participant id from the call's context; raises
+            `NotAllowed` for no, an unknown or a revoked certificate.
+        limits: the per-identity caps on open calls.
+
+    Sits inside `AccordErrorInterceptor`, which answers its refusals.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        identify: Callable[[grpc.ServicerContext], str],
+        limits: CallLimits,
+    ) -> None:
+        self._prefix = f"/{service}/"
+        self._identify = identify
+        self._limits = limits
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        full_name: str = handler_call_details.method
+        if handler is None or not full_name.startswith(self._prefix):
+            return handler
+        method = full_name[len(self._prefix) :]
+        identify, limits = self._identify, self._limits
+
+        def wrap_unary(behaviour: Behaviour) -> Behaviour:
+            def call(request: Any, context: grpc.ServicerContext) -> Any:
+                identity = identify(context)
+                limits.acquire(identity, method)
+                try:
+                    return behaviour(request, context)
+                finally:
+                    limits.release(identity, method)
+
+            return call
+
+        def wrap_stream(behaviour: Behaviour) -> Behaviour:
+            def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                identity = identify(context)
+                limits.acquire(identity, method)
+                try:
+                    yield from behaviour(request, context)
+                finally:
+                    limits.release(identity, method)
+
+            return call
+
+        if handler.unary_unary:
+            return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=wrap_unary(handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=wrap_stream(handler.unary_stream))
+        if handler.stream_stream:
+            return handler._replace(stream_stream=wrap_stream(handler.stream_stream))
+        return handler
 
 
 def _answer(context: grpc.ServicerContext, error: Exception, log: logging.Logger) -> NoReturn:

@@ -30,6 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 from accord import logs
 from accord.coordinator.aggregation import RoundSum, round_config
@@ -272,13 +273,17 @@ class Orchestrator:
             self._advance()
             return self._round_number, self._round.stage if self._round else None
 
-    def next_task(self, header: Header, *, wait_s: float) -> Assignment:
+    def next_task(
+        self, header: Header, *, wait_s: float, active: Callable[[], bool] | None = None
+    ) -> Assignment:
         """Return the participant's assignment once it differs from what it last saw.
 
         `header.round` and `header.stage` say what the participant saw last; the call
         returns at once if that is stale, else waits up to `wait_s` for a change. Stage
         DONE for the current round in its aggregate stage says the participant applied
-        the aggregate: the round closes once every survivor said so.
+        the aggregate: the round closes once every survivor said so. `active` (the
+        call's `is_active`) ends the wait early once the caller has gone, so that its
+        long-poll slot (`call_limits.py`) frees at once.
         """
         deadline = self._clock() + max(0.0, min(wait_s, 60.0))
         with self._changed:
@@ -296,7 +301,8 @@ class Orchestrator:
                     and not task.ceremony_keys
                 )
                 remaining = deadline - self._clock()
-                if not unchanged or remaining <= 0 or task.lifecycle is Lifecycle.FINISHED:
+                gone = active is not None and not active()
+                if not unchanged or remaining <= 0 or gone or task.lifecycle is Lifecycle.FINISHED:
                     return self._ledger.stamp(task)
                 self._changed.wait(timeout=min(remaining, 0.5))
 
@@ -629,6 +635,65 @@ class Orchestrator:
         )
 
     def _advance(self) -> None:
+        """`_transitions`; a step that fails aborts its round, the federation goes on."""
+        try:
+            self._transitions()
+        except Exception as error:
+            self._abort_failed_step(error)
+
+    def _abort_failed_step(self, error: Exception) -> None:
+        """Abort the round whose step raised `error`, so that memory and store agree.
+
+        A failure inside a running round aborts it through the round machine; one while
+        a round was being started marks that round aborted. Either way the lifecycle
+        leaves the broken step: the next round is tried (at most `MAX_ATTEMPTS_PER_ROUND`
+        numbers per planned round), and calls keep being answered.
+        """
+        reason = f"the coordinator failed: {type(error).__name__}: {error}"
+        logs.event(
+            self._log, "step_failed", round=self._round_number, reason=reason, level=logging.ERROR
+        )
+        current = self._round
+        if current is None or current.stage in (Stage.DONE, Stage.ABORTED):
+            if self._lifecycle is Lifecycle.ROUND:
+                self._lifecycle = Lifecycle.IDLE
+            return
+        if self._lifecycle is Lifecycle.ROUND and self._record is not None:
+            try:
+                self._deliver(current.abort(reason))
+                return
+            except Exception as again:
+                reason = f"{reason}; then {type(again).__name__}: {again}"
+        # Failed while the round was being started, or while it was being aborted.
+        current.abort(reason)
+        self._store_write("round_aborted", partial(self._records_round_aborted, current, reason))
+        self._sum = None
+        self._aggregate = []
+        self._lifecycle = Lifecycle.FINISHED if self._finished() else Lifecycle.IDLE
+        self._enroll_opened_s = self._clock()
+        self._changed.notify_all()
+
+    def _records_round_aborted(self, current: CoordinatorRound, reason: str) -> None:
+        if self._records is not None:
+            self._records.round_aborted(current.config.round, reason)
+
+    def _store_write(self, what: str, write: Callable[[], None]) -> bool:
+        """Run one store write; a failure (e.g. a full disk) is logged and answers False."""
+        try:
+            write()
+        except Exception as error:
+            logs.event(
+                self._log,
+                "store_write_failed",
+                round=self._round_number,
+                write=what,
+                reason=f"{type(error).__name__}: {error}",
+                level=logging.ERROR,
+            )
+            return False
+        return True
+
+    def _transitions(self) -> None:
         """Apply every transition that time or membership now allows."""
         now = self._clock()
         current = self._round
@@ -771,12 +836,20 @@ class Orchestrator:
                 except RoundAborted as error:  # an aggregation worker was lost
                     self._deliver(self._round.abort(f"aggregation failed: {error}"))
                     return
-                if self._records is not None:
-                    self._records.aggregate_ready(self._round_number, outcome, self._aggregate)
+                records = self._records
+                if records is not None and not self._store_write(
+                    "aggregate_ready",
+                    partial(records.aggregate_ready, self._round_number, outcome, self._aggregate),
+                ):
+                    # Serve no aggregate the store lacks: late members could never catch up.
+                    self._aggregate = []
+                    self._deliver(self._round.abort("storing the aggregate failed"))
+                    return
             elif stage in (Stage.DONE, Stage.ABORTED):
                 self._finish_round(now)
             elif self._records is not None:
-                self._records.stage_opened(self._round_number, stage)
+                records, number = self._records, self._round_number
+                self._store_write("stage_opened", partial(records.stage_opened, number, stage))
         self._changed.notify_all()
 
     def _finish_round(self, now: float) -> None:
@@ -787,11 +860,20 @@ class Orchestrator:
         if self._round.stage is Stage.DONE:
             record.survivors = self._round.outcome.survivors
             self._rounds_completed += 1
-            if self._records is not None:
-                self._records.round_done(record, self._round.outcome.evidence)
+            records = self._records
+            if records is not None:
+                # The aggregate is stored and applied: a restart closes the round again.
+                self._store_write(
+                    "round_done",
+                    partial(records.round_done, record, self._round.outcome.evidence),
+                )
         else:
-            if self._records is not None:
-                self._records.round_aborted(record.round, self._round.abort_reason)
+            reason = self._round.abort_reason
+            records = self._records
+            if records is not None:
+                self._store_write(
+                    "round_aborted", partial(records.round_aborted, record.round, reason)
+                )
             record.message = self._round.abort_reason
         self._ledger.round_finished(
             self._round, self._aggregate, federation_size=len(self._identities)

@@ -39,8 +39,13 @@ from grpc_reflection.v1alpha import reflection
 
 from accord import logs, transport
 from accord.coordinator import tls
+from accord.coordinator.call_limits import CallLimits, worker_threads
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.interceptors import AccordErrorInterceptor, DateHeaderInterceptor
+from accord.coordinator.interceptors import (
+    AccordErrorInterceptor,
+    AdmissionInterceptor,
+    DateHeaderInterceptor,
+)
 from accord.coordinator.metrics import start_metrics
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.persistence import FederationRecords
@@ -107,6 +112,8 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         config = _members_from_roster(config, roster)
         # Outermost, so that every answer carries the clock, refusals included.
         interceptors.insert(0, DateHeaderInterceptor())
+        # Innermost, so that its refusals are answered by AccordErrorInterceptor.
+        interceptors.append(AdmissionInterceptor(SERVICE_NAME, _identifier(roster), CallLimits()))
     terms = None
     if config.terms is not None:
         if config.tls_dir is None:
@@ -129,7 +136,8 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         records=FederationRecords(store, keep_aggregates=config.keep_aggregates),
         terms=terms,
     )
-    workers = 4 * len(config.participants) + 8
+    # Every identity is capped (`call_limits.py`), so members at their caps leave spares.
+    workers = worker_threads(len(config.participants))
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accord-rpc"),
         interceptors=interceptors,
@@ -164,7 +172,7 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
     _write_atomically(config.port_file, f"{port}\n")
     stop_ticker = threading.Event()
     threading.Thread(
-        target=_tick, args=(orchestrator, stop_ticker), name="accord-ticker", daemon=True
+        target=_tick, args=(orchestrator, stop_ticker, log), name="accord-ticker", daemon=True
     ).start()
     if config.metrics_port is not None:
         metrics_port = start_metrics(config.listen_host, config.metrics_port)
@@ -222,6 +230,15 @@ def _authenticator(roster: Roster) -> Callable[[grpc.ServicerContext, str], None
     return authenticate
 
 
+def _identifier(roster: Roster) -> Callable[[grpc.ServicerContext], str]:
+    """The caller's participant id from its certificate, when a call opens."""
+
+    def identify(context: grpc.ServicerContext) -> str:
+        return tls.authenticate(context, roster, None)
+
+    return identify
+
+
 def serve(config: CoordinatorConfig, *, log: logging.Logger) -> None:
     """Run the coordinator until SIGTERM or SIGINT."""
     limit_malloc_arenas()
@@ -257,9 +274,17 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
-def _tick(orchestrator: Orchestrator, stop: threading.Event) -> None:
+def _tick(orchestrator: Orchestrator, stop: threading.Event, log: logging.Logger) -> None:
+    """Tick until stopped; an exception is logged and the thread ticks on.
+
+    `Orchestrator.tick` aborts the round in which a step failed; this loop only makes
+    sure that nothing else it raises ends the thread that closes every stage.
+    """
     while not stop.wait(TICK_S):
-        orchestrator.tick()
+        try:
+            orchestrator.tick()
+        except Exception as error:
+            logs.event(log, "tick_failed", error=repr(error), level=logging.ERROR)
 
 
 def _write_atomically(path: os.PathLike[str] | str, text: str) -> None:

@@ -8,7 +8,10 @@ participant's rate limit (`ratelimit.py`), before the orchestrator sees it.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import grpc
 
@@ -19,7 +22,7 @@ from accord.coordinator.provision import REVOCATIONS_FILE
 from accord.coordinator.ratelimit import ParticipantRateLimiter
 from accord.coordinator.records import Header
 from accord.coordinator.roster import Roster
-from accord.errors import Malformed
+from accord.errors import Malformed, StreamIdle
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
@@ -117,7 +120,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     def NextTask(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.Task:
         header = self._header(request.header, context)
-        task = self._orchestrator.next_task(header, wait_s=request.wait_s)
+        task = self._orchestrator.next_task(header, wait_s=request.wait_s, active=context.is_active)
         answer = convert.assignment_to_proto(task, stage_deadline_s=self._config.stage_deadline_s)
         if self._config.roster is not None:
             # Relay the operator's newest signed revocation list; members check it.
@@ -132,7 +135,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         upload = None
         header = None
         try:
-            for message in request_iterator:
+            for message in _idle_limited(request_iterator, self._config.stream_idle_s):
                 header = self._header(message.header, context, counts=upload is None)
                 if upload is None:
                     upload = self._orchestrator.open_upload(header)
@@ -217,3 +220,54 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         header = self._header(request.header, context)
         self._orchestrator.receive(header, convert.confirm_survivors_from_proto(request, header))
         return pb.Ack()
+
+
+Message = TypeVar("Message")
+
+_READ_AHEAD = 4
+"""Messages a stream's reader thread takes ahead of the handler."""
+
+
+def _idle_limited(messages: Iterator[Message], idle_s: float) -> Iterator[Message]:
+    """`messages`, ending with `StreamIdle` once the peer sends nothing for `idle_s`.
+
+    gRPC's request iterator blocks without a timeout, so a reader thread takes the
+    messages and the handler waits for each at most `idle_s`. After `StreamIdle` the
+    handler's status ends the call, which ends the reader's wait as well.
+    """
+    box: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=_READ_AHEAD)
+    abandoned = threading.Event()
+
+    def put(item: tuple[bool, object]) -> None:
+        while not abandoned.is_set():
+            try:
+                box.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        try:
+            for message in messages:
+                put((True, message))
+            put((False, None))
+        except BaseException as error:  # the call was cancelled or ended: hand it over
+            put((False, error))
+
+    threading.Thread(target=read, name="accord-stream-reader", daemon=True).start()
+    try:
+        while True:
+            try:
+                more, item = box.get(timeout=idle_s)
+            except queue.Empty:
+                raise StreamIdle(
+                    f"the stream sent nothing for {idle_s:g} s "
+                    "([coordinator] stream_idle_s); send chunks without pauses"
+                ) from None
+            if not more:
+                if isinstance(item, BaseException):
+                    raise item
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        abandoned.set()

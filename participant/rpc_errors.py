@@ -1,7 +1,7 @@
 """How the daemon reads a failed call to the coordinator: retry, stop, or an `AccordError`.
 
     UNAVAILABLE, DEADLINE_EXCEEDED          retry (the coordinator is restarting)
-    RESOURCE_EXHAUSTED "RateLimited: ..."   retry (slow down)
+    RESOURCE_EXHAUSTED "RateLimited: ..."   retry (slow down); also "TooManyCalls: ..."
     UNAUTHENTICATED, PERMISSION_DENIED,     stop: a `ConfigError` no retry can fix
       or a failed TLS handshake
     details "TypeName: message"             the `AccordError` of that name
@@ -30,10 +30,10 @@ def retryable(error: grpc.RpcError) -> bool:
     """The coordinator is unreachable (restarting), or asks this participant to slow down."""
     if error.code() in RETRY_CODES:
         return True
-    limited = f"{errors.RateLimited.__name__}: "
-    return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and (
-        error.details() or ""
-    ).startswith(limited)
+    # RateLimited, or TooManyCalls: a call of this member's is still open at the coordinator.
+    return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and isinstance(
+        accord_error(error), errors.RateLimited
+    )
 
 
 def accord_error(error: grpc.RpcError) -> Exception:
