@@ -74,7 +74,7 @@ def test_a_full_disk_while_storing_the_aggregate_aborts_the_round_in_memory_and_
     # The disk has room again: the next round completes, and a late member catches up.
     store.full = False
     second = finish_round(orchestrator, keys, 2)
-    config, kept = orchestrator.aggregate_for(header("urban", 2, Stage.AGGREGATE))
+    config, kept, _ = orchestrator.aggregate_for(header("urban", 2, Stage.AGGREGATE))
     assert config.round == 2 and list(kept) == second
     assert store.aggregate_rounds() == [2]
     store.close()
