@@ -137,6 +137,7 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
     participant_log = tmp_path / "participants.log"
     log = logs.configure("participant", participant_log)
     workers: list[tuple[ParticipantDaemon, threading.Thread]] = []
+    stopped: list[Exception] = []
     kit = kits.Kit.load(provisioned.kits["p0"])
 
     def rounds_done() -> bool:
@@ -158,7 +159,14 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
                 "participant",
             )
             daemon = ParticipantDaemon(participant, log=log, trainer=SyntheticTrainer(participant))
-            worker = threading.Thread(target=daemon.run, name=f"daemon-{name}", daemon=True)
+
+            def run(daemon: ParticipantDaemon = daemon) -> None:
+                try:
+                    daemon.run()
+                except Exception as error:  # a member that refuses the forged round stops
+                    stopped.append(error)
+
+            worker = threading.Thread(target=run, name=f"daemon-{name}", daemon=True)
             worker.start()
             workers.append((daemon, worker))
         _wait("round 1 ended", rounds_done)
@@ -181,3 +189,6 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
     ]
     assert any("signed the survivor set" in e["reason"] for e in refusals), refusals
     assert all(e["level"] == "error" for e in refusals if "IntegrityError" in e["reason"])
+    # Members that catch up on the round see p2's signature over another set in the
+    # aggregate's evidence: they refuse to apply it and stop, naming the IntegrityError.
+    assert all("IntegrityError" in str(error) for error in stopped), stopped
