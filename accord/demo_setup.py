@@ -339,7 +339,9 @@ def write_participant_config(
         table["trainer"] = trainer
         table.update(DEMO_TRAINING)
         # Several participants share the machine: one thread each, or they thrash.
-        training: dict[str, object] = {"torch_threads": 1}
+        # The local-only baseline exists for the demo's comparison only (off elsewhere);
+        # its DP steps are counted in each participant's ledger.
+        training: dict[str, object] = {"torch_threads": 1, "report_local_only": True}
         if data is not None:
             table["data_dir"] = str(data.folders[name])
             training["eval_data_dir"] = str(data.pooled_test)

@@ -26,9 +26,13 @@ enterprise `seed mod 3` of the synthetic city-safety
 benchmark (benchmarks.py) generated from `model_seed`, and that benchmark's pooled test
 set as the shared test set.
 
-The local-only model (`training.report_local_only`) is trained on the side with the
-same settings and never aggregated; its accuracy is the baseline the federation must
-beat. It never leaves this machine.
+The local-only model (`training.report_local_only`, off by default; the demo turns it
+on) is trained on the side with the same settings and never aggregated; its accuracy is
+the baseline the federation must beat. It trains on the same private records, so its
+DP-SGD steps have their own accountant, persisted in `state_dir/local_only_accountant.json`
+before `train_round` returns, and are handed to the ledger with the round
+(`PrivateUpdate.side_training`): its reported accuracy spends privacy too. Its weights
+stay in `state_dir/local_only.npy`, never in an adapter folder (which may be shared).
 """
 
 from __future__ import annotations
@@ -64,8 +68,12 @@ from accord.participant.trainer import LocalUpdate
 PRIVACY_FILE = "privacy_accountant.json"
 """In `state_dir`: the DP accountant's history, written before an update is returned."""
 
+LOCAL_ONLY_PRIVACY_FILE = "local_only_accountant.json"
+"""In `state_dir`: the local-only model's DP accountant history (a side training)."""
+
 ACCORD_FILE = "accord.json"
 LOCAL_ONLY_FILE = "local_only.npy"
+"""In `state_dir` (never in an adapter folder): the local-only model's weights."""
 SYNTHETIC_ENTERPRISES = 3
 
 
@@ -74,6 +82,7 @@ class PrivateUpdate(LocalUpdate):
     """A `LocalUpdate` that also carries the sample-level privacy spent (None without DP)."""
 
     privacy: privacy.PrivacySpent | None = None
+    side_training: tuple[privacy.SideTraining, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,7 +201,16 @@ class MultimodalTrainer:
             if self._dp_settings is not None
             else []
         )
-        self._local_only_history: privacy.History = []
+        self._local_only_history: privacy.History = (
+            privacy.load_history(config.state_dir / LOCAL_ONLY_PRIVACY_FILE, config.dp.accountant)
+            if self._dp_settings is not None and training.report_local_only
+            else []
+        )
+        local_only_file = config.state_dir / LOCAL_ONLY_FILE
+        if training.report_local_only and local_only_file.exists():
+            stored = np.load(local_only_file).astype(np.float32)
+            if stored.shape == self._local_only.shape:
+                self._local_only = stored
 
         # ---- data as tensors (cached features, or tower inputs) ----
         self._train = self._tensors(train_items, "train") if with_data else []
@@ -229,12 +247,9 @@ class MultimodalTrainer:
             privacy.save_history(
                 self._config.state_dir / PRIVACY_FILE, self._dp_settings.accountant, self._history
             )
+        side: list[privacy.SideTraining] = []
         if self._config.training.report_local_only:
-            shadow = self._train_from(
-                self._local_only, round, self._local_only_history, report_privacy=False
-            )
-            self._local_only = (self._local_only + shadow.delta).astype(np.float32)
-            self._local_only_history = shadow.history
+            side.append(self._train_local_only(round))
         train.set_vector(self._model, self._names, self._global)
         metrics = {
             "train_loss": result.train_loss,
@@ -252,6 +267,34 @@ class MultimodalTrainer:
             sample_count=int(self._train[-1].shape[0]),
             metrics=metrics,
             privacy=result.privacy,
+            side_training=tuple(side),
+        )
+
+    def _train_local_only(self, round: int) -> privacy.SideTraining:
+        """One round of the local-only baseline, persisted (weights, accountant) at once."""
+        before = sum(int(n) for _, _, n in self._local_only_history)
+        shadow = self._train_from(
+            self._local_only,
+            round,
+            self._local_only_history,
+            report_privacy=self._dp_settings is not None,
+        )
+        self._local_only = (self._local_only + shadow.delta).astype(np.float32)
+        state = self._config.state_dir
+        if self._dp_settings is not None:
+            self._local_only_history = shadow.history
+            privacy.save_history(
+                state / LOCAL_ONLY_PRIVACY_FILE,
+                self._dp_settings.accountant,
+                self._local_only_history,
+            )
+        staging = state / (LOCAL_ONLY_FILE + ".tmp.npy")
+        np.save(staging, self._local_only)
+        staging.replace(state / LOCAL_ONLY_FILE)
+        if shadow.privacy is None:
+            return privacy.SideTraining("local_only", int(shadow.steps), None)
+        return privacy.SideTraining(
+            "local_only", shadow.privacy.steps - before, shadow.privacy
         )
 
     def apply(self, mean_delta: npt.NDArray[np.float32]) -> None:
@@ -293,7 +336,6 @@ class MultimodalTrainer:
             encoding="utf-8",
         )
         self._server.save(staging)
-        np.save(staging / LOCAL_ONLY_FILE, self._local_only)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
 
@@ -310,9 +352,6 @@ class MultimodalTrainer:
         set_peft_model_state_dict(self._model, weights)
         self._global = train.get_vector(self._model, self._names)
         self._server.load(directory)
-        local_only = directory / LOCAL_ONLY_FILE
-        if local_only.exists():
-            self._local_only = np.load(local_only).astype(np.float32)
 
     # ---- for data quality checks (data_quality.QualityModel) ----
 

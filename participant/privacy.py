@@ -156,6 +156,26 @@ History = list[tuple[float, float, int]]
 """An accountant's history: (noise_multiplier, sample_rate, steps) runs, oldest first."""
 
 
+@dataclass(frozen=True)
+class SideTraining:
+    """Training on the private data besides the released update (kept or reported locally).
+
+    The local-only baseline and the personalized model train on the same records as the
+    update; whatever they report (accuracy) or keep (weights) spends privacy too, so each
+    round's side training is recorded in the ledger with the round (participant/ledger.py)
+    and composes into the participant's epsilon.
+
+    Attributes:
+        purpose: what was trained ("local_only", "personalized").
+        steps: noisy steps taken this round.
+        spent: its own accountant's total after this round; None when it ran without DP.
+    """
+
+    purpose: str
+    steps: int
+    spent: PrivacySpent | None
+
+
 # ---- the CSPRNG ----
 
 
@@ -365,7 +385,33 @@ def epsilon(accountant: str, history: Sequence[tuple[float, float, int]], delta:
     )
     instance.history = [tuple(entry) for entry in history]
     with _quiet_accountant():
-        return float(instance.get_epsilon(delta=delta))
+        try:
+            return float(instance.get_epsilon(delta=delta))
+        except (RuntimeError, ValueError, OverflowError, FloatingPointError):
+            if accountant != "prv":
+                raise
+        # PRV's discretisation fails where the privacy loss is enormous (a noise multiplier
+        # far below 1, e.g. client-level z = 0.01 gives epsilon in the tens of thousands:
+        # "Discrete mean differs significantly from continuous mean"). The RDP bound is
+        # then reported: an upper bound, so the budget is never understated.
+        fallback = RDPAccountant()
+        fallback.history = [tuple(entry) for entry in history]
+        return float(fallback.get_epsilon(delta=delta))
+
+
+def prv_falls_back(history: Sequence[tuple[float, float, int]], delta: float) -> bool:
+    """Whether the PRV accountant's numerics fail on `history` (then `epsilon` is RDP's)."""
+    taken = [tuple(entry) for entry in history if int(entry[2]) > 0]
+    if not taken:
+        return False
+    instance = PRVAccountant()
+    instance.history = taken
+    with _quiet_accountant():
+        try:
+            instance.get_epsilon(delta=delta)
+        except (RuntimeError, ValueError, OverflowError, FloatingPointError):
+            return True
+    return False
 
 
 def save_history(path: Path, accountant: str, history: History) -> None:
