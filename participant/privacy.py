@@ -380,38 +380,51 @@ def epsilon(accountant: str, history: Sequence[tuple[float, float, int]], delta:
     """Epsilon at `delta` of a history; 0.0 for an empty one (no step, no privacy loss)."""
     if not history or all(int(n) == 0 for _, _, n in history):
         return 0.0
+    if accountant == "prv":
+        bound = _prv_or_none(history, delta)
+        if bound is not None:
+            return bound
+        accountant = "rdp"
     instance: PRVAccountant | RDPAccountant = (
         PRVAccountant() if accountant == "prv" else RDPAccountant()
     )
     instance.history = [tuple(entry) for entry in history]
     with _quiet_accountant():
+        return float(instance.get_epsilon(delta=delta))
+
+
+PRV_LIMIT = 100.0
+"""Above this RDP epsilon, PRV is not attempted and the RDP bound is reported."""
+
+
+def _prv_or_none(history: Sequence[tuple[float, float, int]], delta: float) -> float | None:
+    """PRV's epsilon, or None where its numerics fail (then the RDP bound is reported).
+
+    PRV discretises the privacy loss; where that loss is enormous (a noise multiplier far
+    below 1, e.g. client-level z = 0.01: epsilon in the thousands) it fails ("Discrete
+    mean differs significantly from continuous mean") or runs for minutes. Such budgets
+    are checked with the RDP bound first: above `PRV_LIMIT` the RDP value is reported,
+    an upper bound, so a budget is never understated.
+    """
+    taken = [tuple(entry) for entry in history if int(entry[2]) > 0]
+    rdp = RDPAccountant()
+    rdp.history = taken
+    with _quiet_accountant():
+        if not rdp.get_epsilon(delta=delta) <= PRV_LIMIT:
+            return None
+        instance = PRVAccountant()
+        instance.history = taken
         try:
             return float(instance.get_epsilon(delta=delta))
         except (RuntimeError, ValueError, OverflowError, FloatingPointError):
-            if accountant != "prv":
-                raise
-        # PRV's discretisation fails where the privacy loss is enormous (a noise multiplier
-        # far below 1, e.g. client-level z = 0.01 gives epsilon in the tens of thousands:
-        # "Discrete mean differs significantly from continuous mean"). The RDP bound is
-        # then reported: an upper bound, so the budget is never understated.
-        fallback = RDPAccountant()
-        fallback.history = [tuple(entry) for entry in history]
-        return float(fallback.get_epsilon(delta=delta))
+            return None
 
 
 def prv_falls_back(history: Sequence[tuple[float, float, int]], delta: float) -> bool:
-    """Whether the PRV accountant's numerics fail on `history` (then `epsilon` is RDP's)."""
-    taken = [tuple(entry) for entry in history if int(entry[2]) > 0]
-    if not taken:
+    """Whether `epsilon("prv", history, delta)` reports the RDP bound instead of PRV's."""
+    if not history or all(int(n) == 0 for _, _, n in history):
         return False
-    instance = PRVAccountant()
-    instance.history = taken
-    with _quiet_accountant():
-        try:
-            instance.get_epsilon(delta=delta)
-        except (RuntimeError, ValueError, OverflowError, FloatingPointError):
-            return True
-    return False
+    return _prv_or_none(history, delta) is None
 
 
 def save_history(path: Path, accountant: str, history: History) -> None:

@@ -100,16 +100,19 @@ def test_the_coordinator_clips_at_the_norm_that_fits_the_trainer(
     assert configfile.load(path, CoordinatorConfig, "coordinator").clip_norm == clip_norm
 
 
-def test_client_level_noise_is_on_in_secure_profiles_unless_switched_off(tmp_path: Path) -> None:
+def test_client_level_noise_is_off_by_default_and_on_in_secure_profiles_on_request(
+    tmp_path: Path,
+) -> None:
     names = demo_setup.participant_names(3)
 
     def client_dp(folder: str, profile: Profile, **settings):
         path = demo_setup.write_coordinator_config(tmp_path / folder, names, profile, 5, **settings)
         return configfile.load(path, CoordinatorConfig, "coordinator").client_dp
 
-    noise = client_dp("default", Profile.MASKS)
-    assert noise is not None and noise.noise_multiplier == demo_setup.DEMO_CLIENT_NOISE
-    assert client_dp("off", Profile.MASKS, client_noise=0.0) is None  # --client-noise 0
+    assert demo_setup.DEMO_CLIENT_NOISE == 0.0
+    assert client_dp("default", Profile.MASKS) is None  # three silos: nothing it could buy
+    noise = client_dp("on", Profile.MASKS, client_noise=0.5)  # --client-noise 0.5
+    assert noise is not None and noise.noise_multiplier == 0.5
     assert client_dp("plain", Profile.NONE) is None  # nothing to hide the shares in
 
 
