@@ -68,6 +68,11 @@ from accord.participant.trainer import LocalUpdate
 PRIVACY_FILE = "privacy_accountant.json"
 """In `state_dir`: the DP accountant's history, written before an update is returned."""
 
+PERSONAL_FILE = "personalized.npy"
+"""In `state_dir`: the personalized model (the global adapter plus this participant's own
+latest DP update, before aggregation). Post-processing of the released update's training:
+no privacy spent beyond it. Never in an adapter folder."""
+
 LOCAL_ONLY_PRIVACY_FILE = "local_only_accountant.json"
 """In `state_dir`: the local-only model's DP accountant history (a side training)."""
 
@@ -206,6 +211,11 @@ class MultimodalTrainer:
             if self._dp_settings is not None and training.report_local_only
             else []
         )
+        self._personal: npt.NDArray[np.float32] | None = None
+        if (config.state_dir / PERSONAL_FILE).exists():
+            stored = np.load(config.state_dir / PERSONAL_FILE).astype(np.float32)
+            if stored.shape == self._global.shape:
+                self._personal = stored
         local_only_file = config.state_dir / LOCAL_ONLY_FILE
         if training.report_local_only and local_only_file.exists():
             stored = np.load(local_only_file).astype(np.float32)
@@ -247,6 +257,11 @@ class MultimodalTrainer:
             privacy.save_history(
                 self._config.state_dir / PRIVACY_FILE, self._dp_settings.accountant, self._history
             )
+        # Personalized: the global adapter with this participant's own DP update applied
+        # alone (FedPer-like fine-tuning from the global model on its own data). Nothing
+        # more is trained for it, so it spends no privacy beyond the update's.
+        self._personal = (self._global + result.delta).astype(np.float32)
+        _save_vector(self._config.state_dir / PERSONAL_FILE, self._personal)
         side: list[privacy.SideTraining] = []
         if self._config.training.report_local_only:
             side.append(self._train_local_only(round))
@@ -262,6 +277,13 @@ class MultimodalTrainer:
         }
         if result.privacy is not None:
             metrics.update(result.privacy.as_metrics())
+            if self._local_only_history and self._dp_settings is not None:
+                # Everything trained on these records: the updates and the baseline.
+                metrics["dp_epsilon_composed"] = privacy.epsilon(
+                    self._dp_settings.accountant,
+                    self._history + self._local_only_history,
+                    self._dp_settings.delta,
+                )
         return PrivateUpdate(
             delta=result.delta,
             sample_count=int(self._train[-1].shape[0]),
@@ -288,9 +310,7 @@ class MultimodalTrainer:
                 self._dp_settings.accountant,
                 self._local_only_history,
             )
-        staging = state / (LOCAL_ONLY_FILE + ".tmp.npy")
-        np.save(staging, self._local_only)
-        staging.replace(state / LOCAL_ONLY_FILE)
+        _save_vector(state / LOCAL_ONLY_FILE, self._local_only)
         if shadow.privacy is None:
             return privacy.SideTraining("local_only", int(shadow.steps), None)
         return privacy.SideTraining(
@@ -308,6 +328,14 @@ class MultimodalTrainer:
         if self._eval is not None:
             pooled = self._scores(self._global, self._eval)
             metrics.update(pooled_loss=pooled["loss"], pooled_accuracy=pooled["accuracy"])
+        if self._personal is not None:
+            metrics["personalized_accuracy"] = self._scores(self._personal, self._test)[
+                "accuracy"
+            ]
+            if self._eval is not None:
+                metrics["personalized_pooled_accuracy"] = self._scores(
+                    self._personal, self._eval
+                )["accuracy"]
         if self._config.training.report_local_only:
             local = self._scores(self._local_only, self._test)
             metrics["local_only_accuracy"] = local["accuracy"]
@@ -502,6 +530,13 @@ class MultimodalTrainer:
         text_all = torch.cat(texts) if texts else torch.zeros(0, network.text_tower.dim)
         image_all = torch.cat(images) if images else torch.zeros(0, network.image_tower.dim)
         return text_all, image_all
+
+
+def _save_vector(path: Path, vector: npt.NDArray[np.float32]) -> None:
+    """Write a float32 vector atomically (np.save to a staging file, then rename)."""
+    staging = path.with_name(path.name + ".tmp.npy")
+    np.save(staging, vector)
+    staging.replace(path)
 
 
 @contextlib.contextmanager

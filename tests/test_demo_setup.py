@@ -151,6 +151,7 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
     assert accuracy["participants"]["energy"]["pooled_test"] == {
         "federated": 0.88,
         "local_only": 0.5,
+        "personalized": None,  # not reported in this line
     }
     energy = accuracy["participants"]["energy"]
     assert (energy["federated_accuracy"], energy["local_only_accuracy"]) == (0.88, 0.5)
@@ -158,6 +159,13 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
     assert accuracy["mean"]["pooled_test"]["local_only"] == pytest.approx(0.55)
     assert accuracy["mean"]["own_test"]["federated"] == pytest.approx(0.85)
     assert "local_only" in accuracy["method"] and "alone" in accuracy["method"]
+    # The composed epsilon of everything trained (updates and baseline) wins when reported.
+    composed = {**metrics_line(0.9, 0.95, 0.88, 0.5), "dp_epsilon_composed": 11.5}
+    composed["global_personalized_accuracy"] = 0.97
+    again = demo_report.accuracy_summary({"energy": composed})
+    assert again is not None
+    assert again["participants"]["energy"]["dp_epsilon"] == 11.5
+    assert again["participants"]["energy"]["own_test"]["personalized"] == 0.97
     assert demo_report.accuracy_summary({"energy": {"global_eval_loss": 0.5}}) is None
 
     summary = {

@@ -21,6 +21,7 @@ from accord.participant.config import ParticipantConfig
 from accord.participant.multimodal_trainer import (
     LOCAL_ONLY_FILE,
     LOCAL_ONLY_PRIVACY_FILE,
+    PERSONAL_FILE,
     MultimodalTrainer,
 )
 
@@ -118,3 +119,21 @@ def test_max_epsilon_counts_the_side_training(tmp_path, data) -> None:
     book = ledger.ParticipantLedger.open(strict, KEY.private)
     reason = book.refusal_after_training(1, update)
     assert reason is not None and "max_epsilon" in reason
+
+
+def test_the_personalized_model_is_the_own_update_on_the_global_and_costs_nothing_more(
+    tmp_path, data
+) -> None:
+    config = make_config(tmp_path, data)
+    trainer = MultimodalTrainer(config)
+    start = trainer._global.copy()
+    update = trainer.train_round(1)
+    assert update.side_training == ()  # no training beyond the released update's
+    np.testing.assert_array_equal(np.load(config.state_dir / PERSONAL_FILE), start + update.delta)
+    metrics = trainer.evaluate()
+    assert metrics["personalized_accuracy"] == pytest.approx(update.metrics["accuracy_after"])
+    assert 0 <= metrics["personalized_pooled_accuracy"] <= 1
+    trainer.apply(update.delta)
+    trainer.save(tmp_path / "round-0001")
+    assert not (tmp_path / "round-0001" / PERSONAL_FILE).exists()
+    assert MultimodalTrainer(config)._personal is not None  # kept across restarts
