@@ -17,6 +17,7 @@ plaintext profile refuses it, since its shares only hide anything inside the mas
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # opacus loads with privacy.py: only when client-level noise 
 def encode_update(
     update: LocalUpdate,
     config: RoundConfig,
-    rng: np.random.Generator,
+    rng: quantize.Uniforms,
     *,
     noise_source: CsprngGaussian | None = None,
 ) -> npt.NDArray[np.uint32] | npt.NDArray[np.float32]:
@@ -76,7 +77,7 @@ def protect_update(
     mask_terms: Sequence[masks.MaskTerm],
     *,
     secret: SecretContext | None = None,
-    rng: np.random.Generator | None = None,
+    rng: quantize.Uniforms | None = None,
     noise_source: CsprngGaussian | None = None,
 ) -> Iterator[bytes]:
     """The update as wire chunks, in order (noised, masked and encrypted as the round says).
@@ -84,9 +85,12 @@ def protect_update(
     `secret` is the federation's CKKS key, needed by the CKKS profiles only;
     `noise_source` the CSPRNG of the client-level noise share (fresh when None).
     """
-    values = encode_update(
-        update, config, rng or np.random.default_rng(), noise_source=noise_source
+    # Stochastic rounding draws from a CSPRNG keyed per round (a fresh os.urandom secret
+    # unless a test passes `rng`, e.g. `quantize.CsprngUniforms(quantize.rounding_key(...))`).
+    source = rng or quantize.CsprngUniforms(
+        quantize.rounding_key(os.urandom(32), config.federation_id, config.round)
     )
+    values = encode_update(update, config, source, noise_source=noise_source)
     return pipeline.protect(
         values,
         profile=config.profile,

@@ -128,11 +128,7 @@ class ParticipantLedger:
                 continue
             side = entry.body.get("side_dp") or []
             for dp in [entry.body.get("sample_dp"), *side]:
-                if (
-                    isinstance(dp, dict)
-                    and dp.get("mechanism") == DP_SGD
-                    and int(dp["steps"]) > 0
-                ):
+                if isinstance(dp, dict) and dp.get("mechanism") == DP_SGD and int(dp["steps"]) > 0:
                     found.append(
                         (float(dp["noise_multiplier"]), float(dp["sample_rate"]), int(dp["steps"]))
                     )

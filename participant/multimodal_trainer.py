@@ -313,9 +313,7 @@ class MultimodalTrainer:
         _save_vector(state / LOCAL_ONLY_FILE, self._local_only)
         if shadow.privacy is None:
             return privacy.SideTraining("local_only", int(shadow.steps), None)
-        return privacy.SideTraining(
-            "local_only", shadow.privacy.steps - before, shadow.privacy
-        )
+        return privacy.SideTraining("local_only", shadow.privacy.steps - before, shadow.privacy)
 
     def apply(self, mean_delta: npt.NDArray[np.float32]) -> None:
         self._global = self._server.step(self._global, np.asarray(mean_delta, dtype=np.float32))
@@ -329,13 +327,11 @@ class MultimodalTrainer:
             pooled = self._scores(self._global, self._eval)
             metrics.update(pooled_loss=pooled["loss"], pooled_accuracy=pooled["accuracy"])
         if self._personal is not None:
-            metrics["personalized_accuracy"] = self._scores(self._personal, self._test)[
-                "accuracy"
-            ]
+            metrics["personalized_accuracy"] = self._scores(self._personal, self._test)["accuracy"]
             if self._eval is not None:
-                metrics["personalized_pooled_accuracy"] = self._scores(
-                    self._personal, self._eval
-                )["accuracy"]
+                metrics["personalized_pooled_accuracy"] = self._scores(self._personal, self._eval)[
+                    "accuracy"
+                ]
         if self._config.training.report_local_only:
             local = self._scores(self._local_only, self._test)
             metrics["local_only_accuracy"] = local["accuracy"]
