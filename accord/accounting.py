@@ -73,11 +73,25 @@ def epsilon(runs: Sequence[Run], delta: float, accountant: str = DEFAULT_ACCOUNT
     if not taken:
         return 0.0
     if accountant == "gdp":
-        return _gdp_epsilon(taken, delta)
+        with _quiet():  # exp overflows for a tiny noise multiplier: mu is inf, epsilon too
+            return _gdp_epsilon(taken, delta)
     from accord.participant import privacy
 
     with _quiet():
         return privacy.epsilon(accountant, taken, delta)
+
+
+def prv_falls_back(runs: Sequence[Run], delta: float) -> bool:
+    """Whether PRV's numerics fail on ``runs``, so that ``epsilon(..., "prv")`` is RDP's bound.
+
+    PRV discretises the privacy loss; where it is enormous (a noise multiplier far below
+    1, such as client-level z = 0.01 with a handful of participants) it fails, and the
+    RDP upper bound is reported instead.
+    """
+    from accord.participant import privacy
+
+    with _quiet():
+        return privacy.prv_falls_back(runs, delta)
 
 
 def epsilon_over_rounds(

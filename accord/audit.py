@@ -583,9 +583,21 @@ def budget_summary(
         dp_rounds = [b["sample_dp"] for b in rounds if b["sample_dp"].get("mechanism") == "dp-sgd"]
         own_delta = delta if delta is not None else _last_delta(dp_rounds)
         deltas.append(own_delta)
-        schedule = [(int(b["round"]), _run(b["sample_dp"])) for b in rounds]
-        curve = accounting.epsilon_over_rounds(schedule, own_delta, accountant)
+        # Side trainings (local-only baseline, personal model) trained on the same records
+        # and kept or reported: they compose with the released updates, round by round.
+        schedule = [
+            (int(b["round"]), _run(dp))
+            for b in rounds
+            for dp in [b["sample_dp"], *(b.get("side_dp") or [])]
+        ]
+        curve = list(dict(accounting.epsilon_over_rounds(schedule, own_delta, accountant)).items())
         runs = [run for _, run in schedule if run is not None]
+        released = [r for r in (_run(b["sample_dp"]) for b in rounds) if r is not None]
+        side_steps: dict[str, int] = {}
+        for b in rounds:
+            for dp in b.get("side_dp") or []:
+                purpose = str(dp.get("purpose", "side"))
+                side_steps[purpose] = side_steps.get(purpose, 0) + int(dp.get("steps", 0))
         without_dp = any(run is None for _, run in schedule)
         unbounded = unbounded or without_dp
         all_runs.extend(runs)
@@ -608,6 +620,12 @@ def budget_summary(
                 "max_grad_norm": _number(last.get("max_grad_norm")),
                 "delta": own_delta,
                 "epsilon": _finite(value),
+                "epsilon_released_updates": _finite(
+                    math.inf
+                    if any(_run(b["sample_dp"]) is None for b in rounds)
+                    else accounting.epsilon(released, own_delta, accountant)
+                ),
+                "side_trainings": side_steps,
                 "epsilon_recorded": _number(last.get("epsilon")),
                 "accountant_recorded": last.get("accountant"),
                 "epsilon_by_round": [[r, _finite(e)] for r, e in curve],
@@ -631,6 +649,8 @@ def budget_summary(
                 "max_grad_norm": None,
                 "delta": delta,
                 "epsilon": None,
+                "epsilon_released_updates": None,
+                "side_trainings": {},
                 "epsilon_recorded": None,
                 "accountant_recorded": None,
                 "epsilon_by_round": [],
@@ -1042,6 +1062,7 @@ def _print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> N
         "mechanism",
         "steps",
         "epsilon",
+        "updates only",
         "delta",
         "recorded",
         "refusals",
@@ -1057,6 +1078,10 @@ def _print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> N
                 f"DP-SGD sigma {_values(p['noise_multipliers'])}, q {_values(p['sample_rates'])}, "
                 f"C {_show(p['max_grad_norm'])}"
             )
+        if p["side_trainings"]:
+            mechanism += "; with " + ", ".join(
+                f"{purpose} ({steps} steps)" for purpose, steps in p["side_trainings"].items()
+            )
         recorded = p["epsilon_recorded"]
         table.add_row(
             p["participant"],
@@ -1064,6 +1089,7 @@ def _print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> N
             mechanism,
             "-" if p["steps"] is None else str(p["steps"]),
             "unknown (no ledger)" if p["missing"] else _epsilon(p["epsilon"], p["rounds"]),
+            "-" if p["missing"] else _epsilon(p["epsilon_released_updates"], p["rounds"]),
             "-" if p["delta"] is None else f"{p['delta']:g}",
             "-" if recorded is None else f"{recorded:.3f} ({p['accountant_recorded']})",
             "-" if p["refusals"] is None else str(p["refusals"]),

@@ -276,6 +276,10 @@ ACCURACY_METHOD = (
     "updates). local_only: the same model (same base, head, local steps, batch, learning "
     "rate and sample-level DP settings, its own noise) trained by that participant on its "
     "own data alone, round by round alongside the federation, never aggregated nor sent. "
+    "personalized: the global adapter plus that participant's own last DP update (its "
+    "local fine-tuning from the global model, no extra privacy cost). epsilon: the "
+    "composition of everything trained on the participant's records (updates and the "
+    "local-only baseline). "
     "own_test: that participant's test split; pooled_test: every enterprise's test split "
     "together (the shared evaluation set)."
 )
@@ -285,6 +289,8 @@ _ACCURACY_KEYS = {
     ("own_test", "local_only"): "global_local_only_accuracy",
     ("pooled_test", "federated"): "global_pooled_accuracy",
     ("pooled_test", "local_only"): "global_local_only_pooled_accuracy",
+    ("own_test", "personalized"): "global_personalized_accuracy",
+    ("pooled_test", "personalized"): "global_personalized_pooled_accuracy",
 }
 
 
@@ -309,7 +315,7 @@ def accuracy_summary(participants: dict[str, dict[str, Any]]) -> dict[str, Any] 
         # The names, on the pooled test set (every domain): the headline figures.
         row["federated_accuracy"] = row["pooled_test"]["federated"]
         row["local_only_accuracy"] = row["pooled_test"]["local_only"]
-        epsilon = last.get("dp_epsilon")
+        epsilon = last.get("dp_epsilon_composed", last.get("dp_epsilon"))
         row["dp_epsilon"] = float(epsilon) if isinstance(epsilon, (int, float)) else None
         row["round"] = last.get("round")
         rows[name] = row
@@ -397,9 +403,11 @@ def _accuracy_table(accuracy: dict[str, Any]) -> Table:
         "participant",
         "own test: federated",
         "local-only",
+        "personalized",
         "pooled test: federated",
         "local-only",
-        "epsilon",
+        "personalized",
+        "epsilon (all trained)",
     ):
         table.add_column(column, justify="left" if column == "participant" else "right")
 
@@ -407,8 +415,10 @@ def _accuracy_table(accuracy: dict[str, Any]) -> Table:
         return [
             _percent(row["own_test"]["federated"]),
             _percent(row["own_test"]["local_only"]),
+            _percent(row["own_test"].get("personalized")),
             _percent(row["pooled_test"]["federated"]),
             _percent(row["pooled_test"]["local_only"]),
+            _percent(row["pooled_test"].get("personalized")),
         ]
 
     for name, row in accuracy["participants"].items():

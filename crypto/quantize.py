@@ -26,12 +26,15 @@ clock, logs or draws randomness except from the ``numpy.random.Generator`` passe
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from accord.errors import ConfigError, IntegrityError, UsageError
 
@@ -166,7 +169,40 @@ def clip_l2(x: npt.ArrayLike, clip_norm: float) -> npt.NDArray[np.float32]:
     return out
 
 
-def quantize(x: npt.ArrayLike, spec: QuantSpec, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+class Uniforms(Protocol):
+    """A source of U[0, 1) draws: ``np.random.Generator`` or `CsprngUniforms`."""
+
+    def random(self, size: Any) -> npt.NDArray[np.float64]: ...
+
+
+class CsprngUniforms:
+    """Stochastic rounding's uniforms from an AES-256-CTR keystream (a CSPRNG).
+
+    Each draw takes 53 keystream bits: ``(word >> 11) / 2^53`` in [0, 1). One key per
+    round and update (`rounding_key`): the same key gives the same rounding, so runs with
+    a fixed key are reproducible; a key from ``os.urandom`` is unpredictable.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise UsageError("a rounding key is 32 bytes")
+        self._encryptor = Cipher(algorithms.AES(key), modes.CTR(b"\x00" * 16)).encryptor()
+
+    def random(self, size: Any) -> npt.NDArray[np.float64]:
+        shape = tuple(np.atleast_1d(np.asarray(size, dtype=np.int64))) if size != () else ()
+        count = int(np.prod(shape)) if shape else 1
+        words = np.frombuffer(self._encryptor.update(b"\x00" * (8 * count)), dtype="<u8")
+        values = (words >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        return values.reshape(shape)
+
+
+def rounding_key(secret: bytes, federation_id: str, round: int) -> bytes:
+    """The round's rounding key: HMAC-SHA256(secret, federation_id / round)."""
+    message = f"accord/v1/rounding/{federation_id}/{round}".encode()
+    return hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def quantize(x: npt.ArrayLike, spec: QuantSpec, rng: Uniforms) -> npt.NDArray[np.int64]:
     """Stochastically round values onto the integer grid ``{-Q, ..., Q}``.
 
     Args:
@@ -244,7 +280,7 @@ def from_field(v: npt.ArrayLike, modulus_bits: int) -> npt.NDArray[np.int64]:
 
 
 def encode(
-    delta: npt.ArrayLike, weight: int, spec: QuantSpec, rng: np.random.Generator
+    delta: npt.ArrayLike, weight: int, spec: QuantSpec, rng: Uniforms
 ) -> npt.NDArray[np.uint32]:
     """Encode one weighted update as a vector of Z_{2^b}, weight in the last element.
 

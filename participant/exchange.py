@@ -22,6 +22,7 @@ plaintext profile refuses it, since its shares only hide anything inside the mas
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # opacus loads with privacy.py: only when client-level noise 
 def encode_update(
     update: LocalUpdate,
     config: RoundConfig,
-    rng: np.random.Generator,
+    rng: quantize.Uniforms,
     *,
     noise_source: CsprngGaussian | None = None,
     integrity_key: bytes | None = None,
@@ -102,7 +103,7 @@ def protect_update(
     mask_terms: Sequence[masks.MaskTerm],
     *,
     secret: SecretContext | None = None,
-    rng: np.random.Generator | None = None,
+    rng: quantize.Uniforms | None = None,
     noise_source: CsprngGaussian | None = None,
     integrity_key: bytes | None = None,
     participant: str = "",
@@ -113,10 +114,15 @@ def protect_update(
     `noise_source` the CSPRNG of the client-level noise share (fresh when None);
     `integrity_key` and `participant` as for `encode_update` (secure profiles).
     """
+    # Stochastic rounding draws from a CSPRNG keyed per round (a fresh os.urandom secret
+    # unless a test passes `rng`, e.g. `quantize.CsprngUniforms(quantize.rounding_key(...))`).
+    source = rng or quantize.CsprngUniforms(
+        quantize.rounding_key(os.urandom(32), config.federation_id, config.round)
+    )
     values = encode_update(
         update,
         config,
-        rng or np.random.default_rng(),
+        source,
         noise_source=noise_source,
         integrity_key=integrity_key,
         participant=participant,

@@ -31,6 +31,10 @@ Entries (kinds; floats as exact decimal strings, see `accord.crypto.ledger`):
                         noise_multiplier, honest_fraction, delta, participants,
                         honest_participants, sigma_levels, share_mu, share_std_levels,
                         level (one quantized level in update units)},
+              side_dp [{purpose ("local_only", ...), then the fields of sample_dp}]:
+                        training on the same private records besides the update (a
+                        baseline or personal model whose weights or accuracy are kept or
+                        reported); absent or [] when none; composes into epsilon,
               data_quality {filter, flagged, excluded},
               upload {sha256 (over the chunks, in order, as the receipt), chunks, bytes}
     refusal   round, reason, by ("max_epsilon": the daemon's limit; "trainer": the
@@ -114,14 +118,20 @@ class ParticipantLedger:
     # ---- reading ----
 
     def runs(self) -> list[Run]:
-        """The released DP-SGD runs, oldest first (rounds without DP contribute none)."""
+        """The DP-SGD runs recorded, oldest first: released updates and side trainings.
+
+        Rounds without DP contribute none.
+        """
         found: list[Run] = []
         for entry in self.file.entries:
-            dp = entry.body.get("sample_dp") if entry.kind == ROUND else None
-            if isinstance(dp, dict) and dp.get("mechanism") == DP_SGD and int(dp["steps"]) > 0:
-                found.append(
-                    (float(dp["noise_multiplier"]), float(dp["sample_rate"]), int(dp["steps"]))
-                )
+            if entry.kind != ROUND:
+                continue
+            side = entry.body.get("side_dp") or []
+            for dp in [entry.body.get("sample_dp"), *side]:
+                if isinstance(dp, dict) and dp.get("mechanism") == DP_SGD and int(dp["steps"]) > 0:
+                    found.append(
+                        (float(dp["noise_multiplier"]), float(dp["sample_rate"]), int(dp["steps"]))
+                    )
         return found
 
     def steps_total(self) -> int:
@@ -180,14 +190,25 @@ class ParticipantLedger:
                 "for this update; it is not sent",
                 epsilon=None,
             )
-        if dp.max_epsilon is None or spent is None or spent.epsilon <= dp.max_epsilon:
+        if dp.max_epsilon is None or spent is None:
+            return None
+        reached = spent.epsilon
+        side = [s for s in getattr(update, "side_training", ()) if s.spent is not None]
+        if side:
+            # Everything trained on these records composes: the ledger's runs so far, this
+            # round's update and its side trainings.
+            new = [(spent.noise_multiplier, spent.sample_rate, spent.steps - self.steps_total())]
+            new += [(s.spent.noise_multiplier, s.spent.sample_rate, s.steps) for s in side]
+            runs = self.runs() + [run for run in new if run[2] > 0]
+            reached = max(reached, _epsilon(spent.accountant, runs, spent.delta))
+        if reached <= dp.max_epsilon:
             return None
         return self._refuse(
             round,
-            f"round {round} brought epsilon to {spent.epsilon:.3f} (at delta {spent.delta:g}, "
+            f"round {round} brought epsilon to {reached:.3f} (at delta {spent.delta:g}, "
             f"{spent.accountant}), above [participant.dp] max_epsilon = {dp.max_epsilon:g}; the "
             "update is not sent and this participant stops contributing",
-            epsilon=spent.epsilon,
+            epsilon=reached,
             steps_total=spent.steps,
         )
 
@@ -246,19 +267,15 @@ class ParticipantLedger:
         if spent is not None:
             before = self.steps_total()
             steps = spent.steps - before
-            sample_dp = {
-                "mechanism": DP_SGD,
-                "accountant": spent.accountant,
-                "noise_multiplier": decimal(spent.noise_multiplier),
-                "sample_rate": decimal(spent.sample_rate),
-                # A trainer history that restarted below the ledger's count (a state folder
-                # reset) is taken whole: over-counting is the safe side.
-                "steps": steps if steps >= 0 else spent.steps,
-                "steps_total": spent.steps,
-                "max_grad_norm": decimal(spent.max_grad_norm),
-                "delta": decimal(spent.delta),
-                "epsilon": decimal(spent.epsilon),
-            }
+            # A trainer history that restarted below the ledger's count (a state folder
+            # reset) is taken whole: over-counting is the safe side.
+            sample_dp = _dp_body(spent, steps if steps >= 0 else spent.steps)
+        side_dp = [
+            {"purpose": side.purpose, "mechanism": NO_MECHANISM, "steps": int(side.steps)}
+            if side.spent is None
+            else {"purpose": side.purpose, **_dp_body(side.spent, int(side.steps))}
+            for side in getattr(update, "side_training", ())
+        ]
         metrics = update.metrics
         return self.file.append(
             ROUND,
@@ -271,6 +288,7 @@ class ParticipantLedger:
                 "update_clip_norm": decimal(config.quant.clip_norm),
                 "sample_dp": sample_dp,
                 "client_dp": client_dp_share(config),
+                **({"side_dp": side_dp} if side_dp else {}),
                 "data_quality": data_quality_counts(self._config),
                 "upload": {
                     "sha256": digest.hexdigest(),
@@ -528,6 +546,21 @@ def validation_gain(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
                 "gain": decimal(sign * (float(after) - float(before))),
             }
     return None
+
+
+def _dp_body(spent: Any, steps: int) -> dict[str, Any]:
+    """A `sample_dp` (or `side_dp` item) body for a `privacy.PrivacySpent`."""
+    return {
+        "mechanism": DP_SGD,
+        "accountant": spent.accountant,
+        "noise_multiplier": decimal(spent.noise_multiplier),
+        "sample_rate": decimal(spent.sample_rate),
+        "steps": steps,
+        "steps_total": spent.steps,
+        "max_grad_norm": decimal(spent.max_grad_norm),
+        "delta": decimal(spent.delta),
+        "epsilon": decimal(spent.epsilon),
+    }
 
 
 def _epsilon(accountant: str, runs: Sequence[Run], delta: float) -> float:

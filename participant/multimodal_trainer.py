@@ -26,9 +26,13 @@ enterprise `seed mod 3` of the synthetic city-safety
 benchmark (benchmarks.py) generated from `model_seed`, and that benchmark's pooled test
 set as the shared test set.
 
-The local-only model (`training.report_local_only`) is trained on the side with the
-same settings and never aggregated; its accuracy is the baseline the federation must
-beat. It never leaves this machine.
+The local-only model (`training.report_local_only`, off by default; the demo turns it
+on) is trained on the side with the same settings and never aggregated; its accuracy is
+the baseline the federation must beat. It trains on the same private records, so its
+DP-SGD steps have their own accountant, persisted in `state_dir/local_only_accountant.json`
+before `train_round` returns, and are handed to the ledger with the round
+(`PrivateUpdate.side_training`): its reported accuracy spends privacy too. Its weights
+stay in `state_dir/local_only.npy`, never in an adapter folder (which may be shared).
 """
 
 from __future__ import annotations
@@ -64,8 +68,17 @@ from accord.participant.trainer import LocalUpdate
 PRIVACY_FILE = "privacy_accountant.json"
 """In `state_dir`: the DP accountant's history, written before an update is returned."""
 
+PERSONAL_FILE = "personalized.npy"
+"""In `state_dir`: the personalized model (the global adapter plus this participant's own
+latest DP update, before aggregation). Post-processing of the released update's training:
+no privacy spent beyond it. Never in an adapter folder."""
+
+LOCAL_ONLY_PRIVACY_FILE = "local_only_accountant.json"
+"""In `state_dir`: the local-only model's DP accountant history (a side training)."""
+
 ACCORD_FILE = "accord.json"
 LOCAL_ONLY_FILE = "local_only.npy"
+"""In `state_dir` (never in an adapter folder): the local-only model's weights."""
 SYNTHETIC_ENTERPRISES = 3
 
 
@@ -74,6 +87,7 @@ class PrivateUpdate(LocalUpdate):
     """A `LocalUpdate` that also carries the sample-level privacy spent (None without DP)."""
 
     privacy: privacy.PrivacySpent | None = None
+    side_training: tuple[privacy.SideTraining, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,7 +206,21 @@ class MultimodalTrainer:
             if self._dp_settings is not None
             else []
         )
-        self._local_only_history: privacy.History = []
+        self._local_only_history: privacy.History = (
+            privacy.load_history(config.state_dir / LOCAL_ONLY_PRIVACY_FILE, config.dp.accountant)
+            if self._dp_settings is not None and training.report_local_only
+            else []
+        )
+        self._personal: npt.NDArray[np.float32] | None = None
+        if (config.state_dir / PERSONAL_FILE).exists():
+            stored = np.load(config.state_dir / PERSONAL_FILE).astype(np.float32)
+            if stored.shape == self._global.shape:
+                self._personal = stored
+        local_only_file = config.state_dir / LOCAL_ONLY_FILE
+        if training.report_local_only and local_only_file.exists():
+            stored = np.load(local_only_file).astype(np.float32)
+            if stored.shape == self._local_only.shape:
+                self._local_only = stored
 
         # ---- data as tensors (cached features, or tower inputs) ----
         self._train = self._tensors(train_items, "train") if with_data else []
@@ -229,12 +257,14 @@ class MultimodalTrainer:
             privacy.save_history(
                 self._config.state_dir / PRIVACY_FILE, self._dp_settings.accountant, self._history
             )
+        # Personalized: the global adapter with this participant's own DP update applied
+        # alone (FedPer-like fine-tuning from the global model on its own data). Nothing
+        # more is trained for it, so it spends no privacy beyond the update's.
+        self._personal = (self._global + result.delta).astype(np.float32)
+        _save_vector(self._config.state_dir / PERSONAL_FILE, self._personal)
+        side: list[privacy.SideTraining] = []
         if self._config.training.report_local_only:
-            shadow = self._train_from(
-                self._local_only, round, self._local_only_history, report_privacy=False
-            )
-            self._local_only = (self._local_only + shadow.delta).astype(np.float32)
-            self._local_only_history = shadow.history
+            side.append(self._train_local_only(round))
         train.set_vector(self._model, self._names, self._global)
         metrics = {
             "train_loss": result.train_loss,
@@ -247,12 +277,43 @@ class MultimodalTrainer:
         }
         if result.privacy is not None:
             metrics.update(result.privacy.as_metrics())
+            if self._local_only_history and self._dp_settings is not None:
+                # Everything trained on these records: the updates and the baseline.
+                metrics["dp_epsilon_composed"] = privacy.epsilon(
+                    self._dp_settings.accountant,
+                    self._history + self._local_only_history,
+                    self._dp_settings.delta,
+                )
         return PrivateUpdate(
             delta=result.delta,
             sample_count=int(self._train[-1].shape[0]),
             metrics=metrics,
             privacy=result.privacy,
+            side_training=tuple(side),
         )
+
+    def _train_local_only(self, round: int) -> privacy.SideTraining:
+        """One round of the local-only baseline, persisted (weights, accountant) at once."""
+        before = sum(int(n) for _, _, n in self._local_only_history)
+        shadow = self._train_from(
+            self._local_only,
+            round,
+            self._local_only_history,
+            report_privacy=self._dp_settings is not None,
+        )
+        self._local_only = (self._local_only + shadow.delta).astype(np.float32)
+        state = self._config.state_dir
+        if self._dp_settings is not None:
+            self._local_only_history = shadow.history
+            privacy.save_history(
+                state / LOCAL_ONLY_PRIVACY_FILE,
+                self._dp_settings.accountant,
+                self._local_only_history,
+            )
+        _save_vector(state / LOCAL_ONLY_FILE, self._local_only)
+        if shadow.privacy is None:
+            return privacy.SideTraining("local_only", int(shadow.steps), None)
+        return privacy.SideTraining("local_only", shadow.privacy.steps - before, shadow.privacy)
 
     def apply(self, mean_delta: npt.NDArray[np.float32]) -> None:
         self._global = self._server.step(self._global, np.asarray(mean_delta, dtype=np.float32))
@@ -265,6 +326,12 @@ class MultimodalTrainer:
         if self._eval is not None:
             pooled = self._scores(self._global, self._eval)
             metrics.update(pooled_loss=pooled["loss"], pooled_accuracy=pooled["accuracy"])
+        if self._personal is not None:
+            metrics["personalized_accuracy"] = self._scores(self._personal, self._test)["accuracy"]
+            if self._eval is not None:
+                metrics["personalized_pooled_accuracy"] = self._scores(self._personal, self._eval)[
+                    "accuracy"
+                ]
         if self._config.training.report_local_only:
             local = self._scores(self._local_only, self._test)
             metrics["local_only_accuracy"] = local["accuracy"]
@@ -293,7 +360,6 @@ class MultimodalTrainer:
             encoding="utf-8",
         )
         self._server.save(staging)
-        np.save(staging / LOCAL_ONLY_FILE, self._local_only)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
 
@@ -310,9 +376,6 @@ class MultimodalTrainer:
         set_peft_model_state_dict(self._model, weights)
         self._global = train.get_vector(self._model, self._names)
         self._server.load(directory)
-        local_only = directory / LOCAL_ONLY_FILE
-        if local_only.exists():
-            self._local_only = np.load(local_only).astype(np.float32)
 
     # ---- for data quality checks (data_quality.QualityModel) ----
 
@@ -463,6 +526,13 @@ class MultimodalTrainer:
         text_all = torch.cat(texts) if texts else torch.zeros(0, network.text_tower.dim)
         image_all = torch.cat(images) if images else torch.zeros(0, network.image_tower.dim)
         return text_all, image_all
+
+
+def _save_vector(path: Path, vector: npt.NDArray[np.float32]) -> None:
+    """Write a float32 vector atomically (np.save to a staging file, then rename)."""
+    staging = path.with_name(path.name + ".tmp.npy")
+    np.save(staging, vector)
+    staging.replace(path)
 
 
 @contextlib.contextmanager

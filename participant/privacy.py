@@ -156,6 +156,26 @@ History = list[tuple[float, float, int]]
 """An accountant's history: (noise_multiplier, sample_rate, steps) runs, oldest first."""
 
 
+@dataclass(frozen=True)
+class SideTraining:
+    """Training on the private data besides the released update (kept or reported locally).
+
+    The local-only baseline and the personalized model train on the same records as the
+    update; whatever they report (accuracy) or keep (weights) spends privacy too, so each
+    round's side training is recorded in the ledger with the round (participant/ledger.py)
+    and composes into the participant's epsilon.
+
+    Attributes:
+        purpose: what was trained ("local_only", "personalized").
+        steps: noisy steps taken this round.
+        spent: its own accountant's total after this round; None when it ran without DP.
+    """
+
+    purpose: str
+    steps: int
+    spent: PrivacySpent | None
+
+
 # ---- the CSPRNG ----
 
 
@@ -360,12 +380,51 @@ def epsilon(accountant: str, history: Sequence[tuple[float, float, int]], delta:
     """Epsilon at `delta` of a history; 0.0 for an empty one (no step, no privacy loss)."""
     if not history or all(int(n) == 0 for _, _, n in history):
         return 0.0
+    if accountant == "prv":
+        bound = _prv_or_none(history, delta)
+        if bound is not None:
+            return bound
+        accountant = "rdp"
     instance: PRVAccountant | RDPAccountant = (
         PRVAccountant() if accountant == "prv" else RDPAccountant()
     )
     instance.history = [tuple(entry) for entry in history]
     with _quiet_accountant():
         return float(instance.get_epsilon(delta=delta))
+
+
+PRV_LIMIT = 100.0
+"""Above this RDP epsilon, PRV is not attempted and the RDP bound is reported."""
+
+
+def _prv_or_none(history: Sequence[tuple[float, float, int]], delta: float) -> float | None:
+    """PRV's epsilon, or None where its numerics fail (then the RDP bound is reported).
+
+    PRV discretises the privacy loss; where that loss is enormous (a noise multiplier far
+    below 1, e.g. client-level z = 0.01: epsilon in the thousands) it fails ("Discrete
+    mean differs significantly from continuous mean") or runs for minutes. Such budgets
+    are checked with the RDP bound first: above `PRV_LIMIT` the RDP value is reported,
+    an upper bound, so a budget is never understated.
+    """
+    taken = [tuple(entry) for entry in history if int(entry[2]) > 0]
+    rdp = RDPAccountant()
+    rdp.history = taken
+    with _quiet_accountant():
+        if not rdp.get_epsilon(delta=delta) <= PRV_LIMIT:
+            return None
+        instance = PRVAccountant()
+        instance.history = taken
+        try:
+            return float(instance.get_epsilon(delta=delta))
+        except (RuntimeError, ValueError, OverflowError, FloatingPointError):
+            return None
+
+
+def prv_falls_back(history: Sequence[tuple[float, float, int]], delta: float) -> bool:
+    """Whether `epsilon("prv", history, delta)` reports the RDP bound instead of PRV's."""
+    if not history or all(int(n) == 0 for _, _, n in history):
+        return False
+    return _prv_or_none(history, delta) is None
 
 
 def save_history(path: Path, accountant: str, history: History) -> None:

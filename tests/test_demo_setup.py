@@ -100,16 +100,19 @@ def test_the_coordinator_clips_at_the_norm_that_fits_the_trainer(
     assert configfile.load(path, CoordinatorConfig, "coordinator").clip_norm == clip_norm
 
 
-def test_client_level_noise_is_on_in_secure_profiles_unless_switched_off(tmp_path: Path) -> None:
+def test_client_level_noise_is_off_by_default_and_on_in_secure_profiles_on_request(
+    tmp_path: Path,
+) -> None:
     names = demo_setup.participant_names(3)
 
     def client_dp(folder: str, profile: Profile, **settings):
         path = demo_setup.write_coordinator_config(tmp_path / folder, names, profile, 5, **settings)
         return configfile.load(path, CoordinatorConfig, "coordinator").client_dp
 
-    noise = client_dp("default", Profile.MASKS)
-    assert noise is not None and noise.noise_multiplier == demo_setup.DEMO_CLIENT_NOISE
-    assert client_dp("off", Profile.MASKS, client_noise=0.0) is None  # --client-noise 0
+    assert demo_setup.DEMO_CLIENT_NOISE == 0.0
+    assert client_dp("default", Profile.MASKS) is None  # three silos: nothing it could buy
+    noise = client_dp("on", Profile.MASKS, client_noise=0.5)  # --client-noise 0.5
+    assert noise is not None and noise.noise_multiplier == 0.5
     assert client_dp("plain", Profile.NONE) is None  # nothing to hide the shares in
 
 
@@ -148,6 +151,7 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
     assert accuracy["participants"]["energy"]["pooled_test"] == {
         "federated": 0.88,
         "local_only": 0.5,
+        "personalized": None,  # not reported in this line
     }
     energy = accuracy["participants"]["energy"]
     assert (energy["federated_accuracy"], energy["local_only_accuracy"]) == (0.88, 0.5)
@@ -155,6 +159,13 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
     assert accuracy["mean"]["pooled_test"]["local_only"] == pytest.approx(0.55)
     assert accuracy["mean"]["own_test"]["federated"] == pytest.approx(0.85)
     assert "local_only" in accuracy["method"] and "alone" in accuracy["method"]
+    # The composed epsilon of everything trained (updates and baseline) wins when reported.
+    composed = {**metrics_line(0.9, 0.95, 0.88, 0.5), "dp_epsilon_composed": 11.5}
+    composed["global_personalized_accuracy"] = 0.97
+    again = demo_report.accuracy_summary({"energy": composed})
+    assert again is not None
+    assert again["participants"]["energy"]["dp_epsilon"] == 11.5
+    assert again["participants"]["energy"]["own_test"]["personalized"] == 0.97
     assert demo_report.accuracy_summary({"energy": {"global_eval_loss": 0.5}}) is None
 
     summary = {

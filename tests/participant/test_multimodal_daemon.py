@@ -184,10 +184,11 @@ def test_a_daemon_with_the_multimodal_trainer_completes_a_private_masked_round(
         for key in (
             "global_accuracy",
             "global_pooled_accuracy",
-            "global_local_only_accuracy",
-            "global_local_only_pooled_accuracy",
+            "global_personalized_accuracy",
+            "global_personalized_pooled_accuracy",
         ):
             assert 0.0 <= metrics[key] <= 1.0, (name, key)
+        assert "global_local_only_accuracy" not in metrics  # the baseline is off by default
         assert 0 < metrics["dp_epsilon"] <= TARGET_EPSILON
         (entry,) = entries(config, ledger.ROUND)
         sample_dp = entry["sample_dp"]

@@ -164,7 +164,10 @@ def test_weights_that_never_update_are_an_error() -> None:
 
 @pytest.fixture(scope="module")
 def trainer(tmp_path_factory, data) -> MultimodalTrainer:
-    return MultimodalTrainer(make_config(tmp_path_factory.mktemp("trainer"), data))
+    config = make_config(
+        tmp_path_factory.mktemp("trainer"), data, training={"report_local_only": True}
+    )
+    return MultimodalTrainer(config)
 
 
 def test_it_implements_the_trainer_protocol(trainer) -> None:
