@@ -65,6 +65,7 @@ from accord.participant.state_files import (
     write_json,
 )
 from accord.participant.trainer import Trainer, make_trainer
+from accord.participant.workers import ChunkWorkers
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
@@ -114,6 +115,7 @@ class ParticipantDaemon:
         self._certified: CertifiedRoster | None = None
         self._round: ParticipantRound | None = None
         self._secret: SecretContext | None = None
+        self._workers = ChunkWorkers(config.workers)  # processes start on first use
         self._key_epoch = 0
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
@@ -149,6 +151,7 @@ class ParticipantDaemon:
             self._work()
         finally:
             self.stop()
+            self._workers.close()
             self._channel.close()  # cancels a heartbeat in flight
             if heartbeat is not None:
                 # A daemon thread still inside a gRPC call when the interpreter exits is
@@ -509,7 +512,9 @@ class ParticipantDaemon:
         self._set_state("uploading")
         started = time.monotonic()
         chunks = list(
-            exchange.protect_update(update, config, current.mask_terms(), secret=self._secret)
+            exchange.protect_update(
+                update, config, current.mask_terms(), secret=self._secret, runner=self._workers
+            )
         )
         # The privacy ledger records the round before its first chunk leaves (guarantee 4).
         refused = ledger.before_upload(self.config, self._identity_private, config, update, chunks)
@@ -588,7 +593,9 @@ class ParticipantDaemon:
         )
         self._check_evidence(config, first)
         self._fetch_key(config)
-        mean_delta = exchange.reveal_mean(received, config, secret=self._secret)
+        mean_delta = exchange.reveal_mean(
+            received, config, secret=self._secret, runner=self._workers
+        )
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
         self._trainer.save(adapter_dir)

@@ -78,11 +78,13 @@ def protect_update(
     secret: SecretContext | None = None,
     rng: np.random.Generator | None = None,
     noise_source: CsprngGaussian | None = None,
+    runner: pipeline.ChunkRunner = pipeline.SERIAL,
 ) -> Iterator[bytes]:
     """The update as wire chunks, in order (noised, masked and encrypted as the round says).
 
     `secret` is the federation's CKKS key, needed by the CKKS profiles only;
-    `noise_source` the CSPRNG of the client-level noise share (fresh when None).
+    `noise_source` the CSPRNG of the client-level noise share (fresh when None);
+    `runner` where the chunks are protected (the daemon's `workers.ChunkWorkers`).
     """
     values = encode_update(
         update, config, rng or np.random.default_rng(), noise_source=noise_source
@@ -96,13 +98,20 @@ def protect_update(
         modulus_bits=config.quant.modulus_bits,
         packing=config.packing,
         secret=secret,
+        runner=runner,
     )
 
 
 def reveal_mean(
-    chunks: Iterable[bytes], config: RoundConfig, *, secret: SecretContext | None = None
+    chunks: Iterable[bytes],
+    config: RoundConfig,
+    *,
+    secret: SecretContext | None = None,
+    runner: pipeline.ChunkRunner = pipeline.SERIAL,
 ) -> npt.NDArray[np.float32]:
     """The weighted mean change of the survivors, shape (d,).
+
+    `runner` decrypts the chunks (the daemon's `workers.ChunkWorkers`), as they arrive.
 
     Raises:
         IntegrityError: the total weight is not positive.
@@ -117,6 +126,7 @@ def reveal_mean(
         secret=secret,
         federation_id=config.federation_id,
         round=config.round,
+        runner=runner,
     )
     if config.profile is not Profile.NONE:
         mean, total_weight = quantize.decode(sums, config.quant)
