@@ -34,8 +34,9 @@ test-all: $(STAMP) lint
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
+# make bench NAME=speed ARGS="--write docs/benchmarks.md" (NAME: see bench/__main__.py)
 bench: $(STAMP)
-	$(BIN)/python bench/crypto_bench.py
+	$(BIN)/python -m bench $(or $(NAME),crypto) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -137,7 +137,7 @@ class ParticipantConfig(BaseModel):
     )
     workers: int | Literal["auto"] = Field(
         "auto",
-        description='processes that protect the upload and reveal the aggregate, chunk by '
+        description="processes that protect the upload and reveal the aggregate, chunk by "
         'chunk, pipelined with the stream ("auto": one per core this process may use; 1: '
         "all in the daemon's own thread)",
     )

@@ -53,7 +53,7 @@ def worker_count(setting: int | Literal["auto"]) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         raise ConfigError(
-            f"[participant] workers = {setting!r}: must be \"auto\" or an integer >= 1 "
+            f'[participant] workers = {setting!r}: must be "auto" or an integer >= 1 '
             "(processes that protect and reveal chunks)"
         )
     return setting
@@ -140,11 +140,14 @@ class ChunkWorkers:
         with self._lock:
             if self._executor is not None and self._secret_digest == digest:
                 return self._executor
-            stale, self._executor = self._executor, ProcessPoolExecutor(
-                max_workers=self._count,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_install,
-                initargs=(blob,),
+            stale, self._executor = (
+                self._executor,
+                ProcessPoolExecutor(
+                    max_workers=self._count,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_install,
+                    initargs=(blob,),
+                ),
             )
             self._secret_digest = digest
             executor = self._executor

@@ -128,9 +128,7 @@ def test_ckks_masks_aggregate_is_byte_identical_with_one_and_two_workers(
     aggregate = list(total.chunks())
     serial = _reveal(aggregate, count, pipeline.SERIAL, secret())
     spread = _reveal(list(reversed(aggregate)), count, pool, secret())
-    expected = (np.sum([inputs[u].astype(np.int64) for u in ids], axis=0) % 2**B).astype(
-        np.uint32
-    )
+    expected = (np.sum([inputs[u].astype(np.int64) for u in ids], axis=0) % 2**B).astype(np.uint32)
     assert serial.tobytes() == expected.tobytes()
     assert spread.tobytes() == serial.tobytes()
 
