@@ -18,6 +18,7 @@ SCRIPTS = {
     "noise": "noise_bench.py",  # client-level noise
     "ml": "ml_bench.py",  # federated learning quality
     "speed": "speed_bench.py",  # issue 16: quantize floor, participant workers, FLARE
+    "peers": "peers_bench.py",  # issue 16: Flower SecAgg+ (make bench-peers first)
 }
 
 
