@@ -20,17 +20,19 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import statistics
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from flwr.app import Context, Message, RecordDict
 from flwr.client import ClientApp, NumPyClient
 from flwr.client.mod import secaggplus_mod
 from flwr.common import ndarrays_to_parameters
+from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.common.logger import FLOWER_LOGGER
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
@@ -40,7 +42,6 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
-from flwr.common.constant import SUPERLINK_NODE_ID
 
 FLOWER_LOGGER.setLevel(logging.WARNING)
 
@@ -48,7 +49,7 @@ FLOWER_LOGGER.setLevel(logging.WARNING)
 class Timer:
     client_s = 0.0
     serde_s = 0.0
-    masked_bytes: list[int] = []
+    masked_bytes: ClassVar[list[int]] = []
 
 
 def wire(message: Message) -> Message:
@@ -79,8 +80,9 @@ class InProcessGrid(Grid):
         return self._run
 
     def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
-        return Message(content=content, dst_node_id=dst_node_id, message_type=message_type,
-                       group_id=group_id)
+        return Message(
+            content=content, dst_node_id=dst_node_id, message_type=message_type, group_id=group_id
+        )
 
     def get_node_ids(self):
         return list(self._apps)
@@ -94,14 +96,11 @@ class InProcessGrid(Grid):
     def send_and_receive(self, messages, *, timeout=None):
         replies = []
         for message in messages:
-            message.metadata.__dict__  # noqa: B018
             nid = message.metadata.dst_node_id
             received, _ = wire(message)
             stage = ""
-            try:
+            with contextlib.suppress(KeyError):
                 stage = str(received.content.config_records["secaggplus_configs"]["stage"])
-            except Exception:  # noqa: BLE001
-                pass
             if nid in self._drop and stage == "collect_masked_vectors":
                 continue  # drops out at the upload stage
             start = time.perf_counter()
@@ -130,9 +129,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--drop", type=int, default=0)
     args = parser.parse_args()
-    vector = (np.random.default_rng(5).standard_normal(args.parameters) * 1e-4).astype(
-        np.float32
-    )
+    vector = (np.random.default_rng(5).standard_normal(args.parameters) * 1e-4).astype(np.float32)
 
     class Client(NumPyClient):
         def fit(self, parameters, config):
@@ -147,39 +144,56 @@ def main() -> None:
     rounds = []
     for _ in range(args.repeats):
         Timer.client_s = Timer.serde_s = 0.0
-        Timer.masked_bytes = []
-        apps = {nid: ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
-                for nid in range(1001, 1001 + args.clients)}
+        Timer.masked_bytes.clear()
+        apps = {
+            nid: ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+            for nid in range(1001, 1001 + args.clients)
+        }
         grid = InProcessGrid(apps, set(range(1001, 1001 + args.drop)))
         strategy = FedAvg(
-            fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=args.clients,
+            fraction_fit=1.0,
+            fraction_evaluate=0.0,
+            min_fit_clients=args.clients,
             min_available_clients=args.clients,
             initial_parameters=ndarrays_to_parameters([np.zeros_like(vector)]),
         )
         context = LegacyContext(
-            context=Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
-                            run_config={}),
+            context=Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={}),
             config=ServerConfig(num_rounds=1),
             strategy=strategy,
         )
         workflow = DefaultWorkflow(
-            fit_workflow=SecAggPlusWorkflow(num_shares=num_shares(args.clients),
-                                            reconstruction_threshold=max(2, args.clients // 2))
+            fit_workflow=SecAggPlusWorkflow(
+                num_shares=num_shares(args.clients),
+                reconstruction_threshold=max(2, args.clients // 2),
+            )
         )
         start = time.perf_counter()
         workflow(grid, context)
         total = time.perf_counter() - start
-        rounds.append({
-            "round_s": total,
-            "client_s_per_client": Timer.client_s / args.clients,
-            "server_s": total - Timer.client_s - Timer.serde_s,
-            "serde_s": Timer.serde_s,
-            "masked_bytes_per_param": statistics.median(Timer.masked_bytes) / args.parameters
-            if Timer.masked_bytes else None,
-            "uploads": len(Timer.masked_bytes),
-        })
-    print(json.dumps({"flwr": "1.42.0", "parameters": args.parameters,
-                      "clients": args.clients, "drop": args.drop, "runs": rounds}))
+        rounds.append(
+            {
+                "round_s": total,
+                "client_s_per_client": Timer.client_s / args.clients,
+                "server_s": total - Timer.client_s - Timer.serde_s,
+                "serde_s": Timer.serde_s,
+                "masked_bytes_per_param": statistics.median(Timer.masked_bytes) / args.parameters
+                if Timer.masked_bytes
+                else None,
+                "uploads": len(Timer.masked_bytes),
+            }
+        )
+    print(
+        json.dumps(
+            {
+                "flwr": "1.42.0",
+                "parameters": args.parameters,
+                "clients": args.clients,
+                "drop": args.drop,
+                "runs": rounds,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import replace_section  # noqa: E402
+
 from accord.crypto import quantize  # noqa: E402
 from accord.crypto.messages import Stage  # noqa: E402
-from report import replace_section  # noqa: E402
 from tests.crypto.harness import FederationHarness  # noqa: E402
 
 SECTION = "## Peers: Flower SecAgg+"
@@ -44,11 +45,27 @@ PEERS = ROOT / "bench" / ".venv-peers" / "bin" / "python"
 
 
 def flower(parameters: int, clients: int, drop: int) -> dict:
-    out = subprocess.run(
-        [str(PEERS), str(ROOT / "bench" / "flower_secaggplus.py"), "--parameters",
-         str(parameters), "--clients", str(clients), "--repeats", "1", "--drop", str(drop)],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            [
+                str(PEERS),
+                str(ROOT / "bench" / "flower_secaggplus.py"),
+                "--parameters",
+                str(parameters),
+                "--clients",
+                str(clients),
+                "--repeats",
+                "1",
+                "--drop",
+                str(drop),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     return json.loads(out)["runs"][0]
 
 
@@ -66,8 +83,11 @@ def accord(parameters: int, clients: int, drop: int) -> dict:
     assert result.aggregate is not None and result.expected is not None
     assert (result.aggregate == result.expected).all()
     sizes = list(result.upload_bytes.values())
-    return {"round_s": total, "bytes_per_param": statistics.median(sizes) / parameters,
-            "uploads": len(sizes)}
+    return {
+        "round_s": total,
+        "bytes_per_param": statistics.median(sizes) / parameters,
+        "uploads": len(sizes),
+    }
 
 
 def main() -> None:
@@ -100,6 +120,12 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     load_after = os.getloadavg()
+    shares = args.clients - 1 if (args.clients - 1) % 2 else args.clients
+    header = (
+        "| dropped at upload | Accord round s | Flower SecAgg+ round s | ratio Accord / Flower "
+        "| Accord upload B/param | Flower upload B/param | ratio "
+        "| uploads summed (Accord / Flower) |"
+    )
     command = "python bench/peers_bench.py " + " ".join(sys.argv[1:])
     section = f"""{SECTION}
 
@@ -110,14 +136,14 @@ Command: `make bench-peers; {command}` (from the repository root, in `.venv`; al
 each, Flower's and Accord's rounds alternating.
 
 {__doc__.split("Flower:", 1)[1].split("Writes the section")[0].strip()}
-Flower: `SecAggPlusWorkflow(num_shares={args.clients - 1 if (args.clients - 1) % 2 else args.clients}, reconstruction_threshold=
+Flower: `SecAggPlusWorkflow(num_shares={shares}, reconstruction_threshold=
 {max(2, args.clients // 2)})`, default quantization (2^22 levels, modulus 2^32); dropped
 clients leave before sending their masked vector. Accord: threshold n/2 + 1, dropped
 participants leave before their upload. Flower's server learns the plaintext sum;
 Accord's coordinator only adds ciphertexts (and the participants decrypt).
 
-| dropped at upload | Accord round s | Flower SecAgg+ round s | ratio Accord / Flower | Accord upload B/param | Flower upload B/param | ratio | uploads summed (Accord / Flower) |
-|---|---|---|---|---|---|---|---|
+{header}
+|------|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
     if args.write is not None:
