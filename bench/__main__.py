@@ -19,6 +19,7 @@ SCRIPTS = {
     "ml": "ml_bench.py",  # federated learning quality
     "speed": "speed_bench.py",  # issue 16: quantize floor, participant workers, FLARE
     "peers": "peers_bench.py",  # issue 16: Flower SecAgg+ (make bench-peers first)
+    "scaling": "scaling_bench.py",  # issue 16: in-process round scaling, plots
 }
 
 

@@ -41,6 +41,8 @@ from accord.participant.workers import ChunkWorkers
 from accord.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 SECTION = "## Participant workers and peers"
+INGEST: dict[str, float] = {}
+WORKERS: dict[str, float] = {}
 B = 16
 N = 10  # n_max: the packing of a 10-participant federation (k = 2 at b = 16)
 
@@ -158,6 +160,11 @@ def bench_workers(d: int, repeats: int, secret: SecretContext) -> tuple[list[str
             reveal[count].append(t)
             revealed[count] = out.tobytes()
     assert revealed[1] == revealed[2], "aggregates differ between 1 and 2 workers"
+    WORKERS.update(
+        protect_s=statistics.median(protect[2]),
+        reveal_s=statistics.median(reveal[2]),
+        download_bytes=sum(len(c) for c in aggregate),
+    )
     pools[2].close()
     lines = [
         "| participant workers | protect s, median (least) | reveal s, median (least) "
@@ -227,6 +234,8 @@ def bench_ingest(d: int, repeats: int, secret: SecretContext, directory: Path) -
     pool = SumWorkers(2)
     thread: dict[int, list[float]] = {1: [], 2: []}
     staged: dict[int, list[float]] = {1: [], 2: []}
+    added: dict[int, list[float]] = {1: [], 2: []}
+    finished: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(repeats):
         for count in (1, 2):
             total = RoundSum(
@@ -243,21 +252,28 @@ def bench_ingest(d: int, repeats: int, secret: SecretContext, directory: Path) -
 
             thread[count].append(timed(receive)[0])
             staged[count].append(timed(lambda total=total: total.stage(spool))[0])
-            total.add(spool)
+            added[count].append(timed(lambda total=total: total.add(spool))[0])
+            finished[count].append(timed(lambda total=total: list(total.finish([])))[0])
     spool.close()
     pool.close()
     lines = [
         "| sum workers | receiving thread: check s per upload | workers: check s per upload "
-        "| check, all s | ciphertext MB/s | MB/s per worker |",
-        "|---|---|---|---|---|---|",
+        "| check, all s | ciphertext MB/s | MB/s per worker | add s | finish s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for count in (1, 2):
         every = statistics.median(thread[count]) + statistics.median(staged[count])
         rate = size / every / 1e6
         lines.append(
             f"| {count} | {med(thread[count])} | {med(staged[count])} | {every:.3f} "
-            f"| {rate:.0f} | {rate / count:.0f} |"
+            f"| {rate:.0f} | {rate / count:.0f} | {med(added[count])} | {med(finished[count])} |"
         )
+    INGEST.update(
+        check_s=statistics.median(thread[2]) + statistics.median(staged[2]),
+        add_s=statistics.median(added[2]),
+        finish_s=statistics.median(finished[2]),
+        upload_bytes=size,
+    )
     return [*lines, f"\nOne upload: {size / 1e6:.1f} MB of ciphertext, {len(chunks)} chunks."]
 
 
@@ -358,6 +374,53 @@ def bench_peers(d: int, repeats: int, secret: SecretContext) -> list[str]:
     return lines
 
 
+def loopback_rate(total: int = 200 << 20) -> float:
+    """Bytes per second through one TCP connection on 127.0.0.1 (a reader thread)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    got = [0]
+
+    def read() -> None:
+        conn, _ = server.accept()
+        while chunk := conn.recv(1 << 20):
+            got[0] += len(chunk)
+        conn.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    block = b"\x00" * (1 << 20)
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        for _ in range(total >> 20):
+            client.sendall(block)
+    reader.join()
+    server.close()
+    return got[0] / (time.perf_counter() - start)
+
+
+def critical_path(participants: int, rate: float) -> list[str]:
+    up, down = INGEST["upload_bytes"], WORKERS["download_bytes"]
+    protect, reveal = WORKERS["protect_s"], WORKERS["reveal_s"]
+    ingest = participants * (INGEST["check_s"] + INGEST["add_s"])
+    up_wire = participants * up / rate
+    down_wire = participants * down / rate
+    total = protect + max(up_wire, ingest) + INGEST["finish_s"] + down_wire + reveal
+    return [
+        "| step | s |",
+        "|---|---|",
+        f"| slowest participant's protect (alone, 2 workers) | {protect:.2f} |",
+        f"| {participants} uploads into the coordinator: max(wire {up_wire:.2f}, "
+        f"check + add in 2 sum workers {ingest:.2f}) | {max(up_wire, ingest):.2f} |",
+        f"| coordinator finish (aggregate chunks) | {INGEST['finish_s']:.2f} |",
+        f"| {participants} aggregate downloads on the wire | {down_wire:.2f} |",
+        f"| participant's reveal (alone, 2 workers) | {reveal:.2f} |",
+        f"| **critical path, separate hosts (model)** | **{total:.2f}** |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parameters", type=int, default=10_000_000)
@@ -377,6 +440,9 @@ def main() -> None:
     print("\n".join(i), flush=True)
     p = bench_peers(args.peer_parameters, args.repeats, secret)
     print("\n".join(p), flush=True)
+    rate = statistics.median(loopback_rate() for _ in range(3))
+    c = critical_path(10, rate)
+    print("\n".join(c), flush=True)
     load_after = load()
     d = args.parameters
     section = f"""{SECTION}
@@ -411,6 +477,19 @@ CRC, header, SEAL's load of each ciphertext); with 2 it checks only the frame (C
 header) and the workers check the payloads (`RoundSum.stage`) before any is added.
 
 {chr(10).join(i)}
+
+### Critical path on separate hosts: 10 participants x {d:,} parameters (a model)
+
+On one machine all participants share the cores; on separate hosts each protects and
+reveals on its own. This adds the measured pieces above: one participant's protect
+and reveal alone with 2 workers, the coordinator's ingest of 10 uploads (frame check,
+worker check and add of each, with 2 sum workers; overlapped with the wire, whichever is
+longer), its finish, and the uploads and downloads at the measured loopback TCP rate
+({rate / 1e6:.0f} MB/s, one connection, median of 3; gRPC and TLS cost more). The
+advertise, share and unmask stages (milliseconds at 10 participants, "Rounds over gRPC")
+are left out. A model from measured parts, not a measured round.
+
+{chr(10).join(c)}
 
 ### NVIDIA FLARE's default CKKS context on the same vector ({args.peer_parameters:,} parameters)
 
