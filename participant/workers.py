@@ -72,11 +72,12 @@ class ChunkWorkers:
     """A reusable pool of 'spawn' processes implementing `pipeline.ChunkRunner`.
 
     Args:
-        count: processes; 1 runs every chunk in the calling thread.
+        count: processes, or "auto" (one per usable core); 1 runs every chunk in the
+            calling thread.
         window: chunks in flight at most; default twice the processes.
     """
 
-    def __init__(self, count: int, window: int | None = None) -> None:
+    def __init__(self, count: int | Literal["auto"], window: int | None = None) -> None:
         self._count = worker_count(count)
         self._window = window if window is not None else 2 * self._count
         if self._window < 1:
