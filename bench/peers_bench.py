@@ -135,15 +135,15 @@ Command: `make bench-peers; {command}` (from the repository root, in `.venv`; al
 {load_before[0]:.2f} before, {load_after[0]:.2f} after. Medians of {args.repeats} rounds
 each, Flower's and Accord's rounds alternating.
 
-{__doc__.split("Flower:", 1)[1].split("Writes the section")[0].strip()}
-Flower: `SecAggPlusWorkflow(num_shares={shares}, reconstruction_threshold=
+Flower: {__doc__.split("Flower:", 1)[1].split("Writes the section")[0].strip()}
+Settings: `SecAggPlusWorkflow(num_shares={shares}, reconstruction_threshold=
 {max(2, args.clients // 2)})`, default quantization (2^22 levels, modulus 2^32); dropped
 clients leave before sending their masked vector. Accord: threshold n/2 + 1, dropped
 participants leave before their upload. Flower's server learns the plaintext sum;
 Accord's coordinator only adds ciphertexts (and the participants decrypt).
 
 {header}
-|------|---|---|---|---|---|---|
+|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
     if args.write is not None:
