@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.accord-installed
 
-.PHONY: demo test test-all lint proto bench clean venv
+.PHONY: demo test test-all lint proto bench bench-peers clean venv
 
 venv: $(STAMP)
 
@@ -34,8 +34,15 @@ test-all: $(STAMP) lint
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
+# make bench NAME=speed ARGS="--write docs/benchmarks.md" (NAME: see bench/__main__.py)
 bench: $(STAMP)
-	$(BIN)/python bench/crypto_bench.py
+	$(BIN)/python -m bench $(or $(NAME),crypto) $(ARGS)
+
+# Peers' packages live in their own venv, never in Accord's dependencies.
+PEERS := bench/.venv-peers
+bench-peers: $(STAMP)
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q flwr==1.42.0 tenseal==0.3.18 numpy
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

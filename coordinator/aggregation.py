@@ -155,7 +155,9 @@ class RoundSum:
             Malformed: the chunk is out of order, or fails the wire checks.
             IntegrityError, Oversized: from the wire checks.
         """
-        header = self._sum.check(chunk)
+        # With workers only the frame is checked here (the receiving thread frames and
+        # spools); the workers check the payloads in `stage`, in parallel.
+        header = self._sum.check_frame(chunk) if self._spread else self._sum.check(chunk)
         if header.chunk_index != index:
             raise Malformed(f"chunk {header.chunk_index} arrived where chunk {index} was due")
 
@@ -164,8 +166,19 @@ class RoundSum:
         if len(chunks) != self.chunk_count:
             raise Malformed(f"the upload has {len(chunks)} of {self.chunk_count} chunks")
 
+    def stage(self, upload: Spool) -> None:
+        """Validate a whole upload's payloads in the workers (a no-op without workers:
+        `check` did it); the sum is unchanged. Call before `add`.
+
+        Raises:
+            RoundAborted: an aggregation worker was lost (the round's sum with it).
+            Malformed, IntegrityError, Oversized: a chunk is refused, as `check` refuses it.
+        """
+        if self._spread is not None:
+            self._spread.check(upload)
+
     def add(self, upload: Spool) -> None:
-        """Add a whole upload whose chunks all passed `check`.
+        """Add a whole upload whose chunks all passed `check` (and `stage`).
 
         Raises:
             RoundAborted: an aggregation worker was lost (the round's sum with it).

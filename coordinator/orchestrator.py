@@ -423,6 +423,11 @@ class Orchestrator:
                 signature=header.signature,
             )
             self._sum.check_complete(upload.chunks)
+            try:
+                self._sum.stage(upload.chunks)  # the payloads, in the sum workers
+            except RoundAborted as error:
+                self._deliver(current.abort(f"aggregation failed: {error}"))
+                raise
             replies = current.receive(receipt)
             try:
                 self._sum.add(upload.chunks)

@@ -50,7 +50,7 @@ from typing import Literal
 from accord import errors
 from accord.coordinator.spool import Spool
 from accord.crypto import masks, wire
-from accord.crypto.aggregate import UpdateSum
+from accord.crypto.aggregate import PreparedChunk, UpdateSum
 from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import RoundConfig
 from accord.errors import AccordError, IntegrityError, RoundAborted, UsageError
@@ -183,6 +183,24 @@ def add_extents(total: UpdateSum, fd: int, extents: Sequence[tuple[int, int]]) -
         total.add(chunk)
 
 
+def prepare_extents(
+    total: UpdateSum, fd: int, extents: Sequence[tuple[int, int]]
+) -> list[PreparedChunk]:
+    """Read chunks from `fd` at `(offset, length)` each and validate them completely.
+
+    Raises:
+        IntegrityError: the file is shorter than an extent.
+        Malformed, Oversized, UsageError: from `UpdateSum.prepare`.
+    """
+    prepared = []
+    for offset, length in extents:
+        chunk = os.pread(fd, length, offset)
+        if len(chunk) != length:
+            raise IntegrityError(f"the spool file ends inside the chunk at offset {offset}")
+        prepared.append(total.prepare(chunk))
+    return prepared
+
+
 def finish_sum(total: UpdateSum, correction: Sequence[masks.MaskTerm]) -> Iterator[bytes]:
     """Add the mask correction over `total`'s own chunks, then return its aggregate chunks.
 
@@ -214,10 +232,17 @@ class _Begin:
 
 
 @dataclass(frozen=True)
-class _Add:
-    """Add these chunks of an upload; the spool file's descriptor follows (SCM_RIGHTS)."""
+class _Check:
+    """Read these chunks of an upload and validate them completely (the payload's decoding,
+    SEAL's load of each ciphertext), keeping them decoded for `_Commit`; nothing is added.
+    The spool file's descriptor follows (SCM_RIGHTS)."""
 
     extents: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """Add the chunks the last `_Check` validated."""
 
 
 @dataclass(frozen=True)
@@ -262,6 +287,7 @@ def _serve(conn: Connection) -> None:
     # Ctrl-C reaches the whole process group; the coordinator decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     total: UpdateSum | None = None
+    staged: list[PreparedChunk] = []  # the chunks the last _Check validated
     while True:
         try:
             request = conn.recv()
@@ -270,18 +296,25 @@ def _serve(conn: Connection) -> None:
         if isinstance(request, _Stop):
             return
         try:
-            fd = reduction.recv_handle(conn) if isinstance(request, _Add) else None
+            fd = reduction.recv_handle(conn) if isinstance(request, _Check) else None
             answer: object
             try:
+                if not isinstance(request, (_Commit, _Describe)):
+                    staged = []
                 if isinstance(request, _Begin):
                     total = None  # free the last round's sum first
                     total = request.spec.new_sum(request.owned) if request.owned else None
                     answer = _Done(None)
                 elif total is None:
                     raise UsageError("this worker holds no sum (no round began, or it finished)")
-                elif isinstance(request, _Add):
+                elif isinstance(request, _Check):
                     assert fd is not None
-                    add_extents(total, fd, request.extents)
+                    staged = prepare_extents(total, fd, request.extents)
+                    answer = _Done(None)
+                elif isinstance(request, _Commit):
+                    committed, staged = staged, []
+                    for prepared in committed:
+                        total.add_prepared(prepared)
                     answer = _Done(None)
                 elif isinstance(request, _Finish):
                     for chunk in finish_sum(total, request.correction):
@@ -525,22 +558,43 @@ class SpreadSum:
         self.ranges = [w.owned for w in workers]
         """The workers' chunk ranges, in order (they cover the plan)."""
         self._failure = ""
+        self._staged: Spool | None = None  # the upload the workers hold checked
 
-    def add(self, upload: Spool) -> None:
-        """Add a whole upload whose chunks all passed `check`: each worker reads its own.
+    def check(self, upload: Spool) -> None:
+        """Validate a whole upload completely, each worker its own chunks, in parallel;
+        keep it decoded in the workers for `add`. The sum is unchanged.
 
         Raises:
             RoundAborted: a worker was lost, or an earlier add failed.
-            AccordError: a worker's add failed (the sum is then incomplete).
+            AccordError: a chunk is refused, as `UpdateSum.check` refuses it (same class;
+                the message names the worker and the chunk). Nothing was added.
         """
         extents = upload.extents()
         calls: list[tuple[_Worker, object]] = [
-            (w, _Add(tuple(extents[w.owned.start : w.owned.stop]))) for w in self._workers
+            (w, _Check(tuple(extents[w.owned.start : w.owned.stop]))) for w in self._workers
         ]
         with self._pool._lock:
             self._require_usable()
+            self._staged = None
+            self._pool._call(calls, fd=upload.fileno())
+            self._staged = upload
+
+    def add(self, upload: Spool) -> None:
+        """Add a whole upload: `check` it unless it was the last one checked, then add it.
+
+        Raises:
+            RoundAborted: a worker was lost, or an earlier add failed.
+            AccordError: as `check` (nothing added); or a worker's add failed (the sum is
+                then incomplete).
+        """
+        if self._staged is not upload:
+            self.check(upload)
+        calls: list[tuple[_Worker, object]] = [(w, _Commit()) for w in self._workers]
+        with self._pool._lock:
+            self._require_usable()
+            self._staged = None
             try:
-                self._pool._call(calls, fd=upload.fileno())
+                self._pool._call(calls)
             except AccordError as error:
                 self._failure = str(error)
                 raise

@@ -33,6 +33,7 @@ The coordinator never decrypts: it holds a ``PublicContext``, which has no key.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,15 @@ from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
 from accord.errors import Malformed, UsageError
 
-__all__ = ["UpdateSum"]
+__all__ = ["PreparedChunk", "UpdateSum"]
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """An upload chunk validated completely by ``UpdateSum.prepare``, not yet added."""
+
+    header: wire.ChunkHeader
+    content: Any
 
 
 class UpdateSum:
@@ -172,6 +181,40 @@ class UpdateSum:
         header, _ = self._prepare(chunk)
         return header
 
+    def check_frame(self, chunk: bytes) -> wire.ChunkHeader:
+        """The cheap part of ``check``: size, CRC, structure and the header's layout.
+
+        The payload is not decoded (a coordinator whose workers hold the sum checks
+        payloads there, ``prepare``). Raises as ``check``, except for payload errors.
+        """
+        header, _ = wire.decode_chunk(chunk, max_bytes=self._max_chunk_bytes)
+        wire.require_layout(
+            header,
+            profile=self.profile,
+            federation_id=self.federation_id,
+            round=self.round,
+            plan=self._plan,
+            modulus_bits=self.modulus_bits,
+            spec=self.packing,
+            aggregate=False,
+        )
+        return header
+
+    def prepare(self, chunk: bytes) -> PreparedChunk:
+        """Validate one upload chunk completely (as ``check``) and keep it decoded for
+        ``add_prepared``; the sum is unchanged.
+
+        Raises:
+            Oversized, Malformed, IntegrityError: as ``check``.
+            UsageError: the chunk is not one of the ``owned`` chunks.
+        """
+        header, content = self._prepare(chunk)
+        if header.chunk_index not in self.owned:
+            raise UsageError(
+                f"chunk {header.chunk_index} is not one of this sum's chunks {self.owned!r}"
+            )
+        return PreparedChunk(header, content)
+
     def add(self, chunk: bytes) -> wire.ChunkHeader:
         """Validate one upload chunk completely, then add it to the sum.
 
@@ -184,6 +227,13 @@ class UpdateSum:
                 the chunk is not one of the ``owned`` chunks.
         """
         header, content = self._prepare(chunk)
+        return self._add_content(header, content)
+
+    def add_prepared(self, prepared: PreparedChunk) -> wire.ChunkHeader:
+        """Add a chunk from ``prepare`` (each at most once). Raises as ``add``."""
+        return self._add_content(prepared.header, prepared.content)
+
+    def _add_content(self, header: wire.ChunkHeader, content: Any) -> wire.ChunkHeader:
         if header.chunk_index not in self.owned:
             raise UsageError(
                 f"chunk {header.chunk_index} is not one of this sum's chunks {self.owned!r}"

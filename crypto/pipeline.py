@@ -16,6 +16,14 @@ coordinator's aggregate: it decrypts each ciphertext and keeps only exact intege
 (``SecretContext.decrypt_packed``, after Li and Micciancio 2021), giving field sums
 mod ``2^b``; dequantizing is the caller's next step.
 
+Both walk chunks through a ``ChunkRunner``: ``SERIAL`` (the default) runs each chunk's
+work in the calling thread; the participant passes its process pool
+(``accord.participant.workers``), which runs ``protect_chunk`` and ``reveal_chunk`` on
+its cores, a bounded window ahead of the caller (chunk ``k + 1`` is encrypted while the
+caller streams chunk ``k``; the aggregate is decrypted while it streams in). A chunk's
+bytes depend on its job alone, so the output is byte-identical with any runner, in
+chunk order; an error is raised as the same class, naming the chunk.
+
 Invariants: ``reveal(sum of protect(x_u)) == sum(x_u) mod 2^b`` for the secure
 profiles whenever the masks cancel (with the coordinator's correction); arguments
 are validated before the first chunk is produced, so a wrong call yields nothing.
@@ -23,7 +31,9 @@ are validated before the first chunk is produced, so a wrong call yields nothing
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,9 +42,77 @@ from accord.crypto import masks, wire
 from accord.crypto.ckks import SecretContext
 from accord.crypto.packing import PackingSpec, pack
 from accord.crypto.profile import Profile
-from accord.errors import IntegrityError, Malformed, UsageError
+from accord.errors import AccordError, IntegrityError, Malformed, UsageError
 
-__all__ = ["protect", "reveal"]
+__all__ = [
+    "SERIAL",
+    "ChunkRunner",
+    "ProtectJob",
+    "RevealJob",
+    "protect",
+    "protect_chunk",
+    "reveal",
+    "reveal_chunk",
+]
+
+_J = TypeVar("_J")
+_R = TypeVar("_R")
+
+
+class ChunkRunner(Protocol):
+    """Runs one function over chunk jobs and yields the results in job order."""
+
+    def map(
+        self,
+        fn: Callable[[SecretContext | None, _J], _R],
+        jobs: Iterable[_J],
+        secret: SecretContext | None,
+    ) -> Iterator[_R]:
+        """``fn(secret, job)`` for each job, lazily, in order; ``fn``'s errors propagate."""
+        ...
+
+
+class _Serial:
+    """The in-thread runner: one chunk after the other, nothing ahead."""
+
+    def map(
+        self,
+        fn: Callable[[SecretContext | None, _J], _R],
+        jobs: Iterable[_J],
+        secret: SecretContext | None,
+    ) -> Iterator[_R]:
+        return (fn(secret, job) for job in jobs)
+
+
+SERIAL: ChunkRunner = _Serial()
+"""Runs each chunk in the calling thread (``protect`` and ``reveal``'s default)."""
+
+
+@dataclass(frozen=True)
+class ProtectJob:
+    """One chunk of ``protect``: its elements and everything its header needs (picklable)."""
+
+    index: int
+    piece: npt.NDArray[np.generic]
+    start: int
+    profile: Profile
+    federation_id: str
+    round: int
+    terms: tuple[masks.MaskTerm, ...]
+    modulus_bits: int
+    packing: PackingSpec | None
+    plan: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class RevealJob:
+    """One ciphertext chunk of ``reveal``: its checked payload and place (picklable)."""
+
+    index: int
+    payload: bytes
+    start: int
+    count: int
+    packing: PackingSpec
 
 
 def protect(
@@ -48,6 +126,7 @@ def protect(
     packing: PackingSpec | None,
     secret: SecretContext | None,
     target_chunk_bytes: int = wire.DEFAULT_TARGET_CHUNK_BYTES,
+    runner: ChunkRunner = SERIAL,
 ) -> Iterator[bytes]:
     """Mask, pack, encrypt and frame an update, one wire chunk at a time.
 
@@ -62,9 +141,11 @@ def protect(
         packing: the packing spec; required exactly for the CKKS profiles.
         secret: the CKKS secret context; required exactly for the CKKS profiles.
         target_chunk_bytes: chunk size; the coordinator must use the same.
+        runner: where each chunk's work runs (``SERIAL``, or the participant's pool).
 
     Returns:
-        An iterator over the chunks (bytes), in chunk order.
+        An iterator over the chunks (bytes), in chunk order; with a pool, a bounded
+        window of chunks is computed ahead of the consumer.
 
     Raises:
         UsageError: the arguments do not fit the profile, or a value is out of range.
@@ -98,49 +179,64 @@ def protect(
         modulus_bits=modulus_bits,
         spec=packing,
     )
-    return _protect_chunks(
-        array, profile, federation_id, round, terms, modulus_bits, packing, secret, plan
-    )
-
-
-def _protect_chunks(
-    array: npt.NDArray[np.generic],
-    profile: Profile,
-    federation_id: str,
-    round: int,
-    terms: list[masks.MaskTerm],
-    modulus_bits: int,
-    packing: PackingSpec | None,
-    secret: SecretContext | None,
-    plan: list[tuple[int, int]],
-) -> Iterator[bytes]:
-    for index, (start, count) in enumerate(plan):
-        piece = array[start : start + count]
-        if profile.uses_masks:
-            piece = masks.apply(piece, start, terms, modulus_bits)
-        if packing is not None and secret is not None:
-            per = packing.elements_per_ciphertext
-            payload = wire.encode_ciphertext_payload(
-                [
-                    secret.encrypt(pack(piece[offset : offset + per], packing), packing)
-                    for offset in range(0, count, per)
-                ]
-            )
-        elif profile is Profile.NONE:
-            payload = wire.encode_float_payload(piece)
-        else:
-            payload = wire.encode_field_payload(piece, modulus_bits)
-        header = wire.layout_header(
+    frozen_plan, frozen_terms = tuple(plan), tuple(terms)
+    jobs = (
+        ProtectJob(
+            index=index,
+            piece=array[start : start + count],
+            start=start,
             profile=profile,
             federation_id=federation_id,
             round=round,
-            plan=plan,
-            chunk_index=index,
+            terms=frozen_terms,
             modulus_bits=modulus_bits,
-            spec=packing,
-            payload_len=len(payload),
+            packing=packing,
+            plan=frozen_plan,
         )
-        yield wire.encode_chunk(header, payload)
+        for index, (start, count) in enumerate(plan)
+    )
+    return runner.map(protect_chunk, jobs, secret)
+
+
+def protect_chunk(secret: SecretContext | None, job: ProtectJob) -> bytes:
+    """Mask, pack, encrypt and frame one chunk (``protect``'s per-chunk step).
+
+    Raises:
+        AccordError: as raised by masking or encryption, same class, naming the chunk.
+    """
+    try:
+        return _protect_chunk(secret, job)
+    except AccordError as err:
+        raise type(err)(f"chunk {job.index}: {err}") from err
+
+
+def _protect_chunk(secret: SecretContext | None, job: ProtectJob) -> bytes:
+    piece, count, packing = job.piece, job.piece.size, job.packing
+    if job.profile.uses_masks:
+        piece = masks.apply(piece, job.start, list(job.terms), job.modulus_bits)
+    if packing is not None and secret is not None:
+        per = packing.elements_per_ciphertext
+        payload = wire.encode_ciphertext_payload(
+            [
+                secret.encrypt(pack(piece[offset : offset + per], packing), packing)
+                for offset in range(0, count, per)
+            ]
+        )
+    elif job.profile is Profile.NONE:
+        payload = wire.encode_float_payload(piece)
+    else:
+        payload = wire.encode_field_payload(piece, job.modulus_bits)
+    header = wire.layout_header(
+        profile=job.profile,
+        federation_id=job.federation_id,
+        round=job.round,
+        plan=job.plan,
+        chunk_index=job.index,
+        modulus_bits=job.modulus_bits,
+        spec=packing,
+        payload_len=len(payload),
+    )
+    return wire.encode_chunk(header, payload)
 
 
 def reveal(
@@ -155,6 +251,7 @@ def reveal(
     round: int | None = None,
     target_chunk_bytes: int = wire.DEFAULT_TARGET_CHUNK_BYTES,
     max_chunk_bytes: int = wire.DEFAULT_MAX_CHUNK_BYTES,
+    runner: ChunkRunner = SERIAL,
 ) -> npt.NDArray[np.uint32] | npt.NDArray[np.float32]:
     """Decode the coordinator's aggregate into field sums (or float sums for ``none``).
 
@@ -164,6 +261,8 @@ def reveal(
         federation_id, round: when given, every chunk must carry them (recommended).
         target_chunk_bytes: the chunk size the update was planned with.
         max_chunk_bytes: larger chunks are refused.
+        runner: where each chunk's decryption runs; headers are checked here, in order
+            of arrival, so a pool decrypts while the rest of the aggregate streams in.
 
     Returns:
         uint32 array of shape ``(element_count,)`` with the sums mod ``2^b``, or a
@@ -185,48 +284,71 @@ def reveal(
     else:
         out = np.zeros(element_count, dtype=np.uint32)
     seen = np.zeros(len(plan), dtype=bool)
-    for chunk in chunks:
-        header, payload = wire.decode_chunk(chunk, max_bytes=max_chunk_bytes)
-        wire.require_layout(
-            header,
-            profile=profile,
-            federation_id=federation_id,
-            round=round,
-            plan=plan,
-            modulus_bits=modulus_bits,
-            spec=packing,
-            aggregate=True,
-        )
-        index, start, count = header.chunk_index, header.element_start, header.element_count
-        if seen[index]:
-            raise Malformed(f"chunk {index}: received twice")
-        if profile is Profile.NONE:
-            out[start : start + count] = wire.decode_float_payload(
-                payload, count, chunk_index=index
+
+    def ciphertext_jobs() -> Iterator[RevealJob]:
+        for chunk in chunks:
+            header, payload = wire.decode_chunk(chunk, max_bytes=max_chunk_bytes)
+            wire.require_layout(
+                header,
+                profile=profile,
+                federation_id=federation_id,
+                round=round,
+                plan=plan,
+                modulus_bits=modulus_bits,
+                spec=packing,
+                aggregate=True,
             )
-        elif packing is None or secret is None:
-            out[start : start + count] = wire.decode_field_payload(
-                payload, modulus_bits, count, chunk_index=index
-            )
-        else:
-            per = packing.elements_per_ciphertext
-            blobs = wire.decode_ciphertext_payload(
-                payload, packing.ciphertext_count(count), chunk_index=index
-            )
-            for number, blob in enumerate(blobs):
-                offset = start + number * per
-                width = min(per, start + count - offset)
-                try:
-                    out[offset : offset + width] = secret.decrypt_packed(blob, packing, width)
-                except Malformed as err:
-                    raise Malformed(f"chunk {index}: ciphertext {number}: {err}") from err
-                except IntegrityError as err:
-                    raise IntegrityError(f"chunk {index}: ciphertext {number}: {err}") from err
-        seen[index] = True
+            index, start, count = header.chunk_index, header.element_start, header.element_count
+            if seen[index]:
+                raise Malformed(f"chunk {index}: received twice")
+            seen[index] = True
+            if profile is Profile.NONE:
+                out[start : start + count] = wire.decode_float_payload(
+                    payload, count, chunk_index=index
+                )
+            elif packing is None or secret is None:
+                out[start : start + count] = wire.decode_field_payload(
+                    payload, modulus_bits, count, chunk_index=index
+                )
+            else:
+                yield RevealJob(index, bytes(payload), start, count, packing)
+
+    for start, values in runner.map(reveal_chunk, ciphertext_jobs(), secret):
+        out[start : start + values.size] = values
     if not seen.all():
         missing = int(np.flatnonzero(~seen)[0])
         raise Malformed(f"chunk {missing}: missing from the aggregate")
     return out
+
+
+def reveal_chunk(
+    secret: SecretContext | None, job: RevealJob
+) -> tuple[int, npt.NDArray[np.uint32]]:
+    """Decrypt one aggregate chunk's ciphertexts: ``(element_start, field sums)``.
+
+    Raises:
+        Malformed, IntegrityError: a ciphertext is refused; the message names the chunk
+            and the ciphertext.
+        UsageError: no secret context.
+    """
+    if secret is None:
+        raise UsageError(f"chunk {job.index}: decrypting needs the secret context")
+    packing = job.packing
+    per = packing.elements_per_ciphertext
+    blobs = wire.decode_ciphertext_payload(
+        job.payload, packing.ciphertext_count(job.count), chunk_index=job.index
+    )
+    values = np.empty(job.count, dtype=np.uint32)
+    for number, blob in enumerate(blobs):
+        offset = number * per
+        width = min(per, job.count - offset)
+        try:
+            values[offset : offset + width] = secret.decrypt_packed(blob, packing, width)
+        except Malformed as err:
+            raise Malformed(f"chunk {job.index}: ciphertext {number}: {err}") from err
+        except IntegrityError as err:
+            raise IntegrityError(f"chunk {job.index}: ciphertext {number}: {err}") from err
+    return job.start, values
 
 
 def _check_profile_arguments(

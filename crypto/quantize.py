@@ -56,6 +56,9 @@ ALLOWED_MODULUS_BITS = (8, 12, 16, 24, 32)
 _NORM_CHUNK = 1 << 20
 """Elements per block when accumulating an L2 norm in float64."""
 
+_QUANT_BLOCK = 1 << 16
+"""Elements per block when quantizing: the float64 buffers stay in cache."""
+
 
 @dataclass(frozen=True)
 class QuantSpec:
@@ -216,15 +219,12 @@ def quantize(x: npt.ArrayLike, spec: QuantSpec, rng: Uniforms) -> npt.NDArray[np
     Raises:
         UsageError: ``x`` holds a NaN.
     """
-    values = np.asarray(x, dtype=np.float64)
-    if np.isnan(values).any():
+    values = np.asarray(x)
+    if values.size and np.isnan(values.min()):  # min propagates NaN, no temporary
         raise UsageError("the update holds a NaN and cannot be quantized")
-    level = spec.max_level
-    scaled = np.clip(values, -spec.bound, spec.bound) / spec.step
-    scaled += rng.random(scaled.shape)
-    np.floor(scaled, out=scaled)
-    np.clip(scaled, -level, level, out=scaled)
-    return scaled.astype(np.int64)
+    out = np.empty(values.shape, dtype=np.int64)
+    _quantize_into(values.reshape(-1), 1.0, spec, rng, out.reshape(-1), None)
+    return out
 
 
 def dequantize(q: npt.ArrayLike, spec: QuantSpec) -> npt.NDArray[np.float64]:
@@ -304,10 +304,9 @@ def encode(
     if values.ndim != 1:
         raise UsageError(f"delta has shape {values.shape}: must be one-dimensional (d,)")
     capped = min(int(weight), spec.cap)
-    clipped = clip_l2(values, spec.clip_norm)
-    scaled = clipped.astype(np.float64) * (capped / spec.cap)
+    clipped = _clipped(values, spec.clip_norm)
     out = np.empty(values.shape[0] + 1, dtype=np.uint32)
-    out[:-1] = to_field(quantize(scaled, spec, rng), spec.modulus_bits)
+    _quantize_into(clipped, capped / spec.cap, spec, rng, out[:-1], spec.modulus_bits)
     out[-1] = capped
     return out
 
@@ -342,6 +341,58 @@ def decode(field_sum: npt.ArrayLike, spec: QuantSpec) -> tuple[npt.NDArray[np.fl
         return np.zeros(lifted.shape[0] - 1, dtype=np.float32), 0
     mean = dequantize(lifted[:-1], spec) * (spec.cap / total_weight)
     return mean.astype(np.float32), total_weight
+
+
+def _clipped(x: npt.NDArray[Any], clip_norm: float) -> npt.NDArray[np.float32]:
+    """``clip_l2(x)``, but ``x`` itself (no copy) when it is float32 within the bound."""
+    if x.dtype == np.float32:
+        norm = _l2_norm(x)
+        if not math.isfinite(norm):
+            raise UsageError("the update holds a NaN or an infinity and cannot be clipped")
+        if norm <= clip_norm:
+            return x
+    return clip_l2(x, clip_norm)
+
+
+def _quantize_into(
+    x: npt.NDArray[Any],
+    factor: float,
+    spec: QuantSpec,
+    rng: np.random.Generator,
+    out: npt.NDArray[Any],
+    modulus_bits: int | None,
+) -> None:
+    """``out = quantize(x * factor)`` (mod ``2^b`` when ``modulus_bits`` is given), 1-D.
+
+    Cache-sized float64 blocks, the rounding noise drawn into a reused buffer in the
+    same order as one whole-vector draw: the same values as the whole-vector formula
+    with no full-size temporaries.
+    """
+    size = x.shape[0]
+    block = min(size, _QUANT_BLOCK)
+    scaled = np.empty(block, dtype=np.float64)
+    noise = np.empty(block, dtype=np.float64)
+    levels = np.empty(block, dtype=np.int64)
+    bound, step, level = spec.bound, spec.step, spec.max_level
+    mask = np.int64(_modulus_mask(modulus_bits)) if modulus_bits is not None else None
+    scale = np.float64(factor)
+    for begin in range(0, size, block):
+        count = min(block, size - begin)
+        s, u, q = scaled[:count], noise[:count], levels[:count]
+        if factor == 1.0:
+            s[...] = x[begin : begin + count]
+        else:
+            np.multiply(x[begin : begin + count], scale, out=s)
+        np.clip(s, -bound, bound, out=s)
+        np.divide(s, step, out=s)
+        rng.random(out=u)
+        s += u
+        np.floor(s, out=s)
+        np.clip(s, -level, level, out=s)
+        q[...] = s
+        if mask is not None:
+            np.bitwise_and(q, mask, out=q)
+        out[begin : begin + count] = q
 
 
 def _is_int(value: Any) -> bool:

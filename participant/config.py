@@ -135,6 +135,12 @@ class ParticipantConfig(BaseModel):
     synthetic_parameters: int = Field(
         1_000_000, ge=1, description="adapter size of the synthetic trainer (benchmarks only)"
     )
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="processes that protect the upload and reveal the aggregate, chunk by "
+        'chunk, pipelined with the stream ("auto": one per core this process may use; 1: '
+        "all in the daemon's own thread)",
+    )
     insecure_plaintext: bool = Field(
         False,
         description="connect without TLS (loopback debugging, tests and `--profile none` "
@@ -187,6 +193,13 @@ class ParticipantConfig(BaseModel):
                 'set trainer = "multimodal" or [participant.dp] enabled = false'
             )
         return self
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f'workers = {value}: must be "auto" or an integer >= 1')
+        return value
 
     @field_validator("state_dir", "data_dir", "identity_key", "kit")
     @classmethod

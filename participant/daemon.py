@@ -67,6 +67,7 @@ from accord.participant.state_files import (
 )
 from accord.participant.terms import check_own_settings, check_round, load_kit_terms
 from accord.participant.trainer import Trainer, make_trainer
+from accord.participant.workers import ChunkWorkers
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
@@ -130,6 +131,7 @@ class ParticipantDaemon:
         self._secret: SecretContext | None = None
         self._integrity_key: bytes | None = None
         self._uses_ckks = True  # the federation's profile, from Enroll
+        self._workers = ChunkWorkers(config.workers)  # processes start on first use
         self._key_epoch = 0
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
@@ -170,6 +172,7 @@ class ParticipantDaemon:
             self._work()
         finally:
             self.stop()
+            self._workers.close()
             self._channel.close()  # cancels a heartbeat in flight
             if heartbeat is not None:
                 # A daemon thread still inside a gRPC call when the interpreter exits is
@@ -566,6 +569,7 @@ class ParticipantDaemon:
                 secret=self._secret,
                 integrity_key=self._integrity_key,
                 participant=self.config.name,
+                runner=self._workers,
             )
         )
         # The privacy ledger records the round before its first chunk leaves (guarantee 4).
@@ -657,6 +661,7 @@ class ParticipantDaemon:
             secret=self._secret,
             integrity_key=self._integrity_key,
             survivors=survivors,
+            runner=self._workers,
         )
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"

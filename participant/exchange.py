@@ -107,12 +107,14 @@ def protect_update(
     noise_source: CsprngGaussian | None = None,
     integrity_key: bytes | None = None,
     participant: str = "",
+    runner: pipeline.ChunkRunner = pipeline.SERIAL,
 ) -> Iterator[bytes]:
     """The update as wire chunks, in order (noised, tagged, masked and encrypted).
 
     `secret` is the federation's CKKS key, needed by the CKKS profiles only;
     `noise_source` the CSPRNG of the client-level noise share (fresh when None);
-    `integrity_key` and `participant` as for `encode_update` (secure profiles).
+    `integrity_key` and `participant` as for `encode_update` (secure profiles);
+    `runner` where the chunks are protected (the daemon's `workers.ChunkWorkers`).
     """
     # Stochastic rounding draws from a CSPRNG keyed per round (a fresh os.urandom secret
     # unless a test passes `rng`, e.g. `quantize.CsprngUniforms(quantize.rounding_key(...))`).
@@ -136,6 +138,7 @@ def protect_update(
         modulus_bits=config.quant.modulus_bits,
         packing=config.packing,
         secret=secret,
+        runner=runner,
     )
 
 
@@ -146,6 +149,7 @@ def reveal_mean(
     secret: SecretContext | None = None,
     integrity_key: bytes | None = None,
     survivors: Sequence[str] = (),
+    runner: pipeline.ChunkRunner = pipeline.SERIAL,
 ) -> npt.NDArray[np.float32]:
     """The weighted mean change of the survivors, shape (d,).
 
@@ -155,6 +159,7 @@ def reveal_mean(
         secret: the CKKS key (CKKS profiles).
         integrity_key: the federation's integrity key (secure profiles).
         survivors: whose uploads the aggregate must sum (secure profiles).
+        runner: decrypts the chunks as they arrive (the daemon's `workers.ChunkWorkers`).
 
     Raises:
         IntegrityError: the aggregate is not the sum of the uploads of `survivors`, or
@@ -171,6 +176,7 @@ def reveal_mean(
         secret=secret,
         federation_id=config.federation_id,
         round=config.round,
+        runner=runner,
     )
     if config.profile is not Profile.NONE:
         if integrity_key is None or not survivors:

@@ -126,6 +126,16 @@ def test_participant_paths_resolve_against_the_file(tmp_path: Path) -> None:
     assert config.coordinator == "127.0.0.1:50051"
 
 
+def test_participant_workers_default_to_auto_and_refuse_zero(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.toml", '[participant]\nname = "energy"\n')
+    assert configfile.load(path, ParticipantConfig, "participant").workers == "auto"
+    two = write(tmp_path, "two.toml", '[participant]\nname = "energy"\nworkers = 2\n')
+    assert configfile.load(two, ParticipantConfig, "participant").workers == 2
+    zero = write(tmp_path, "zero.toml", '[participant]\nname = "energy"\nworkers = 0\n')
+    with pytest.raises(ConfigError, match=r"zero\.toml \[participant\] workers.*0"):
+        configfile.load(zero, ParticipantConfig, "participant")
+
+
 def test_overrides_win_over_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "p.toml", '[participant]\nname = "energy"\n')
     config = configfile.load(

@@ -374,10 +374,51 @@ def test_a_worker_error_is_raised_as_its_own_class_and_the_sum_refuses_to_finish
     with pytest.raises(Malformed, match=r"aggregation worker 0 \(pid \d+, chunks 0-3\): .*round"):
         total.add(spool)
     spool.close()
-    with pytest.raises(RoundAborted, match="incomplete: an add failed"):
+    # Every worker checks before any adds: the refused upload left the sum empty.
+    with pytest.raises(UsageError, match="empty: no upload has been added"):
         total.finish([])
     # The workers live on for the next round.
     assert len(pool.pids) == 2 and new_sum(config, pool).workers == 2
+
+
+def _with_bad_ciphertext(chunk: bytes, config: RoundConfig) -> bytes:
+    """`chunk` with its first ciphertext zeroed: a sound frame around a bad payload."""
+    head, payload = wire.decode_chunk(chunk)
+    assert config.packing is not None
+    blobs = wire.decode_ciphertext_payload(
+        payload, config.packing.ciphertext_count(head.element_count), chunk_index=head.chunk_index
+    )
+    blobs[0] = bytes(len(blobs[0]))
+    body = wire.encode_ciphertext_payload(blobs)
+    return wire.encode_chunk(replace(head, payload_len=len(body)), body)
+
+
+def test_a_bad_payload_is_refused_in_the_workers_with_the_same_class_and_nothing_is_added(
+    pool: SumWorkers, tmp_path: Path
+) -> None:
+    config = round_config(Profile.CKKS)
+    good = upload(config, "p0", inputs(0))
+    bad = list(good)
+    bad[5] = _with_bad_ciphertext(good[5], config)  # in the second worker's range
+    alone, spread = new_sum(config, None), new_sum(config, pool)
+    assert spread.workers == 2
+    with pytest.raises(Malformed) as in_process:
+        alone.check(bad[5], index=5)
+    # The receiving thread only checks the frame; the workers refuse the payload.
+    for index, chunk in enumerate(bad):
+        spread.check(chunk, index=index)
+    spool = spooled(tmp_path, bad)
+    with pytest.raises(Malformed) as in_workers:
+        spread.stage(spool)
+    with pytest.raises(Malformed, match="chunk 5: ciphertext 0"):
+        spread.add(spool)
+    spool.close()
+    assert in_workers.value.grpc_status == in_process.value.grpc_status
+    assert "chunk 5: ciphertext 0" in str(in_workers.value)
+    # Nothing of the refused upload was added, in either worker: the next upload sums alone.
+    add_all(spread, tmp_path, [good])
+    add_all(alone, tmp_path, [good])
+    assert list(spread.finish([])) == list(alone.finish([]))
 
 
 def test_a_later_round_takes_the_workers_over(pool: SumWorkers, tmp_path: Path) -> None:
