@@ -175,7 +175,9 @@ def clip_l2(x: npt.ArrayLike, clip_norm: float) -> npt.NDArray[np.float32]:
 class Uniforms(Protocol):
     """A source of U[0, 1) draws: ``np.random.Generator`` or `CsprngUniforms`."""
 
-    def random(self, size: Any) -> npt.NDArray[np.float64]: ...
+    def random(
+        self, size: Any = None, dtype: Any = ..., out: npt.NDArray[np.float64] | None = ...
+    ) -> Any: ...
 
 
 class CsprngUniforms:
@@ -191,12 +193,27 @@ class CsprngUniforms:
             raise UsageError("a rounding key is 32 bytes")
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(b"\x00" * 16)).encryptor()
 
-    def random(self, size: Any) -> npt.NDArray[np.float64]:
-        shape = tuple(np.atleast_1d(np.asarray(size, dtype=np.int64))) if size != () else ()
+    def random(
+        self,
+        size: Any = None,
+        dtype: Any = np.float64,
+        out: npt.NDArray[np.float64] | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """Draws of shape `size`, or into `out` (as ``np.random.Generator.random``)."""
+        if out is not None:
+            shape: tuple[int, ...] = out.shape
+        elif size is None or size == ():
+            shape = ()
+        else:
+            shape = tuple(int(n) for n in np.atleast_1d(np.asarray(size, dtype=np.int64)))
         count = int(np.prod(shape)) if shape else 1
-        words = np.frombuffer(self._encryptor.update(b"\x00" * (8 * count)), dtype="<u8")
-        values = (words >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-        return values.reshape(shape)
+        words = np.frombuffer(self._encryptor.update(bytes(8 * count)), dtype="<u8")
+        values = (words >> np.uint64(11)).astype(np.float64)
+        values *= 1.0 / float(1 << 53)
+        if out is None:
+            return values.reshape(shape)
+        out[...] = values.reshape(shape)
+        return out
 
 
 def rounding_key(secret: bytes, federation_id: str, round: int) -> bytes:
@@ -358,7 +375,7 @@ def _quantize_into(
     x: npt.NDArray[Any],
     factor: float,
     spec: QuantSpec,
-    rng: np.random.Generator,
+    rng: Uniforms,
     out: npt.NDArray[Any],
     modulus_bits: int | None,
 ) -> None:

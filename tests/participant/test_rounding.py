@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from accord.crypto import quantize
+from accord.crypto import integrity, quantize
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
@@ -16,6 +16,8 @@ from accord.participant.trainer import LocalUpdate
 
 PARAMETERS = 200
 SECRET = bytes(range(32))
+INTEGRITY_KEY = bytes(range(32, 64))
+MEMBERS = ("a", "b")
 
 
 def round_config(profile: Profile, round: int = 1) -> RoundConfig:
@@ -23,10 +25,10 @@ def round_config(profile: Profile, round: int = 1) -> RoundConfig:
         federation_id="accord-demo",
         round=round,
         profile=profile,
-        selected=("a", "b"),
+        selected=MEMBERS,
         threshold=2,
         quant=QuantSpec(max_participants=2, clip_norm=10.0),
-        element_count=PARAMETERS + 1,
+        element_count=integrity.protected_length(PARAMETERS, profile),
         graph_seed=bytes(32) if profile.uses_masks else b"",
     )
 
@@ -54,9 +56,17 @@ def mean(config: RoundConfig, secret: bytes | None) -> np.ndarray:
         if secret is not None:
             key = quantize.rounding_key(secret + bytes([index]), "accord-demo", config.round)
             rng = quantize.CsprngUniforms(key)
-        for chunk in protect_update(update, config, [], rng=rng):
+        chunks = protect_update(
+            update,
+            config,
+            [],
+            rng=rng,
+            integrity_key=INTEGRITY_KEY,
+            participant=MEMBERS[index],
+        )
+        for chunk in chunks:
             total.add(chunk)
-    return reveal_mean(list(total.chunks()), config)
+    return reveal_mean(list(total.chunks()), config, integrity_key=INTEGRITY_KEY, survivors=MEMBERS)
 
 
 def test_a_fixed_rounding_key_reproduces_the_secure_mean_within_the_quantization_bound() -> None:
