@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/ml_bench.py [--write docs/benchmarks.md] [--quick]``
 
-For each benchmark (`participant/benchmarks.py`: the synthetic city-safety data of
+For each benchmark (`participant/data/incident_sets.py`: the synthetic city-safety data of
 `accord demo`, and real MNIST digits as camera frames), with the bundled model
 (all-MiniLM-L6-v2 + EfficientNet-Lite0, frozen, features cached; the fusion head
 trained, as in the demo profile):
@@ -43,10 +43,14 @@ import numpy as np
 import torch
 from report import replace_section
 
-from accord import configfile
-from accord.participant import benchmarks, data_quality, datasets, models, privacy, train
+from accord.core import configfile
 from accord.participant.config import ParticipantConfig
-from accord.participant.multimodal_trainer import MultimodalTrainer
+from accord.participant.data import folder as datasets
+from accord.participant.data import incident_sets as benchmarks
+from accord.participant.data import quality as data_quality
+from accord.participant.training import local as train
+from accord.participant.training import models, privacy
+from accord.participant.training.multimodal import MultimodalTrainer
 
 SECTION = "## Federated learning"
 IMAGE_SIZE = 64

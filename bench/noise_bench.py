@@ -27,8 +27,8 @@ from pathlib import Path
 
 from report import replace_section
 
-from accord.participant.client_noise import skellam
-from accord.participant.privacy import CsprngGaussian
+from accord.participant.client_dp_share import skellam
+from accord.participant.training.privacy import CsprngGaussian
 
 SECTION = "## Client-level noise"
 MUS = (0.5, 5.0, 50.0, 500.0, 50_000.0)

@@ -27,9 +27,10 @@ import numpy as np
 import tenseal as ts
 from report import replace_section
 
-from accord.coordinator.aggregation import RoundSum
-from accord.coordinator.spool import Spool
-from accord.coordinator.sum_workers import SumWorkers
+from accord.coordinator.aggregation.round_sum import RoundSum
+from accord.coordinator.aggregation.spool import Spool
+from accord.coordinator.aggregation.sum_workers import SumWorkers
+from accord.core.transport import DEFAULT_MAX_MESSAGE_BYTES
 from accord.crypto import masks, pipeline, quantize
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.ckks import SecretContext
@@ -38,7 +39,6 @@ from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.participant.workers import ChunkWorkers
-from accord.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 SECTION = "## Participant workers and peers"
 INGEST: dict[str, float] = {}

@@ -36,16 +36,16 @@ import numpy as np
 import tenseal
 from report import replace_section
 
-from accord.coordinator.aggregation import RoundSum
-from accord.coordinator.spool import Spool
-from accord.coordinator.sum_workers import SumWorkers
+from accord.coordinator.aggregation.round_sum import RoundSum
+from accord.coordinator.aggregation.spool import Spool
+from accord.coordinator.aggregation.sum_workers import SumWorkers
+from accord.core.transport import DEFAULT_MAX_MESSAGE_BYTES
 from accord.crypto import masks, pipeline
 from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import RoundConfig
 from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
-from accord.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 SECTION = "## Coordinator sum workers"
 B = 16

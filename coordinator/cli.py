@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from accord import configfile
 from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile
 
 app = typer.Typer(
     help="Run the coordinator service: it routes the rounds and sums protected updates.",
@@ -41,7 +41,7 @@ def serve(
     configfile.check_writable_folder(
         settings.state_dir, source=config, section="coordinator", field="state_dir"
     )
-    from accord import logs
     from accord.coordinator.server import serve as serve_forever
+    from accord.core import logs
 
     serve_forever(settings, log=logs.configure("coordinator", settings.log_file))

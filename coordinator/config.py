@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from accord.configfile import resolve_path
+from accord.core.configfile import resolve_path
+from accord.core.transport import DEFAULT_MAX_MESSAGE_BYTES
 from accord.crypto.profile import Profile
-from accord.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """Participant and federation ids: lower case, digits, `-` and `_`, at most 63 characters."""
@@ -31,7 +31,7 @@ class ClientDpConfig(BaseModel):
     """`[coordinator.client_dp]`: client-level DP of the aggregate (DESIGN.md guarantee 4).
 
     Every round's parameters carry it; each participant adds its Skellam share of the
-    noise to its quantized update before masking (`participant/client_noise.py`), and
+    noise to its quantized update before masking (`participant/client_dp_share.py`), and
     both ledgers record it. Absent, or `noise_multiplier = 0`: no client-level noise.
     """
 
@@ -318,7 +318,7 @@ class CoordinatorConfig(BaseModel):
         """The provisioned key that signs the federation ledger (`tls_dir/ledger.key`).
 
         Every startup kit pins its public half. None with `insecure_plaintext` (no kits):
-        the ledger then makes its own key in `state_dir` (`coordinator/ledger.py`).
+        the ledger then makes its own key in `state_dir` (`coordinator/federation_ledger.py`).
         """
         if self.insecure_plaintext or self.tls_dir is None:
             return None

@@ -33,9 +33,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from accord import logs
 from accord.coordinator.membership import Membership
 from accord.coordinator.records import Assignment, KeyState, Lifecycle, SealedKey
+from accord.core import logs
 from accord.crypto import ceremony, identity
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
@@ -51,7 +51,7 @@ class KeyCeremony:
     Args:
         federation_id: bound into every ceremony key's signature.
         members: the live membership (enrolment order, ceremony keys, who is online).
-        log: structured logger (see `accord.logs`).
+        log: structured logger (see `accord.core.logs`).
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """Prometheus metrics, derived from the structured events the orchestrator logs.
 
 One seam: `MetricsHandler` is a logging handler that reads the fields of the events in
-`accord.logs` (`round_finished`, `upload_received`, `aggregate_sent`, `enrolled`) and
+`accord.core.logs` (`round_finished`, `upload_received`, `aggregate_sent`, `enrolled`) and
 updates counters. So metrics and logs can never disagree, and the orchestrator knows
 nothing about Prometheus. `start_metrics` exposes them on `/metrics`.
 """

@@ -32,13 +32,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
-from accord import logs
-from accord.coordinator.aggregation import RoundSum, round_config
+from accord.coordinator.aggregation.round_sum import RoundSum, round_config
+from accord.coordinator.aggregation.spool import Spool
+from accord.coordinator.aggregation.sum_workers import SumWorkers
 from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.key_ceremony import KeyCeremony
-from accord.coordinator.ledger import FederationLedger
 from accord.coordinator.membership import Membership
-from accord.coordinator.persistence import FederationRecords
 from accord.coordinator.records import (
     Assignment,
     Header,
@@ -49,9 +49,9 @@ from accord.coordinator.records import (
     Status,
     Upload,
 )
-from accord.coordinator.spool import Spool
-from accord.coordinator.sum_workers import SumWorkers
+from accord.coordinator.store.persistence import FederationRecords
 from accord.coordinator.terms import check_coordinator_config
+from accord.core import logs
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import (
@@ -79,7 +79,7 @@ class Orchestrator:
 
     Args:
         config: the coordinator's settings.
-        log: structured logger (see `accord.logs`).
+        log: structured logger (see `accord.core.logs`).
         clock: monotonic seconds; injected so tests control deadlines.
         random_bytes: source of the public per-round graph seed.
         identities: each participant's Ed25519 identity public key (from the provisioning

@@ -11,7 +11,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
-from accord.coordinator.spool import Spool
+from accord.coordinator.aggregation.spool import Spool
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.messages import CoordinatorMessage, RoundConfig, Stage
 

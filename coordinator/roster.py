@@ -55,9 +55,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from accord.configfile import dump_versioned_json, read_versioned_json
+from accord.core.configfile import dump_versioned_json, read_versioned_json
+from accord.core.kitformat import PARTICIPANT_ID_PATTERN, write_public
 from accord.errors import ConfigError, NotAllowed, UsageError
-from accord.kitformat import PARTICIPANT_ID_PATTERN, write_public
 
 __all__ = [
     "FORMAT",

@@ -37,8 +37,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from accord import logs, transport
 from accord.coordinator import tls
+from accord.coordinator.aggregation.sum_workers import SumWorkers, worker_count
 from accord.coordinator.call_limits import CallLimits, worker_threads
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.interceptors import (
@@ -48,12 +48,12 @@ from accord.coordinator.interceptors import (
 )
 from accord.coordinator.metrics import start_metrics
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.persistence import FederationRecords
 from accord.coordinator.roster import Roster
 from accord.coordinator.service import CoordinatorService
-from accord.coordinator.store import Store, open_store
-from accord.coordinator.sum_workers import SumWorkers, worker_count
+from accord.coordinator.store.database import Store, open_store
+from accord.coordinator.store.persistence import FederationRecords
 from accord.coordinator.terms import load_terms
+from accord.core import logs, transport
 from accord.errors import ConfigError
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc

@@ -17,8 +17,8 @@ import grpc
 
 from accord.coordinator import convert
 from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.operator.provision import REVOCATIONS_FILE
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.provision import REVOCATIONS_FILE
 from accord.coordinator.ratelimit import ParticipantRateLimiter
 from accord.coordinator.records import Header
 from accord.coordinator.roster import Roster

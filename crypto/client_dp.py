@@ -3,7 +3,7 @@
 Theory of operation (DESIGN.md guarantee 4; Agarwal, Kairouz and Liu 2021, "The Skellam
 Mechanism for Differentially Private Federated Learning"). Each of the n participants
 of a round adds Skellam noise Sk(mu) to its quantized update before masking
-(`participant/client_noise.py`); Sk is closed under addition, so the aggregate carries
+(`participant/client_dp_share.py`); Sk is closed under addition, so the aggregate carries
 Sk(k mu) from the k participants that really added theirs. With h = ceil(f n) of them
 assumed honest (f = `honest_fraction`), mu = sigma^2 / (2 h) makes the aggregate's
 noise variance at least sigma^2 whenever at least h of the n are honest and survive.

@@ -2,6 +2,6 @@
 
 import sys
 
-from accord.cli import app
+from accord.cli.main import app
 
 app(args=["participant", *sys.argv[1:]], prog_name="accord")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from accord import configfile
+from accord.core import configfile
 from accord.participant.config import ParticipantConfig
-from accord.participant.data_quality import check_data_command
+from accord.participant.data.quality import check_data_command
 
 app = typer.Typer(
     help="Run a participant daemon: it trains locally and uploads only protected updates.",
@@ -54,7 +54,7 @@ def run(
     configfile.check_writable_folder(
         settings.state_dir, source=config, section="participant", field="state_dir"
     )
-    from accord import logs
+    from accord.core import logs
     from accord.participant.daemon import ParticipantDaemon
 
     daemon = ParticipantDaemon(settings, log=logs.configure("participant", settings.log_file))

@@ -18,14 +18,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from accord.configfile import resolve_path
-from accord.participant.ml_config import (
+from accord.core.configfile import resolve_path
+from accord.core.transport import DEFAULT_MAX_MESSAGE_BYTES
+from accord.participant.training.settings import (
     BUNDLED_BASE_MODEL,
     DataQualityConfig,
     DpConfig,
     TrainingConfig,
 )
-from accord.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -159,7 +159,7 @@ class ParticipantConfig(BaseModel):
             # tests need none), or not a path (the field's own validation says so).
             return data
         from accord.errors import AccordError
-        from accord.participant.kit import IDENTITY_KEY_FILE, KitManifest
+        from accord.participant.kit.startup_kit import IDENTITY_KEY_FILE, KitManifest
 
         folder = resolve_path(Path(kit), info)
         try:

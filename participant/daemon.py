@@ -39,7 +39,8 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from accord import __version__, errors, logs, transport
+from accord import __version__, errors
+from accord.core import logs, transport
 from accord.crypto import agreement, ceremony, consistency
 from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import (
@@ -53,10 +54,11 @@ from accord.crypto.messages import (
 )
 from accord.crypto.participant_round import ParticipantRound
 from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAborted
-from accord.participant import convert, exchange, ledger
-from accord.participant.certificates import CertifiedRoster, certify_roster, load_certificate
+from accord.participant import convert, exchange
+from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
-from accord.participant.kit import Kit, secure_channel
+from accord.participant.kit.certificates import CertifiedRoster, certify_roster, load_certificate
+from accord.participant.kit.startup_kit import Kit, secure_channel
 from accord.participant.revocations import RevocationKeeper
 from accord.participant.rpc_errors import RETRY_CODES, accord_error, refusal, retryable
 from accord.participant.state_files import (
@@ -66,7 +68,7 @@ from accord.participant.state_files import (
     write_json,
 )
 from accord.participant.terms import check_own_settings, check_round, load_kit_terms
-from accord.participant.trainer import Trainer, make_trainer
+from accord.participant.training.protocol import Trainer, make_trainer
 from accord.participant.workers import ChunkWorkers
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc

@@ -34,10 +34,10 @@ from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.errors import ConfigError, IntegrityError, UsageError
-from accord.participant.trainer import LocalUpdate
+from accord.participant.training.protocol import LocalUpdate
 
 if TYPE_CHECKING:  # opacus loads with privacy.py: only when client-level noise is on
-    from accord.participant.privacy import CsprngGaussian
+    from accord.participant.training.privacy import CsprngGaussian
 
 
 def encode_update(
@@ -74,7 +74,8 @@ def encode_update(
             )
         values = quantize.encode(update.delta, update.sample_count, config.quant, rng)
         if config.client_noise is not None:
-            from accord.participant import client_noise, privacy
+            from accord.participant import client_dp_share as client_noise
+            from accord.participant.training import privacy
 
             source = noise_source or privacy.CsprngGaussian()
             values = client_noise.add_share(values, config, source)

@@ -14,7 +14,7 @@ from pathlib import Path
 from accord.crypto import agreement, identity
 from accord.errors import ConfigError
 from accord.participant.config import ParticipantConfig
-from accord.participant.kit import Kit
+from accord.participant.kit.startup_kit import Kit
 
 
 def load_identity(config: ParticipantConfig, kit: Kit | None) -> bytes:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from accord import accounting
+from accord.audit import accounting
 
 dp_accounting = pytest.importorskip("dp_accounting")
 

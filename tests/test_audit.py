@@ -17,18 +17,20 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from accord import accounting, configfile
-from accord.audit import budget_summary, contribution_rows, load
-from accord.cli import app
-from accord.coordinator.ledger import FederationLedger
+from accord.audit import accounting
+from accord.audit.commands import budget_summary, contribution_rows, load
+from accord.cli.main import app
+from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.roster import RosterEntry, RosterSnapshot
+from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto.messages import RoundConfig, Stage
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
-from accord.participant import ledger, privacy
+from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
-from accord.participant.trainer import LocalUpdate
+from accord.participant.training import privacy
+from accord.participant.training.protocol import LocalUpdate
 
 runner = CliRunner()
 NAMES = ("energy", "residential", "urban")

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from accord import __version__
-from accord.cli import app
+from accord.cli.main import app
 
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from accord import configfile
 from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile
 from accord.crypto.profile import Profile
 from accord.errors import ConfigError
 from accord.participant.config import ParticipantConfig
@@ -161,7 +161,7 @@ def test_configs_are_frozen(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A provisioned federation `city-safety` with kits for energy and urban."""
-    from accord.provision import (
+    from accord.cli.provision import (
         FederationFile,
         FederationSection,
         ParticipantSection,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from accord.cli import app
+from accord.cli.main import app
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
-from accord.demo_faults import DROPOUT_EXIT_STATUS, FaultPlan, plan
+from accord.demo.faults import DROPOUT_EXIT_STATUS, FaultPlan, plan
 from accord.errors import UsageError
 
 FOUR = ["energy", "residential", "urban", "p4"]

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from accord import configfile, demo, demo_report, demo_setup
 from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile
 from accord.crypto.profile import Profile
-from accord.demo_faults import plan
+from accord.demo import command as demo
+from accord.demo import report as demo_report
+from accord.demo import setup as demo_setup
+from accord.demo.faults import plan
 from accord.participant.config import ParticipantConfig
 
 FOUR = demo_setup.participant_names(4)

@@ -15,8 +15,13 @@ RULES = {
     "crypto": ({"accord.crypto", "accord.errors"}, {"torch", "grpc", "peft", "opacus", "sqlite3"}),
     "coordinator": (
         {"accord.coordinator", "accord.crypto", "accord.proto", "accord.errors"}
-        | {"accord.configfile", "accord.transport", "accord.logs", "accord.kitformat"}
-        | {"accord.ledgerfile", "accord"},
+        | {
+            "accord.core.configfile",
+            "accord.core.transport",
+            "accord.core.logs",
+            "accord.core.kitformat",
+        }
+        | {"accord.core.ledger_store", "accord"},
         {"torch", "peft", "opacus", "transformers"},
     ),
     "proto": ({"accord.proto"}, {"torch", "numpy", "tenseal"}),

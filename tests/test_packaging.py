@@ -47,7 +47,7 @@ def test_a_built_wheel_installs_and_imports(tmp_path: Path) -> None:
     python = target / "bin" / "python"
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
     probe = (
-        "import accord, accord.cli, accord.coordinator.server, accord.participant.daemon\n"
+        "import accord, accord.cli.main, accord.coordinator.server, accord.participant.daemon\n"
         "from accord.proto.v1 import federation_pb2\n"
         "import importlib.resources as r\n"
         "assert 'env' in accord.__file__, accord.__file__\n"

@@ -4,7 +4,7 @@ A client that pings an idle connection more often than the server's minimum ping
 interval collects "ping strikes", and a server that counts them answers GOAWAY
 "too_many_pings" and drops the connection. (The coordinator tolerates any number of
 strikes, `max_ping_strikes = 0`, but the pair must hold for any server in between
-that does count them.) These tests check the pair in `accord.transport` as numbers,
+that does count them.) These tests check the pair in `accord.core.transport` as numbers,
 then on a real loopback server with short periods through the same functions: an idle
 channel stays connected for several keepalive periods and a call still succeeds, while
 a client that pings too often is cut off by a strict server (the negative control that
@@ -22,8 +22,8 @@ from contextlib import contextmanager
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from accord import transport
-from accord.transport import Options
+from accord.core import transport
+from accord.core.transport import Options
 
 
 def _option(options: Options, name: str) -> int:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from accord import configfile
 from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto.messages import RoundConfig
 from accord.crypto.participant_round import ParticipantRound
 from accord.participant.exchange import protect_update
-from accord.participant.trainer import LocalUpdate
+from accord.participant.training.protocol import LocalUpdate
 
 NAMES = ("energy", "residential", "urban")
 MODEL_HASH = "ab" * 32
@@ -65,6 +65,6 @@ def upload_chunks(
 
 def json_logger(tmp_path: Path) -> logging.Logger:
     """A logger writing JSON lines to `tmp_path/coordinator.log`."""
-    from accord import logs
+    from accord.core import logs
 
     return logs.configure("coordinator", tmp_path / "coordinator.log")

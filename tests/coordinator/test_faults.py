@@ -16,9 +16,9 @@ import pytest
 
 from accord.coordinator import orchestrator as orchestrator_module
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.persistence import FederationRecords
-from accord.coordinator.store import RoundStatus, Store
-from accord.coordinator.store_dialects import dialect_for_url
+from accord.coordinator.store.database import RoundStatus, Store
+from accord.coordinator.store.dialects import dialect_for_url
+from accord.coordinator.store.persistence import FederationRecords
 from accord.crypto.messages import Stage
 from accord.errors import RoundAborted
 

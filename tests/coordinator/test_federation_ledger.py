@@ -8,19 +8,19 @@ import math
 import numpy as np
 import pytest
 
-from accord.coordinator import ledger as federation_ledger
-from accord.coordinator import provision
-from accord.coordinator.aggregation import round_config
-from accord.coordinator.ledger import FederationLedger
+from accord.coordinator import federation_ledger
+from accord.coordinator.aggregation.round_sum import round_config
+from accord.coordinator.federation_ledger import FederationLedger
+from accord.coordinator.operator import provision
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.persistence import FederationRecords
-from accord.coordinator.store import open_store
+from accord.coordinator.store.database import open_store
+from accord.coordinator.store.persistence import FederationRecords
+from accord.core.ledger_store import read_lines, write_private_key
 from accord.crypto import identity, integrity
-from accord.crypto import ledger as chain
+from accord.crypto import ledger_chain as chain
 from accord.crypto.ledger_key import check
 from accord.crypto.profile import Profile
 from accord.errors import BadSignature, ConfigError, UsageError
-from accord.ledgerfile import read_lines, write_private_key
 
 from .plaintext_federation import (
     ADAPTER_PARAMETERS,
@@ -158,7 +158,7 @@ def test_a_coordinator_without_its_provisioned_key_refuses_to_start(tmp_path) ->
 def test_accord_provision_ledger_key_certifies_the_key_of_an_older_federation(tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from accord.cli import app
+    from accord.cli.main import app
 
     authority = ca(tmp_path)  # a CA made without the coordinator's material
     assert federation_ledger.certified_key(authority.root) is None

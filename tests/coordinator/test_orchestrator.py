@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accord import logs
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.records import Header, Lifecycle
+from accord.core import logs
 from accord.crypto import pipeline
 from accord.crypto.messages import Stage
 from accord.errors import (

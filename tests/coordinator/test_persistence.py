@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.persistence import (
+from accord.coordinator.records import Lifecycle
+from accord.coordinator.store.database import RoundStatus, open_store
+from accord.coordinator.store.persistence import (
     FederationRecords,
     round_config_from_json,
     round_config_to_json,
 )
-from accord.coordinator.records import Lifecycle
-from accord.coordinator.store import RoundStatus, open_store
 from accord.crypto.messages import Stage
 from accord.errors import Expired, IntegrityError, RoundAborted
 
@@ -207,7 +207,7 @@ def test_members_that_missed_a_round_download_its_aggregate_while_it_is_kept(
 
 
 def test_round_config_records_round_trip_and_refuse_unknown_versions(tmp_path, keys) -> None:
-    from accord.coordinator.aggregation import round_config
+    from accord.coordinator.aggregation.round_sum import round_config
 
     config = round_config(
         make_config(tmp_path, keys, profile="masks"),

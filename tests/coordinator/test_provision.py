@@ -26,15 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
-from accord.coordinator import provision, tls
-from accord.coordinator.interceptors import DateHeaderInterceptor
-from accord.coordinator.roster import FORMAT_VERSION as ROSTER_FORMAT_VERSION
-from accord.coordinator.roster import Roster, RosterSnapshot, fingerprint, normalize_fingerprint
-from accord.crypto import credential
-from accord.errors import BadSignature, ConfigError, NotAllowed, UsageError
-from accord.participant import kit as kits
-from accord.participant import preflight
-from accord.provision import (
+from accord.cli.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
@@ -44,6 +36,15 @@ from accord.provision import (
     provision_app,
     provision_federation,
 )
+from accord.coordinator import tls
+from accord.coordinator.interceptors import DateHeaderInterceptor
+from accord.coordinator.operator import provision
+from accord.coordinator.roster import FORMAT_VERSION as ROSTER_FORMAT_VERSION
+from accord.coordinator.roster import Roster, RosterSnapshot, fingerprint, normalize_fingerprint
+from accord.crypto import credential
+from accord.errors import BadSignature, ConfigError, NotAllowed, UsageError
+from accord.participant.kit import preflight
+from accord.participant.kit import startup_kit as kits
 
 WHO = "/accord.test.Who/Call"
 

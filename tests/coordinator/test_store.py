@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from accord.coordinator.store import (
+from accord.coordinator.store.database import (
     AggregateInfo,
     EventRow,
     ParticipantRow,
@@ -32,7 +32,7 @@ from accord.coordinator.store import (
     Store,
     open_store,
 )
-from accord.coordinator.store_schema import LATEST_VERSION, MIGRATIONS
+from accord.coordinator.store.schema import LATEST_VERSION, MIGRATIONS
 from accord.crypto.profile import Profile
 from accord.errors import ConfigError, IntegrityError, UsageError
 
@@ -420,7 +420,7 @@ def test_a_postgresql_connection_that_died_while_idle_is_replaced(
 
 WRITER = r"""
 import sys
-from accord.coordinator.store import RoundRow, open_store
+from accord.coordinator.store.database import RoundRow, open_store
 from accord.crypto.profile import Profile
 
 def chunks(number):

@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from accord import logs
 from accord.coordinator import server
-from accord.coordinator.aggregation import RoundSum
+from accord.coordinator.aggregation.round_sum import RoundSum
+from accord.coordinator.aggregation.spool import Spool
+from accord.coordinator.aggregation.sum_workers import SumSpec, SumWorkers, split, worker_count
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.records import Header, Lifecycle
-from accord.coordinator.spool import Spool
-from accord.coordinator.sum_workers import SumSpec, SumWorkers, split, worker_count
+from accord.core import logs
 from accord.crypto import masks, pipeline, wire
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.ckks import PublicContext, SecretContext
@@ -470,7 +470,7 @@ def test_workers_exit_when_the_coordinator_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import time
-        from accord.coordinator.sum_workers import SumSpec, SumWorkers
+        from accord.coordinator.aggregation.sum_workers import SumSpec, SumWorkers
         from accord.crypto.messages import RoundConfig
         from accord.crypto.profile import Profile
         from accord.crypto.quantize import QuantSpec

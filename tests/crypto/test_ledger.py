@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from accord.crypto import identity
-from accord.crypto import ledger as chain
-from accord.crypto.ledger import Problem
+from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_chain import Problem
 from accord.errors import BadSignature, IntegrityError, UsageError
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"

@@ -13,8 +13,8 @@ from typing import Any
 import tomllib
 import yaml
 
-from accord import configfile
 from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile
 from accord.participant.config import ParticipantConfig
 
 from .tools import DEPLOY

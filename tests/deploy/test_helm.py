@@ -19,8 +19,8 @@ import pytest
 import tomllib
 import yaml
 
-from accord import configfile
 from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile
 
 from .tools import DEPLOY, build_helmrender, unavailable
 

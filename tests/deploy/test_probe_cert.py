@@ -20,21 +20,22 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from accord import configfile, logs
-from accord.coordinator import provision, server
-from accord.coordinator.config import CoordinatorConfig
-from accord.crypto.credential import MEMBER_KEYS_OID
-from accord.errors import UsageError
-from accord.kitformat import PARTICIPANT_ID_PATTERN
-from accord.proto.v1 import federation_pb2 as pb
-from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-from accord.provision import (
+from accord.cli.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     ProvisionedFederation,
     provision_federation,
 )
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.operator import provision
+from accord.core import configfile, logs
+from accord.core.kitformat import PARTICIPANT_ID_PATTERN
+from accord.crypto.credential import MEMBER_KEYS_OID
+from accord.errors import UsageError
+from accord.proto.v1 import federation_pb2 as pb
+from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.e2e
 
@@ -140,7 +141,7 @@ def test_a_probe_certificate_is_never_overwritten(tmp_path: Path) -> None:
 def test_the_cli_issues_it_with_the_ca_and_for_an_older_federation(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from accord.cli import app
+    from accord.cli.main import app
 
     runner = CliRunner()
     made = runner.invoke(

@@ -42,7 +42,7 @@ def _windows(data: bytes, count: int = WINDOWS_PER_OBJECT) -> list[bytes]:
 
 def _open_store_copy(store_url: str | None, coordinator_dir: Path, scratch: Path):
     """The store, opened on a copy when it is SQLite (opening may checkpoint its WAL)."""
-    from accord.coordinator.store import open_store
+    from accord.coordinator.store.database import open_store
 
     if store_url is not None:
         return open_store(store_url)
@@ -58,9 +58,9 @@ def secret_key_needles(
     workdir: Path, names: list[str], *, store_url: str | None, scratch: Path
 ) -> list[bytes]:
     """Windows of the federation's CKKS secret key, opened as each participant opens it."""
-    from accord.coordinator.persistence import FederationRecords
+    from accord.coordinator.store.persistence import FederationRecords
     from accord.crypto import ceremony, ckks
-    from accord.participant.kit import Kit
+    from accord.participant.kit.startup_kit import Kit
 
     store = _open_store_copy(store_url, workdir / "coordinator", scratch)
     try:

@@ -18,10 +18,16 @@ from typing import Any, ClassVar
 
 import pytest
 
-from accord import configfile, logs
+from accord.cli.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    provision_federation,
+)
 from accord.coordinator import orchestrator as orchestrator_module
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile, logs
 from accord.crypto import consistency
 from accord.crypto.messages import (
     ConfirmSurvivors,
@@ -33,18 +39,12 @@ from accord.crypto.messages import (
     UnmaskShares,
 )
 from accord.crypto.round import CoordinatorRound
-from accord.participant import kit as kits
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
-from accord.participant.synthetic_trainer import SyntheticTrainer
+from accord.participant.kit import startup_kit as kits
+from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-from accord.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    provision_federation,
-)
 from tests.e2e.test_member_keys import _wait
 from tests.e2e.test_mtls import FEDERATION, _free_port
 

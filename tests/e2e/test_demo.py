@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from accord.participant.trainer import load_adapter_model
+from accord.participant.training.protocol import load_adapter_model
 
 from .demo_run import run_demo
 
@@ -134,7 +134,7 @@ def test_the_processes_only_share_addresses_and_the_logs_hold_no_payload(demo_ru
 def test_the_audit_commands_the_demo_prints_pass(demo_run) -> None:
     from typer.testing import CliRunner
 
-    from accord.cli import app
+    from accord.cli.main import app
 
     _, _, printed = demo_run
     commands = [

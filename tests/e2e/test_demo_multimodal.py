@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from accord.audit import budget_summary, load
+from accord.audit.commands import budget_summary, load
 
 from .demo_run import run_demo
 

@@ -26,25 +26,26 @@ from typing import Any
 
 import pytest
 
-from accord import configfile, logs
-from accord.coordinator import provision, server
-from accord.coordinator.config import CoordinatorConfig
-from accord.crypto import agreement, ceremony
-from accord.errors import Expired, ProtocolError
-from accord.participant import kit as kits
-from accord.participant.certificates import certify_roster, load_certificate
-from accord.participant.config import ParticipantConfig
-from accord.participant.daemon import ParticipantDaemon
-from accord.participant.synthetic_trainer import SyntheticTrainer
-from accord.participant.trainer import LocalUpdate
-from accord.proto.v1 import federation_pb2 as pb
-from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-from accord.provision import (
+from accord.cli.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     provision_federation,
 )
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.operator import provision
+from accord.core import configfile, logs
+from accord.crypto import agreement, ceremony
+from accord.errors import Expired, ProtocolError
+from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
+from accord.participant.kit import startup_kit as kits
+from accord.participant.kit.certificates import certify_roster, load_certificate
+from accord.participant.training.protocol import LocalUpdate
+from accord.participant.training.synthetic import SyntheticTrainer
+from accord.proto.v1 import federation_pb2 as pb
+from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 from .test_mtls import FEDERATION, NAMES, FakeTrainer, Federation, _free_port, enroll, federation
 

@@ -20,25 +20,26 @@ import grpc
 import pytest
 from typer.testing import CliRunner
 
-from accord import configfile, logs
-from accord.cli import app
-from accord.coordinator import provision, server
-from accord.coordinator.config import CoordinatorConfig
-from accord.errors import AccordError, ConfigError
-from accord.participant.config import ParticipantConfig
-from accord.participant.daemon import ParticipantDaemon
-from accord.participant.kit import Kit, secure_channel
-from accord.participant.preflight import check
-from accord.participant.rpc_errors import refusal
-from accord.proto.v1 import federation_pb2 as pb
-from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-from accord.provision import (
+from accord.cli.main import app
+from accord.cli.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     ProvisionedFederation,
     provision_federation,
 )
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.operator import provision
+from accord.core import configfile, logs
+from accord.errors import AccordError, ConfigError
+from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
+from accord.participant.kit.preflight import check
+from accord.participant.kit.startup_kit import Kit, secure_channel
+from accord.participant.rpc_errors import refusal
+from accord.proto.v1 import federation_pb2 as pb
+from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.e2e
 
@@ -313,8 +314,8 @@ class FakeTrainer:
 
 
 def test_the_demo_writes_an_mtls_federation(tmp_path: Path) -> None:
-    from accord import demo_setup
     from accord.crypto.profile import Profile
+    from accord.demo import setup as demo_setup
 
     names = list(NAMES)
     provisioned = demo_setup.provision_demo(tmp_path, names, Profile.MASKS, port=_free_port())

@@ -20,26 +20,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from accord import configfile, logs
-from accord.audit import budget_summary, load
-from accord.coordinator import ledger as federation_ledger
-from accord.coordinator import server
-from accord.coordinator.config import CoordinatorConfig
-from accord.crypto import identity
-from accord.errors import BudgetExhausted, IntegrityError
-from accord.ledgerfile import write_private_key
-from accord.participant import ledger
-from accord.participant.config import ParticipantConfig
-from accord.participant.daemon import ParticipantDaemon
-from accord.participant.kit import Kit
-from accord.participant.trainer import LocalUpdate
-from accord.provision import (
+from accord.audit.commands import budget_summary, load
+from accord.cli.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     ProvisionedFederation,
     provision_federation,
 )
+from accord.coordinator import federation_ledger, server
+from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile, logs
+from accord.core.ledger_store import write_private_key
+from accord.crypto import identity
+from accord.errors import BudgetExhausted, IntegrityError
+from accord.participant import privacy_ledger as ledger
+from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
+from accord.participant.kit.startup_kit import Kit
+from accord.participant.training.protocol import LocalUpdate
 
 pytestmark = pytest.mark.e2e
 

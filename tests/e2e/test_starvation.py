@@ -18,21 +18,22 @@ from pathlib import Path
 import grpc
 import pytest
 
-from accord import configfile, logs
-from accord.coordinator import provision, server
-from accord.coordinator.config import CoordinatorConfig
-from accord.participant.config import ParticipantConfig
-from accord.participant.daemon import ParticipantDaemon
-from accord.participant.kit import Kit, secure_channel
-from accord.participant.rpc_errors import retryable
-from accord.proto.v1 import federation_pb2 as pb
-from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-from accord.provision import (
+from accord.cli.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     provision_federation,
 )
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.operator import provision
+from accord.core import configfile, logs
+from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
+from accord.participant.kit.startup_kit import Kit, secure_channel
+from accord.participant.rpc_errors import retryable
+from accord.proto.v1 import federation_pb2 as pb
+from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 from .test_mtls import FEDERATION, _free_port, enroll, header
 

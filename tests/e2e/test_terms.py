@@ -17,25 +17,25 @@ from pathlib import Path
 import grpc
 import pytest
 
-from accord import configfile, logs
-from accord.coordinator import server
-from accord.coordinator.config import CoordinatorConfig
-from accord.crypto import ceremony
-from accord.crypto.profile import Profile
-from accord.errors import TermsDeparted
-from accord.participant import kit as kits
-from accord.participant.config import ParticipantConfig
-from accord.participant.daemon import ParticipantDaemon
-from accord.participant.synthetic_trainer import SyntheticTrainer
-from accord.proto.v1 import federation_pb2 as pb
-from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-from accord.provision import (
+from accord.cli.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     TermsSection,
     provision_federation,
 )
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile, logs
+from accord.crypto import ceremony
+from accord.crypto.profile import Profile
+from accord.errors import TermsDeparted
+from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
+from accord.participant.kit import startup_kit as kits
+from accord.participant.training.synthetic import SyntheticTrainer
+from accord.proto.v1 import federation_pb2 as pb
+from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 from .test_mtls import _free_port
 

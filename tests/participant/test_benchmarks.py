@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from accord.errors import ConfigError
-from accord.participant import benchmarks, datasets
+from accord.participant.data import folder as datasets
+from accord.participant.data import incident_sets as benchmarks
 
 
 def fingerprint(bench: benchmarks.Benchmark) -> list[tuple[str, str, str, bytes]]:

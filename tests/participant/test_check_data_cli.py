@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from accord.cli import app
-from accord.participant import benchmarks, data_quality, datasets, models
+from accord.cli.main import app
+from accord.participant.data import folder as datasets
+from accord.participant.data import incident_sets as benchmarks
+from accord.participant.data import quality as data_quality
+from accord.participant.training import models
 
 
 @pytest.fixture

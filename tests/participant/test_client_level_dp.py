@@ -12,23 +12,24 @@ import math
 import numpy as np
 import pytest
 
-from accord import configfile
 from accord.coordinator import convert as coordinator_convert
-from accord.coordinator.aggregation import round_config
+from accord.coordinator.aggregation.round_sum import round_config
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.persistence import round_config_from_json, round_config_to_json
+from accord.coordinator.store.persistence import round_config_from_json, round_config_to_json
+from accord.core import configfile
+from accord.core.ledger_store import LedgerFile
 from accord.crypto import integrity, pipeline, quantize
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.errors import ConfigError
-from accord.ledgerfile import LedgerFile
 from accord.participant import convert as participant_convert
-from accord.participant import exchange, ledger
+from accord.participant import exchange
+from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
-from accord.participant.privacy import CsprngGaussian
-from accord.participant.trainer import LocalUpdate
+from accord.participant.training.privacy import CsprngGaussian
+from accord.participant.training.protocol import LocalUpdate
 
 NAMES = ("energy", "residential", "urban")
 PARAMETERS = 20_000

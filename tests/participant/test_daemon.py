@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from accord import configfile
+from accord.core import configfile
 from accord.errors import ConfigError, NotAllowed
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon, _with_last
@@ -68,7 +68,7 @@ def daemon(tmp_path) -> ParticipantDaemon:
 
 
 def _daemon(tmp_path) -> ParticipantDaemon:
-    from accord import logs
+    from accord.core import logs
     from accord.crypto import identity
 
     key_file = tmp_path / "identity.pem"
@@ -85,7 +85,7 @@ def _daemon(tmp_path) -> ParticipantDaemon:
 
 
 def _round_config(tmp_path, round: int):
-    from accord.coordinator.aggregation import round_config
+    from accord.coordinator.aggregation.round_sum import round_config
 
     from ..coordinator.plaintext_federation import NAMES, make_config, make_keys
 

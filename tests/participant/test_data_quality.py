@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from accord import configfile
-from accord.participant import benchmarks, data_quality, datasets, models
+from accord.core import configfile
 from accord.participant.config import ParticipantConfig
-from accord.participant.datasets import Example
-from accord.participant.multimodal_trainer import MultimodalTrainer
+from accord.participant.data import folder as datasets
+from accord.participant.data import incident_sets as benchmarks
+from accord.participant.data import quality as data_quality
+from accord.participant.data.folder import Example
+from accord.participant.training import models
+from accord.participant.training.multimodal import MultimodalTrainer
 
 
 def noisy_folder(tmp_path: Path) -> Path:

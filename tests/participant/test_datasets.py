@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from accord.errors import ConfigError
-from accord.participant import datasets
-from accord.participant.datasets import Example
+from accord.participant.data import folder as datasets
+from accord.participant.data.folder import Example
 
 LABELS = ("fire", "flood")
 

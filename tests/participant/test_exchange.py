@@ -15,7 +15,7 @@ from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import IntegrityError, Malformed, UsageError
 from accord.participant.exchange import protect_update, reveal_mean
-from accord.participant.trainer import LocalUpdate
+from accord.participant.training.protocol import LocalUpdate
 from tests.crypto.harness import shared_secret_context
 
 PARAMETERS = 50

@@ -19,14 +19,15 @@ import pytest
 from grpc_health.v1 import health, health_pb2_grpc
 from typer.testing import CliRunner
 
-from accord.coordinator import provision, tls
+from accord.cli.provision import kit_app
+from accord.coordinator import tls
 from accord.coordinator.interceptors import DateHeaderInterceptor
+from accord.coordinator.operator import provision
 from accord.errors import ConfigError, IntegrityError, UsageError
-from accord.participant import kit as kits
-from accord.participant import preflight
-from accord.participant.kit import Kit
-from accord.participant.preflight import CheckStatus
-from accord.provision import kit_app
+from accord.participant.kit import preflight
+from accord.participant.kit import startup_kit as kits
+from accord.participant.kit.preflight import CheckStatus
+from accord.participant.kit.startup_kit import Kit
 
 WIDE = {"COLUMNS": "250"}
 

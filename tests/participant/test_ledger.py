@@ -14,17 +14,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from accord import configfile
+from accord.core import configfile
+from accord.core.ledger_store import TORN_SUFFIX, LedgerFile, read_lines
 from accord.crypto import identity
-from accord.crypto import ledger as chain
+from accord.crypto import ledger_chain as chain
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import IntegrityError, RoundAborted
-from accord.ledgerfile import TORN_SUFFIX, LedgerFile, read_lines
-from accord.participant import ledger, privacy
+from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
-from accord.participant.trainer import LocalUpdate
+from accord.participant.training import privacy
+from accord.participant.training.protocol import LocalUpdate
 
 NAMES = ("energy", "residential", "urban")
 SIGMA, RATE, STEPS = 1.0, 0.1, 40
@@ -291,7 +292,7 @@ class FakeTrainer:
 
 @pytest.mark.e2e
 def test_a_participant_out_of_budget_stops_and_the_federation_continues(tmp_path) -> None:
-    from accord.audit import budget_summary, load
+    from accord.audit.commands import budget_summary, load
     from accord.coordinator import server
     from accord.coordinator.config import CoordinatorConfig
     from accord.participant.daemon import ParticipantDaemon

@@ -11,27 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from accord import configfile
-from accord.audit import load
-from accord.coordinator import ledger as federation_ledger
-from accord.coordinator import provision
-from accord.coordinator.ledger import FederationLedger
-from accord.crypto import identity
-from accord.crypto import ledger as chain
-from accord.crypto.ledger_key import to_pem
-from accord.errors import ConfigError, IntegrityError
-from accord.participant import kit as kits
-from accord.participant import ledger, preflight
-from accord.participant.config import ParticipantConfig
-from accord.participant.kit import Kit
-from accord.participant.preflight import CheckStatus
-from accord.provision import (
+from accord.audit.commands import load
+from accord.cli.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     ProvisionedFederation,
     provision_federation,
 )
+from accord.coordinator import federation_ledger
+from accord.coordinator.federation_ledger import FederationLedger
+from accord.coordinator.operator import provision
+from accord.core import configfile
+from accord.crypto import identity
+from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_key import to_pem
+from accord.errors import ConfigError, IntegrityError
+from accord.participant import privacy_ledger as ledger
+from accord.participant.config import ParticipantConfig
+from accord.participant.kit import preflight
+from accord.participant.kit import startup_kit as kits
+from accord.participant.kit.preflight import CheckStatus
+from accord.participant.kit.startup_kit import Kit
 
 FEDERATION = "city-safety"
 

@@ -24,8 +24,8 @@ from transformers import (
 )
 
 from accord.errors import ConfigError
-from accord.participant import models as registry
-from accord.participant import train
+from accord.participant.training import local as train
+from accord.participant.training import models as registry
 
 LABELS = ("fire", "flood", "gas_leak")
 WORDS = [
@@ -192,10 +192,10 @@ def test_a_folder_of_another_kind_is_refused(tmp_path) -> None:
 
 
 def test_a_participant_trains_a_checkpoint_named_in_its_config(tmp_path) -> None:
-    from accord import configfile
-    from accord.participant import benchmarks
+    from accord.core import configfile
     from accord.participant.config import ParticipantConfig
-    from accord.participant.multimodal_trainer import MultimodalTrainer
+    from accord.participant.data import incident_sets as benchmarks
+    from accord.participant.training.multimodal import MultimodalTrainer
 
     folder = make_siglip(tmp_path / "siglip")
     bench = benchmarks.city_safety_benchmark(2, train_per_enterprise=24, test_per_enterprise=6)

@@ -18,14 +18,16 @@ from typing import Any
 
 import pytest
 
-from accord import configfile
+from accord.core import configfile
+from accord.core.ledger_store import LedgerFile
 from accord.crypto import identity
 from accord.errors import ConfigError, RoundAborted
-from accord.ledgerfile import LedgerFile
-from accord.participant import benchmarks, ledger, models
+from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
-from accord.participant.trainer import LoraMlpTrainer, Trainer
+from accord.participant.data import incident_sets as benchmarks
+from accord.participant.training import models
+from accord.participant.training.protocol import LoraMlpTrainer, Trainer
 
 NAMES = ("energy", "residential")
 TARGET_EPSILON = 8.0

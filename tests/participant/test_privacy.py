@@ -10,11 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from accord import configfile
+from accord.core import configfile
 from accord.errors import ConfigError, RoundAborted
-from accord.participant import benchmarks, models, privacy, train
 from accord.participant.config import ParticipantConfig
-from accord.participant.multimodal_trainer import PRIVACY_FILE, MultimodalTrainer
+from accord.participant.data import incident_sets as benchmarks
+from accord.participant.training import local as train
+from accord.participant.training import models, privacy
+from accord.participant.training.multimodal import PRIVACY_FILE, MultimodalTrainer
 
 KEY = bytes(range(32))
 

@@ -12,7 +12,7 @@ from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.participant.exchange import protect_update, reveal_mean
-from accord.participant.trainer import LocalUpdate
+from accord.participant.training.protocol import LocalUpdate
 
 PARAMETERS = 200
 SECRET = bytes(range(32))

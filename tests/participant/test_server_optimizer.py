@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accord import configfile
+from accord.core import configfile
 from accord.errors import ConfigError, IntegrityError
-from accord.participant import benchmarks, models
 from accord.participant.config import ParticipantConfig
-from accord.participant.multimodal_trainer import MultimodalTrainer
-from accord.participant.server_optimizer import (
+from accord.participant.data import incident_sets as benchmarks
+from accord.participant.training import models
+from accord.participant.training.multimodal import MultimodalTrainer
+from accord.participant.training.server_optimizer import (
     ServerOptimizer,
     ServerOptimizerSettings,
     ServerRule,

@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accord import configfile
-from accord.audit import budget_summary, load
+from accord.audit.commands import budget_summary, load
+from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
-from accord.participant import benchmarks, ledger, models, privacy
+from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
-from accord.participant.multimodal_trainer import (
+from accord.participant.data import incident_sets as benchmarks
+from accord.participant.training import models, privacy
+from accord.participant.training.multimodal import (
     LOCAL_ONLY_FILE,
     LOCAL_ONLY_PRIVACY_FILE,
     PERSONAL_FILE,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from accord import configfile
+from accord.core import configfile
 from accord.participant.config import ParticipantConfig
-from accord.participant.synthetic_trainer import SyntheticTrainer
+from accord.participant.training.synthetic import SyntheticTrainer
 
 
 def make_trainer(tmp_path: Path, **settings: object) -> SyntheticTrainer:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from accord.cli.provision import load_federation, provision_federation
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import ConfigError, TermsDeparted
 from accord.participant.terms import TERMS_FILE, check_own_settings, check_round, load_kit_terms
-from accord.provision import load_federation, provision_federation
 
 MODEL = "ab" * 32
 
@@ -115,7 +115,7 @@ def test_a_member_whose_model_departs_gets_a_config_error(provisioned: Path) -> 
 def test_kit_check_verifies_the_terms_signature(provisioned: Path, tmp_path: Path) -> None:
     import shutil
 
-    from accord.participant.preflight import check
+    from accord.participant.kit.preflight import check
 
     report = check(provisioned / "kits" / "energy", online=False)
     assert report.get("federation terms").status.value == "pass"

@@ -10,7 +10,7 @@ from efficientnet_lite_pytorch import EfficientNet
 from peft import LoraConfig, get_peft_model
 from PIL import Image
 
-from accord.participant import towers
+from accord.participant.training import towers
 
 
 @pytest.fixture(scope="module")

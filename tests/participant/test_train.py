@@ -9,16 +9,18 @@ import pytest
 import torch
 from torch import nn
 
-from accord import configfile
+from accord.core import configfile
 from accord.errors import ConfigError, RoundAborted
-from accord.participant import benchmarks, models, train
 from accord.participant.config import ParticipantConfig
-from accord.participant.multimodal_trainer import (
+from accord.participant.data import incident_sets as benchmarks
+from accord.participant.training import local as train
+from accord.participant.training import models
+from accord.participant.training.multimodal import (
     MultimodalTrainer,
     PrivateUpdate,
     load_adapter_model,
 )
-from accord.participant.trainer import Trainer
+from accord.participant.training.protocol import Trainer
 
 LABELS = benchmarks.CITY_LABELS
 

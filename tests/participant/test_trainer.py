@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from accord import configfile
+from accord.core import configfile
 from accord.participant.config import ParticipantConfig
-from accord.participant.trainer import LoraMlpTrainer, load_adapter_model
+from accord.participant.training.protocol import LoraMlpTrainer, load_adapter_model
 
 
 def make_trainer(tmp_path: Path, **settings: object) -> LoraMlpTrainer:

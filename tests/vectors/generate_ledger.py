@@ -1,7 +1,7 @@
 """Write ``tests/vectors/ledger.json``: a small signed ledger, byte-exact, and its signed head.
 
 Run it from anywhere: ``.venv/bin/python tests/vectors/generate_ledger.py``. The ledger is
-made with ``accord.crypto.ledger`` and every line is then rebuilt by a slow reference
+made with ``accord.crypto.ledger_chain`` and every line is then rebuilt by a slow reference
 written here from the module's docstring: canonical JSON by hand (sorted keys, no
 whitespace, ASCII escapes), the entry hash with ``ref_frame`` and ``hashlib``, and the
 Ed25519 signatures with ``generate.py``'s integer implementation of RFC 8032. A mismatch
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate import check, material, ref_ed25519_public, ref_ed25519_sign, ref_frame
 
-from accord.crypto import identity, ledger
+from accord.crypto import identity
+from accord.crypto import ledger_chain as ledger
 
 HERE = Path(__file__).resolve().parent
 FORMAT_VERSION = 1

@@ -1,0 +1,1 @@
+"""`accord audit`: verify ledgers, report privacy budgets and contributions (no torch)."""

@@ -1,0 +1,1 @@
+"""`accord demo`: a whole federation on this machine, as separate processes."""

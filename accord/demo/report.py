@@ -1,0 +1,474 @@
+"""What `accord demo` shows: the live view while rounds run, the summary table, the JSON.
+
+Everything about the federation comes from the coordinator's `GetStatus` RPC (rounds,
+stages, bytes); the participants' own metrics (losses) come from their `metrics.jsonl`
+files, which the launcher may read because it made their folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from accord.crypto.messages import Stage
+from accord.crypto.profile import Profile
+from accord.errors import RoundAborted
+from accord.proto.v1 import federation_pb2 as pb
+from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from accord.demo.faults import Faults
+    from accord.demo.processes import Child
+
+POLL_S = 0.25
+FAST_POLL_S = 0.01
+"""While a restart is due: rounds of the demo model last a fraction of a second."""
+STATUS_TIMEOUT_S = 5.0
+
+
+def watch(
+    address: str,
+    coordinator: Child,
+    participants: Sequence[Child],
+    *,
+    profile: Profile,
+    timeout_s: float,
+    credentials: grpc.ChannelCredentials | None = None,
+    faults: Faults | None = None,
+) -> pb.StatusResponse:
+    """Show live progress until every participant exited; return the last status.
+
+    `credentials` are the mTLS credentials to call `GetStatus` with (any certificate of
+    the federation will do); None calls over plaintext (`--insecure-plaintext`).
+    `faults` fires the planned restarts as the status reaches them, and says which
+    exits are planned drops.
+
+    Raises:
+        RoundAborted: a process failed, or the federation did not finish in `timeout_s`.
+    """
+    console = Console()
+    started = time.monotonic()
+    shown = 0.0
+    status = pb.StatusResponse()
+    if credentials is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        channel = grpc.secure_channel(address, credentials)
+    with channel, Live(console=console, refresh_per_second=8, transient=False) as live:
+        stub = pb_grpc.CoordinatorStub(channel)
+        while True:
+            # Starting up or busy: the process checks below decide whether that matters.
+            with contextlib.suppress(grpc.RpcError):
+                status = stub.GetStatus(pb.StatusRequest(), timeout=STATUS_TIMEOUT_S)
+                if faults is not None:
+                    faults.on_status(status)
+            elapsed = time.monotonic() - started
+            if elapsed - shown >= POLL_S:
+                live.update(_live_view(status, participants, profile, elapsed, faults))
+                shown = elapsed
+            if _check_processes(coordinator, participants, faults):
+                status = _final_status(stub)
+                live.update(_live_view(status, participants, profile, elapsed, faults))
+                return status
+            if elapsed > timeout_s:
+                raise RoundAborted(f"the federation did not finish within {timeout_s:g} s")
+            time.sleep(FAST_POLL_S if faults is not None and faults.pending else POLL_S)
+
+
+def _final_status(stub: pb_grpc.CoordinatorStub) -> pb.StatusResponse:
+    """The coordinator's last word; a restarted one may need a moment to answer again."""
+    deadline = time.monotonic() + STATUS_TIMEOUT_S
+    while True:
+        try:
+            return stub.GetStatus(pb.StatusRequest(), timeout=STATUS_TIMEOUT_S)
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_S)
+
+
+def _check_processes(
+    coordinator: Child, participants: Sequence[Child], faults: Faults | None
+) -> bool:
+    """True once every participant exited as it should (0, or a planned drop).
+
+    Raises:
+        RoundAborted: the coordinator exited, or a participant failed.
+    """
+    if coordinator.process.poll() is not None:
+        raise RoundAborted(
+            f"the coordinator exited with status {coordinator.process.returncode}; "
+            f"its output ({coordinator.output}) ends:\n{coordinator.tail()}"
+        )
+    finished = True
+    for child in participants:
+        code = child.process.poll()
+        if code is None:
+            finished = False
+        elif code != 0 and not (faults is not None and faults.expected_exit(child, code)):
+            raise RoundAborted(
+                f"participant {child.name} exited with status {code}; its output "
+                f"({child.output}) ends:\n{child.tail()}"
+            )
+    return finished
+
+
+def _live_view(
+    status: pb.StatusResponse,
+    participants: Sequence[Child],
+    profile: Profile,
+    elapsed_s: float,
+    faults: Faults | None = None,
+) -> Group:
+    stage = pb.Stage.Name(status.stage).lower() if status.federation_id else "starting"
+    planned = status.rounds_planned or "?"
+    headline = Text.assemble(
+        ("Accord demo ", "bold"),
+        f"profile {profile.value} · round {status.round}/{planned} · stage {stage} · ",
+        f"{status.rounds_completed} done · {elapsed_s:5.1f} s",
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("participant", "process", "online", "state", "bytes up", "bytes down"):
+        table.add_column(column, justify="right" if column.startswith("bytes") else "left")
+    by_name = {p.participant_id: p for p in status.participants}
+    for child in participants:
+        code = child.process.poll()
+        if child.dropped_at is not None:
+            process = f"dropped at {child.dropped_at}"
+        elif code is None:
+            process = f"pid {child.process.pid}"
+        else:
+            process = f"exited {code}"
+        if child.restarts:
+            process += f" (restarted {child.restarts}x)"
+        entry = by_name.get(child.name)
+        table.add_row(
+            child.name,
+            process,
+            ("yes" if entry.online else "no") if entry else "-",
+            entry.state if entry else "starting",
+            f"{entry.bytes_up:,}" if entry else "0",
+            f"{entry.bytes_down:,}" if entry else "0",
+        )
+    lines: list[Text] = [headline]
+    if faults is not None:
+        lines += [Text(_describe(event), style="yellow") for event in faults.events[-5:]]
+    return Group(*lines, table)
+
+
+def _describe(event: dict[str, Any]) -> str:
+    """One line for an event of `accord.demo.faults`."""
+    where = f"round {event.get('round')}" + (f" {event['stage']}" if event.get("stage") else "")
+    if event["event"] == "dropped":
+        return f"{event['name']} dropped at {where} (exit status {event['exit_status']})"
+    if event["event"] == "restarted":
+        return (
+            f"{event['name']} killed ({event['signal']}) in {where} and started again "
+            f"({event['restart_s']:.1f} s)"
+        )
+    if event["event"] == "not_reached":
+        return f"{event['name']}: the federation finished before {where}; nothing done"
+    return f"{event['name']}: {event['event']} ({where})"
+
+
+def summary(
+    status: pb.StatusResponse,
+    *,
+    workdir: Path,
+    names: Sequence[str],
+    wall_s: float,
+    transport: str = "mtls",
+    threshold: int | None = None,
+    events: Sequence[dict[str, Any]] = (),
+    processes: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The machine-readable summary of a finished demo (what `--json` writes).
+
+    Per round: `round`, `outcome` (`done` or `aborted`), `reason` (why it aborted; empty
+    when done; `message` is the same text under its older name), `duration_s`,
+    `stage_durations_s`, `selected`, `survivors` (whose inputs are in the aggregate),
+    `dropped` (selected but not survivors of a completed round), and `bytes_up` and
+    `bytes_down` for every participant. At the top: `federation_id`, `profile`,
+    `transport` (`mtls` or `plaintext`), `participants`, `threshold`,
+    `rounds_completed`, `rounds`, `events` (drops and restarts, see
+    `accord.demo.faults`), `processes` (each one's exit status, drop stage and
+    restarts), `metrics` (`adapters_identical` compares the participants that did not
+    drop out), `accuracy` (`accuracy_summary`; None for a trainer that reports no
+    accuracy), `data` (the demo's `DIR/data/benchmark.json`, None without it), `wall_s`
+    and `workdir`.
+    """
+    rounds = []
+    for record in status.recent_rounds:
+        outcome = pb.Stage.Name(record.outcome).lower()
+        selected = list(record.selected)
+        survivors = list(record.survivors)
+        rounds.append(
+            {
+                "round": record.round,
+                "outcome": outcome,
+                "reason": record.message,
+                "duration_s": round(record.duration_s, 4),
+                "stage_durations_s": {
+                    stage.value: round(record.stage_durations_s[stage.value], 4)
+                    for stage in Stage
+                    if stage.value in record.stage_durations_s
+                },
+                "selected": selected,
+                "survivors": survivors,
+                "dropped": [n for n in selected if n not in survivors] if outcome == "done" else [],
+                "bytes_up": {name: int(record.bytes_up.get(name, 0)) for name in names},
+                "bytes_down": {name: int(record.bytes_down.get(name, 0)) for name in names},
+                "message": record.message,
+            }
+        )
+    metrics: dict[str, Any] = {"participants": {}}
+    digests = set()
+    # A participant that dropped out on purpose left the federation: the others' adapters
+    # are compared.
+    left = {name for name, p in (processes or {}).items() if p.get("dropped_at")}
+    for name in names:
+        folder = workdir / "participants" / name
+        lines = _read_lines(folder / "metrics.jsonl")
+        last = dict(lines[-1]) if lines else {}
+        if lines:
+            last["initial_eval_loss"] = lines[0].get("eval_loss_before")
+        metrics["participants"][name] = last
+        if name not in left:
+            digests.add(_adapter_digest(folder))
+    losses = [m.get("global_eval_loss") for m in metrics["participants"].values()]
+    known = [loss for loss in losses if isinstance(loss, float)]
+    if known:
+        metrics["global_eval_loss_mean"] = sum(known) / len(known)
+    metrics["adapters_identical"] = len(digests) == 1 and None not in digests
+    metrics["adapter_sha256"] = sorted(d for d in digests if d)[0] if any(digests) else None
+    return {
+        "federation_id": status.federation_id,
+        "profile": Profile[pb.Profile.Name(status.profile)].value,
+        "transport": transport,
+        "participants": list(names),
+        "threshold": threshold,
+        "rounds_completed": status.rounds_completed,
+        "rounds": rounds,
+        "events": list(events),
+        "processes": processes or {},
+        "metrics": metrics,
+        "accuracy": accuracy_summary(metrics["participants"]),
+        "data": _read_json(workdir / "data" / "benchmark.json"),
+        "wall_s": round(wall_s, 3),
+        "workdir": str(workdir),
+    }
+
+
+ACCURACY_METHOD = (
+    "Accuracy after the last applied round, measured by each participant process. "
+    "federated: the global adapter every participant holds (the secure aggregate of all "
+    "updates). local_only: the same model (same base, head, local steps, batch, learning "
+    "rate and sample-level DP settings, its own noise) trained by that participant on its "
+    "own data alone, round by round alongside the federation, never aggregated nor sent. "
+    "personalized: the global adapter plus that participant's own last DP update (its "
+    "local fine-tuning from the global model, no extra privacy cost). epsilon: the "
+    "composition of everything trained on the participant's records (updates and the "
+    "local-only baseline). "
+    "own_test: that participant's test split; pooled_test: every enterprise's test split "
+    "together (the shared evaluation set)."
+)
+
+_ACCURACY_KEYS = {
+    ("own_test", "federated"): "global_accuracy",
+    ("own_test", "local_only"): "global_local_only_accuracy",
+    ("pooled_test", "federated"): "global_pooled_accuracy",
+    ("pooled_test", "local_only"): "global_local_only_pooled_accuracy",
+    ("own_test", "personalized"): "global_personalized_accuracy",
+    ("pooled_test", "personalized"): "global_personalized_pooled_accuracy",
+}
+
+
+def accuracy_summary(participants: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Federated vs local-only accuracy per participant, from their last metrics lines.
+
+    Returns None when no participant reported a local-only baseline (the lora-mlp and
+    synthetic trainers). Otherwise `method` (how the numbers were made, in words),
+    `participants` (per name: `federated_accuracy` and `local_only_accuracy` on the
+    pooled test set; `own_test` and `pooled_test`, each `federated` and `local_only`;
+    `dp_epsilon` spent, None without DP; and `round`) and `mean` (the
+    same two tables averaged over the participants that reported them).
+    """
+    rows: dict[str, Any] = {}
+    for name, last in participants.items():
+        if not isinstance(last.get("global_local_only_accuracy"), (int, float)):
+            continue
+        row: dict[str, Any] = {"own_test": {}, "pooled_test": {}}
+        for (test_set, model), key in _ACCURACY_KEYS.items():
+            value = last.get(key)
+            row[test_set][model] = float(value) if isinstance(value, (int, float)) else None
+        # The issue's names, on the pooled test set (every domain): the headline figures.
+        row["federated_accuracy"] = row["pooled_test"]["federated"]
+        row["local_only_accuracy"] = row["pooled_test"]["local_only"]
+        epsilon = last.get("dp_epsilon_composed", last.get("dp_epsilon"))
+        row["dp_epsilon"] = float(epsilon) if isinstance(epsilon, (int, float)) else None
+        row["round"] = last.get("round")
+        rows[name] = row
+    if not rows:
+        return None
+    mean: dict[str, Any] = {"own_test": {}, "pooled_test": {}}
+    for test_set, model in _ACCURACY_KEYS:
+        values = [r[test_set][model] for r in rows.values() if r[test_set][model] is not None]
+        mean[test_set][model] = sum(values) / len(values) if values else None
+    return {"method": ACCURACY_METHOD, "participants": rows, "mean": mean}
+
+
+def write_json(summary: dict[str, Any], path: Path) -> None:
+    """Write the summary as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The closing tables: one row per round, one per participant."""
+    console = Console()
+    rounds = Table(title="Rounds", show_edge=False)
+    for column in ("round", "outcome", "seconds", "stages (s)", "survivors", "up", "down"):
+        rounds.add_column(column)
+    for record in summary["rounds"]:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in record["stage_durations_s"].items())
+        outcome = record["outcome"]
+        if record["reason"]:
+            outcome += f": {record['reason']}"
+        survivors = str(len(record["survivors"]))
+        if record["dropped"]:
+            survivors += f" ({', '.join(record['dropped'])} dropped)"
+        rounds.add_row(
+            str(record["round"]),
+            outcome,
+            f"{record['duration_s']:.2f}",
+            stages,
+            survivors,
+            f"{sum(record['bytes_up'].values()):,}",
+            f"{sum(record['bytes_down'].values()):,}",
+        )
+    people = Table(title="Participants", show_edge=False)
+    for column in ("participant", "bytes up", "bytes down", "loss at start", "global loss"):
+        people.add_column(column)
+    for name in summary["participants"]:
+        up = sum(r["bytes_up"][name] for r in summary["rounds"])
+        down = sum(r["bytes_down"][name] for r in summary["rounds"])
+        last = summary["metrics"]["participants"].get(name, {})
+        people.add_row(
+            name,
+            f"{up:,}",
+            f"{down:,}",
+            _number(last.get("initial_eval_loss")),
+            _number(last.get("global_eval_loss")),
+        )
+    console.print()
+    console.print(rounds)
+    console.print(people)
+    accuracy = summary.get("accuracy")
+    if accuracy:
+        console.print(_accuracy_table(accuracy))
+        console.print(_accuracy_verdict(accuracy))
+    for event in summary["events"]:
+        console.print(_describe(event))
+    identical = summary["metrics"]["adapters_identical"]
+    stayed = (
+        " that stayed" if any(p.get("dropped_at") for p in summary["processes"].values()) else ""
+    )
+    console.print(
+        f"{summary['rounds_completed']} of {len(summary['rounds'])} rounds completed in "
+        f"{summary['wall_s']:.1f} s; global adapters "
+        + (
+            f"identical at every participant{stayed}"
+            if identical
+            else "DIFFER between participants"
+        )
+        + f"; everything is in {summary['workdir']}"
+    )
+
+
+def _accuracy_table(accuracy: dict[str, Any]) -> Table:
+    """Federated vs local-only accuracy, one row per participant and one for the mean."""
+    table = Table(title="Accuracy: federated vs local-only", show_edge=False)
+    for column in (
+        "participant",
+        "own test: federated",
+        "local-only",
+        "personalized",
+        "pooled test: federated",
+        "local-only",
+        "personalized",
+        "epsilon (all trained)",
+    ):
+        table.add_column(column, justify="left" if column == "participant" else "right")
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [
+            _percent(row["own_test"]["federated"]),
+            _percent(row["own_test"]["local_only"]),
+            _percent(row["own_test"].get("personalized")),
+            _percent(row["pooled_test"]["federated"]),
+            _percent(row["pooled_test"]["local_only"]),
+            _percent(row["pooled_test"].get("personalized")),
+        ]
+
+    for name, row in accuracy["participants"].items():
+        epsilon = row.get("dp_epsilon")
+        table.add_row(name, *cells(row), f"{epsilon:.2f}" if epsilon is not None else "no DP")
+    table.add_row("mean", *cells(accuracy["mean"]), "", style="bold")
+    return table
+
+
+def _accuracy_verdict(accuracy: dict[str, Any]) -> str:
+    """One sentence: does the federation beat training alone on the pooled test set?"""
+    pooled = accuracy["mean"]["pooled_test"]
+    federated, local = pooled.get("federated"), pooled.get("local_only")
+    if federated is None or local is None:
+        return "local-only: the same model trained on each participant's data alone"
+    verdict = "beats" if federated > local else "does not beat"
+    return (
+        f"On the pooled test set the federated adapter ({_percent(federated)}) {verdict} "
+        f"training alone ({_percent(local)} on average); local-only: the same model, steps "
+        "and DP settings on each participant's own data, trained alongside the rounds."
+    )
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "-"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-"
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _adapter_digest(folder: Path) -> str | None:
+    state = folder / "state.json"
+    if not state.exists():
+        return None
+    adapter = json.loads(state.read_text(encoding="utf-8")).get("adapter")
+    if not adapter:
+        return None
+    weights = folder / adapter / "adapter_model.safetensors"
+    return hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None

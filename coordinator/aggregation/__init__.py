@@ -1,0 +1,1 @@
+"""The round's running sum: parameters, spooled uploads, sum worker processes."""

@@ -1,0 +1,1 @@
+"""The operator's tools: the federation's CA, certificates, signed terms."""

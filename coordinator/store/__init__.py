@@ -1,0 +1,1 @@
+"""The coordinator's durable state: SQLite by default, PostgreSQL by URL."""

@@ -1,0 +1,1 @@
+"""An enterprise's data: folders on disk, their quality checks, the bundled data sets."""

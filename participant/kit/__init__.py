@@ -1,0 +1,1 @@
+"""A participant's startup kit: keys, requests, certificates, the preflight check."""

@@ -1,0 +1,588 @@
+"""The participant's privacy ledger: `state_dir/ledger.jsonl`, written before an update leaves.
+
+DESIGN.md guarantee 4: budgets are written to the ledger before the update leaves the
+machine. The daemon calls, in this order:
+
+    before_round(config, key, round)           may refuse a round that `max_epsilon`
+                                               forbids (projected from the ledger)
+    trainer_refused(config, key, round, why)   the trainer refused the round for its own
+                                               budget (BudgetExhausted): a refusal too
+    before_upload(config, key, round, update, chunks)
+                                               after training and protecting, before the
+                                               first chunk is sent: records the round (or,
+                                               over budget, the refusal)
+    after_apply(config, key, round, metrics)   the local validation gain of the new global
+                                               adapter, for `accord audit contributions`
+    keep_federation_head(state_dir, head, key, pinned=...)
+                                               on every task: the coordinator ledger's
+                                               latest signed head this participant was
+                                               shown; with a kit, refused unless signed by
+                                               the key the kit pins
+
+Entries (kinds; floats as exact decimal strings, see `accord.crypto.ledger_chain`):
+
+    open      ledger_id "<federation>/participant/<name>", public_key, role, names
+    round     round, profile, selected, samples, local_steps, update_clip_norm,
+              sample_dp {mechanism "dp-sgd" | "none", accountant, noise_multiplier,
+                         sample_rate, steps (this round), steps_total, max_grad_norm,
+                         delta, epsilon (the trainer's accountant, after this round)},
+              client_dp {mechanism "none"} or the share of client-level noise this
+                        participant added to its quantized update: {mechanism "skellam",
+                        noise_multiplier, honest_fraction, delta, participants,
+                        honest_participants, sigma_levels, share_mu, share_std_levels,
+                        level (one quantized level in update units)},
+              side_dp [{purpose ("local_only", ...), then the fields of sample_dp}]:
+                        training on the same private records besides the update (a
+                        baseline or personal model whose weights or accuracy are kept or
+                        reported); absent or [] when none; composes into epsilon,
+              data_quality {filter, flagged, excluded},
+              upload {sha256 (over the chunks, in order, as the receipt), chunks, bytes}
+    refusal   round, reason, by ("max_epsilon": the daemon's limit; "trainer": the
+              trainer's own budget, e.g. target_epsilon's planned steps all spent),
+              max_epsilon, epsilon (projected or reached), accountant, delta,
+              steps_total (steps trained but never released, when known)
+    applied   round, validation {metric, before, after, gain}
+
+The released (noise multiplier, sample rate, steps) runs are the `round` entries'
+`sample_dp`; `accord audit budget` recomputes epsilon from them and never sums
+per-round epsilons. An update whose training ran but which was refused never left the
+machine, so its steps are not in any run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from accord.core.ledger_store import LedgerFile
+from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_chain import decimal
+from accord.errors import BadSignature, IntegrityError
+from accord.participant.config import ParticipantConfig
+
+if TYPE_CHECKING:  # torch and peft stay unimported for `accord audit verify`
+    from accord.crypto.messages import RoundConfig
+    from accord.participant.training.protocol import LocalUpdate
+
+LEDGER_FILE = "ledger.jsonl"
+"""In `state_dir`: this participant's privacy ledger."""
+
+FEDERATION_HEAD_FILE = "federation_head.json"
+"""In `state_dir`: the federation ledger's latest signed head this participant was shown."""
+
+ROUND, REFUSAL, APPLIED = "round", "refusal", "applied"
+DP_SGD = "dp-sgd"
+NO_MECHANISM = "none"
+HEAD_FILE_VERSION = 1
+
+Run = tuple[float, float, int]
+"""(noise_multiplier, sample_rate, steps): one released run of DP-SGD steps."""
+
+
+def ledger_id(federation_id: str, participant: str) -> str:
+    """The id of a participant's ledger."""
+    return f"{federation_id}/participant/{participant}"
+
+
+class ParticipantLedger:
+    """One participant's ledger, opened and verified (see the module docstring)."""
+
+    def __init__(self, file: LedgerFile, config: ParticipantConfig) -> None:
+        self.file = file
+        self._config = config
+
+    @classmethod
+    def open(cls, config: ParticipantConfig, identity_private: bytes) -> ParticipantLedger:
+        """Open (or start) `state_dir/ledger.jsonl`.
+
+        Raises:
+            IntegrityError: the existing ledger does not verify with this identity key.
+        """
+        file = LedgerFile.open(
+            config.state_dir / LEDGER_FILE,
+            ledger_id(config.federation_id, config.name),
+            identity_private,
+            open_body={
+                "role": "participant",
+                "federation_id": config.federation_id,
+                "participant": config.name,
+            },
+        )
+        return cls(file, config)
+
+    # ---- reading ----
+
+    def runs(self) -> list[Run]:
+        """The DP-SGD runs recorded, oldest first: released updates and side trainings.
+
+        Rounds without DP contribute none.
+        """
+        found: list[Run] = []
+        for entry in self.file.entries:
+            if entry.kind != ROUND:
+                continue
+            side = entry.body.get("side_dp") or []
+            for dp in [entry.body.get("sample_dp"), *side]:
+                if isinstance(dp, dict) and dp.get("mechanism") == DP_SGD and int(dp["steps"]) > 0:
+                    found.append(
+                        (float(dp["noise_multiplier"]), float(dp["sample_rate"]), int(dp["steps"]))
+                    )
+        return found
+
+    def steps_total(self) -> int:
+        """The trainer's step count at the last round or refusal that recorded one."""
+        for entry in reversed(self.file.entries):
+            if entry.kind == ROUND:
+                dp = entry.body.get("sample_dp", {})
+                if dp.get("mechanism") == DP_SGD:
+                    return int(dp["steps_total"])
+            elif entry.kind == REFUSAL and entry.body.get("steps_total") is not None:
+                return int(entry.body["steps_total"])
+        return 0
+
+    # ---- budget ----
+
+    def refusal_before_round(self, round: int) -> str | None:
+        """Why `round` must be refused before it starts, or None.
+
+        With `[participant.dp] max_epsilon` set, the round is projected to repeat the last
+        released run; if that would bring epsilon above the limit, it is refused (and the
+        refusal recorded). Without a released run yet there is nothing to project from:
+        `refusal_after_training` then decides before anything leaves.
+        """
+        dp = self._config.dp
+        if dp.max_epsilon is None:
+            return None
+        if not dp.enabled:
+            return self._refuse(
+                round,
+                "[participant.dp] max_epsilon is set but DP is off (enabled = false): an update "
+                "without DP-SGD has no finite epsilon",
+                epsilon=None,
+            )
+        runs = self.runs()
+        if not runs:
+            return None
+        projected = _epsilon(dp.accountant, [*runs, runs[-1]], dp.delta)
+        if projected <= dp.max_epsilon:
+            return None
+        return self._refuse(
+            round,
+            f"round {round} would bring epsilon to {projected:.3f} (at delta {dp.delta:g}, "
+            f"{dp.accountant}), above [participant.dp] max_epsilon = {dp.max_epsilon:g}; this "
+            "participant stops contributing (raise max_epsilon to continue)",
+            epsilon=projected,
+        )
+
+    def refusal_after_training(self, round: int, update: LocalUpdate) -> str | None:
+        """Why this trained update must not leave, or None (then `record_round`)."""
+        dp = self._config.dp
+        spent = getattr(update, "privacy", None)
+        if dp.enabled and spent is None:
+            return self._refuse(
+                round,
+                "[participant.dp] enabled = true, but the trainer reported no DP-SGD accounting "
+                "for this update; it is not sent",
+                epsilon=None,
+            )
+        if dp.max_epsilon is None or spent is None:
+            return None
+        reached = spent.epsilon
+        side = [s for s in getattr(update, "side_training", ()) if s.spent is not None]
+        if side:
+            # Everything trained on these records composes: the ledger's runs so far, this
+            # round's update and its side trainings.
+            new = [(spent.noise_multiplier, spent.sample_rate, spent.steps - self.steps_total())]
+            new += [(s.spent.noise_multiplier, s.spent.sample_rate, s.steps) for s in side]
+            runs = self.runs() + [run for run in new if run[2] > 0]
+            reached = max(reached, _epsilon(spent.accountant, runs, spent.delta))
+        if reached <= dp.max_epsilon:
+            return None
+        return self._refuse(
+            round,
+            f"round {round} brought epsilon to {reached:.3f} (at delta {spent.delta:g}, "
+            f"{spent.accountant}), above [participant.dp] max_epsilon = {dp.max_epsilon:g}; the "
+            "update is not sent and this participant stops contributing",
+            epsilon=reached,
+            steps_total=spent.steps,
+        )
+
+    def refusal_by_trainer(self, round: int, reason: str) -> str:
+        """Record that the trainer refused `round` for its privacy budget; return the reason.
+
+        Nothing was trained or released, so epsilon is that of the released runs.
+        """
+        dp = self._config.dp
+        runs = self.runs()
+        epsilon = _epsilon(dp.accountant, runs, dp.delta) if dp.enabled and runs else None
+        return self._refuse(
+            round,
+            f"the trainer refused round {round}: {reason}; this participant stops contributing",
+            epsilon=epsilon,
+            steps_total=self.steps_total() if dp.enabled else None,
+            by="trainer",
+        )
+
+    def _refuse(
+        self,
+        round: int,
+        reason: str,
+        *,
+        epsilon: float | None,
+        steps_total: int | None = None,
+        by: str = "max_epsilon",
+    ) -> str:
+        dp = self._config.dp
+        self.file.append(
+            REFUSAL,
+            {
+                "round": round,
+                "reason": reason,
+                "by": by,
+                "max_epsilon": None if dp.max_epsilon is None else decimal(dp.max_epsilon),
+                "epsilon": None if epsilon is None else decimal(epsilon),
+                "accountant": dp.accountant,
+                "delta": decimal(dp.delta),
+                "steps_total": steps_total,
+            },
+        )
+        return reason
+
+    # ---- writing ----
+
+    def record_round(
+        self, config: RoundConfig, update: LocalUpdate, chunks: Sequence[bytes]
+    ) -> chain.Entry:
+        """Record a round's release: call before the first chunk is sent."""
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        spent = getattr(update, "privacy", None)
+        sample_dp: dict[str, Any] = {"mechanism": NO_MECHANISM}
+        if spent is not None:
+            before = self.steps_total()
+            steps = spent.steps - before
+            # A trainer history that restarted below the ledger's count (a state folder
+            # reset) is taken whole: over-counting is the safe side.
+            sample_dp = _dp_body(spent, steps if steps >= 0 else spent.steps)
+        side_dp = [
+            {"purpose": side.purpose, "mechanism": NO_MECHANISM, "steps": int(side.steps)}
+            if side.spent is None
+            else {"purpose": side.purpose, **_dp_body(side.spent, int(side.steps))}
+            for side in getattr(update, "side_training", ())
+        ]
+        metrics = update.metrics
+        return self.file.append(
+            ROUND,
+            {
+                "round": config.round,
+                "profile": config.profile.value,
+                "selected": len(config.selected),
+                "samples": int(update.sample_count),
+                "local_steps": int(metrics.get("local_steps", self._config.local_steps)),
+                "update_clip_norm": decimal(config.quant.clip_norm),
+                "sample_dp": sample_dp,
+                "client_dp": client_dp_share(config),
+                **({"side_dp": side_dp} if side_dp else {}),
+                "data_quality": data_quality_counts(self._config),
+                "upload": {
+                    "sha256": digest.hexdigest(),
+                    "chunks": len(chunks),
+                    "bytes": sum(len(chunk) for chunk in chunks),
+                },
+            },
+        )
+
+    def record_applied(self, round: int, metrics: Mapping[str, Any]) -> chain.Entry | None:
+        """Record the local validation gain of the new global adapter (None: nothing measured).
+
+        `metrics` is the daemon's round line: the update's `accuracy_before` or
+        `eval_loss_before` (the previous global adapter on this participant's test split)
+        and `global_accuracy` or `global_eval_loss` (the new one, same split).
+        """
+        validation = validation_gain(metrics)
+        if validation is None:
+            return None
+        return self.file.append(APPLIED, {"round": round, "validation": validation})
+
+
+# ---- the daemon's calls ----
+
+
+def before_round(config: ParticipantConfig, identity_private: bytes, round: int) -> str | None:
+    """The refusal message if `max_epsilon` forbids `round` (recorded), else None."""
+    if config.dp.max_epsilon is None:
+        return None
+    return ParticipantLedger.open(config, identity_private).refusal_before_round(round)
+
+
+def before_upload(
+    config: ParticipantConfig,
+    identity_private: bytes,
+    round_config: RoundConfig,
+    update: LocalUpdate,
+    chunks: Sequence[bytes],
+) -> str | None:
+    """Record the round before its first chunk is sent; or the refusal, returned.
+
+    Raises:
+        IntegrityError: the ledger does not verify (nothing is sent then either).
+        OSError: the ledger cannot be written (nothing is sent).
+    """
+    ledger = ParticipantLedger.open(config, identity_private)
+    refused = ledger.refusal_after_training(round_config.round, update)
+    if refused is None:
+        ledger.record_round(round_config, update, chunks)
+    return refused
+
+
+def trainer_refused(
+    config: ParticipantConfig, identity_private: bytes, round: int, reason: str
+) -> str:
+    """Record the trainer's own budget refusal of `round` (like `max_epsilon`'s); return why."""
+    return ParticipantLedger.open(config, identity_private).refusal_by_trainer(round, reason)
+
+
+def after_apply(
+    config: ParticipantConfig, identity_private: bytes, round: int, metrics: Mapping[str, Any]
+) -> None:
+    """Record the validation gain of the round's new global adapter."""
+    ParticipantLedger.open(config, identity_private).record_applied(round, metrics)
+
+
+def keep_federation_head(
+    state_dir: Path, head: bytes, public_key: bytes, *, pinned: bytes | None = None
+) -> None:
+    """Keep the federation ledger's signed head, if it verifies and moves forward.
+
+    With a startup kit, `pinned` is the coordinator's ledger key the kit pins (certified
+    by the CA at provisioning): a head that is missing, signed by another key or not
+    verifying under it is refused with `IntegrityError`, and the daemon stops, since its
+    coordinator is not the one it was provisioned for. Without a kit (insecure
+    plaintext only) the first key seen is kept (trust on first use). Either way a head
+    behind the kept one (the coordinator's ledger lost entries) is never kept; it is
+    noted under `anomalies` for `accord audit verify`, as are, without a pin, a head that
+    does not verify and a changed key.
+
+    Raises:
+        IntegrityError: `pinned` is given and the head is not signed by it.
+    """
+    if pinned is not None:
+        _check_pinned(head, public_key, pinned)
+    if not head:
+        return
+    path = state_dir / FEDERATION_HEAD_FILE
+    try:
+        kept = _read_head_file(path)
+    except IntegrityError:
+        return  # a damaged file is evidence too: `accord audit verify` reports it
+    anomalies: list[str] = list(kept.get("anomalies", []))
+    trusted = kept.get("public_key")
+    if pinned is not None and trusted is not None and trusted != pinned.hex():
+        # Kept on first use before the kit pinned the key: the pin wins, the old key is noted.
+        anomalies.append(
+            f"the kept head was signed by {trusted[:16]}..., not by the coordinator ledger key "
+            f"the kit pins ({pinned.hex()[:16]}...); replaced"
+        )
+        kept = {"anomalies": anomalies}
+        trusted = None
+    note: str | None
+    try:
+        signed = chain.SignedHead.from_bytes(head)
+        chain.verify_head(signed, public_key)
+    except (IntegrityError, BadSignature) as error:
+        note = f"a head that does not verify was shown ({type(error).__name__})"
+    else:
+        note = None
+        previous = kept.get("head")
+        if trusted is not None and trusted != public_key.hex():
+            note = (
+                f"the coordinator's ledger key changed from {trusted[:16]}... to "
+                f"{public_key.hex()[:16]}...; the new head was not kept"
+            )
+        elif previous is not None:
+            old = chain.SignedHead.from_json(previous)
+            if signed.count < old.count or (
+                signed.count == old.count and signed.head_hash != old.head_hash
+            ):
+                note = (
+                    f"a head of {signed.count} entries was shown after one of {old.count}: the "
+                    "federation ledger went back or forked"
+                )
+            elif signed.count == old.count:
+                return  # nothing new
+        if note is None:
+            _write_json(
+                path,
+                {
+                    "version": HEAD_FILE_VERSION,
+                    "public_key": public_key.hex(),
+                    "head": signed.to_json(),
+                    "anomalies": anomalies,
+                },
+            )
+            return
+    if note in anomalies:
+        return
+    anomalies.append(note)
+    _write_json(path, {**kept, "version": HEAD_FILE_VERSION, "anomalies": anomalies})
+
+
+def _check_pinned(head: bytes, public_key: bytes, pinned: bytes) -> None:
+    """Refuse a federation ledger head that the kit's pinned key did not sign."""
+    fix = (
+        "this is not the ledger of the coordinator the kit was provisioned for; check the "
+        "coordinator address, or re-package the kit if the federation was provisioned anew"
+    )
+    if not head:
+        raise IntegrityError(
+            "the coordinator's task carries no signed federation ledger head, but the kit pins "
+            f"its ledger key ({pinned.hex()[:16]}...): {fix}"
+        )
+    if public_key != pinned:
+        raise IntegrityError(
+            f"the federation ledger head is signed by key {public_key.hex()[:16]}..., not by the "
+            f"coordinator ledger key the kit pins ({pinned.hex()[:16]}...): {fix}"
+        )
+    try:
+        chain.verify_head(chain.SignedHead.from_bytes(head), pinned)
+    except (IntegrityError, BadSignature):
+        raise IntegrityError(
+            "the federation ledger head does not verify under the coordinator ledger key the "
+            f"kit pins ({pinned.hex()[:16]}...): {fix}"
+        ) from None
+
+
+def read_federation_head(path: Path) -> tuple[bytes | None, chain.SignedHead | None, list[str]]:
+    """The kept key, head and anomalies of a `federation_head.json`.
+
+    Raises:
+        IntegrityError: the file is not a kept head.
+    """
+    kept = _read_head_file(path)
+    key = kept.get("public_key")
+    head = kept.get("head")
+    return (
+        bytes.fromhex(key) if isinstance(key, str) else None,
+        chain.SignedHead.from_json(head) if head is not None else None,
+        [str(a) for a in kept.get("anomalies", [])],
+    )
+
+
+# ---- helpers ----
+
+
+def client_dp_share(config: RoundConfig) -> dict[str, Any]:
+    """The client-level noise share `exchange.encode_update` added this round, for the ledger.
+
+    Each participant adds Sk(share_mu) to every coordinate but the weight slot: a
+    standard deviation of share_std_levels quantized levels (`crypto/client_dp.py`).
+    """
+    noise = config.client_noise
+    if noise is None:
+        return {"mechanism": NO_MECHANISM}
+    from accord.crypto.client_dp import MECHANISM, honest_participants
+
+    participants = len(config.selected)
+    mu = noise.share_mu(config.quant, participants)
+    return {
+        "mechanism": MECHANISM,
+        "noise_multiplier": decimal(noise.noise_multiplier),
+        "honest_fraction": decimal(noise.honest_fraction),
+        "delta": decimal(noise.delta),
+        "participants": participants,
+        "honest_participants": honest_participants(noise.honest_fraction, participants),
+        "sigma_levels": decimal(noise.sigma_levels(config.quant)),
+        "share_mu": decimal(mu),
+        "share_std_levels": decimal(math.sqrt(2.0 * mu)),
+        "level": decimal(config.quant.step),
+    }
+
+
+def data_quality_counts(config: ParticipantConfig) -> dict[str, Any]:
+    """What the data-quality filter found: flagged sample ids, and whether they were excluded.
+
+    `flagged` counts the distinct ids in check-data's flagged file (all splits);
+    `excluded` is that count when `exclude_flagged` drops them from training, else 0.
+    """
+    settings = config.data_quality
+    path = settings.flagged_file
+    if path is None and config.data_dir is not None:
+        path = config.data_dir / "flagged.jsonl"
+    if path is None or not path.exists():
+        return {"filter": "not run", "flagged": 0, "excluded": 0}
+    ids = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                ids.add(str(json.loads(line)["id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    excluded = len(ids) if settings.exclude_flagged else 0
+    return {
+        "filter": "exclude" if settings.exclude_flagged else "report only",
+        "flagged": len(ids),
+        "excluded": excluded,
+    }
+
+
+def validation_gain(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Accuracy gained (or loss reduced) by the new global adapter on the local test split."""
+    for metric, before_key, after_key, sign in (
+        ("accuracy", "accuracy_before", "global_accuracy", 1.0),
+        ("eval_loss", "eval_loss_before", "global_eval_loss", -1.0),
+    ):
+        before, after = metrics.get(before_key), metrics.get(after_key)
+        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+            return {
+                "metric": metric,
+                "before": decimal(before),
+                "after": decimal(after),
+                "gain": decimal(sign * (float(after) - float(before))),
+            }
+    return None
+
+
+def _dp_body(spent: Any, steps: int) -> dict[str, Any]:
+    """A `sample_dp` (or `side_dp` item) body for a `privacy.PrivacySpent`."""
+    return {
+        "mechanism": DP_SGD,
+        "accountant": spent.accountant,
+        "noise_multiplier": decimal(spent.noise_multiplier),
+        "sample_rate": decimal(spent.sample_rate),
+        "steps": steps,
+        "steps_total": spent.steps,
+        "max_grad_norm": decimal(spent.max_grad_norm),
+        "delta": decimal(spent.delta),
+        "epsilon": decimal(spent.epsilon),
+    }
+
+
+def _epsilon(accountant: str, runs: Sequence[Run], delta: float) -> float:
+    from accord.participant.training import privacy
+
+    return privacy.epsilon(accountant, list(runs), delta)
+
+
+def _read_head_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise IntegrityError(f"{path}: not a kept federation head") from None
+    if not isinstance(data, dict) or data.get("version") != HEAD_FILE_VERSION:
+        raise IntegrityError(f"{path}: not a kept federation head (format version)")
+    return data
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(staging, path)

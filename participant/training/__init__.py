@@ -1,0 +1,1 @@
+"""Local training: models and towers, LoRA, DP-SGD, the trainers the daemon drives."""

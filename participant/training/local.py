@@ -1,0 +1,418 @@
+"""Local training, top to bottom: load base, wrap with LoRA, make private, loop, export delta.
+
+    base    = models.load_base_model(...)              frozen towers + fresh fusion head
+    model   = wrap_with_lora(base, lora, seed)         FFA-LoRA by default, head in modules_to_save
+    update  = train_local(module, data, settings, ...) one round: AdamW, DP if asked,
+                                                       FedProx if asked, returns the delta
+
+The adapter that the federation averages is a flat float32 vector: every parameter
+with `requires_grad`, in `named_parameters` order (`trainable_names`).
+
+Exact aggregation (FFA-LoRA, Sun et al. 2024). A LoRA layer adds B @ A to a frozen
+weight. Averaging A and B separately is not averaging the products
+(mean(B) @ mean(A) != mean(B @ A)), so plain LoRA under FedAvg is inexact. FFA-LoRA
+freezes A, initialised identically everywhere from the federation's seed, and trains
+and exchanges only B; then mean(B) @ A == mean(B @ A) exactly. `AdapterMode.LORA`
+trains both (the classic setting, with that caveat). The fusion head is trained in
+full (peft `modules_to_save`): it is linear in its own parameters' deltas, so its
+average is exact too. DoRA normalises B @ A per column, which is not linear in B,
+so it is refused.
+
+FedProx (Li et al. 2020) adds mu/2 * ||w - w_global||^2 to the local loss. Its
+gradient mu * (w - w_global) does not depend on the data, so it is applied after the
+optimizer's step, like AdamW's decoupled weight decay; that way it is the same with
+and without DP and costs no privacy.
+
+After every round `train_local` checks that every trained tensor actually changed:
+a known failure mode (peft + opacus) is LoRA weights that silently never update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+
+from accord.errors import ConfigError, RoundAborted
+from accord.participant.training import privacy
+from accord.participant.training.models import HEAD_NAME, BaseModel
+from accord.participant.training.privacy import History, PrivacySpent
+
+
+class AdapterMode(str, Enum):
+    """Which LoRA matrices are trained and exchanged."""
+
+    FFA = "ffa"
+    """A frozen (same seed everywhere), B trained: exact aggregation (default)."""
+    LORA = "lora"
+    """A and B trained: inexact aggregation (mean of products != product of means)."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """The adapter's shape.
+
+    Attributes:
+        rank: r.
+        alpha: LoRA's alpha (an integer, as peft types it; scale alpha / r); None means
+            2 * rank.
+        dropout: dropout on the LoRA input.
+        target_modules: peft `target_modules` (regex string or name suffixes); None means
+            the base model's defaults.
+        mode: FFA-LoRA (default) or standard LoRA.
+        use_dora: refused (see module docstring); present so a config asking for it fails
+            loudly instead of silently training something else.
+    """
+
+    rank: int = 8
+    alpha: int | None = None
+    dropout: float = 0.0
+    target_modules: str | tuple[str, ...] | None = None
+    mode: AdapterMode = AdapterMode.FFA
+    use_dora: bool = False
+
+    def __post_init__(self) -> None:
+        if self.use_dora:
+            raise ConfigError(
+                "[participant] use_dora = true: DoRA is not supported; its weight "
+                "normalisation is not linear in the adapter, so secure aggregation of it is "
+                "not exact. Set use_dora = false (FFA-LoRA is the default)"
+            )
+        if self.rank < 1:
+            raise ConfigError(f"[participant] lora_rank = {self.rank}: must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"[participant] lora_dropout = {self.dropout}: must be in [0, 1)")
+        if self.alpha is not None and not self.alpha > 0:
+            raise ConfigError(f"[participant] lora_alpha = {self.alpha}: must be > 0")
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """One round of local training.
+
+    Attributes:
+        steps: optimizer steps per round (ignored when `epochs` is set).
+        epochs: passes over the local data per round; steps = ceil(epochs * n / batch_size).
+        batch_size: samples per step (the expected Poisson batch size under DP).
+        grad_accumulation: micro-batches per step (memory only; the step is the same).
+        learning_rate: AdamW's learning rate.
+        weight_decay: AdamW's decoupled weight decay.
+        fedprox_mu: FedProx's proximal weight mu (0 turns it off).
+        dp: sample-level DP, or None.
+    """
+
+    steps: int = 20
+    epochs: float | None = None
+    batch_size: int = 64
+    grad_accumulation: int = 1
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    fedprox_mu: float = 0.0
+    dp: privacy.DpSettings | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accumulation"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"[participant] {name} = {getattr(self, name)}: must be >= 1")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ConfigError(f"[participant] local_epochs = {self.epochs}: must be > 0")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"[participant] learning_rate = {self.learning_rate}: must be > 0")
+        if self.weight_decay < 0 or self.fedprox_mu < 0:
+            raise ConfigError("[participant] weight_decay and fedprox_mu must be >= 0")
+
+    def steps_for(self, samples: int) -> int:
+        """Steps in one round over `samples` training samples."""
+        if self.epochs is None:
+            return self.steps
+        return max(1, math.ceil(self.epochs * samples / self.batch_size))
+
+
+@dataclass
+class RoundResult:
+    """What one round of local training produced.
+
+    Attributes:
+        delta: trained minus starting vector, float32, (parameters,).
+        steps: optimizer steps taken.
+        train_loss: mean loss of the non-empty batches.
+        privacy: the privacy spent so far (None without DP).
+        history: the accountant's history after this round ([] without DP).
+    """
+
+    delta: npt.NDArray[np.float32]
+    steps: int
+    train_loss: float
+    privacy: PrivacySpent | None = None
+    history: History = field(default_factory=list)
+
+
+# ---- wrap with LoRA ----
+
+
+def wrap_with_lora(base: BaseModel, lora: LoraSettings, seed: int) -> PeftModel:
+    """The base model with LoRA adapters and a trainable head, identical for every seed-mate.
+
+    LoRA's A matrices are drawn from `seed` (peft's Kaiming init on torch's generator),
+    so every participant of a federation starts from the same adapter; B starts at zero.
+    In FFA mode A is then frozen.
+    """
+    config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha if lora.alpha is not None else 2 * lora.rank,
+        lora_dropout=lora.dropout,
+        target_modules=(
+            list(lora.target_modules)
+            if isinstance(lora.target_modules, tuple)
+            else (lora.target_modules or _as_peft_targets(base.lora_targets))
+        ),
+        modules_to_save=[HEAD_NAME],
+        use_dora=False,
+    )
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = get_peft_model(base.model, config)
+    finally:
+        torch.random.set_rng_state(state)
+    if lora.mode is AdapterMode.FFA:
+        for name, parameter in model.named_parameters():
+            if "lora_A" in name:
+                parameter.requires_grad_(False)
+    return model
+
+
+def freeze_tower_adapters(model: nn.Module) -> None:
+    """Freeze every LoRA matrix, leaving only the head trainable (cached-feature training)."""
+    for name, parameter in model.named_parameters():
+        if "lora_" in name:
+            parameter.requires_grad_(False)
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    """Names of the exchanged parameters, in the stable `named_parameters` order."""
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def get_vector(model: nn.Module, names: Sequence[str]) -> npt.NDArray[np.float32]:
+    """The named parameters as one float32 vector."""
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        flat = torch.cat([named[n].detach().reshape(-1).float() for n in names])
+    return flat.numpy().astype(np.float32, copy=True)
+
+
+def set_vector(model: nn.Module, names: Sequence[str], vector: npt.NDArray[np.float32]) -> None:
+    """Load a vector made by `get_vector` back into the named parameters."""
+    named = dict(model.named_parameters())
+    total = sum(named[n].numel() for n in names)
+    if vector.shape != (total,):
+        raise ValueError(f"vector of shape {vector.shape}, adapter has {total} parameters")
+    offset = 0
+    with torch.no_grad():
+        for name in names:
+            parameter = named[name]
+            count = parameter.numel()
+            piece = torch.from_numpy(np.ascontiguousarray(vector[offset : offset + count]))
+            parameter.copy_(piece.reshape(parameter.shape).to(parameter.dtype))
+            offset += count
+
+
+# ---- one round ----
+
+
+Forward = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
+"""(module, inputs) -> logits; inputs are a batch's tensors without the labels."""
+
+
+def call_module(module: nn.Module, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The default `Forward`: `module(*inputs)`."""
+    return module(*inputs)
+
+
+def train_local(
+    module: nn.Module,
+    data: Sequence[torch.Tensor],
+    settings: LocalSettings,
+    *,
+    generator: torch.Generator,
+    forward: Forward = call_module,
+    history: privacy.History | None = None,
+    noise_source: privacy.CsprngGaussian | None = None,
+    report_privacy: bool = True,
+) -> RoundResult:
+    """Train `module`'s trainable parameters for one round; return the change.
+
+    The module is left holding the trained parameters; the caller decides whether to
+    keep them (the daemon restores the global adapter and sends the delta).
+
+    Args:
+        module: the model to train; its `requires_grad` parameters are the adapter.
+        data: tensors with the sample dimension first; the last one is the labels (int64).
+        settings: steps, batch, optimizer, FedProx and DP.
+        generator: seeds batch sampling without DP (with DP the CSPRNG samples).
+        forward: how to get logits from a batch's inputs.
+        history: the DP accountant's history from earlier rounds.
+        noise_source: the CSPRNG for DP (a fresh `os.urandom` key when None).
+        report_privacy: compute epsilon for `RoundResult.privacy` (seconds with PRV).
+
+    Raises:
+        RoundAborted: a trained tensor did not change (adapter weights never updated),
+            the loss is not finite, or the privacy budget is spent.
+    """
+    labels = data[-1]
+    samples = int(labels.shape[0])
+    if samples == 0:
+        raise RoundAborted("no training samples: the local data set is empty")
+    names = trainable_names(module)
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    if not parameters:
+        raise RoundAborted("the model has no trainable parameters")
+    start = [p.detach().clone() for p in parameters]
+    optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+        parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+
+    # ---- make private ----
+    private = None
+    trained: nn.Module = module
+    if settings.dp is not None:
+        private = privacy.make_private(
+            module,
+            optimizer,
+            dataset_size=samples,
+            batch_size=settings.batch_size,
+            settings=settings.dp,
+            history=list(history or []),
+            noise_source=noise_source or privacy.CsprngGaussian(),
+        )
+        trained, optimizer = private.module, private.optimizer
+        batches: Iterator[torch.Tensor] = privacy.poisson_batches(
+            samples, private.sample_rate, private.optimizer.noise_source
+        )
+    else:
+        batches = _shuffled_batches(samples, settings.batch_size, generator)
+
+    # ---- loop ----
+    steps = settings.steps_for(samples)
+    losses: list[float] = []
+    trained.train()
+    privacy.freeze_batchnorm(trained)
+    try:
+        with privacy.per_sample_gradients():
+            for _ in range(steps):
+                batch = next(batches)
+                micro_batches = _split(batch, settings.grad_accumulation)
+                for index, micro in enumerate(micro_batches):
+                    inputs = [t[micro] for t in data[:-1]]
+                    logits = forward(trained, inputs)
+                    loss = nn.functional.cross_entropy(logits, labels[micro])
+                    if micro.numel() > 0:
+                        if not torch.isfinite(loss):
+                            raise RoundAborted(f"local training diverged (loss {float(loss)})")
+                        losses.append(float(loss.detach()))
+                    if private is None:
+                        (loss * micro.numel() / max(1, batch.numel())).backward()
+                    else:
+                        # Per-sample gradients of every micro-batch are clipped and summed;
+                        # only the last one adds noise and steps (opacus's virtual steps).
+                        # An empty Poisson batch still reaches the noisy step.
+                        loss.backward()
+                        last = index == len(micro_batches) - 1
+                        optimizer.signal_skip_step(do_skip=not last)  # type: ignore[attr-defined]
+                        if not last:
+                            optimizer.step()
+                            optimizer.zero_grad()
+                optimizer.step()
+                optimizer.zero_grad()
+                if settings.fedprox_mu > 0:
+                    _proximal_step(parameters, start, settings.learning_rate * settings.fedprox_mu)
+    finally:
+        module.eval()
+        spent = private.spent() if private is not None and report_privacy else None
+        new_history = private.history() if private is not None else []
+        if private is not None:
+            private.close()
+
+    # ---- export delta ----
+    unchanged = [n for n, p, s in zip(names, parameters, start, strict=True) if torch.equal(p, s)]
+    if unchanged:
+        raise RoundAborted(
+            f"local training did not change {len(unchanged)} adapter tensor(s), e.g. "
+            f"{unchanged[0]!r}: the optimizer never updated them (check that they receive "
+            "gradients, and with DP that opacus computes per-sample gradients for them)"
+        )
+    delta = torch.cat(
+        [(p.detach() - s).reshape(-1) for p, s in zip(parameters, start, strict=True)]
+    )
+    return RoundResult(
+        delta=delta.float().numpy().astype(np.float32, copy=True),
+        steps=steps,
+        train_loss=float(np.mean(losses)) if losses else float("nan"),
+        privacy=spent,
+        history=new_history,
+    )
+
+
+def predict(
+    module: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    *,
+    forward: Forward = call_module,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Logits of `module` for every sample, in eval mode without gradients."""
+    module.eval()
+    outputs = []
+    count = int(inputs[0].shape[0])
+    with torch.no_grad():
+        for begin in range(0, count, batch_size):
+            outputs.append(forward(module, [t[begin : begin + batch_size] for t in inputs]))
+    return torch.cat(outputs) if outputs else torch.zeros(0)
+
+
+def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of logits against int64 labels."""
+    if labels.numel() == 0:
+        return {"accuracy": float("nan"), "loss": float("nan")}
+    loss = float(nn.functional.cross_entropy(logits, labels))
+    correct = float((logits.argmax(dim=-1) == labels).float().mean())
+    return {"accuracy": correct, "loss": loss}
+
+
+def _shuffled_batches(
+    samples: int, batch_size: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """Epochs of shuffled fixed-size batches (the last one of an epoch may be smaller)."""
+    while True:
+        order = torch.randperm(samples, generator=generator)
+        for begin in range(0, samples, batch_size):
+            yield order[begin : begin + batch_size]
+
+
+def _split(batch: torch.Tensor, parts: int) -> list[torch.Tensor]:
+    """`batch` in at most `parts` micro-batches; an empty batch stays one empty micro-batch."""
+    if batch.numel() == 0:
+        return [batch]
+    return [piece for piece in torch.tensor_split(batch, parts) if piece.numel() > 0]
+
+
+def _proximal_step(
+    parameters: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], rate: float
+) -> None:
+    """w <- w - lr * mu * (w - w_global): FedProx's proximal gradient, decoupled."""
+    with torch.no_grad():
+        for parameter, anchor in zip(parameters, anchors, strict=True):
+            parameter.sub_(rate * (parameter - anchor))
+
+
+def _as_peft_targets(targets: str | tuple[str, ...]) -> Any:
+    return targets if isinstance(targets, str) else list(targets)
