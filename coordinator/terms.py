@@ -15,8 +15,6 @@ from accord.crypto import terms as signed_terms
 from accord.crypto.terms import FederationTerms
 from accord.errors import ConfigError, ProtocolError, TermsDeparted
 
-TERMS_FILE = "terms.signed"
-
 
 def load_terms(path: Path, ca_certificate: Path) -> FederationTerms:
     """Read signed terms and verify them against the CA certificate.

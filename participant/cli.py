@@ -62,3 +62,20 @@ def run(
 
 
 app.command("check-data")(check_data_command)
+
+
+@app.command("describe-model")
+def describe_model_command(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="the participant's TOML file (its base_model and training)"
+    ),
+) -> None:
+    """Print the base-model hash and adapter size this participant's settings train: the
+    operator copies them into the federation file's [terms] table before signing it."""
+    from accord.participant.terms import describe_model
+
+    settings = configfile.load(config, ParticipantConfig, "participant")
+    model_hash, parameters = describe_model(settings)
+    typer.echo("[terms]")
+    typer.echo(f'base_model_hash = "{model_hash}"')
+    typer.echo(f"adapter_parameters = {parameters}")

@@ -9,13 +9,17 @@ receives (task, aggregate download, catch-up) before acting on it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from accord.core.kitformat import TERMS_FILE
 from accord.crypto import terms as signed_terms
 from accord.crypto.messages import RoundConfig
 from accord.crypto.terms import FederationTerms
 from accord.errors import ConfigError, ProtocolError, TermsDeparted
 
-TERMS_FILE = "terms.signed"
+if TYPE_CHECKING:  # torch loads with the trainer, only when a model is described
+    from accord.participant.config import ParticipantConfig
+    from accord.participant.training.protocol import Trainer
 
 
 def load_kit_terms(kit_dir: Path, ca_pem: bytes) -> FederationTerms | None:
@@ -33,6 +37,20 @@ def load_kit_terms(kit_dir: Path, ca_pem: bytes) -> FederationTerms | None:
         raise ConfigError(
             f"{path}: {error} (ask the operator for the federation's signed terms)"
         ) from None
+
+
+def describe_model(config: ParticipantConfig) -> tuple[str, int]:
+    """(base_model_hash, adapter_parameters) of the model `config` trains: the two terms the
+    operator signs that only a member's model can say. Builds the model, reads no data."""
+    from accord.participant.training.protocol import make_trainer
+
+    if config.trainer == "multimodal":
+        from accord.participant.training.multimodal import MultimodalTrainer
+
+        trainer: Trainer = MultimodalTrainer(config, with_data=False)
+    else:
+        trainer = make_trainer(config)
+    return trainer.base_model_hash, trainer.parameter_count
 
 
 def check_own_settings(

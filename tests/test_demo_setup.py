@@ -186,3 +186,61 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
     printed = capsys.readouterr().out
     assert "federated vs local-only" in printed and "88.0%" in printed and "55.0%" in printed
     assert "beats" in printed
+
+
+def test_the_demo_signs_terms_that_hold_its_coordinator_and_its_members(tmp_path: Path) -> None:
+    from accord.coordinator.terms import check_coordinator_config, load_terms
+    from accord.core.kitformat import TERMS_FILE
+    from accord.participant.terms import check_own_settings, describe_model, load_kit_terms
+
+    names = FOUR[:3]
+    table = demo_setup.participant_table(
+        names[0], "127.0.0.1:1", seed=0, index=0, trainer="lora-mlp"
+    )
+    terms = demo_setup.demo_terms(
+        tmp_path,
+        Profile.CKKS_MASKS,
+        rounds=2,
+        threshold=2,
+        clip_norm=demo_setup.DEMO_CLIP_NORM["lora-mlp"],
+        client_noise=0.0,
+        participant_table=table,
+    )
+    provisioned = demo_setup.provision_demo(
+        tmp_path, names, Profile.CKKS_MASKS, port=1, terms=terms
+    )
+    path = demo_setup.write_coordinator_config(
+        tmp_path,
+        names,
+        Profile.CKKS_MASKS,
+        2,
+        provisioned=provisioned,
+        threshold=2,
+        clip_norm=demo_setup.DEMO_CLIP_NORM["lora-mlp"],
+    )
+    coordinator = configfile.load(path, CoordinatorConfig, "coordinator")
+    assert coordinator.terms == provisioned.coordinator_dir / TERMS_FILE
+    signed = load_terms(coordinator.terms, provisioned.coordinator_dir / "ca.pem")
+    check_coordinator_config(signed, coordinator)  # raises on any departure
+    assert (signed.threshold, signed.min_cohort, signed.rounds) == (2, 2, 2)
+    for index, name in enumerate(names):
+        kit = provisioned.kits[name]
+        assert load_kit_terms(kit, (kit / "ca.pem").read_bytes()) == signed
+        member = demo_setup.write_participant_config(
+            tmp_path, name, "127.0.0.1:1", seed=0, index=index, kit=kit, trainer="lora-mlp"
+        )
+        settings = configfile.load(member, ParticipantConfig, "participant")
+        model_hash, parameters = describe_model(settings)
+        assert (model_hash, parameters) == (signed.base_model_hash, signed.adapter_parameters)
+        check_own_settings(
+            signed, name=name, base_model_hash=model_hash, adapter_parameters=parameters
+        )
+
+
+def test_a_demo_threshold_of_half_or_less_is_refused() -> None:
+    from accord.errors import UsageError
+
+    assert demo_setup.check_threshold(None, 4) == 3
+    assert demo_setup.check_threshold(3, 4) == 3
+    with pytest.raises(UsageError, match="from 3 to the 4 participants"):
+        demo_setup.check_threshold(2, 4)

@@ -41,13 +41,12 @@ from typer.core import TyperGroup
 
 from accord.coordinator.operator import provision as operator
 from accord.core import configfile
-from accord.core.kitformat import PARTICIPANT_ID_PATTERN
+from accord.core.kitformat import PARTICIPANT_ID_PATTERN, TERMS_FILE, write_public
 from accord.crypto.profile import Profile
 from accord.crypto.terms import FederationTerms, sign_terms
 from accord.errors import AccordError, ConfigError, UsageError
 from accord.participant.kit import preflight
 from accord.participant.kit import startup_kit as kits
-from accord.participant.terms import TERMS_FILE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -281,7 +280,8 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
     signed: bytes | None = None
     if federation.terms is not None:
         signed = sign_terms(federation.terms.to_terms(settings), authority.private_key())
-        (coordinator_dir / TERMS_FILE).write_bytes(signed)
+        write_public(coordinator_dir / TERMS_FILE, signed)
+        write_public(ca_dir / TERMS_FILE, signed)  # `accord provision approve` hands it out
     made: dict[str, Path] = {}
     for participant in federation.participants:
         kit_dir = out_dir / "kits" / participant.name
@@ -289,7 +289,7 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         response = operator.approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
         kits.package(kit_dir, response, authority.fingerprint, kit_dir)
         if signed is not None:
-            (kit_dir / TERMS_FILE).write_bytes(signed)
+            write_public(kit_dir / TERMS_FILE, signed)
         made[participant.name] = kit_dir
     return ProvisionedFederation(
         root=out_dir,
@@ -389,6 +389,11 @@ def provision_command(
     )
     for name, folder in result.kits.items():
         _say(f"  kit {name}: {folder}")
+    if federation.terms is None:
+        _say(
+            "warning: no [terms] table, so no signed terms: the coordinator's settings and the "
+            "first enrolee's model stand unchecked (docs/provisioning.md, signed terms)"
+        )
     _say("check a kit with: accord kit check KIT_DIR")
 
 
@@ -422,6 +427,41 @@ def ca_command(
     _say(f"CA of federation {federation} in {ca_dir} (keep ca.key offline)")
     _say(f"coordinator TLS files, ledger key and roster in {coordinator_dir}")
     _say(f"CA fingerprint (give it to each participant out of band): {authority.fingerprint}")
+
+
+@provision_app.command("terms")
+def terms_command(
+    federation_toml: Path = typer.Argument(
+        ..., help="the federation file with its [terms] table (deploy/federation.example.toml)"
+    ),
+    ca: Path = typer.Option(..., "--ca", help="the CA folder"),
+    coordinator_dir: Path = typer.Option(
+        ..., "--coordinator-dir", help="the coordinator's folder (its tls_dir)"
+    ),
+) -> None:
+    """Sign the federation's terms with the CA: every response `approve` writes from now on
+    carries them into the kit, and the coordinator holds its config to them."""
+    with _reported():
+        federation = load_federation(federation_toml)
+        if federation.terms is None:
+            raise ConfigError(
+                f"{federation_toml.name}: no [terms] table (add threshold, min_cohort, "
+                "base_model_hash and adapter_parameters; `accord participant describe-model` "
+                "prints the last two)"
+            )
+        authority = operator.load_ca(ca)
+        if authority.federation_id != federation.federation.id:
+            raise ConfigError(
+                f"{federation_toml.name} [federation] id = {federation.federation.id!r}: the CA "
+                f"in {ca} is federation {authority.federation_id!r}"
+            )
+        terms = federation.terms.to_terms(federation.federation)
+        signed = sign_terms(terms, authority.private_key())
+        write_public(ca / TERMS_FILE, signed)
+        write_public(coordinator_dir / TERMS_FILE, signed)
+    _say(f"terms of federation {terms.federation_id} signed into {ca / TERMS_FILE}")
+    _say(f'set `terms = "{coordinator_dir / TERMS_FILE}"` in the [coordinator] table')
+    _say("approve every request again (or now) so that each kit carries the terms")
 
 
 @provision_app.command("approve")

@@ -43,6 +43,10 @@ REQUEST_FORMAT = "accord/kit-request"
 RESPONSE_FORMAT = "accord/kit-response"
 """The ``format`` of the operator's response."""
 
+# The CA-signed federation terms (`accord.crypto.terms`): in the CA folder, the
+# coordinator's folder and every kit, under this name.
+TERMS_FILE = "terms.signed"
+
 PARTICIPANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """Participant and federation ids: lower case, digits, ``-`` and ``_``, at most 63 characters."""
 

@@ -78,8 +78,10 @@ from accord.demo.setup import (
     DemoPrivacy,
     DemoTrainer,
     check_threshold,
+    demo_terms,
     free_port,
     participant_names,
+    participant_table,
     prepare_workdir,
     provision_demo,
     write_coordinator_config,
@@ -228,9 +230,30 @@ def demo(
     # The port goes into the kits and the participants' configs, and a restarted
     # coordinator must serve on it again, so it is chosen before anything starts.
     port = free_port()
+    client_noise = client_noise if bench_parameters is None else 0.0
     provisioned: ProvisionedFederation | None = None
     if not insecure_plaintext:
-        provisioned = provision_demo(workdir, names, profile, port=port)
+        # The CA signs the federation's terms (threshold, cohort, model, adapter size, ...):
+        # members and coordinator refuse whatever departs from them.
+        terms = demo_terms(
+            workdir,
+            profile,
+            rounds=rounds,
+            threshold=threshold,
+            clip_norm=DEMO_CLIP_NORM[trainer_name],
+            client_noise=client_noise,
+            participant_table=participant_table(
+                names[0],
+                f"127.0.0.1:{port}",
+                seed=seed,
+                index=0,
+                synthetic_parameters=bench_parameters,
+                trainer=trainer_name,
+                data=data,
+                privacy=private if multimodal and not no_dp else None,
+            ),
+        )
+        provisioned = provision_demo(workdir, names, profile, port=port, terms=terms)
     coordinator_config = write_coordinator_config(
         workdir,
         names,
@@ -243,7 +266,7 @@ def demo(
         store_url=store,
         port=port,
         clip_norm=DEMO_CLIP_NORM[trainer_name],
-        client_noise=client_noise if bench_parameters is None else 0.0,
+        client_noise=client_noise,
     )
     started = time.monotonic()
     children: list[Child] = []

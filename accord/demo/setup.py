@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from accord.core.kitformat import TERMS_FILE
 from accord.crypto.profile import Profile
 from accord.errors import UsageError
 
@@ -154,10 +155,12 @@ def check_threshold(threshold: int | None, participants: int) -> int:
     """
     if threshold is None:
         return default_threshold(participants)
-    if not 2 <= threshold <= participants:
+    least = max(2, participants // 2 + 1)
+    if not least <= threshold <= participants:
         raise UsageError(
-            f"--threshold {threshold}: must be from 2 to the {participants} participants "
-            "(least number of participants whose inputs a round sums)"
+            f"--threshold {threshold}: must be from {least} to the {participants} participants "
+            "(least number of participants whose inputs a round sums; the signed terms "
+            "need more than half, docs/security.md)"
         )
     return threshold
 
@@ -197,18 +200,26 @@ def free_port() -> int:
 
 
 def provision_demo(
-    workdir: Path, names: Sequence[str], profile: Profile, *, port: int
+    workdir: Path,
+    names: Sequence[str],
+    profile: Profile,
+    *,
+    port: int,
+    terms: dict[str, object] | None = None,
 ) -> ProvisionedFederation:
     """Provision the demo federation in `DIR/provision`; move each kit to its participant.
 
     The same request, approve and package steps as `accord provision`, with the
-    coordinator at `127.0.0.1:<port>`. Each kit ends in `DIR/participants/<name>/kit`,
-    so that a participant's folder holds everything its process reads.
+    coordinator at `127.0.0.1:<port>`, and `terms` (`demo_terms`) as the federation
+    file's `[terms]` table: the CA signs them into every kit and the coordinator's folder.
+    Each kit ends in `DIR/participants/<name>/kit`, so that a participant's folder holds
+    everything its process reads.
     """
     from accord.cli.provision import (
         FederationFile,
         FederationSection,
         ParticipantSection,
+        TermsSection,
         provision_federation,
     )
 
@@ -217,6 +228,7 @@ def provision_demo(
             {"id": DEMO_FEDERATION, "coordinator": f"127.0.0.1:{port}", "profile": profile}
         ),
         participants=tuple(ParticipantSection(name=name) for name in names),
+        terms=TermsSection.model_validate(terms) if terms is not None else None,
     )
     provisioned = provision_federation(federation, workdir / "provision")
     kits: dict[str, Path] = {}
@@ -227,6 +239,55 @@ def provision_demo(
         kits[name] = kit
     (provisioned.root / "kits").rmdir()
     return dataclasses.replace(provisioned, kits=kits)
+
+
+def demo_terms(
+    workdir: Path,
+    profile: Profile,
+    *,
+    rounds: int,
+    threshold: int,
+    clip_norm: float,
+    client_noise: float,
+    participant_table: dict[str, object],
+) -> dict[str, object]:
+    """The `[terms]` table the demo's CA signs: the coordinator's settings as
+    `write_coordinator_config` writes them, and the model `participant_table` trains.
+
+    Describing the model builds it once in this process (seconds; no data is read).
+    """
+    from accord.coordinator.config import CoordinatorConfig
+    from accord.core import configfile
+    from accord.participant.config import ParticipantConfig
+    from accord.participant.terms import describe_model
+
+    folder = workdir / "participants" / ".describe"
+    folder.mkdir(parents=True, exist_ok=True)
+    described = {
+        **participant_table,
+        "name": "describe",
+        "federation_id": DEMO_FEDERATION,
+        "identity_key": "identity.pem",
+        "insecure_plaintext": True,
+    }
+    described.pop("kit", None)
+    settings = configfile.validate(described, ParticipantConfig, "participant", base_dir=folder)
+    model_hash, parameters = describe_model(settings)
+    folder.rmdir()
+    defaults = CoordinatorConfig.model_fields
+    terms: dict[str, object] = {
+        "threshold": threshold,
+        "min_cohort": threshold,
+        "modulus_bits": defaults["modulus_bits"].default,
+        "clip_norm": clip_norm,
+        "base_model_hash": model_hash,
+        "adapter_parameters": parameters,
+        "rounds": rounds,
+    }
+    if client_noise > 0 and profile is not Profile.NONE:
+        terms["noise_multiplier"] = client_noise
+        terms["client_delta"] = DEMO_DP_DELTA
+    return terms
 
 
 def write_coordinator_config(
@@ -290,6 +351,9 @@ def write_coordinator_config(
         table["listen_port"] = split_address(_kit_coordinator(kit))[1]
         table["tls_dir"] = str(provisioned.coordinator_dir)
         table["roster"] = str(provisioned.roster_path)
+        terms = provisioned.coordinator_dir / TERMS_FILE
+        if terms.exists():
+            table["terms"] = str(terms)
     config = configfile.validate(table, CoordinatorConfig, "coordinator", base_dir=folder)
     path = folder / "coordinator.toml"
     path.write_text(configfile.dumps(config, "coordinator", relative_to=folder), encoding="utf-8")
@@ -323,6 +387,38 @@ def write_participant_config(
     from accord.participant.config import ParticipantConfig
 
     folder = workdir / "participants" / name
+    table = participant_table(
+        name,
+        coordinator,
+        seed=seed,
+        index=index,
+        kit=kit,
+        exit_before_stage=exit_before_stage,
+        synthetic_parameters=synthetic_parameters,
+        trainer=trainer,
+        data=data,
+        privacy=privacy,
+    )
+    config = configfile.validate(table, ParticipantConfig, "participant", base_dir=folder)
+    path = folder / "participant.toml"
+    path.write_text(configfile.dumps(config, "participant", relative_to=folder), encoding="utf-8")
+    return path
+
+
+def participant_table(
+    name: str,
+    coordinator: str,
+    *,
+    seed: int,
+    index: int,
+    kit: Path | None = None,
+    exit_before_stage: str | None = None,
+    synthetic_parameters: int | None = None,
+    trainer: str = DemoTrainer.MULTIMODAL.value,
+    data: DemoData | None = None,
+    privacy: DemoPrivacy | None = None,
+) -> dict[str, object]:
+    """One participant's `[participant]` table (`write_participant_config` writes it)."""
     table: dict[str, object] = {
         "coordinator": coordinator,
         "state_dir": ".",
@@ -366,10 +462,7 @@ def write_participant_config(
         )
     else:
         table["kit"] = str(kit)
-    config = configfile.validate(table, ParticipantConfig, "participant", base_dir=folder)
-    path = folder / "participant.toml"
-    path.write_text(configfile.dumps(config, "participant", relative_to=folder), encoding="utf-8")
-    return path
+    return table
 
 
 def _make_identity_keys(workdir: Path, names: Sequence[str]) -> dict[str, str]:

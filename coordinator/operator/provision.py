@@ -45,6 +45,7 @@ Files (``format_version`` first in every JSON file):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -78,6 +79,7 @@ from accord.core.kitformat import (
     PARTICIPANT_ID_PATTERN,
     REQUEST_FORMAT,
     RESPONSE_FORMAT,
+    TERMS_FILE,
     write_private,
     write_public,
 )
@@ -476,6 +478,10 @@ def approve(
         certified = ledger.certified_key(authority.root)
         if certified is not None:  # the kit pins the coordinator's ledger key
             response.update(certified.response_fields())
+        if (authority.root / TERMS_FILE).exists():  # the kit carries the signed terms
+            response["terms"] = base64.b64encode(
+                (authority.root / TERMS_FILE).read_bytes()
+            ).decode()
         target = (
             Path(out_path)
             if out_path is not None

@@ -43,6 +43,7 @@ federation ledger head signed by another key (``participant/privacy_ledger.py``)
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -65,11 +66,13 @@ from accord.core.kitformat import (
     PARTICIPANT_ID_PATTERN,
     REQUEST_FORMAT,
     RESPONSE_FORMAT,
+    TERMS_FILE,
     write_private,
     write_public,
 )
 from accord.core.transport import client_options
 from accord.crypto import agreement, credential, identity, ledger_key
+from accord.crypto import terms as signed_terms
 from accord.errors import BadSignature, ConfigError, IntegrityError, ProtocolError, UsageError
 from accord.participant.kit.certificates import (
     chain_problems,
@@ -307,6 +310,8 @@ def package(
             "do not use this response; ask the operator for it again"
         ) from None
 
+    terms = _signed_terms(response, response_path, ca_pem)
+
     separate = out_dir.resolve() != request_dir.resolve()
     to_copy = {n: d for n, d in private.items() if separate and not _holds(out_dir / n, d)}
     clashing = [n for n in to_copy if (out_dir / n).exists()]
@@ -323,6 +328,8 @@ def package(
     write_public(out_dir / TLS_CERT_FILE, cert_pem)
     write_public(out_dir / CA_CERT_FILE, ca_pem)
     write_public(out_dir / LEDGER_KEY_FILE, ledger_key.to_pem(ledger_public))
+    if terms is not None:
+        write_public(out_dir / TERMS_FILE, terms)
     write_public(
         out_dir / KIT_FILE,
         _manifest_bytes(
@@ -599,6 +606,24 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         if not re.fullmatch(r"(?:[0-9a-f]{2})+", str(document["coordinator_ledger_key_signature"])):
             raise ConfigError(f"{path} coordinator_ledger_key_signature: must be hex digits")
     return document
+
+
+def _signed_terms(response: dict[str, Any], path: Path, ca_pem: bytes) -> bytes | None:
+    """The federation's signed terms the response carries, verified by the pinned CA."""
+    if "terms" not in response:
+        return None
+    try:
+        signed = base64.b64decode(str(response["terms"]), validate=True)
+    except ValueError:
+        raise ConfigError(f"{path} terms: must be base64 ({REPACKAGE_FIX})") from None
+    try:
+        signed_terms.verify_terms(signed, ca_pem)
+    except ProtocolError as error:
+        raise IntegrityError(
+            f"the federation terms in {path} are not signed by the pinned CA ({error}): do not "
+            "use this response; ask the operator for it again"
+        ) from None
+    return signed
 
 
 def _certified_ledger_key(response: dict[str, Any], path: Path) -> tuple[bytes, bytes]:

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from accord.cli.provision import load_federation, provision_federation
+from accord.core.kitformat import TERMS_FILE
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import ConfigError, TermsDeparted
-from accord.participant.terms import TERMS_FILE, check_own_settings, check_round, load_kit_terms
+from accord.participant.terms import check_own_settings, check_round, load_kit_terms
 
 MODEL = "ab" * 32
 
@@ -126,3 +127,147 @@ def test_kit_check_verifies_the_terms_signature(provisioned: Path, tmp_path: Pat
     report = check(forged, online=False)
     assert report.get("federation terms").status.value == "fail"
     assert "not signed by the federation's CA" in report.get("federation terms").detail
+
+
+# ---- the split flow: `accord provision terms`, then approve and package carry them ----
+
+
+def _split_flow(root: Path) -> tuple[Path, Path]:
+    """CA and coordinator folder, one request; returns (ca folder, request folder)."""
+    from typer.testing import CliRunner
+
+    from accord.cli.main import app
+
+    runner = CliRunner()
+    made = runner.invoke(
+        app,
+        [
+            "provision",
+            "ca",
+            str(root / "op"),
+            "--federation",
+            "fed-terms",
+            "--coordinator",
+            "127.0.0.1:50051",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    requested = runner.invoke(
+        app, ["kit", "request", "--name", "energy", "--out", str(root / "energy")]
+    )
+    assert requested.exit_code == 0, requested.output
+    return root / "op" / "ca", root / "energy"
+
+
+def _approve_and_package(root: Path, ca: Path, request: Path) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from accord.cli.main import app
+    from accord.coordinator.operator.provision import load_ca
+
+    runner = CliRunner()
+    response = root / "energy.response.json"
+    approved = runner.invoke(
+        app,
+        [
+            "provision",
+            "approve",
+            str(request / "request.json"),
+            "--ca",
+            str(ca),
+            "--out",
+            str(response),
+        ],
+    )
+    assert approved.exit_code == 0, approved.output
+    fingerprint = load_ca(ca).fingerprint
+    packaged = runner.invoke(
+        app,
+        [
+            "kit",
+            "package",
+            str(request),
+            str(response),
+            "--ca-fingerprint",
+            fingerprint,
+            "--out",
+            str(root / "kit"),
+        ],
+    )
+    return packaged.exit_code, packaged.output
+
+
+def test_provision_terms_signs_them_and_approve_carries_them_into_the_kit(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from accord.cli.main import app
+
+    ca, request = _split_flow(tmp_path)
+    (tmp_path / "federation.toml").write_text(FEDERATION)
+    signed = CliRunner().invoke(
+        app,
+        [
+            "provision",
+            "terms",
+            str(tmp_path / "federation.toml"),
+            "--ca",
+            str(ca),
+            "--coordinator-dir",
+            str(tmp_path / "op" / "coordinator"),
+        ],
+    )
+    assert signed.exit_code == 0, signed.output
+    assert (tmp_path / "op" / "coordinator" / TERMS_FILE).read_bytes() == (
+        ca / TERMS_FILE
+    ).read_bytes()
+    code, output = _approve_and_package(tmp_path, ca, request)
+    assert code == 0, output
+    terms = load_kit_terms(tmp_path / "kit", (ca / "ca.pem").read_bytes())
+    assert terms is not None and (terms.min_cohort, terms.base_model_hash) == (3, MODEL)
+
+
+def test_a_response_whose_terms_the_ca_did_not_sign_is_not_packaged(tmp_path: Path) -> None:
+    import base64
+    import json
+
+    ca, request = _split_flow(tmp_path)
+    (tmp_path / "federation.toml").write_text(FEDERATION)
+    other = tmp_path / "other"
+    provision_federation(load_federation(tmp_path / "federation.toml"), other)
+    # The operator's CA folder holds terms another CA signed: approve hands them out ...
+    (ca / TERMS_FILE).write_bytes((other / "coordinator" / TERMS_FILE).read_bytes())
+    code, output = _approve_and_package(tmp_path, ca, request)
+    # ... and the member refuses to package them into its kit.
+    assert code == 2 and "not signed by the pinned CA" in output, output
+    assert not (tmp_path / "kit" / TERMS_FILE).exists()
+    response = json.loads((tmp_path / "energy.response.json").read_text())
+    assert base64.b64decode(response["terms"]) == (ca / TERMS_FILE).read_bytes()
+
+
+def test_provision_terms_without_a_terms_table_names_the_fix(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from accord.cli.main import app
+
+    ca, _ = _split_flow(tmp_path)
+    without = (
+        FEDERATION.split("[terms]")[0]
+        + "[[participants]]"
+        + FEDERATION.split("[[participants]]", 1)[1]
+    )
+    (tmp_path / "federation.toml").write_text(without)
+    result = CliRunner().invoke(
+        app,
+        [
+            "provision",
+            "terms",
+            str(tmp_path / "federation.toml"),
+            "--ca",
+            str(ca),
+            "--coordinator-dir",
+            str(tmp_path / "op" / "coordinator"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "no [terms] table" in result.output and "describe-model" in result.output
+    assert not (ca / TERMS_FILE).exists()
