@@ -5,7 +5,7 @@
                                            ledger; each upload the federation ledger
                                            records against the participant's own ledger.
                                            Exit status 0 only when everything verifies.
-    accord audit budget [--ledger PATH ...] [--accountant rdp|prv|gdp] [--delta D]
+    accord audit budget [--ledger PATH ...] [--accountant rdp|pld|prv|gdp] [--delta D]
                         [--json] [--plot FILE.png]
                                            epsilon per participant, recomputed from the
                                            released runs; the federation's record-level
@@ -892,7 +892,8 @@ def budget(
     accountant: str = typer.Option(
         accounting.DEFAULT_ACCOUNTANT,
         "--accountant",
-        help="rdp (default), prv, or gdp (an approximation that may understate epsilon).",
+        help="rdp (default) or pld (dp-accounting), prv (needs opacus), or gdp (an "
+        "approximation that may understate epsilon).",
     ),
     delta: float | None = typer.Option(
         None, "--delta", help="Report epsilon at this delta (default: each ledger's own)."
