@@ -8,11 +8,18 @@ import typer
 
 from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile
+from accord.core.commands import ReportingGroup
 
 app = typer.Typer(
+    cls=ReportingGroup,
     help="Run the coordinator service: it routes the rounds and sums protected updates.",
     no_args_is_help=True,
 )
+
+
+@app.callback()
+def coordinator() -> None:
+    """Run the coordinator service: it routes the rounds and sums protected updates."""
 
 
 @app.command()

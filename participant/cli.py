@@ -7,10 +7,12 @@ from pathlib import Path
 import typer
 
 from accord.core import configfile
+from accord.core.commands import ReportingGroup
 from accord.participant.config import ParticipantConfig
 from accord.participant.data.quality import check_data_command
 
 app = typer.Typer(
+    cls=ReportingGroup,
     help="Run a participant daemon: it trains locally and uploads only protected updates.",
     no_args_is_help=True,
 )

@@ -161,7 +161,7 @@ def test_configs_are_frozen(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A provisioned federation `city-safety` with kits for energy and urban."""
-    from accord.cli.provision import (
+    from accord.federation.provision import (
         FederationFile,
         FederationSection,
         ParticipantSection,

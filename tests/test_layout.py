@@ -1,4 +1,19 @@
-"""The package boundaries of DESIGN.md section 4, checked on every import statement."""
+"""The package graph of DESIGN.md section 4, stated whole and checked on every import.
+
+Each folder is a unit; `ALLOWED` lists every edge a unit may have to another. A new
+folder, a new edge, an upward import (a role importing the top floor), a sideways one
+(a role importing the other role) or a cycle fails here.
+
+    top floor      accord.cli -> accord.demo -> accord.federation    accord.audit
+                        |            |               |                    |
+    roles          accord.coordinator        accord.participant  (never each other)
+                        |                           |
+    ground floor   accord.core                 accord.proto
+                        |
+    protocol       accord.crypto   (pure: no I/O, no grpc, no torch)
+                        |
+                   accord.errors   (standard library only)
+"""
 
 from __future__ import annotations
 
@@ -10,21 +25,60 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# folder -> (first-party packages it may import, third-party roots it must not import)
-RULES = {
-    "crypto": ({"accord.crypto", "accord.errors"}, {"torch", "grpc", "peft", "opacus", "sqlite3"}),
-    "coordinator": (
-        {"accord.coordinator", "accord.crypto", "accord.proto", "accord.errors"}
-        | {
-            "accord.core.configfile",
-            "accord.core.transport",
-            "accord.core.logs",
-            "accord.core.kitformat",
-        }
-        | {"accord.core.ledger_store", "accord"},
-        {"torch", "peft", "opacus", "transformers"},
-    ),
-    "proto": ({"accord.proto"}, {"torch", "numpy", "tenseal"}),
+# Folder (relative to the repository) -> the unit its modules belong to.
+FOLDERS = {
+    "accord": "accord",
+    "accord/core": "accord.core",
+    "accord/cli": "accord.cli",
+    "accord/audit": "accord.audit",
+    "accord/demo": "accord.demo",
+    "accord/federation": "accord.federation",
+    "proto": "accord.proto",
+    "proto/v1": "accord.proto",
+    "crypto": "accord.crypto",
+    "coordinator": "accord.coordinator",
+    "coordinator/store": "accord.coordinator",
+    "coordinator/aggregation": "accord.coordinator",
+    "coordinator/operator": "accord.coordinator",
+    "participant": "accord.participant",
+    "participant/data": "accord.participant",
+    "participant/training": "accord.participant",
+    "participant/kit": "accord.participant",
+}
+
+GROUND = {"accord.errors"}
+ROLE_BASE = GROUND | {"accord.core", "accord.crypto", "accord.proto"}
+ROLES = {"accord.coordinator", "accord.participant"}
+
+# Unit -> the units it may import (besides itself).
+ALLOWED: dict[str, set[str]] = {
+    "accord.errors": set(),
+    "accord.crypto": GROUND,
+    "accord.proto": set(),
+    "accord.core": GROUND,
+    "accord.coordinator": ROLE_BASE,
+    "accord.participant": ROLE_BASE,
+    "accord.federation": ROLE_BASE | ROLES,
+    "accord.audit": GROUND | {"accord.core", "accord.crypto"} | ROLES,
+    "accord.demo": ROLE_BASE | ROLES | {"accord.federation"},
+    "accord.cli": ROLE_BASE | ROLES | {"accord.federation", "accord.audit", "accord.demo"},
+    "accord": {"accord.cli"},  # __main__: `python -m accord` is the `accord` command
+}
+
+# Module-level exceptions, each with its reason.
+EXCEPTIONS = {
+    # The ledger file keeps the chain that `accord.crypto.ledger_chain` signs and checks;
+    # both roles and the audit share it, so it sits on the ground floor, above crypto.
+    ("accord/core/ledger_store.py", "accord.crypto"): "stores the crypto ledger chain",
+}
+
+# Third-party roots a unit must not import (torch stays out of everything but training).
+FORBIDDEN = {
+    "accord.crypto": {"torch", "grpc", "peft", "opacus", "sqlite3", "psycopg"},
+    "accord.proto": {"torch", "numpy", "tenseal"},
+    "accord.core": {"torch", "peft", "opacus", "transformers", "tenseal"},
+    "accord.coordinator": {"torch", "peft", "opacus", "transformers"},
+    "accord.audit": {"torch", "peft", "transformers"},  # opacus only lazily, for PRV
 }
 ALLOWED_ROOTS_IN_CRYPTO = {"numpy", "tenseal", "cryptography", "accord"}
 
@@ -37,33 +91,120 @@ def imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 
-def sources(folder: str) -> list[Path]:
-    return [p for p in (ROOT / folder).rglob("*.py") if "_pb2" not in p.name]
+def unit_of_module(name: str) -> str | None:
+    """The unit a dotted first-party name belongs to (None: not ours)."""
+    if name == "accord.errors" or name.startswith("accord.errors."):
+        return "accord.errors"
+    if name == "accord.__version__":
+        return None  # the version: any unit may print it
+    for unit in sorted(set(FOLDERS.values()), key=len, reverse=True):
+        if unit != "accord" and (name == unit or name.startswith(unit + ".")):
+            return unit
+    return None if not name.startswith("accord.") else "accord"
 
 
-@pytest.mark.parametrize("folder", sorted(RULES))
-def test_each_package_imports_only_what_the_design_allows(folder: str) -> None:
-    first_party, forbidden = RULES[folder]
-    for path in sources(folder):
+def unit_of_path(path: Path) -> str:
+    relative = path.relative_to(ROOT)
+    if relative.as_posix() == "accord/errors.py":
+        return "accord.errors"
+    return FOLDERS[relative.parent.as_posix()]
+
+
+def sources() -> list[Path]:
+    return [
+        path
+        for folder in FOLDERS
+        for path in sorted((ROOT / folder).glob("*.py"))
+        if "_pb2" not in path.name
+    ]
+
+
+def edges() -> dict[tuple[str, str], list[str]]:
+    """(from unit, to unit) -> the files and names that make the edge."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for path in sources():
+        source = unit_of_path(path)
         for name in imports(path):
-            root = name.split(".")[0]
-            assert root not in forbidden, f"{path.relative_to(ROOT)} imports {name}"
-            if root == "accord" and name != "accord":
-                assert any(name == p or name.startswith(p + ".") for p in first_party), (
-                    f"{path.relative_to(ROOT)} imports {name}"
-                )
+            target = unit_of_module(name)
+            if target is None or target == source:
+                continue
+            if (path.relative_to(ROOT).as_posix(), target) in EXCEPTIONS:
+                continue
+            found.setdefault((source, target), []).append(f"{path.relative_to(ROOT)}: {name}")
+    return found
+
+
+def test_every_package_folder_is_a_declared_unit() -> None:
+    for package in ("accord", "proto", "crypto", "coordinator", "participant"):
+        for init in (ROOT / package).rglob("__init__.py"):
+            folder = init.parent.relative_to(ROOT).as_posix()
+            assert folder in FOLDERS, f"{folder}: add it to FOLDERS and ALLOWED"
+    assert set(FOLDERS.values()) | GROUND == set(ALLOWED)
+
+
+def test_every_import_is_an_allowed_edge() -> None:
+    wrong = [
+        where
+        for (source, target), places in edges().items()
+        if target not in ALLOWED[source]
+        for where in places
+    ]
+    assert not wrong, "imports the design does not allow:\n" + "\n".join(wrong)
+
+
+def test_the_unit_graph_has_no_cycle() -> None:
+    graph: dict[str, set[str]] = {}
+    for source, target in edges():
+        graph.setdefault(source, set()).add(target)
+    state: dict[str, int] = {}
+
+    def visit(unit: str, trail: list[str]) -> None:
+        state[unit] = 1
+        for nxt in graph.get(unit, ()):
+            if state.get(nxt) == 1:
+                pytest.fail("cycle: " + " -> ".join([*trail, unit, nxt]))
+            if nxt not in state:
+                visit(nxt, [*trail, unit])
+        state[unit] = 2
+
+    for unit in graph:
+        if unit not in state:
+            visit(unit, [])
+
+
+def test_nothing_below_imports_the_top_floor_and_roles_never_import_each_other() -> None:
+    top = {"accord.cli", "accord.audit", "accord.demo", "accord.federation"}
+    for unit in ("accord.errors", "accord.crypto", "accord.proto", "accord.core", *ROLES):
+        assert not (ALLOWED[unit] & top), unit
+    assert "accord.participant" not in ALLOWED["accord.coordinator"]
+    assert "accord.coordinator" not in ALLOWED["accord.participant"]
+
+
+@pytest.mark.parametrize("unit", sorted(FORBIDDEN))
+def test_units_keep_out_the_libraries_the_design_forbids(unit: str) -> None:
+    for path in sources():
+        if unit_of_path(path) != unit:
+            continue
+        for name in imports(path):
+            assert name.split(".")[0] not in FORBIDDEN[unit], f"{path.relative_to(ROOT)}: {name}"
 
 
 def test_crypto_uses_only_numpy_tenseal_cryptography_and_the_standard_library() -> None:
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    for path in sources("crypto"):
+    for path in (ROOT / "crypto").glob("*.py"):
         for name in imports(path):
             root = name.split(".")[0]
             assert root in stdlib | ALLOWED_ROOTS_IN_CRYPTO, f"{path.relative_to(ROOT)}: {name}"
+
+
+def test_errors_uses_only_the_standard_library() -> None:
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    for name in imports(ROOT / "accord" / "errors.py"):
+        assert name.split(".")[0] in stdlib, name
 
 
 def test_the_root_package_holds_only_the_version() -> None:

@@ -56,6 +56,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.audit import accounting
+from accord.core.commands import ReportingGroup
 from accord.core.ledger_store import read_lines
 from accord.crypto import ledger_chain as chain
 from accord.errors import ConfigError, IntegrityError, UsageError
@@ -80,6 +81,7 @@ UNAUTHENTICATED_FIX = (
 )
 
 audit_app = typer.Typer(
+    cls=ReportingGroup,
     help="Verify the privacy ledgers and report the budgets spent and the contributions.",
     no_args_is_help=True,
 )

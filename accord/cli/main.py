@@ -8,40 +8,24 @@
     accord audit                   verify the ledgers; privacy budgets and contributions
 
 An `AccordError` is reported as `TypeName: message` with exit status 2, in one place
-(`AccordGroup.invoke`); any other exception is a bug and keeps its traceback.
+(`accord.core.commands.ReportingGroup`); any other exception is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
-from typer.core import TyperGroup
 
 from accord import __version__
 from accord.audit.commands import audit_app
 from accord.cli.provision import kit_app, provision_app
 from accord.coordinator.cli import app as coordinator_app
+from accord.core.commands import ReportingGroup
 from accord.demo.command import demo
-from accord.errors import AccordError
 from accord.participant.cli import app as participant_app
 
-ERROR_EXIT_STATUS = 2
-
-
-class AccordGroup(TyperGroup):
-    """The root command group: turns an `AccordError` into a one-line message."""
-
-    def invoke(self, ctx: Any) -> Any:  # typer vendors click; its Context is private
-        try:
-            return super().invoke(ctx)
-        except AccordError as error:
-            typer.echo(f"{type(error).__name__}: {error}", err=True)
-            raise typer.Exit(ERROR_EXIT_STATUS) from None
-
-
 app = typer.Typer(
-    cls=AccordGroup,
+    cls=ReportingGroup,
     name="accord",
     help="Accord: enterprises fine-tune one model together; no one, not even the "
     "coordinator, sees another's update.",

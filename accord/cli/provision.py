@@ -5,7 +5,7 @@ The commands are thin: the operator's work lives in `accord.coordinator.operator
 the participant's in `accord.participant.kit.startup_kit` and
 `accord.participant.kit.preflight`, and each command only parses arguments, calls one of
 them and prints the outcome. An `AccordError` is printed as `TypeName: message` on stderr
-with exit status 2 (as in `accord/cli/main.py`); `accord kit check` exits 1 when a check
+with exit status 2 (`accord.core.commands.ReportingGroup`); `accord kit check` exits 1 when a check
 failed. Any other exception is a bug.
 
     accord provision FEDERATION_TOML --out DIR        everything, on one machine (demo)
@@ -27,286 +27,31 @@ it is for one-machine federations and the demo only; real enterprises run
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
 
 from accord.coordinator.operator import provision as operator
-from accord.core import configfile
-from accord.core.kitformat import PARTICIPANT_ID_PATTERN, TERMS_FILE, write_public
-from accord.crypto.profile import Profile
-from accord.crypto.terms import FederationTerms, sign_terms
-from accord.errors import AccordError, ConfigError, UsageError
+from accord.core.commands import ReportingGroup
+from accord.core.kitformat import TERMS_FILE, write_public
+from accord.crypto.terms import sign_terms
+from accord.errors import ConfigError
+from accord.federation.provision import load_federation, provision_federation
 from accord.participant.kit import preflight
 from accord.participant.kit import startup_kit as kits
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
-    import tomli as tomllib
+    pass
 
-__all__ = [
-    "FederationFile",
-    "FederationSection",
-    "ParticipantSection",
-    "ProvisionedFederation",
-    "TermsSection",
-    "kit_app",
-    "load_federation",
-    "provision_app",
-    "provision_federation",
-]
+__all__ = ["kit_app", "provision_app"]
 
 
-# ---- the federation file ----
-
-
-class FederationSection(BaseModel):
-    """The `[federation]` table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(
-        pattern=PARTICIPANT_ID_PATTERN,
-        description="the federation's id: lower case letters, digits, - and _",
-    )
-    coordinator: str = Field(
-        description="host:port participants dial, e.g. 127.0.0.1:50051; the coordinator's "
-        "certificate names this host",
-    )
-    profile: Profile = Field(
-        Profile.CKKS_MASKS, description="protection of updates: ckks+masks, ckks, masks or none"
-    )
-    hosts: list[str] = Field(
-        default_factory=list,
-        description="more DNS names or IP addresses for the coordinator's certificate",
-    )
-    ca_validity_days: int = Field(
-        operator.DEFAULT_CA_VALIDITY_DAYS, ge=1, description="days the CA certificate is valid"
-    )
-    cert_validity_days: int = Field(
-        operator.DEFAULT_CERT_VALIDITY_DAYS,
-        ge=1,
-        description="days a participant's or the coordinator's certificate is valid",
-    )
-
-    @field_validator("coordinator")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        try:
-            operator.split_address(value)
-        except ConfigError as error:
-            raise ValueError(str(error).split(": ", 1)[-1]) from None
-        return value
-
-
-class ParticipantSection(BaseModel):
-    """One `[[participants]]` table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(
-        pattern=PARTICIPANT_ID_PATTERN,
-        description="the participant's id: lower case letters, digits, - and _",
-    )
-
-
-class TermsSection(BaseModel):
-    """The optional `[terms]` table: what the CA signs (`crypto/terms.py`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    threshold: int = Field(2, ge=2, description="least number of inputs summed")
-    min_cohort: int = Field(2, ge=2, description="least number of members a round selects")
-    modulus_bits: int = Field(16, description="bits b of the aggregation group Z_2^b")
-    clip_norm: float = Field(40.0, gt=0, description="L2 bound C of one update")
-    base_model_hash: str = Field(description="SHA-256 of the base model every member trains")
-    adapter_parameters: int = Field(ge=1, description="the adapter's parameter count")
-    rounds: int = Field(2, ge=1, description="rounds the federation completes")
-    noise_multiplier: float = Field(0.0, ge=0, description="client-level noise z (0: none)")
-    honest_fraction: float = Field(1.0, gt=0, le=1, description="client-level noise's f")
-    client_delta: float = Field(1e-5, gt=0, lt=1, description="delta of client-level epsilon")
-    record_max_epsilon: float = Field(0.0, ge=0, description="record-level epsilon cap (0: none)")
-
-    def to_terms(self, federation: FederationSection) -> FederationTerms:
-        """The terms to sign."""
-        return FederationTerms(
-            federation_id=federation.id, profile=federation.profile, **self.model_dump()
-        )
-
-
-@dataclass(frozen=True)
-class FederationFile:
-    """A validated federation file."""
-
-    federation: FederationSection
-    participants: tuple[ParticipantSection, ...]
-    terms: TermsSection | None = None
-
-
-def load_federation(path: Path) -> FederationFile:
-    """Read and validate a federation file.
-
-    Raises:
-        ConfigError: missing file, bad TOML, unknown or missing tables, a bad value
-            (naming field, value and fix), or a participant named twice.
-    """
-    path = Path(path)
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such file (start from deploy/federation.example.toml)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read ({error})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path.name}: not valid TOML ({error})") from None
-    unknown = sorted(set(document) - {"federation", "participants", "terms"})
-    if unknown:
-        raise ConfigError(
-            f"{path.name}: unknown table or setting {unknown[0]!r} (a federation file holds "
-            "[federation] and [[participants]])"
-        )
-    table = document.get("federation")
-    if not isinstance(table, dict):
-        raise ConfigError(
-            f'{path.name}: [federation] is missing (add id = "...", coordinator = "host:port")'
-        )
-    federation = configfile.validate(table, FederationSection, "federation", source=path.name)
-    items = document.get("participants")
-    if not isinstance(items, list) or not items:
-        raise ConfigError(
-            f'{path.name}: no [[participants]] (add one table per participant: name = "energy")'
-        )
-    participants: list[ParticipantSection] = []
-    for index, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            raise ConfigError(f"{path.name}: participants must be [[participants]] tables")
-        participants.append(
-            configfile.validate(
-                item, ParticipantSection, f"participants #{index}", source=path.name
-            )
-        )
-    names = [p.name for p in participants]
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigError(
-                f'{path.name} [[participants]] name = "{name}": appears twice (ids are unique)'
-            )
-    terms = None
-    if "terms" in document:
-        terms = configfile.validate(document["terms"], TermsSection, "terms", source=path.name)
-        terms.to_terms(federation)  # a value the terms refuse is a config error here
-    return FederationFile(federation=federation, participants=tuple(participants), terms=terms)
-
-
-@dataclass(frozen=True)
-class ProvisionedFederation:
-    """What `provision_federation` wrote.
-
-    Attributes:
-        root: the output folder.
-        federation_id: the federation.
-        ca_fingerprint: SHA-256 of the CA certificate.
-        ca_dir: `root/ca` (holds the CA key; keep it offline).
-        coordinator_dir: `root/coordinator` (server key and certificate, CA, roster).
-        roster_path: `root/coordinator/roster.json`.
-        kits: participant id -> kit folder `root/kits/<id>`.
-    """
-
-    root: Path
-    federation_id: str
-    profile: Profile
-    ca_fingerprint: str
-    ca_dir: Path
-    coordinator_dir: Path
-    roster_path: Path
-    kits: dict[str, Path]
-
-
-def provision_federation(federation: FederationFile, out_dir: Path) -> ProvisionedFederation:
-    """Provision a whole federation on this machine: CA, coordinator, every participant's kit.
-
-    Each participant goes through the same request -> approve -> package steps a real
-    enterprise runs, with the CA fingerprint read from the CA itself.
-
-    Args:
-        federation: the validated federation file.
-        out_dir: a new or empty folder; receives `ca/`, `coordinator/`, `kits/<name>/`.
-
-    Returns:
-        Where everything went.
-
-    Raises:
-        UsageError: `out_dir` is not empty.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} is a file; name a new folder")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UsageError(
-            f"{out_dir} is not empty; choose another --out (it may hold a CA key, which is "
-            "never overwritten)"
-        )
-    settings = federation.federation
-    ca_dir = out_dir / "ca"
-    coordinator_dir = out_dir / "coordinator"
-    roster_path = coordinator_dir / "roster.json"
-    coordinator_dir.mkdir(parents=True, mode=0o700)
-    authority = operator.create_ca(
-        ca_dir,
-        settings.id,
-        coordinator=settings.coordinator,
-        roster_path=roster_path,
-        validity_days=settings.ca_validity_days,
-    )
-    host = operator.split_address(settings.coordinator)[0]
-    operator.issue_server_cert(
-        ca_dir,
-        coordinator_dir,
-        [host, *operator.DEFAULT_SERVER_HOSTS, *settings.hosts],
-        validity_days=settings.cert_validity_days,
-    )
-    operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=settings.cert_validity_days)
-    signed: bytes | None = None
-    if federation.terms is not None:
-        signed = sign_terms(federation.terms.to_terms(settings), authority.private_key())
-        write_public(coordinator_dir / TERMS_FILE, signed)
-        write_public(ca_dir / TERMS_FILE, signed)  # `accord provision approve` hands it out
-    made: dict[str, Path] = {}
-    for participant in federation.participants:
-        kit_dir = out_dir / "kits" / participant.name
-        request_path = kits.request(participant.name, kit_dir)
-        response = operator.approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
-        kits.package(kit_dir, response, authority.fingerprint, kit_dir)
-        if signed is not None:
-            write_public(kit_dir / TERMS_FILE, signed)
-        made[participant.name] = kit_dir
-    return ProvisionedFederation(
-        root=out_dir,
-        federation_id=settings.id,
-        profile=settings.profile,
-        ca_fingerprint=authority.fingerprint,
-        ca_dir=ca_dir,
-        coordinator_dir=coordinator_dir,
-        roster_path=roster_path,
-        kits=made,
-    )
-
-
-# ---- command plumbing ----
-
-
-class _DefaultCommandGroup(TyperGroup):
+class _DefaultCommandGroup(ReportingGroup):
     """Lets `accord provision FILE --out DIR` mean `accord provision federation FILE --out DIR`."""
 
     default_command = "federation"
@@ -319,24 +64,6 @@ class _DefaultCommandGroup(TyperGroup):
 
 
 _out = Console()
-
-
-ERROR_EXIT_STATUS = 2
-"""Exit status for an `AccordError`, as `accord/cli/main.py` uses; 1 means `kit check` failed."""
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    """Print an AccordError as `TypeName: message` and exit 2 (as `accord/cli/main.py` does).
-
-    The apps also run on their own (tests, scripts), so they report errors themselves
-    rather than rely on the root group.
-    """
-    try:
-        yield
-    except AccordError as error:
-        typer.echo(f"{type(error).__name__}: {error}", err=True)
-        raise typer.Exit(code=ERROR_EXIT_STATUS) from None
 
 
 def _say(text: str) -> None:
@@ -357,6 +84,7 @@ provision_app = typer.Typer(
 
 kit_app = typer.Typer(
     name="kit",
+    cls=ReportingGroup,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -374,9 +102,8 @@ def provision_command(
     ),
 ) -> None:
     """Provision everything from one file: CA, coordinator certificate, every kit."""
-    with _reported():
-        federation = load_federation(federation_toml)
-        result = provision_federation(federation, out)
+    federation = load_federation(federation_toml)
+    result = provision_federation(federation, out)
     _say(
         f"federation {result.federation_id} (profile {result.profile.value}) provisioned in "
         f"{result.root}"
@@ -411,19 +138,18 @@ def ca_command(
     cert_days: int = typer.Option(operator.DEFAULT_CERT_VALIDITY_DAYS, "--cert-days", min=1),
 ) -> None:
     """Make a federation's CA and the coordinator's certificate, with an empty roster."""
-    with _reported():
-        ca_dir, coordinator_dir = out / "ca", out / "coordinator"
-        coordinator_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        authority = operator.create_ca(
-            ca_dir,
-            federation,
-            coordinator=coordinator,
-            roster_path=coordinator_dir / "roster.json",
-            validity_days=ca_days,
-        )
-        hosts = [operator.split_address(coordinator)[0], *operator.DEFAULT_SERVER_HOSTS, *host]
-        operator.issue_server_cert(ca_dir, coordinator_dir, hosts, validity_days=cert_days)
-        operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=cert_days)
+    ca_dir, coordinator_dir = out / "ca", out / "coordinator"
+    coordinator_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    authority = operator.create_ca(
+        ca_dir,
+        federation,
+        coordinator=coordinator,
+        roster_path=coordinator_dir / "roster.json",
+        validity_days=ca_days,
+    )
+    hosts = [operator.split_address(coordinator)[0], *operator.DEFAULT_SERVER_HOSTS, *host]
+    operator.issue_server_cert(ca_dir, coordinator_dir, hosts, validity_days=cert_days)
+    operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=cert_days)
     _say(f"CA of federation {federation} in {ca_dir} (keep ca.key offline)")
     _say(f"coordinator TLS files, ledger key and roster in {coordinator_dir}")
     _say(f"CA fingerprint (give it to each participant out of band): {authority.fingerprint}")
@@ -441,24 +167,23 @@ def terms_command(
 ) -> None:
     """Sign the federation's terms with the CA: every response `approve` writes from now on
     carries them into the kit, and the coordinator holds its config to them."""
-    with _reported():
-        federation = load_federation(federation_toml)
-        if federation.terms is None:
-            raise ConfigError(
-                f"{federation_toml.name}: no [terms] table (add threshold, min_cohort, "
-                "base_model_hash and adapter_parameters; `accord participant describe-model` "
-                "prints the last two)"
-            )
-        authority = operator.load_ca(ca)
-        if authority.federation_id != federation.federation.id:
-            raise ConfigError(
-                f"{federation_toml.name} [federation] id = {federation.federation.id!r}: the CA "
-                f"in {ca} is federation {authority.federation_id!r}"
-            )
-        terms = federation.terms.to_terms(federation.federation)
-        signed = sign_terms(terms, authority.private_key())
-        write_public(ca / TERMS_FILE, signed)
-        write_public(coordinator_dir / TERMS_FILE, signed)
+    federation = load_federation(federation_toml)
+    if federation.terms is None:
+        raise ConfigError(
+            f"{federation_toml.name}: no [terms] table (add threshold, min_cohort, "
+            "base_model_hash and adapter_parameters; `accord participant describe-model` "
+            "prints the last two)"
+        )
+    authority = operator.load_ca(ca)
+    if authority.federation_id != federation.federation.id:
+        raise ConfigError(
+            f"{federation_toml.name} [federation] id = {federation.federation.id!r}: the CA "
+            f"in {ca} is federation {authority.federation_id!r}"
+        )
+    terms = federation.terms.to_terms(federation.federation)
+    signed = sign_terms(terms, authority.private_key())
+    write_public(ca / TERMS_FILE, signed)
+    write_public(coordinator_dir / TERMS_FILE, signed)
     _say(f"terms of federation {terms.federation_id} signed into {ca / TERMS_FILE}")
     _say(f'set `terms = "{coordinator_dir / TERMS_FILE}"` in the [coordinator] table')
     _say("approve every request again (or now) so that each kit carries the terms")
@@ -474,9 +199,8 @@ def approve_command(
     days: int = typer.Option(operator.DEFAULT_CERT_VALIDITY_DAYS, "--days", min=1),
 ) -> None:
     """Sign a participant's request and add it to the roster."""
-    with _reported():
-        response = operator.approve(request, ca, out_path=out, validity_days=days)
-        authority = operator.load_ca(ca)
+    response = operator.approve(request, ca, out_path=out, validity_days=days)
+    authority = operator.load_ca(ca)
     _say(f"approved; send {response} back to the participant")
     _say(f"CA fingerprint (give it out of band, not with the file): {authority.fingerprint}")
 
@@ -492,8 +216,7 @@ def ledger_key_command(
     kits pinned it (`provision` and `ca` make it already). Then approve every request again."""
     from accord.coordinator import federation_ledger as ledger
 
-    with _reported():
-        certified = ledger.provision_key(operator.load_ca(ca), coordinator_dir)
+    certified = ledger.provision_key(operator.load_ca(ca), coordinator_dir)
     _say(
         f"coordinator ledger key {certified.public_key.hex()} in "
         f"{coordinator_dir / ledger.PROVISIONED_KEY_FILE}, certified by the CA; every response "
@@ -511,8 +234,7 @@ def probe_cert_command(
 ) -> None:
     """Issue the coordinator's health-probe client certificate (probe.pem, probe.key), for a
     federation provisioned before `provision` and `ca` made it."""
-    with _reported():
-        cert, _ = operator.issue_probe_cert(ca, coordinator_dir, validity_days=days)
+    cert, _ = operator.issue_probe_cert(ca, coordinator_dir, validity_days=days)
     _say(f"probe certificate in {cert}: health checks only, it speaks for no participant")
 
 
@@ -522,8 +244,7 @@ def revoke_command(
     ca: Path = typer.Option(..., "--ca", help="the CA folder"),
 ) -> None:
     """Revoke a participant; the running coordinator refuses it from its next request on."""
-    with _reported():
-        entry = operator.revoke(ca, name)
+    entry = operator.revoke(ca, name)
     _say(
         f"{entry.participant_id} revoked at {entry.revoked_at}; the coordinator refuses its "
         "certificate from the next request on (no restart needed)"
@@ -536,8 +257,7 @@ def request_command(
     out: Path = typer.Option(..., "--out", help="a new folder for your keys and request"),
 ) -> None:
     """Make your private keys and a certificate request (keys never leave this machine)."""
-    with _reported():
-        path = kits.request(name, out)
+    path = kits.request(name, out)
     _say(f"wrote {path}: send only this file to the operator")
     _say(f"private keys (mode 600, keep them here): {', '.join(kits.PRIVATE_FILES)} in {out}")
 
@@ -552,8 +272,7 @@ def package_command(
     out: Path | None = typer.Option(None, "--out", help="kit folder (default: REQUEST_DIR)"),
 ) -> None:
     """Check the response against the CA fingerprint and assemble your startup kit."""
-    with _reported():
-        kit_dir = kits.package(request_dir, response, ca_fingerprint, out or request_dir)
+    kit_dir = kits.package(request_dir, response, ca_fingerprint, out or request_dir)
     _say(f"startup kit ready in {kit_dir}; check it with: accord kit check {kit_dir}")
 
 
@@ -564,8 +283,7 @@ def check_command(
     offline: bool = typer.Option(False, "--offline", help="skip reaching the coordinator"),
 ) -> None:
     """Preflight: certificates, chain, fingerprint, expiry, the coordinator, clock skew."""
-    with _reported():
-        report = preflight.check(kit_dir, timeout_s=timeout, online=not offline)
+    report = preflight.check(kit_dir, timeout_s=timeout, online=not offline)
     table = Table(title=f"accord kit check {kit_dir}", show_lines=False)
     table.add_column("check")
     table.add_column("result")

@@ -93,7 +93,7 @@ from accord.errors import UsageError
 if TYPE_CHECKING:
     import grpc
 
-    from accord.cli.provision import ProvisionedFederation
+    from accord.federation.provision import ProvisionedFederation
 
 SLOW_START_ENROLL_DEADLINE_S = 300.0
 """How long round 1 waits for every multimodal participant: each first loads the towers

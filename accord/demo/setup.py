@@ -25,7 +25,7 @@ from accord.crypto.profile import Profile
 from accord.errors import UsageError
 
 if TYPE_CHECKING:
-    from accord.cli.provision import ProvisionedFederation
+    from accord.federation.provision import ProvisionedFederation
 
 DEMO_FEDERATION = "accord-demo"
 """The demo federation's id."""
@@ -215,7 +215,7 @@ def provision_demo(
     Each kit ends in `DIR/participants/<name>/kit`, so that a participant's folder holds
     everything its process reads.
     """
-    from accord.cli.provision import (
+    from accord.federation.provision import (
         FederationFile,
         FederationSection,
         ParticipantSection,

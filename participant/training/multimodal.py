@@ -61,6 +61,7 @@ from accord.participant.data import folder as datasets
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import local as train
 from accord.participant.training import models, privacy
+from accord.participant.training.privacy import PrivacySpent, SideTraining
 from accord.participant.training.protocol import LocalUpdate
 from accord.participant.training.server_optimizer import (
     ServerOptimizer,
@@ -89,8 +90,8 @@ SYNTHETIC_ENTERPRISES = 3
 class PrivateUpdate(LocalUpdate):
     """A `LocalUpdate` that also carries the sample-level privacy spent (None without DP)."""
 
-    privacy: privacy.PrivacySpent | None = None
-    side_training: tuple[privacy.SideTraining, ...] = ()
+    privacy: PrivacySpent | None = None
+    side_training: tuple[SideTraining, ...] = ()
 
 
 @dataclass(frozen=True)

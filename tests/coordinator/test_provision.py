@@ -26,16 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
-from accord.cli.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    ProvisionedFederation,
-    kit_app,
-    load_federation,
-    provision_app,
-    provision_federation,
-)
+from accord.cli.provision import kit_app, provision_app
 from accord.coordinator import tls
 from accord.coordinator.interceptors import DateHeaderInterceptor
 from accord.coordinator.operator import provision
@@ -43,6 +34,14 @@ from accord.coordinator.roster import FORMAT_VERSION as ROSTER_FORMAT_VERSION
 from accord.coordinator.roster import Roster, RosterSnapshot, fingerprint, normalize_fingerprint
 from accord.crypto import credential
 from accord.errors import BadSignature, ConfigError, NotAllowed, UsageError
+from accord.federation.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    ProvisionedFederation,
+    load_federation,
+    provision_federation,
+)
 from accord.participant.kit import preflight
 from accord.participant.kit import startup_kit as kits
 

@@ -49,14 +49,14 @@ def test_revoking_a_key_holder_starts_a_new_ceremony_without_it(tmp_path: Path) 
 def test_provision_revoke_signs_a_numbered_list_that_members_keep(tmp_path: Path) -> None:
     import pytest
 
-    from accord.cli.provision import (
+    from accord.coordinator.operator import provision
+    from accord.errors import NotAllowed, Replayed
+    from accord.federation.provision import (
         FederationFile,
         FederationSection,
         ParticipantSection,
         provision_federation,
     )
-    from accord.coordinator.operator import provision
-    from accord.errors import NotAllowed, Replayed
     from accord.participant.revocations import RevocationKeeper
 
     provisioned = provision_federation(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from accord.cli.provision import (
+from accord.federation.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,

@@ -16,13 +16,13 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from accord.cli.provision import (
+from accord.crypto.credential import MEMBER_KEYS_OID, certified_keys
+from accord.federation.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     provision_federation,
 )
-from accord.crypto.credential import MEMBER_KEYS_OID, certified_keys
 
 GO_MAX_ARC = 2**63 - 1
 

@@ -23,16 +23,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from accord.cli.provision import (
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.core import configfile, logs
+from accord.federation.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     ProvisionedFederation,
     provision_federation,
 )
-from accord.coordinator import server
-from accord.coordinator.config import CoordinatorConfig
-from accord.core import configfile, logs
 
 from .tools import build_go_health
 

@@ -20,13 +20,6 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from accord.cli.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    ProvisionedFederation,
-    provision_federation,
-)
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.operator import provision
@@ -34,6 +27,13 @@ from accord.core import configfile, logs
 from accord.core.kitformat import PARTICIPANT_ID_PATTERN
 from accord.crypto.credential import MEMBER_KEYS_OID
 from accord.errors import UsageError
+from accord.federation.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    ProvisionedFederation,
+    provision_federation,
+)
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 

@@ -18,12 +18,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from accord.cli.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    provision_federation,
-)
 from accord.coordinator import orchestrator as orchestrator_module
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
@@ -39,6 +33,12 @@ from accord.crypto.messages import (
     UnmaskShares,
 )
 from accord.crypto.round import CoordinatorRound
+from accord.federation.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    provision_federation,
+)
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import startup_kit as kits

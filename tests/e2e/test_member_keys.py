@@ -26,18 +26,18 @@ from typing import Any
 
 import pytest
 
-from accord.cli.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    provision_federation,
-)
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.operator import provision
 from accord.core import configfile, logs
 from accord.crypto import agreement, ceremony
 from accord.errors import Expired, ProtocolError
+from accord.federation.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    provision_federation,
+)
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import startup_kit as kits

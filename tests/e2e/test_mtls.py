@@ -21,18 +21,18 @@ import pytest
 from typer.testing import CliRunner
 
 from accord.cli.main import app
-from accord.cli.provision import (
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.operator import provision
+from accord.core import configfile, logs
+from accord.errors import AccordError, ConfigError
+from accord.federation.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     ProvisionedFederation,
     provision_federation,
 )
-from accord.coordinator import server
-from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator import provision
-from accord.core import configfile, logs
-from accord.errors import AccordError, ConfigError
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit.preflight import check

@@ -21,19 +21,19 @@ import numpy as np
 import pytest
 
 from accord.audit.commands import budget_summary, load
-from accord.cli.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    ProvisionedFederation,
-    provision_federation,
-)
 from accord.coordinator import federation_ledger, server
 from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile, logs
 from accord.core.ledger_store import write_private_key
 from accord.crypto import identity
 from accord.errors import BudgetExhausted, IntegrityError
+from accord.federation.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    ProvisionedFederation,
+    provision_federation,
+)
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon

@@ -18,16 +18,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from accord.cli.provision import (
+from accord.coordinator import server
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.operator import provision
+from accord.core import configfile, logs
+from accord.federation.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     provision_federation,
 )
-from accord.coordinator import server
-from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator import provision
-from accord.core import configfile, logs
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit.startup_kit import Kit, secure_channel

@@ -17,19 +17,19 @@ from pathlib import Path
 import grpc
 import pytest
 
-from accord.cli.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    TermsSection,
-    provision_federation,
-)
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile, logs
 from accord.crypto import ceremony
 from accord.crypto.profile import Profile
 from accord.errors import TermsDeparted
+from accord.federation.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    TermsSection,
+    provision_federation,
+)
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import startup_kit as kits

@@ -15,18 +15,18 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from accord.cli.provision import (
+from accord.coordinator.convert import roster_to_proto
+from accord.coordinator.operator import provision
+from accord.coordinator.roster import Roster
+from accord.crypto.credential import MEMBER_KEYS_OID
+from accord.errors import IntegrityError, ProtocolError
+from accord.federation.provision import (
     FederationFile,
     FederationSection,
     ParticipantSection,
     ProvisionedFederation,
     provision_federation,
 )
-from accord.coordinator.convert import roster_to_proto
-from accord.coordinator.operator import provision
-from accord.coordinator.roster import Roster
-from accord.crypto.credential import MEMBER_KEYS_OID
-from accord.errors import IntegrityError, ProtocolError
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.certificates import CertifiedRoster, certify_roster
 from accord.proto.v1 import federation_pb2 as pb

@@ -12,13 +12,6 @@ from pathlib import Path
 import pytest
 
 from accord.audit.commands import load
-from accord.cli.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    ProvisionedFederation,
-    provision_federation,
-)
 from accord.coordinator import federation_ledger
 from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.operator import provision
@@ -27,6 +20,13 @@ from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
 from accord.crypto.ledger_key import to_pem
 from accord.errors import ConfigError, IntegrityError
+from accord.federation.provision import (
+    FederationFile,
+    FederationSection,
+    ParticipantSection,
+    ProvisionedFederation,
+    provision_federation,
+)
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit import preflight

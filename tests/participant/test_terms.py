@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from accord.cli.provision import load_federation, provision_federation
 from accord.core.kitformat import TERMS_FILE
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import ConfigError, TermsDeparted
+from accord.federation.provision import load_federation, provision_federation
 from accord.participant.terms import check_own_settings, check_round, load_kit_terms
 
 MODEL = "ab" * 32

@@ -1,0 +1,1 @@
+"""The top floor's federation file and whole-federation provisioning (`provision.py`)."""
