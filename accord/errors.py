@@ -2,7 +2,8 @@
 
     AccordError                  base; never raised itself
     ├── ConfigError              a setting is wrong; the message names field, value and fix
-    ├── UsageError               a command or API was called wrongly
+    ├── InternalError            an internal API was called against its contract: a bug
+    ├── UsageError               a user or caller at a public boundary asked wrongly
     ├── RoundAborted             a round cannot complete (too few participants or shares)
     │   └── BudgetExhausted      this participant's privacy budget forbids the round
     ├── IntegrityError           data failed an integrity check (CRC, AEAD tag, ledger chain)
@@ -28,6 +29,14 @@ from __future__ import annotations
 
 class AccordError(Exception):
     """Base of every error Accord raises on purpose."""
+
+    grpc_status = "INTERNAL"
+
+
+class InternalError(AccordError):
+    """An internal API was called against its contract: a bug in Accord, not the user's or
+    a peer's mistake. Services answer INTERNAL with a generic message (the detail goes to
+    their log only); the CLI keeps its traceback."""
 
     grpc_status = "INTERNAL"
 

@@ -1,8 +1,9 @@
 """The coordinator's server interceptors: each wraps the behaviour of every handler.
 
 - `AccordErrorInterceptor` is the one place where an `AccordError` becomes a gRPC
-  status (`grpc_status` on its class) answering `TypeName: message`; anything else is
-  a bug, logged, and answers INTERNAL.
+  status (`grpc_status` on its class) answering `TypeName: message`; an `InternalError`
+  or anything else is a bug: logged, and answered INTERNAL without its detail (the peer
+  is not told it was its fault).
 - `DateHeaderInterceptor` sends the server's wall clock as `date` initial metadata on
   every call, from which `accord kit check` reports the participant's clock skew
   (certificates are back-dated only five minutes). It sends the initial metadata
@@ -28,7 +29,7 @@ from typing import Any, NoReturn
 import grpc
 
 from accord.coordinator.call_limits import CallLimits
-from accord.errors import AccordError
+from accord.errors import AccordError, InternalError
 
 __all__ = ["AccordErrorInterceptor", "AdmissionInterceptor", "DateHeaderInterceptor"]
 
@@ -190,7 +191,7 @@ def _answer(context: grpc.ServicerContext, error: Exception, log: logging.Logger
     """Turn `error` into the call's status (re-raising what already is one)."""
     if isinstance(error, grpc.RpcError) or context.code() is not None:
         raise error  # a cancelled stream, or `context.abort` already chose the status
-    if isinstance(error, AccordError):
+    if isinstance(error, AccordError) and not isinstance(error, InternalError):
         code = getattr(grpc.StatusCode, error.grpc_status, grpc.StatusCode.INTERNAL)
         context.abort(code, f"{type(error).__name__}: {error}")
     log.error("unexpected error in a gRPC handler", exc_info=error)

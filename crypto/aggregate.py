@@ -44,7 +44,7 @@ from accord.crypto import wire
 from accord.crypto.ckks import CiphertextAccumulator, LoadedCiphertext, PublicContext
 from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
-from accord.errors import Malformed, UsageError
+from accord.errors import InternalError, Malformed
 
 __all__ = ["PreparedChunk", "UpdateSum"]
 
@@ -94,17 +94,19 @@ class UpdateSum:
         """
         if profile.uses_ckks:
             if packing is None or public is None:
-                raise UsageError(f"profile {profile} needs a packing spec and a public context")
+                raise InternalError(f"profile {profile} needs a packing spec and a public context")
             if packing.modulus_bits != modulus_bits:
-                raise UsageError(
+                raise InternalError(
                     f"packing is for b = {packing.modulus_bits}, the round uses b = {modulus_bits}"
                 )
             if packing.poly_modulus_degree != public.poly_modulus_degree:
-                raise UsageError("the packing and the public context have different ring degrees")
+                raise InternalError(
+                    "the packing and the public context have different ring degrees"
+                )
         elif packing is not None or public is not None:
-            raise UsageError(f"profile {profile} takes no packing spec and no public context")
+            raise InternalError(f"profile {profile} takes no packing spec and no public context")
         if profile is not Profile.NONE and not 1 <= modulus_bits <= 32:
-            raise UsageError(f"modulus_bits = {modulus_bits!r}: must be in 1..32")
+            raise InternalError(f"modulus_bits = {modulus_bits!r}: must be in 1..32")
         self.profile = profile
         self.element_count = element_count
         self.modulus_bits = modulus_bits
@@ -126,7 +128,7 @@ class UpdateSum:
         )
         owned = range(len(self._plan)) if owned is None else owned
         if owned.step != 1 or not 0 <= owned.start <= owned.stop <= len(self._plan):
-            raise UsageError(
+            raise InternalError(
                 f"owned = {owned!r}: must be a contiguous range within the "
                 f"{len(self._plan)} chunks of the plan"
             )
@@ -210,7 +212,7 @@ class UpdateSum:
         """
         header, content = self._prepare(chunk)
         if header.chunk_index not in self.owned:
-            raise UsageError(
+            raise InternalError(
                 f"chunk {header.chunk_index} is not one of this sum's chunks {self.owned!r}"
             )
         return PreparedChunk(header, content)
@@ -235,7 +237,7 @@ class UpdateSum:
 
     def _add_content(self, header: wire.ChunkHeader, content: Any) -> wire.ChunkHeader:
         if header.chunk_index not in self.owned:
-            raise UsageError(
+            raise InternalError(
                 f"chunk {header.chunk_index} is not one of this sum's chunks {self.owned!r}"
             )
         low = header.element_start - self.elements.start
@@ -273,19 +275,19 @@ class UpdateSum:
                 covered ciphertext has no upload yet or no room for another summand.
         """
         if not self.profile.uses_masks:
-            raise UsageError(f"profile {self.profile} has no masks to correct")
+            raise InternalError(f"profile {self.profile} has no masks to correct")
         array = np.asarray(values)
         if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-            raise UsageError("add_correction: values must be a 1-D integer array")
+            raise InternalError("add_correction: values must be a 1-D integer array")
         stop = int(start) + array.size
         held = self.elements
         if not held.start <= start < stop <= held.stop:
-            raise UsageError(
+            raise InternalError(
                 f"add_correction: elements [{start}, {stop}) are not inside "
                 f"[{held.start}, {held.stop})"
             )
         if int(array.min()) < 0 or int(array.max()) >> self.modulus_bits:
-            raise UsageError(f"add_correction: values must lie in [0, 2^{self.modulus_bits})")
+            raise InternalError(f"add_correction: values must lie in [0, 2^{self.modulus_bits})")
         if self._fields is not None:
             target = self._fields[start - held.start : stop - held.start]
             np.add(target, array.astype(np.uint32), out=target)
@@ -294,14 +296,14 @@ class UpdateSum:
         spec = self._spec()
         per = spec.elements_per_ciphertext
         if start % per or (stop % per and stop != self.element_count):
-            raise UsageError(
+            raise InternalError(
                 f"add_correction: elements [{start}, {stop}) do not cover whole ciphertexts "
                 f"of {per} elements"
             )
         first = self._first_ciphertext(start)
         sums = self._sums[first : first + spec.ciphertext_count(stop - start)]
         if any(total.is_empty for total in sums):
-            raise UsageError("add_correction: no upload covers these elements yet")
+            raise InternalError("add_correction: no upload covers these elements yet")
         self._require_room(sums, None)
         reals = [
             packing_mod.pack(array[offset : offset + per], spec)
@@ -319,14 +321,14 @@ class UpdateSum:
                 no chunks.
         """
         if not self.owned:
-            raise UsageError("the sum owns no chunks, so it has no aggregate to emit")
+            raise InternalError("the sum owns no chunks, so it has no aggregate to emit")
         counts = sorted(set(self._uploads.tolist()))
         if len(counts) != 1:
-            raise UsageError(
+            raise InternalError(
                 f"the aggregate is incomplete: chunks summed different numbers of uploads {counts}"
             )
         if counts == [0]:
-            raise UsageError("the aggregate is empty: no upload has been added")
+            raise InternalError("the aggregate is empty: no upload has been added")
         return self._emit()
 
     def _emit(self) -> Iterator[bytes]:
@@ -390,7 +392,7 @@ class UpdateSum:
 
     def _spec(self) -> PackingSpec:
         if self.packing is None:
-            raise UsageError("no packing spec")  # pragma: no cover - guarded in __init__
+            raise InternalError("no packing spec")  # pragma: no cover - guarded in __init__
         return self.packing
 
     def _first_ciphertext(self, start: int) -> int:
@@ -401,7 +403,7 @@ class UpdateSum:
         limit = self._spec().max_summands
         if any(total.summands >= limit for total in sums):
             where = f"chunk {index}: " if index is not None else ""
-            raise UsageError(
+            raise InternalError(
                 f"{where}the sum already holds {limit} summands (n_max + 1); "
                 "more would overflow the packed fields"
             )

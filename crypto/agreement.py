@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from accord.errors import IntegrityError, UsageError
+from accord.errors import IntegrityError, InternalError
 
 __all__ = [
     "KEY_BYTES",
@@ -130,7 +130,7 @@ def shared_key(
             is ``f"{what} was refused"``.
     """
     if not isinstance(length, int) or not 1 <= length <= _MAX_HKDF_BYTES:
-        raise UsageError(f"length = {length!r}: must be an integer in 1..{_MAX_HKDF_BYTES}")
+        raise InternalError(f"length = {length!r}: must be an integer in 1..{_MAX_HKDF_BYTES}")
     ours = _private_key(private)
     try:
         peer = X25519PublicKey.from_public_bytes(bytes(peer_public))
@@ -175,7 +175,7 @@ def pairwise_seed(
         IntegrityError: ``peer_public`` is malformed or a low-order point.
     """
     if u == v:
-        raise UsageError(f"a pairwise seed needs two different participants, got {u!r} twice")
+        raise InternalError(f"a pairwise seed needs two different participants, got {u!r} twice")
     info = PAIRWISE_INFO + encode_fields(federation_id, round, min(u, v), max(u, v))
     return shared_key(
         private,
@@ -202,10 +202,10 @@ def encode_fields(*fields: str | bytes | int) -> bytes:
     parts = []
     for value in fields:
         if isinstance(value, bool):
-            raise UsageError(f"{value!r} is not a valid field")
+            raise InternalError(f"{value!r} is not a valid field")
         if isinstance(value, int):
             if not 0 <= value < 1 << 64:
-                raise UsageError(f"{value} does not fit in an unsigned 64-bit integer")
+                raise InternalError(f"{value} does not fit in an unsigned 64-bit integer")
             data = value.to_bytes(8, "big")
         elif isinstance(value, str):
             data = value.encode("utf-8")
@@ -217,12 +217,12 @@ def encode_fields(*fields: str | bytes | int) -> bytes:
 
 def _private_key(private: bytes) -> X25519PrivateKey:
     if not isinstance(private, (bytes, bytearray)) or len(private) != KEY_BYTES:
-        raise UsageError(f"an X25519 private key must be {KEY_BYTES} raw bytes")
+        raise InternalError(f"an X25519 private key must be {KEY_BYTES} raw bytes")
     return X25519PrivateKey.from_private_bytes(bytes(private))
 
 
 def _draw(random_bytes: Callable[[int], bytes], count: int) -> bytes:
     data: Any = random_bytes(count)
     if not isinstance(data, (bytes, bytearray)) or len(data) != count:
-        raise UsageError(f"random_bytes({count}) must return exactly {count} bytes")
+        raise InternalError(f"random_bytes({count}) must return exactly {count} bytes")
     return bytes(data)

@@ -50,7 +50,7 @@ import tenseal.sealapi as sealapi
 
 from accord.crypto import packing
 from accord.crypto.packing import COEFF_MODULUS_BITS, PackingSpec
-from accord.errors import IntegrityError, Malformed, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed
 
 __all__ = [
     "FORMAT_VERSION",
@@ -170,7 +170,7 @@ class _Parameters:
     def create(cls, poly_modulus_degree: int) -> _Parameters:
         if poly_modulus_degree not in COEFF_MODULUS_BITS:
             choices = ", ".join(str(n) for n in COEFF_MODULUS_BITS)
-            raise UsageError(f"poly_modulus_degree = {poly_modulus_degree!r}: must be {choices}")
+            raise InternalError(f"poly_modulus_degree = {poly_modulus_degree!r}: must be {choices}")
         parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
         parms.set_poly_modulus_degree(poly_modulus_degree)
         parms.set_coeff_modulus(
@@ -228,7 +228,7 @@ class _Parameters:
 
     def check_spec(self, spec: PackingSpec) -> None:
         if spec.poly_modulus_degree != self.poly_modulus_degree:
-            raise UsageError(
+            raise InternalError(
                 f"packing is for N = {spec.poly_modulus_degree}, the context for "
                 f"N = {self.poly_modulus_degree}"
             )
@@ -238,10 +238,12 @@ class _Parameters:
         self.check_spec(spec)
         data = np.asarray(reals, dtype=np.float64)
         if data.shape != (spec.reals_per_ciphertext,):
-            raise UsageError(f"expected {spec.reals_per_ciphertext} reals, got shape {data.shape}")
+            raise InternalError(
+                f"expected {spec.reals_per_ciphertext} reals, got shape {data.shape}"
+            )
         # The noise analysis in packing holds only for payloads in [0, 2^(k*w)).
         if not np.isfinite(data).all() or data.min() < 0 or data.max() >= 2.0**spec.payload_bits:
-            raise UsageError(f"reals must be finite and in [0, 2^{spec.payload_bits})")
+            raise InternalError(f"reals must be finite and in [0, 2^{spec.payload_bits})")
         half = spec.reals_per_ciphertext // 2
         slots = data[:half] + 1j * data[half:]
         plain = sealapi.Plaintext()
@@ -277,7 +279,7 @@ def _moduli(parms: Any) -> list[int]:
 def _check_seal_blob(data: bytes, max_regenerated: int, what: str) -> None:
     """Refuse a SEAL blob whose header lies about its length or that would inflate too far."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise UsageError(f"{what}: expected bytes")
+        raise InternalError(f"{what}: expected bytes")
     view = memoryview(data)
     if len(view) < _SEAL_HEADER.size:
         raise Malformed(f"{what} is truncated")
@@ -375,7 +377,7 @@ def _split_blobs(data: bytes, what: str, count: int) -> list[bytes]:
 
 def _read_header(data: bytes, kind: int, what: str) -> int:
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise UsageError(f"{what}: expected bytes")
+        raise InternalError(f"{what}: expected bytes")
     if len(data) < _CONTEXT_HEADER.size:
         raise Malformed(f"{what} is truncated")
     version, found_kind, degree = _CONTEXT_HEADER.unpack_from(data)
@@ -405,7 +407,7 @@ class LoadedCiphertext:
     def _take(self) -> Any:
         ciphertext, self._ciphertext = self._ciphertext, None
         if ciphertext is None:
-            raise UsageError("a loaded ciphertext can be added only once")
+            raise InternalError("a loaded ciphertext can be added only once")
         return ciphertext
 
 
@@ -519,7 +521,7 @@ class CiphertextAccumulator:
         """
         if isinstance(ciphertext, LoadedCiphertext):
             if ciphertext._ciphertext is None:
-                raise UsageError("a loaded ciphertext can be added only once")
+                raise InternalError("a loaded ciphertext can be added only once")
             if ciphertext._ciphertext.scale != self._spec.scale:
                 raise Malformed("the ciphertext was loaded for another packing")
             loaded = ciphertext._take()
@@ -544,9 +546,11 @@ class CiphertextAccumulator:
             UsageError: no ciphertext has been added yet, or the reals or spec do not fit.
         """
         if spec != self._spec:
-            raise UsageError("add_plain: the packing differs from the accumulator's")
+            raise InternalError("add_plain: the packing differs from the accumulator's")
         if self._sum is None:
-            raise UsageError("add_plain: add a ciphertext first (a plaintext alone is not hidden)")
+            raise InternalError(
+                "add_plain: add a ciphertext first (a plaintext alone is not hidden)"
+            )
         plain = self._public._parameters.encode(reals, spec)
         self._public._parameters.evaluator.add_plain_inplace(self._sum, plain)
         self._summands += 1
@@ -558,7 +562,7 @@ class CiphertextAccumulator:
             UsageError: nothing has been added yet.
         """
         if self._sum is None:
-            raise UsageError("the accumulator is empty")
+            raise InternalError("the accumulator is empty")
         return _SCRATCH.save(self._sum.save)
 
 

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from accord.crypto.agreement import KEY_BYTES, public_key, shared_key
-from accord.errors import AccordError, IntegrityError, UsageError
+from accord.errors import AccordError, IntegrityError, InternalError
 
 __all__ = ["ENVELOPE_INFO", "ENVELOPE_VERSION", "NONCE_BYTES", "OVERHEAD_BYTES", "open", "seal"]
 
@@ -131,5 +131,5 @@ def open(  # Shadows the builtin on purpose: it pairs with seal (envelope.open).
 def _draw(random_bytes: Callable[[int], bytes], count: int) -> bytes:
     data = random_bytes(count)
     if not isinstance(data, (bytes, bytearray)) or len(data) != count:
-        raise UsageError(f"random_bytes({count}) must return exactly {count} bytes")
+        raise InternalError(f"random_bytes({count}) must return exactly {count} bytes")
     return bytes(data)

@@ -26,7 +26,7 @@ import hashlib
 import struct
 from collections.abc import Sequence
 
-from accord.errors import UsageError
+from accord.errors import InternalError
 
 __all__ = ["GRAPH_DOMAIN", "ROUND_SEED_BYTES", "neighbours"]
 
@@ -55,17 +55,17 @@ def neighbours(participants: Sequence[str], degree: int, seed: bytes) -> dict[st
     """
     ids = list(participants)
     if len(set(ids)) != len(ids):
-        raise UsageError("participant ids must be distinct")
+        raise InternalError("participant ids must be distinct")
     if not isinstance(seed, (bytes, bytearray)) or len(seed) != ROUND_SEED_BYTES:
-        raise UsageError(f"the round seed must be {ROUND_SEED_BYTES} bytes")
+        raise InternalError(f"the round seed must be {ROUND_SEED_BYTES} bytes")
     if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
-        raise UsageError(f"degree = {degree!r}: must be an integer >= 0")
+        raise InternalError(f"degree = {degree!r}: must be an integer >= 0")
     count = len(ids)
     if degree >= count - 1:
         ordered = sorted(ids)
         return {me: tuple(v for v in ordered if v != me) for me in ordered}
     if degree < 2 or degree % 2:
-        raise UsageError(
+        raise InternalError(
             f"degree = {degree}: must be even and >= 2 for a sparse graph of {count} "
             "participants (or >= n - 1 for the complete graph)"
         )

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from accord.crypto.agreement import KEY_BYTES, KeyPair, encode_fields
-from accord.errors import BadSignature, ConfigError, UsageError
+from accord.errors import BadSignature, ConfigError, InternalError
 
 __all__ = [
     "KEYS_DOMAIN",
@@ -83,7 +83,7 @@ def generate_identity(random_bytes: Callable[[int], bytes] = os.urandom) -> KeyP
     """
     seed = random_bytes(KEY_BYTES)
     if not isinstance(seed, (bytes, bytearray)) or len(seed) != KEY_BYTES:
-        raise UsageError(f"random_bytes({KEY_BYTES}) must return exactly {KEY_BYTES} bytes")
+        raise InternalError(f"random_bytes({KEY_BYTES}) must return exactly {KEY_BYTES} bytes")
     return KeyPair(private=bytes(seed), public=public_from_private(bytes(seed)))
 
 
@@ -187,7 +187,7 @@ def keys_statement(
     """
     for name, key in (("encryption_public", encryption_public), ("masking_public", masking_public)):
         if len(key) != KEY_BYTES:
-            raise UsageError(f"{name} has {len(key)} bytes: must be {KEY_BYTES} raw bytes")
+            raise InternalError(f"{name} has {len(key)} bytes: must be {KEY_BYTES} raw bytes")
     return KEYS_DOMAIN + encode_fields(
         federation_id, round, participant, encryption_public, masking_public
     )
@@ -259,5 +259,5 @@ def dump_private(private: bytes) -> bytes:
 
 def _private_key(private: bytes) -> Ed25519PrivateKey:
     if not isinstance(private, (bytes, bytearray)) or len(private) != KEY_BYTES:
-        raise UsageError(f"an Ed25519 private key must be {KEY_BYTES} raw bytes")
+        raise InternalError(f"an Ed25519 private key must be {KEY_BYTES} raw bytes")
     return Ed25519PrivateKey.from_private_bytes(bytes(private))

@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from accord.crypto import prg
 from accord.crypto.agreement import encode_fields
 from accord.crypto.profile import Profile
-from accord.errors import IntegrityError, UsageError
+from accord.errors import IntegrityError, InternalError
 
 __all__ = [
     "KEY_BYTES",
@@ -75,7 +75,7 @@ _PRF_DOMAIN = b"accord/v1/integrity-prf"
 def protected_length(adapter_parameters: int, profile: Profile) -> int:
     """Length of the protected vector: parameters, the weight slot, and tags when secure."""
     if not isinstance(adapter_parameters, int) or adapter_parameters < 1:
-        raise UsageError(f"adapter_parameters = {adapter_parameters!r}: must be an integer >= 1")
+        raise InternalError(f"adapter_parameters = {adapter_parameters!r}: must be an integer >= 1")
     return adapter_parameters + 1 + (TAG_SLOTS if profile.is_secure else 0)
 
 
@@ -112,7 +112,7 @@ def append_tags(
     """``x`` followed by its tags: the protected plaintext, shape ``(len(x) + L,)``."""
     array = np.asarray(x)
     if array.ndim != 1 or array.size < 1 or not np.issubdtype(array.dtype, np.integer):
-        raise UsageError("append_tags: x must be a non-empty 1-D integer array")
+        raise InternalError("append_tags: x must be a non-empty 1-D integer array")
     out = np.empty(array.size + TAG_SLOTS, dtype=np.uint32)
     out[: array.size] = array
     out[array.size :] = tags(
@@ -152,10 +152,10 @@ def check(
     """
     array = np.asarray(sums)
     if array.ndim != 1 or array.size <= TAG_SLOTS:
-        raise UsageError(f"check: sums must be 1-D and longer than {TAG_SLOTS} tag slots")
+        raise InternalError(f"check: sums must be 1-D and longer than {TAG_SLOTS} tag slots")
     names = list(survivors)
     if not names or len(set(names)) != len(names):
-        raise UsageError(f"check: survivors must be non-empty and distinct, got {names}")
+        raise InternalError(f"check: survivors must be non-empty and distinct, got {names}")
     _check_key(key, modulus_bits)
     body = array[:-TAG_SLOTS]
     expected = _r_products(body, key, federation_id, round)
@@ -172,9 +172,9 @@ def check(
 
 def _check_key(key: bytes, modulus_bits: int) -> None:
     if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
-        raise UsageError(f"an integrity key must be {KEY_BYTES} bytes")
+        raise InternalError(f"an integrity key must be {KEY_BYTES} bytes")
     if not isinstance(modulus_bits, int) or not 1 <= modulus_bits <= 32:
-        raise UsageError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
+        raise InternalError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
 
 
 def _hkdf(key: bytes, info: bytes, length: int) -> bytes:

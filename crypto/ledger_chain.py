@@ -57,7 +57,7 @@ from typing import Any
 
 from accord.crypto import identity
 from accord.crypto.agreement import KEY_BYTES, encode_fields
-from accord.errors import BadSignature, IntegrityError, UsageError
+from accord.errors import BadSignature, IntegrityError, InternalError, UsageError
 
 __all__ = [
     "CHECKPOINT",
@@ -135,7 +135,7 @@ def decimal(value: float) -> str:
     """
     number = float(value)
     if not math.isfinite(number):
-        raise UsageError(f"a ledger number must be finite, not {number!r}")
+        raise InternalError(f"a ledger number must be finite, not {number!r}")
     return repr(number)
 
 
@@ -155,10 +155,10 @@ def _check_json(value: Any, where: str) -> None:
         return
     if isinstance(value, int):
         if abs(value) > _MAX_SAFE_INT:
-            raise UsageError(f"{where}: integer {value} is beyond 2^53; write it as a string")
+            raise InternalError(f"{where}: integer {value} is beyond 2^53; write it as a string")
         return
     if isinstance(value, float):
-        raise UsageError(f"{where}: floats are not canonical; write ledger.decimal({value!r})")
+        raise InternalError(f"{where}: floats are not canonical; write ledger.decimal({value!r})")
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _check_json(item, f"{where}[{index}]")
@@ -166,10 +166,10 @@ def _check_json(value: Any, where: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise UsageError(f"{where}: key {key!r} is not a string")
+                raise InternalError(f"{where}: key {key!r} is not a string")
             _check_json(item, f"{where}.{key}")
         return
-    raise UsageError(f"{where}: {type(value).__name__} is not a JSON value")
+    raise InternalError(f"{where}: {type(value).__name__} is not a JSON value")
 
 
 # ---- values ----
@@ -385,9 +385,9 @@ def append(head: Head, kind: str, body: Mapping[str, Any], identity_private: byt
         UsageError: a kind, body or key of the wrong form.
     """
     if not _KIND.match(kind):
-        raise UsageError(f"kind = {kind!r}: lower-case letters, digits, - or _, at most 32")
+        raise InternalError(f"kind = {kind!r}: lower-case letters, digits, - or _, at most 32")
     if len(head.hash) != _HASH_BYTES or head.count < 0:
-        raise UsageError("head: a count >= 0 and a 32-byte hash")
+        raise InternalError("head: a count >= 0 and a 32-byte hash")
     content = dict(body)
     hash_ = entry_hash(
         version=FORMAT_VERSION, seq=head.count, kind=kind, prev_hash=head.hash, body=content
@@ -412,10 +412,10 @@ def open_ledger(
         UsageError: an empty id, a body that uses ``ledger_id`` or ``public_key``.
     """
     if not ledger_id:
-        raise UsageError("a ledger needs a ledger_id")
+        raise InternalError("a ledger needs a ledger_id")
     extra = dict(body or {})
     if {"ledger_id", "public_key"} & set(extra):
-        raise UsageError("ledger_id and public_key are set by open_ledger")
+        raise InternalError("ledger_id and public_key are set by open_ledger")
     content = {
         **extra,
         "ledger_id": ledger_id,

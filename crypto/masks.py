@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.crypto.prg import MAX_ELEMENTS, SEED_BYTES, Keystream
-from accord.errors import UsageError
+from accord.errors import InternalError
 
 __all__ = [
     "MaskTerm",
@@ -65,9 +65,9 @@ class MaskTerm:
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, bytes) or len(self.seed) != SEED_BYTES:
-            raise UsageError(f"a mask seed must be {SEED_BYTES} bytes")
+            raise InternalError(f"a mask seed must be {SEED_BYTES} bytes")
         if isinstance(self.sign, bool) or self.sign not in (1, -1):
-            raise UsageError(f"sign = {self.sign!r}: must be +1 or -1")
+            raise InternalError(f"sign = {self.sign!r}: must be +1 or -1")
 
 
 def pairwise_sign(u: str, v: str) -> int:
@@ -77,7 +77,7 @@ def pairwise_sign(u: str, v: str) -> int:
         UsageError: ``u == v``.
     """
     if u == v:
-        raise UsageError(f"{u!r} cannot share a pairwise mask with itself")
+        raise InternalError(f"{u!r} cannot share a pairwise mask with itself")
     return 1 if v > u else -1
 
 
@@ -124,7 +124,7 @@ def apply(
     """
     chunk = np.asarray(values)
     if chunk.ndim != 1 or chunk.dtype.kind not in "iu":
-        raise UsageError(
+        raise InternalError(
             f"values has shape {chunk.shape} and dtype {chunk.dtype}: must be a "
             "one-dimensional integer array"
         )
@@ -135,7 +135,7 @@ def apply(
     out = chunk.astype(np.uint32, copy=True)
     for term in terms:
         if not isinstance(term, MaskTerm):
-            raise UsageError(f"terms must be MaskTerm objects, got {type(term).__name__}")
+            raise InternalError(f"terms must be MaskTerm objects, got {type(term).__name__}")
     streams = [(Keystream(term.seed, int(start)), term.sign) for term in terms]
     scratch = np.empty(_PIECE_ELEMENTS * 4 + 16, dtype=np.uint8)
     # Walk the chunk in cache-sized pieces and add every stream's piece in turn, so the
@@ -177,9 +177,9 @@ def correction_terms(
     seen: set[tuple[str, str]] = set()
     for u, v, seed in dropped_pairs:
         if v in self_mask_seeds:
-            raise UsageError(f"{v!r} is listed both as a survivor and as dropped")
+            raise InternalError(f"{v!r} is listed both as a survivor and as dropped")
         if (u, v) in seen:
-            raise UsageError(f"the pair ({u!r}, {v!r}) is listed twice")
+            raise InternalError(f"the pair ({u!r}, {v!r}) is listed twice")
         seen.add((u, v))
         terms.append(MaskTerm(bytes(seed), -pairwise_sign(u, v)))
     return terms
@@ -204,15 +204,15 @@ def correction(
         UsageError: an argument is out of range.
     """
     if not _is_int(count) or count < 0:
-        raise UsageError(f"count = {count!r}: must be an integer >= 0")
+        raise InternalError(f"count = {count!r}: must be an integer >= 0")
     return apply(np.zeros(int(count), dtype=np.uint32), start, terms, modulus_bits)
 
 
 def _check_range(start: Any, count: int, modulus_bits: Any) -> None:
     if not _is_int(start) or start < 0 or start + count > MAX_ELEMENTS:
-        raise UsageError(f"start = {start!r}: must be an integer >= 0 within 2^64 elements")
+        raise InternalError(f"start = {start!r}: must be an integer >= 0 within 2^64 elements")
     if not _is_int(modulus_bits) or not 1 <= modulus_bits <= 32:
-        raise UsageError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
+        raise InternalError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
 
 
 def _is_int(value: Any) -> bool:

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.errors import ConfigError, IntegrityError, InternalError
 
 __all__ = [
     "COEFF_MODULUS_BITS",
@@ -256,14 +256,14 @@ def pack(values: npt.ArrayLike, spec: PackingSpec) -> npt.NDArray[np.float64]:
     """
     array = np.asarray(values)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-        raise UsageError("pack: values must be a 1-D integer array")
+        raise InternalError("pack: values must be a 1-D integer array")
     if array.size > spec.elements_per_ciphertext:
-        raise UsageError(
+        raise InternalError(
             f"pack: {array.size} values exceed the {spec.elements_per_ciphertext} "
             "elements of one ciphertext"
         )
     if array.size and (int(array.min()) < 0 or int(array.max()) >= 1 << spec.modulus_bits):
-        raise UsageError(f"pack: values must lie in [0, 2^{spec.modulus_bits})")
+        raise InternalError(f"pack: values must lie in [0, 2^{spec.modulus_bits})")
     fields = np.zeros(spec.elements_per_ciphertext, dtype=np.uint64)
     fields[: array.size] = array
     grid = fields.reshape(spec.poly_modulus_degree, spec.fields_per_real)
@@ -290,9 +290,9 @@ def unpack(reals: npt.ArrayLike, spec: PackingSpec, count: int) -> npt.NDArray[n
     """
     data = np.asarray(reals, dtype=np.float64)
     if data.shape != (spec.reals_per_ciphertext,):
-        raise UsageError(f"unpack: expected {spec.reals_per_ciphertext} reals, got {data.shape}")
+        raise InternalError(f"unpack: expected {spec.reals_per_ciphertext} reals, got {data.shape}")
     if not _is_int(count) or not 0 <= count <= spec.elements_per_ciphertext:
-        raise UsageError(f"unpack: count = {count!r} outside 0..{spec.elements_per_ciphertext}")
+        raise InternalError(f"unpack: count = {count!r} outside 0..{spec.elements_per_ciphertext}")
     if not np.isfinite(data).all():
         raise IntegrityError("decrypted ciphertext holds no packed integers")
     rounded = np.rint(data)

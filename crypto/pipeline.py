@@ -42,7 +42,7 @@ from accord.crypto import masks, wire
 from accord.crypto.ckks import SecretContext
 from accord.crypto.packing import PackingSpec, pack
 from accord.crypto.profile import Profile
-from accord.errors import AccordError, IntegrityError, Malformed, UsageError
+from accord.errors import AccordError, IntegrityError, InternalError, Malformed
 
 __all__ = [
     "SERIAL",
@@ -153,22 +153,22 @@ def protect(
     """
     array = np.asarray(values)
     if array.ndim != 1 or array.size < 1:
-        raise UsageError("protect: values must be a non-empty 1-D array")
+        raise InternalError("protect: values must be a non-empty 1-D array")
     _check_profile_arguments(profile, modulus_bits, packing, secret)
     if profile is Profile.NONE:
         if not np.issubdtype(array.dtype, np.floating):
-            raise UsageError("protect: profile none takes float values")
+            raise InternalError("protect: profile none takes float values")
         # min and max propagate NaN and infinities without a full-size temporary.
         if not (np.isfinite(array.min()) and np.isfinite(array.max())):
-            raise UsageError("protect: values hold a NaN or an infinity")
+            raise InternalError("protect: values hold a NaN or an infinity")
     else:
         if not np.issubdtype(array.dtype, np.integer):
-            raise UsageError("protect: secure profiles take integer field elements (uint32)")
+            raise InternalError("protect: secure profiles take integer field elements (uint32)")
         if int(array.min()) < 0 or int(array.max()) >> modulus_bits:
-            raise UsageError(f"protect: values must lie in [0, 2^{modulus_bits})")
+            raise InternalError(f"protect: values must lie in [0, 2^{modulus_bits})")
     terms = list(mask_terms)
     if terms and not profile.uses_masks:
-        raise UsageError(f"protect: profile {profile} takes no mask terms")
+        raise InternalError(f"protect: profile {profile} takes no mask terms")
     plan = wire.chunk_plan(array.size, profile, packing, target_chunk_bytes)
     wire.layout_header(
         profile=profile,
@@ -332,7 +332,7 @@ def reveal_chunk(
         UsageError: no secret context.
     """
     if secret is None:
-        raise UsageError(f"chunk {job.index}: decrypting needs the secret context")
+        raise InternalError(f"chunk {job.index}: decrypting needs the secret context")
     packing = job.packing
     per = packing.elements_per_ciphertext
     blobs = wire.decode_ciphertext_payload(
@@ -358,19 +358,19 @@ def _check_profile_arguments(
     secret: SecretContext | None,
 ) -> None:
     if not isinstance(profile, Profile):
-        raise UsageError(f"profile must be a Profile, got {type(profile).__name__}")
+        raise InternalError(f"profile must be a Profile, got {type(profile).__name__}")
     if profile.uses_ckks:
         if packing is None or secret is None:
-            raise UsageError(f"profile {profile} needs a packing spec and a secret context")
+            raise InternalError(f"profile {profile} needs a packing spec and a secret context")
         if packing.modulus_bits != modulus_bits:
-            raise UsageError(
+            raise InternalError(
                 f"packing is for b = {packing.modulus_bits}, the round uses b = {modulus_bits}"
             )
         if packing.poly_modulus_degree != secret.poly_modulus_degree:
-            raise UsageError("the packing and the secret context have different ring degrees")
+            raise InternalError("the packing and the secret context have different ring degrees")
     elif packing is not None or secret is not None:
-        raise UsageError(f"profile {profile} takes no packing spec and no secret context")
+        raise InternalError(f"profile {profile} takes no packing spec and no secret context")
     if profile is not Profile.NONE and not (
         isinstance(modulus_bits, int) and 1 <= modulus_bits <= 32
     ):
-        raise UsageError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
+        raise InternalError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")

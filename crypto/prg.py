@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from accord.errors import UsageError
+from accord.errors import InternalError
 
 __all__ = ["MAX_ELEMENTS", "SEED_BYTES", "Keystream", "expand"]
 
@@ -64,13 +64,13 @@ def expand(seed: bytes, start: int, count: int, modulus_bits: int) -> npt.NDArra
             past ``2^64`` elements, or ``modulus_bits`` is outside 1..32.
     """
     if not isinstance(seed, (bytes, bytearray, memoryview)) or len(seed) != SEED_BYTES:
-        raise UsageError(f"a PRG seed must be {SEED_BYTES} bytes")
+        raise InternalError(f"a PRG seed must be {SEED_BYTES} bytes")
     if not _is_int(start) or not _is_int(count) or start < 0 or count < 0:
-        raise UsageError(f"start = {start!r}, count = {count!r}: must be integers >= 0")
+        raise InternalError(f"start = {start!r}, count = {count!r}: must be integers >= 0")
     if start + count > MAX_ELEMENTS:
-        raise UsageError(f"start + count = {start + count}: must be at most 2^64 elements")
+        raise InternalError(f"start + count = {start + count}: must be at most 2^64 elements")
     if not _is_int(modulus_bits) or not 1 <= modulus_bits <= 32:
-        raise UsageError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
+        raise InternalError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
     stream = Keystream(bytes(seed), int(start))
     scratch = np.empty(int(count) * _WORD_BYTES + _SLACK_BYTES, dtype=np.uint8)
     words = stream.read_into(scratch, int(count)).astype(np.uint32, copy=False)
@@ -95,9 +95,9 @@ class Keystream:
                 AES-192 or AES-256) or ``start`` is negative.
         """
         if not isinstance(seed, bytes) or len(seed) != SEED_BYTES:
-            raise UsageError(f"a PRG seed must be {SEED_BYTES} bytes")
+            raise InternalError(f"a PRG seed must be {SEED_BYTES} bytes")
         if start < 0:
-            raise UsageError(f"start = {start}: must be >= 0")
+            raise InternalError(f"start = {start}: must be >= 0")
         first_block, skip = divmod(start * _WORD_BYTES, _BLOCK_BYTES)
         self._encryptor = Cipher(
             algorithms.AES(seed), modes.CTR(first_block.to_bytes(_BLOCK_BYTES, "big"))
@@ -124,7 +124,7 @@ class Keystream:
             or not scratch.flags.c_contiguous
             or scratch.shape[0] < length + _SLACK_BYTES
         ):
-            raise UsageError(
+            raise InternalError(
                 f"scratch must be contiguous uint8 of at least {length + _SLACK_BYTES} bytes"
             )
         output = scratch.data

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.errors import ConfigError, IntegrityError, InternalError, UsageError
 
 __all__ = [
     "ALLOWED_MODULUS_BITS",
@@ -157,7 +157,7 @@ def clip_l2(x: npt.ArrayLike, clip_norm: float) -> npt.NDArray[np.float32]:
             NaN or an infinity.
     """
     if not _is_positive_real(clip_norm):
-        raise UsageError(f"clip_norm = {clip_norm!r}: must be a finite number > 0")
+        raise InternalError(f"clip_norm = {clip_norm!r}: must be a finite number > 0")
     out = np.array(x, dtype=np.float32, copy=True)
     norm = _l2_norm(out)
     if not math.isfinite(norm):
@@ -190,7 +190,7 @@ class CsprngUniforms:
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
-            raise UsageError("a rounding key is 32 bytes")
+            raise InternalError("a rounding key is 32 bytes")
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(b"\x00" * 16)).encryptor()
 
     def random(
@@ -316,10 +316,10 @@ def encode(
             not an integer >= 0.
     """
     if not _is_int(weight) or weight < 0:
-        raise UsageError(f"weight = {weight!r}: must be an integer >= 0 (a sample count)")
+        raise InternalError(f"weight = {weight!r}: must be an integer >= 0 (a sample count)")
     values = np.asarray(delta)
     if values.ndim != 1:
-        raise UsageError(f"delta has shape {values.shape}: must be one-dimensional (d,)")
+        raise InternalError(f"delta has shape {values.shape}: must be one-dimensional (d,)")
     capped = min(int(weight), spec.cap)
     clipped = _clipped(values, spec.clip_norm)
     out = np.empty(values.shape[0] + 1, dtype=np.uint32)
@@ -348,7 +348,7 @@ def decode(field_sum: npt.ArrayLike, spec: QuantSpec) -> tuple[npt.NDArray[np.fl
     """
     lifted = from_field(field_sum, spec.modulus_bits)
     if lifted.ndim != 1 or lifted.shape[0] < 1:
-        raise UsageError(
+        raise InternalError(
             f"field_sum has shape {lifted.shape}: must be (d + 1,), the weight slot last"
         )
     total_weight = int(lifted[-1])
@@ -424,14 +424,14 @@ def _is_positive_real(value: Any) -> bool:
 
 def _modulus_mask(modulus_bits: int) -> int:
     if not _is_int(modulus_bits) or not 1 <= modulus_bits <= 32:
-        raise UsageError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
+        raise InternalError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
     return (1 << int(modulus_bits)) - 1
 
 
 def _integer_array(values: npt.ArrayLike, name: str) -> npt.NDArray[Any]:
     array = np.asarray(values)
     if array.dtype.kind not in "iu":
-        raise UsageError(f"{name} has dtype {array.dtype}: must be an integer array")
+        raise InternalError(f"{name} has dtype {array.dtype}: must be an integer array")
     return array
 
 

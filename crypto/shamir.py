@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from accord.errors import IntegrityError, Malformed, RoundAborted, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed, RoundAborted
 
 __all__ = [
     "MAX_SECRET_BYTES",
@@ -120,11 +120,11 @@ def split(
             or ``random_bytes`` returned the wrong number of bytes.
     """
     if not isinstance(secret, (bytes, bytearray)) or len(secret) > MAX_SECRET_BYTES:
-        raise UsageError(f"a secret to share must be bytes, at most {MAX_SECRET_BYTES} long")
+        raise InternalError(f"a secret to share must be bytes, at most {MAX_SECRET_BYTES} long")
     if not _is_int(count) or not 1 <= count <= MAX_SHARES:
-        raise UsageError(f"count = {count!r}: must be an integer in 1..{MAX_SHARES}")
+        raise InternalError(f"count = {count!r}: must be an integer in 1..{MAX_SHARES}")
     if not _is_int(threshold) or not 1 <= threshold <= count:
-        raise UsageError(f"threshold = {threshold!r}: must be an integer in 1..count ({count})")
+        raise InternalError(f"threshold = {threshold!r}: must be an integer in 1..count ({count})")
     coefficients = [int.from_bytes(secret, "big")]
     coefficients += [_random_element(random_bytes) for _ in range(threshold - 1)]
     highest_first = coefficients[::-1]
@@ -166,16 +166,16 @@ def combine(
             on a polynomial whose constant term fits in ``secret_length`` bytes.
     """
     if not _is_int(threshold) or threshold < 1:
-        raise UsageError(f"threshold = {threshold!r}: must be an integer >= 1")
+        raise InternalError(f"threshold = {threshold!r}: must be an integer >= 1")
     if not _is_int(secret_length) or not 0 <= secret_length <= MAX_SECRET_BYTES:
-        raise UsageError(
+        raise InternalError(
             f"secret_length = {secret_length!r}: must be an integer in 0..{MAX_SECRET_BYTES}"
         )
     seen: dict[int, int] = {}
     chosen: dict[int, int] = {}
     for share in shares:
         if not isinstance(share, Share):
-            raise UsageError(f"combine takes Share objects, got {type(share).__name__}")
+            raise InternalError(f"combine takes Share objects, got {type(share).__name__}")
         earlier = seen.setdefault(share.x, share.y)
         if earlier != share.y:
             raise IntegrityError(f"the shares of {what} held at x = {share.x} disagree")
@@ -216,7 +216,7 @@ def _random_element(random_bytes: Callable[[int], bytes]) -> int:
     while True:
         data = random_bytes(_Y_BYTES)
         if not isinstance(data, (bytes, bytearray)) or len(data) != _Y_BYTES:
-            raise UsageError(f"random_bytes({_Y_BYTES}) must return exactly {_Y_BYTES} bytes")
+            raise InternalError(f"random_bytes({_Y_BYTES}) must return exactly {_Y_BYTES} bytes")
         value = int.from_bytes(bytes([data[0] & _TOP_BYTE_MASK]) + bytes(data[1:]), "big")
         if value < PRIME:
             return value

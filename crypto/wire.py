@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from accord.crypto.packing import COEFF_MODULUS_BITS, PackingSpec
 from accord.crypto.profile import Profile
-from accord.errors import IntegrityError, Malformed, Oversized, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed, Oversized
 
 __all__ = [
     "DEFAULT_MAX_CHUNK_BYTES",
@@ -137,7 +137,7 @@ class ChunkHeader:
     def __post_init__(self) -> None:
         problem = _header_problem(self)
         if problem is not None:
-            raise UsageError(f"chunk header: {problem}")
+            raise InternalError(f"chunk header: {problem}")
 
     @property
     def version(self) -> int:
@@ -197,7 +197,7 @@ def encode_chunk(header: ChunkHeader, payload: bytes) -> bytes:
         UsageError: ``len(payload)`` differs from ``header.payload_len``.
     """
     if len(payload) != header.payload_len:
-        raise UsageError(
+        raise InternalError(
             f"chunk {header.chunk_index}: payload is {len(payload)} bytes, header says "
             f"{header.payload_len}"
         )
@@ -269,19 +269,19 @@ def chunk_plan(
             profile comes without ``spec``.
     """
     if not _is_int(element_count) or not 1 <= element_count < _MAX_ELEMENTS:
-        raise UsageError(f"element_count = {element_count!r}: must be an integer >= 1")
+        raise InternalError(f"element_count = {element_count!r}: must be an integer >= 1")
     if not _is_int(target_bytes) or target_bytes < 1:
-        raise UsageError(f"target_bytes = {target_bytes!r}: must be an integer >= 1")
+        raise InternalError(f"target_bytes = {target_bytes!r}: must be an integer >= 1")
     if profile.uses_ckks:
         if spec is None:
-            raise UsageError(f"chunk_plan: profile {profile} needs a packing spec")
+            raise InternalError(f"chunk_plan: profile {profile} needs a packing spec")
         per_ciphertext = _seeded_ciphertext_bytes(spec) + _LENGTH.size
         per_chunk = max(1, target_bytes // per_ciphertext) * spec.elements_per_ciphertext
     else:
         per_chunk = max(1, target_bytes // 4)
     per_chunk = min(per_chunk, 1 << 31)
     if -(-element_count // per_chunk) > _U32:
-        raise UsageError("chunk_plan: more than 2^32 - 1 chunks; raise target_bytes")
+        raise InternalError("chunk_plan: more than 2^32 - 1 chunks; raise target_bytes")
     return [
         (start, min(per_chunk, element_count - start))
         for start in range(0, element_count, per_chunk)
@@ -571,7 +571,7 @@ def _label(chunk_index: int | None) -> str:
 
 def _view(data: Any) -> memoryview:
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise UsageError(f"expected bytes, got {type(data).__name__}")
+        raise InternalError(f"expected bytes, got {type(data).__name__}")
     return memoryview(data).cast("B")
 
 

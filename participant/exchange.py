@@ -33,7 +33,7 @@ from accord.crypto import integrity, masks, pipeline, quantize
 from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
-from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.errors import ConfigError, IntegrityError, InternalError
 from accord.participant.training.protocol import LocalUpdate
 
 if TYPE_CHECKING:  # opacus loads with privacy.py: only when client-level noise is on
@@ -68,7 +68,7 @@ def encode_update(
     """
     if config.profile is not Profile.NONE:
         if integrity_key is None or not participant:
-            raise UsageError(
+            raise InternalError(
                 f"profile {config.profile} tags every update: pass the federation's "
                 "integrity key and the participant's name"
             )
@@ -181,7 +181,7 @@ def reveal_mean(
     )
     if config.profile is not Profile.NONE:
         if integrity_key is None or not survivors:
-            raise UsageError(
+            raise InternalError(
                 f"profile {config.profile}: checking the aggregate needs the integrity key "
                 "and the survivor set"
             )

@@ -98,3 +98,22 @@ def test_config_errors_are_one_line_with_status_2(tmp_path) -> None:
         "ConfigError: coordinator.toml [coordinator] threshold = 0: must be >= 2 "
         "(least number of participants whose inputs are summed)"
     )
+
+
+@pytest.mark.parametrize(("role", "command"), [("coordinator", "serve"), ("participant", "run")])
+def test_each_role_runs_alone_and_reports_errors_as_accord_does(role, command, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", f"accord.{role}", command, "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"ConfigError: {missing}: no such file (write one, or start from `--help`)"
+    ]

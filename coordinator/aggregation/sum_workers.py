@@ -53,7 +53,7 @@ from accord.crypto import masks, wire
 from accord.crypto.aggregate import PreparedChunk, UpdateSum
 from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import RoundConfig
-from accord.errors import AccordError, IntegrityError, RoundAborted, UsageError
+from accord.errors import AccordError, IntegrityError, InternalError, RoundAborted
 
 AUTO_MAX_WORKERS = 4
 """`aggregation_workers = "auto"` uses this many workers at most (fewer on fewer CPUs)."""
@@ -306,7 +306,7 @@ def _serve(conn: Connection) -> None:
                     total = request.spec.new_sum(request.owned) if request.owned else None
                     answer = _Done(None)
                 elif total is None:
-                    raise UsageError("this worker holds no sum (no round began, or it finished)")
+                    raise InternalError("this worker holds no sum (no round began, or it finished)")
                 elif isinstance(request, _Check):
                     assert fd is not None
                     staged = prepare_extents(total, fd, request.extents)
@@ -324,7 +324,7 @@ def _serve(conn: Connection) -> None:
                 elif isinstance(request, _Describe):
                     answer = _Done(holding(total))
                 else:
-                    raise UsageError(f"unknown request {type(request).__name__}")
+                    raise InternalError(f"unknown request {type(request).__name__}")
             except OSError:
                 raise  # the pipe: handled below
             except Exception as error:  # every other failure is answered; the worker lives on
@@ -441,9 +441,9 @@ class SumWorkers:
         reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S,
     ) -> None:
         if count < 2:
-            raise UsageError(f"count = {count}: a pool needs at least 2 workers")
+            raise InternalError(f"count = {count}: a pool needs at least 2 workers")
         if min_chunks_per_worker < 1 or reply_timeout_s <= 0:
-            raise UsageError("min_chunks_per_worker must be >= 1 and reply_timeout_s > 0")
+            raise InternalError("min_chunks_per_worker must be >= 1 and reply_timeout_s > 0")
         self.size = count
         self.min_chunks_per_worker = min_chunks_per_worker
         self.reply_timeout_s = reply_timeout_s
@@ -477,7 +477,7 @@ class SumWorkers:
             return None
         with self._lock:
             if self._closed:
-                raise UsageError("the aggregation workers are closed")
+                raise InternalError("the aggregation workers are closed")
             self._generation += 1
             timeout_s = self.reply_timeout_s
             if len(self._workers) < self.size or not all(
@@ -613,7 +613,7 @@ class SpreadSum:
             answers = self._pool._call([(w, request) for w in self._workers])
         counts = sorted({uploads for uploads, _ in answers if isinstance(uploads, int)})
         if len(counts) != 1:
-            raise UsageError(
+            raise InternalError(
                 f"the aggregate is incomplete: chunk ranges summed different numbers of "
                 f"uploads {counts}"
             )

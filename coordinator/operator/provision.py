@@ -86,7 +86,7 @@ from accord.core.kitformat import (
 from accord.crypto import credential, identity
 from accord.crypto.agreement import KEY_BYTES
 from accord.crypto.revocation import RevocationList, sign_revocations, verify_revocations
-from accord.errors import BadSignature, ConfigError, UsageError
+from accord.errors import BadSignature, ConfigError, InternalError, UsageError
 
 __all__ = [
     "CA_CERT_FILE",
@@ -822,7 +822,7 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     if now is None:
         return dt.datetime.now(dt.timezone.utc)
     if now.tzinfo is None:
-        raise UsageError("now must be timezone-aware (UTC)")
+        raise InternalError("now must be timezone-aware (UTC)")
     return now.astimezone(dt.timezone.utc)
 
 

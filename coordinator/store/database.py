@@ -72,7 +72,7 @@ from accord.coordinator.store.rows import (
 )
 from accord.coordinator.store.schema import LATEST_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
 from accord.crypto.profile import Profile
-from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.errors import ConfigError, IntegrityError, InternalError
 
 __all__ = [
     "AggregateInfo",
@@ -218,7 +218,7 @@ class Store:
                 participant_id,
             )
             if changed == 0:
-                raise UsageError(f"participant {participant_id!r} is not enrolled")
+                raise InternalError(f"participant {participant_id!r} is not enrolled")
 
     # -- rounds ----------------------------------------------------------------------
 
@@ -239,18 +239,18 @@ class Store:
         _check_text(row.stage, "stage")
         _check_json(row.config_json, "config_json")
         if not isinstance(row.profile, Profile):
-            raise UsageError(f"round {row.round}: profile {row.profile!r}: use Profile")
+            raise InternalError(f"round {row.round}: profile {row.profile!r}: use Profile")
         if (
             row.status is not RoundStatus.IN_FLIGHT
             or row.finished_at is not None
             or row.outcome_json is not None
             or row.abort_reason is not None
         ):
-            raise UsageError(f"round {row.round}: begin_round takes a fresh in-flight row")
+            raise InternalError(f"round {row.round}: begin_round takes a fresh in-flight row")
         with self._pool.transaction(write=True) as tx:
             busy = tx.one("SELECT round FROM rounds WHERE status = 'in_flight'")
             if busy is not None:
-                raise UsageError(
+                raise InternalError(
                     f"round {busy[0]} is still in flight; finish or abort it before "
                     f"beginning round {row.round}"
                 )
@@ -272,7 +272,7 @@ class Store:
                 )
             except self._dialect.integrity_errors as exc:
                 # Only a concurrent begin_round on another connection gets here.
-                raise UsageError(
+                raise InternalError(
                     f"round {row.round}: another round was begun at the same time"
                 ) from exc
 
@@ -452,7 +452,7 @@ class Store:
                 count += 1
                 total += len(blob)
             if count == 0:
-                raise UsageError(f"the aggregate of round {round} has no chunks")
+                raise InternalError(f"the aggregate of round {round} has no chunks")
             tx.execute(
                 "UPDATE aggregates SET chunk_count = ?, total_bytes = ? WHERE aggregate_id = ?",
                 count,
@@ -488,7 +488,7 @@ class Store:
                 round,
             )
         if row is None:
-            raise UsageError(f"round {round} has no stored aggregate")
+            raise InternalError(f"round {round} has no stored aggregate")
         return self._stream_chunks(round, int(row[0]), int(row[1]))
 
     def aggregate_rounds(self) -> list[int]:
@@ -547,7 +547,7 @@ class Store:
     def events(self, after_seq: int = 0) -> list[EventRow]:
         """Events with ``seq > after_seq``, in order."""
         if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
-            raise UsageError(f"after_seq {after_seq!r}: must be an integer >= 0")
+            raise InternalError(f"after_seq {after_seq!r}: must be an integer >= 0")
         with self._pool.transaction(write=False) as tx:
             rows = tx.all(
                 "SELECT seq, round, kind, body_json FROM events WHERE seq > ? ORDER BY seq",
@@ -612,12 +612,12 @@ class Store:
             )
         if not changed:
             status = self._round(tx, round).status
-            raise UsageError(f"round {round} is {status.value.replace('_', ' ')}, not in flight")
+            raise InternalError(f"round {round} is {status.value.replace('_', ' ')}, not in flight")
 
     def _round(self, tx: Transaction, round: int) -> RoundRow:
         row = tx.one(f"{_ROUND_SELECT} WHERE round = ?", round)
         if row is None:
-            raise UsageError(f"round {round} was never begun")
+            raise InternalError(f"round {round} was never begun")
         return _round_row(row)
 
     def _drop_aggregate(self, tx: Transaction, round: int) -> bool:
@@ -677,29 +677,29 @@ def _first(row: tuple[Any, ...] | None) -> Any:
 def _check_bigint(value: object, what: str) -> None:
     """A round or sequence number: what a BIGINT column holds, and never negative."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_BIGINT:
-        raise UsageError(f"{what} {value!r}: must be an integer in [0, 2**63)")
+        raise InternalError(f"{what} {value!r}: must be an integer in [0, 2**63)")
 
 
 def _check_status(status: object) -> None:
     if not isinstance(status, ParticipantStatus):
-        raise UsageError(f"participant status {status!r}: use ParticipantStatus")
+        raise InternalError(f"participant status {status!r}: use ParticipantStatus")
 
 
 def _check_text(value: object, what: str) -> None:
     if not isinstance(value, str) or not value:
-        raise UsageError(f"{what} {value!r}: must be a non-empty string")
+        raise InternalError(f"{what} {value!r}: must be a non-empty string")
 
 
 def _check_bytes(value: object, what: str) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise UsageError(f"{what}: must be bytes, not {type(value).__name__}")
+        raise InternalError(f"{what}: must be bytes, not {type(value).__name__}")
     return bytes(value)
 
 
 def _check_json(value: object, what: str) -> None:
     if not isinstance(value, str):
-        raise UsageError(f"{what}: must be a JSON text, not {type(value).__name__}")
+        raise InternalError(f"{what}: must be a JSON text, not {type(value).__name__}")
     try:
         json.loads(value)
     except ValueError as exc:
-        raise UsageError(f"{what}: not valid JSON ({exc.args[0]})") from None
+        raise InternalError(f"{what}: not valid JSON ({exc.args[0]})") from None

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from accord.errors import ConfigError, UsageError
+from accord.errors import ConfigError, InternalError
 
 __all__ = [
     "ACCEPTED_URLS",
@@ -193,7 +193,7 @@ class Pool:
     def _borrow(self) -> Any:
         with self._lock:
             if self._closed:
-                raise UsageError(f"store {self._dialect.location} is closed")
+                raise InternalError(f"store {self._dialect.location} is closed")
             if self._idle:
                 return self._idle.pop()
         return self._dialect.connect()

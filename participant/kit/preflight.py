@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from accord.crypto import agreement, credential, identity
-from accord.errors import AccordError, ConfigError, UsageError
+from accord.errors import AccordError, ConfigError, InternalError
 from accord.participant.kit.certificates import (
     RENEW_FIX,
     ca_problem,
@@ -124,7 +124,7 @@ class CheckReport:
         for item in self.checks:
             if item.name == name:
                 return item
-        raise UsageError(f"no check named {name!r}")
+        raise InternalError(f"no check named {name!r}")
 
 
 def check(

@@ -73,7 +73,14 @@ from accord.core.kitformat import (
 from accord.core.transport import client_options
 from accord.crypto import agreement, credential, identity, ledger_key
 from accord.crypto import terms as signed_terms
-from accord.errors import BadSignature, ConfigError, IntegrityError, ProtocolError, UsageError
+from accord.errors import (
+    BadSignature,
+    ConfigError,
+    IntegrityError,
+    InternalError,
+    ProtocolError,
+    UsageError,
+)
 from accord.participant.kit.certificates import (
     chain_problems,
     fingerprint,
@@ -715,5 +722,5 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     if now is None:
         return dt.datetime.now(dt.timezone.utc)
     if now.tzinfo is None:
-        raise UsageError("now must be timezone-aware (UTC)")
+        raise InternalError("now must be timezone-aware (UTC)")
     return now

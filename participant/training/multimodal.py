@@ -55,7 +55,7 @@ from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from accord.errors import ConfigError, UsageError
+from accord.errors import ConfigError, InternalError
 from accord.participant.config import ParticipantConfig
 from accord.participant.data import folder as datasets
 from accord.participant.data import incident_sets as benchmarks
@@ -430,7 +430,7 @@ class MultimodalTrainer:
 
     def _require_data(self) -> None:
         if not self._train:
-            raise UsageError("this MultimodalTrainer was built with_data=False: it cannot train")
+            raise InternalError("this MultimodalTrainer was built with_data=False: it cannot train")
 
     def _trained_module(self) -> tuple[nn.Module, train.Forward]:
         """What a round trains: the head on cached features, or the whole PEFT model."""

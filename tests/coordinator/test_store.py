@@ -34,7 +34,7 @@ from accord.coordinator.store.database import (
 )
 from accord.coordinator.store.schema import LATEST_VERSION, MIGRATIONS
 from accord.crypto.profile import Profile
-from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.errors import ConfigError, IntegrityError, InternalError
 
 from .scan import find_bytes
 
@@ -157,7 +157,7 @@ def test_an_unreachable_postgresql_is_a_config_error_without_the_password() -> N
 
 def test_a_closed_store_refuses_calls(store: Store) -> None:
     store.close()
-    with pytest.raises(UsageError, match="closed"):
+    with pytest.raises(InternalError, match="closed"):
         store.get_meta("k")
 
 
@@ -183,7 +183,7 @@ def test_participants_round_trip_upsert_and_status(store: Store) -> None:
         participant("energy", ParticipantStatus.REVOKED),
         rekeyed,
     ]
-    with pytest.raises(UsageError, match="not enrolled"):
+    with pytest.raises(InternalError, match="not enrolled"):
         store.set_participant_status("nobody", ParticipantStatus.ACTIVE)
 
 
@@ -215,7 +215,7 @@ def test_snapshots_move_the_stage_with_them_and_go_when_the_round_ends(store: St
     assert store.in_flight_round() == fresh_round(4, stage="upload")
     store.finish_round(4, "{}", finished_at=2.0)
     assert store.load_round_snapshot(4) is None
-    with pytest.raises(UsageError, match="finished, not in flight"):
+    with pytest.raises(InternalError, match="finished, not in flight"):
         store.save_round_snapshot(4, "upload", b"late")
 
 
@@ -229,7 +229,7 @@ def test_aggregate_round_trips_in_index_order_and_is_dropped(store: Store) -> No
     assert store.drop_aggregate(2) is True
     assert store.drop_aggregate(2) is False
     assert store.aggregate_info(2) is None
-    with pytest.raises(UsageError, match="no stored aggregate"):
+    with pytest.raises(InternalError, match="no stored aggregate"):
         store.aggregate_chunks(2)
 
 
@@ -251,7 +251,7 @@ def test_the_replay_guard_remembers_each_message_once(store: Store) -> None:
     assert store.remember_message(1, "unmask", "urban", 0) is True
     assert store.remember_message(1, "upload", "energy", 0) is True
     assert store.remember_message(2, "upload", "urban", 0) is True
-    with pytest.raises(UsageError, match="sequence"):
+    with pytest.raises(InternalError, match="sequence"):
         store.remember_message(1, "upload", "urban", -1)
 
 
@@ -267,13 +267,13 @@ def test_finishing_again_with_the_same_outcome_is_a_no_op(store: Store) -> None:
         store.finish_round(1, '{"a": 2}', finished_at=11.0)
     with pytest.raises(IntegrityError, match="cannot be aborted"):
         store.abort_round(1, "too late")
-    with pytest.raises(UsageError, match="never begun"):
+    with pytest.raises(InternalError, match="never begun"):
         store.finish_round(7, "{}", finished_at=1.0)
 
 
 def test_one_round_in_flight_and_numbers_never_repeat(store: Store) -> None:
     store.begin_round(fresh_round(5))
-    with pytest.raises(UsageError, match="round 5 is still in flight"):
+    with pytest.raises(InternalError, match="round 5 is still in flight"):
         store.begin_round(fresh_round(6))
     store.abort_round(5, "coordinator restarted", aborted_at=3.0)
     store.abort_round(5, "a second reason is ignored")
@@ -289,16 +289,16 @@ def test_one_round_in_flight_and_numbers_never_repeat(store: Store) -> None:
     )
     with pytest.raises(IntegrityError, match="was aborted"):
         store.finish_round(5, "{}", finished_at=4.0)
-    with pytest.raises(UsageError, match="aborted, not in flight"):
+    with pytest.raises(InternalError, match="aborted, not in flight"):
         store.set_round_stage(5, "share")
 
 
 def test_begin_round_takes_only_a_fresh_well_formed_row(store: Store) -> None:
-    with pytest.raises(UsageError, match="fresh in-flight"):
+    with pytest.raises(InternalError, match="fresh in-flight"):
         store.begin_round(fresh_round(1, status=RoundStatus.FINISHED, outcome_json="{}"))
-    with pytest.raises(UsageError, match="config_json"):
+    with pytest.raises(InternalError, match="config_json"):
         store.begin_round(fresh_round(1, config_json="{not json"))
-    with pytest.raises(UsageError, match="round"):
+    with pytest.raises(InternalError, match="round"):
         store.begin_round(fresh_round(-1))
     assert store.rounds() == []
 
@@ -330,10 +330,10 @@ def test_a_failure_in_the_middle_of_put_aggregate_leaves_nothing(store: Store) -
     with pytest.raises(InjectedFailure):
         store.put_aggregate(1, chunks_then_failure())
     assert store.aggregate_info(1) is None
-    with pytest.raises(UsageError, match="must be bytes"):
+    with pytest.raises(InternalError, match="must be bytes"):
         mixed: list[Any] = [b"fine", "not bytes"]
         store.put_aggregate(1, mixed)
-    with pytest.raises(UsageError, match="no chunks"):
+    with pytest.raises(InternalError, match="no chunks"):
         store.put_aggregate(1, [])
     assert store.aggregate_info(1) is None
     assert store.put_aggregate(1, [b"whole"]) == AggregateInfo(1, 1, 5)
@@ -343,11 +343,11 @@ def test_a_failure_in_the_middle_of_put_aggregate_leaves_nothing(store: Store) -
 
 
 def test_no_aggregate_outside_a_round_in_flight(store: Store) -> None:
-    with pytest.raises(UsageError, match="never begun"):
+    with pytest.raises(InternalError, match="never begun"):
         store.put_aggregate(1, [b"x"])
     store.begin_round(fresh_round(1))
     store.finish_round(1, "{}", finished_at=1.0)
-    with pytest.raises(UsageError, match="finished, not in flight"):
+    with pytest.raises(InternalError, match="finished, not in flight"):
         store.put_aggregate(1, [b"x"])
 
 

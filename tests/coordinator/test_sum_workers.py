@@ -39,7 +39,7 @@ from accord.crypto.messages import RoundConfig, Stage
 from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
-from accord.errors import ConfigError, Malformed, RoundAborted, UsageError
+from accord.errors import ConfigError, InternalError, Malformed, RoundAborted
 
 from ..crypto.harness import FederationHarness, shared_secret_context
 from .plaintext_federation import MODEL_HASH, make_config, make_keys, upload_chunks
@@ -287,7 +287,7 @@ def test_the_coordinator_itself_holds_nothing_when_the_sum_is_spread(pool: SumWo
     spec = SumSpec(config, secret().public().to_bytes(), max_chunk_bytes=8 << 20)
     checker = spec.new_sum(range(0))
     assert checker.elements == range(0) and checker.ciphertexts == 0
-    with pytest.raises(UsageError, match="owns no chunks"):
+    with pytest.raises(InternalError, match="owns no chunks"):
         checker.chunks()
     # `RoundSum` builds its checker this way when it spreads the sum.
     assert new_sum(config, pool).workers == 2
@@ -308,7 +308,7 @@ def test_worker_counts_and_chunk_ranges() -> None:
     assert split(8, 4) == [range(0, 2), range(2, 4), range(4, 6), range(6, 8)]
     assert 1 <= worker_count("auto") <= 4
     assert worker_count(0) == 0 and worker_count(3) == 3
-    with pytest.raises(UsageError, match="at least 2"):
+    with pytest.raises(InternalError, match="at least 2"):
         SumWorkers(1)
 
 
@@ -375,7 +375,7 @@ def test_a_worker_error_is_raised_as_its_own_class_and_the_sum_refuses_to_finish
         total.add(spool)
     spool.close()
     # Every worker checks before any adds: the refused upload left the sum empty.
-    with pytest.raises(UsageError, match="empty: no upload has been added"):
+    with pytest.raises(InternalError, match="empty: no upload has been added"):
         total.finish([])
     # The workers live on for the next round.
     assert len(pool.pids) == 2 and new_sum(config, pool).workers == 2
@@ -439,7 +439,7 @@ def test_close_stops_every_worker(tmp_path: Path) -> None:
     workers.close()
     assert all(gone(pid) for pid in pids)  # reaped by close, not eventually
     workers.close()  # idempotent
-    with pytest.raises(UsageError, match="closed"):
+    with pytest.raises(InternalError, match="closed"):
         workers.spread(SumSpec(round_config(Profile.MASKS), b"", 8 << 20, TARGET))
 
 

@@ -16,7 +16,7 @@ from accord.crypto.ckks import SecretContext
 from accord.crypto.masks import MaskTerm, correction
 from accord.crypto.packing import PackingSpec, choose_packing, pack
 from accord.crypto.profile import Profile
-from accord.errors import IntegrityError, Malformed, Oversized, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed, Oversized
 
 FED = "fed-agg"
 ROUND = 4
@@ -125,7 +125,7 @@ def test_check_validates_without_adding(profile: Profile) -> None:
     headers = [total.check(chunk) for chunk in chunks]
     assert [h.chunk_index for h in headers] == list(range(len(total.plan)))
     assert total.uploads == 0
-    with pytest.raises(UsageError, match="empty"):
+    with pytest.raises(InternalError, match="empty"):
         total.chunks()
 
 
@@ -258,7 +258,7 @@ def test_a_partly_added_upload_never_reaches_the_aggregate() -> None:
     chunks = upload(Profile.MASKS, inputs(Profile.MASKS, 12), TERMS[0])
     for chunk in chunks[:-1]:
         total.add(chunk)
-    with pytest.raises(UsageError, match="incomplete"):
+    with pytest.raises(InternalError, match="incomplete"):
         total.chunks()
 
 
@@ -269,7 +269,7 @@ def test_ckks_sums_hold_at_most_n_max_plus_one_summands() -> None:
         for chunk in chunks:
             total.add(chunk)
     before = list(total.chunks())
-    with pytest.raises(UsageError, match="summands"):
+    with pytest.raises(InternalError, match="summands"):
         total.add(chunks[0])
     assert total.uploads == N_MAX + 1
     assert list(total.chunks()) == before
@@ -278,37 +278,37 @@ def test_ckks_sums_hold_at_most_n_max_plus_one_summands() -> None:
 def test_ckks_corrections_must_cover_whole_ciphertexts_with_room_left() -> None:
     total = new_sum(Profile.CKKS_MASKS)
     values = np.zeros(8192, dtype=np.uint32)
-    with pytest.raises(UsageError, match="no upload"):
+    with pytest.raises(InternalError, match="no upload"):
         total.add_correction(0, values)
     for chunk in upload(Profile.CKKS_MASKS, inputs(Profile.CKKS_MASKS, 14), TERMS[0]):
         total.add(chunk)
-    with pytest.raises(UsageError, match="whole ciphertexts"):
+    with pytest.raises(InternalError, match="whole ciphertexts"):
         total.add_correction(1, values)
-    with pytest.raises(UsageError, match="whole ciphertexts"):
+    with pytest.raises(InternalError, match="whole ciphertexts"):
         total.add_correction(0, values[:100])
-    with pytest.raises(UsageError, match=r"\[0, 2\^16\)"):
+    with pytest.raises(InternalError, match=r"\[0, 2\^16\)"):
         total.add_correction(0, values + 2**16)
-    with pytest.raises(UsageError, match="inside"):
+    with pytest.raises(InternalError, match="inside"):
         total.add_correction(2 * 8192, np.zeros(200, dtype=np.uint32))
     total.add_correction(2 * 8192, np.zeros(123, dtype=np.uint32))  # the partial last one
 
 
 @pytest.mark.parametrize("profile", [Profile.CKKS, Profile.NONE])
 def test_profiles_without_masks_take_no_correction(profile: Profile) -> None:
-    with pytest.raises(UsageError, match="no masks"):
+    with pytest.raises(InternalError, match="no masks"):
         new_sum(profile).add_correction(0, np.zeros(3, dtype=np.uint32))
 
 
 def test_constructor_refuses_mismatched_settings() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         new_sum(Profile.CKKS, public=None)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         new_sum(Profile.MASKS, packing=spec())
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         new_sum(Profile.CKKS, modulus_bits=8)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         new_sum(Profile.MASKS, modulus_bits=40)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         new_sum(Profile.MASKS, round=-1)
 
 
@@ -339,13 +339,13 @@ def test_a_range_sum_refuses_chunks_and_corrections_outside_its_range() -> None:
     part = new_sum(Profile.CKKS_MASKS, owned=range(1, 2))
     chunks = upload(Profile.CKKS_MASKS, inputs(Profile.CKKS_MASKS, 3), TERMS[0])
     part.check(chunks[0])  # checks any chunk of the plan
-    with pytest.raises(UsageError, match="not one of this sum's chunks"):
+    with pytest.raises(InternalError, match="not one of this sum's chunks"):
         part.add(chunks[0])
     part.add(chunks[1])
-    with pytest.raises(UsageError, match="inside"):
+    with pytest.raises(InternalError, match="inside"):
         part.add_correction(0, np.zeros(8192, dtype=np.uint32))
     assert part.uploads == 1 and part.ciphertexts == 1
-    with pytest.raises(UsageError, match="contiguous range"):
+    with pytest.raises(InternalError, match="contiguous range"):
         new_sum(Profile.MASKS, owned=range(0, 3, 2))
-    with pytest.raises(UsageError, match="contiguous range"):
+    with pytest.raises(InternalError, match="contiguous range"):
         new_sum(Profile.MASKS, owned=range(1, 9))

@@ -19,7 +19,7 @@ from accord.crypto.agreement import (
     public_key,
     shared_key,
 )
-from accord.errors import IntegrityError, UsageError
+from accord.errors import IntegrityError, InternalError
 
 # RFC 7748, section 6.1.
 ALICE_PRIVATE = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
@@ -75,7 +75,7 @@ def test_keypair_repr_hides_the_private_key() -> None:
 
 
 def test_generate_keypair_refuses_short_randomness() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         generate_keypair(lambda n: bytes(n - 1))
 
 
@@ -141,26 +141,26 @@ def test_shared_key_error_uses_the_callers_name() -> None:
 
 
 def test_malformed_private_key_is_a_usage_error() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         pairwise_seed(bytes(31), BOB_PUBLIC, federation_id="f", round=1, u="P1", v="P2")
 
 
 @pytest.mark.parametrize("round_number", [-1, 2**64])
 def test_round_must_fit_u64(round_number: int) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         pairwise_seed(
             ALICE_PRIVATE, BOB_PUBLIC, federation_id="f", round=round_number, u="A", v="B"
         )
 
 
 def test_a_pair_needs_two_participants() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         pairwise_seed(ALICE_PRIVATE, BOB_PUBLIC, federation_id="f", round=1, u="A", v="A")
 
 
 @pytest.mark.parametrize("length", [0, 255 * 32 + 1])
 def test_shared_key_length_range(length: int) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         shared_key(ALICE_PRIVATE, BOB_PUBLIC, info=b"", length=length)
 
 
@@ -171,5 +171,5 @@ def test_encode_fields_frames_each_field() -> None:
         + (1).to_bytes(8, "big")
         + b"\x00\x00\x00\x01\x00"
     )
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         encode_fields(True)

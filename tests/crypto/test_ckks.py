@@ -18,7 +18,7 @@ from accord.crypto.ckks import (
     SecretContext,
 )
 from accord.crypto.packing import PackingSpec, choose_packing, pack
-from accord.errors import IntegrityError, Malformed, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed
 
 N = 4096
 
@@ -90,7 +90,7 @@ def test_accumulator_takes_preloaded_ciphertexts() -> None:
     total = CiphertextAccumulator(public, spec)
     assert total.is_empty
     total.add(loaded)
-    with pytest.raises(UsageError, match="only once"):
+    with pytest.raises(InternalError, match="only once"):
         total.add(loaded)  # the sum took it over
     total.add(public.load(ciphertext, spec))
     np.testing.assert_array_equal(
@@ -101,9 +101,9 @@ def test_accumulator_takes_preloaded_ciphertexts() -> None:
 def test_an_empty_accumulator_refuses_plaintexts_and_serialization() -> None:
     spec = choose_packing(16, 10)
     total = secret().public().accumulator(spec)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         total.add_plain(pack(values(spec, 5, 6), spec), spec)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         total.to_bytes()
 
 
@@ -302,7 +302,7 @@ def test_the_larger_ring_works_end_to_end_and_rejects_the_smaller() -> None:
     np.testing.assert_array_equal(big.decrypt_packed(ciphertext, spec, 10000), v)
     with pytest.raises(Malformed):
         secret().public().load(ciphertext)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         secret().encrypt(pack(v[:10], spec), spec)
 
 
@@ -311,10 +311,10 @@ def test_the_larger_ring_works_end_to_end_and_rejects_the_smaller() -> None:
     [np.zeros(100), np.full(N, -1.0), np.full(N, 2.0**40), np.full(N, np.nan)],
 )
 def test_encrypt_refuses_reals_outside_the_packing(reals: np.ndarray) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         secret().encrypt(reals, choose_packing(16, 10))
 
 
 def test_generate_refuses_an_unknown_ring_degree() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         SecretContext.generate(2048)

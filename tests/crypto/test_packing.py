@@ -17,7 +17,7 @@ from accord.crypto.packing import (
     required_scale_bits,
     unpack,
 )
-from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.errors import ConfigError, IntegrityError, InternalError
 
 MODULUS_BITS = [8, 12, 16, 24, 32]
 
@@ -208,15 +208,15 @@ def test_unpack_returns_integers_only() -> None:
     ],
 )
 def test_pack_refuses_values_that_do_not_fit(values: np.ndarray) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         pack(values, choose_packing(16, 10))
 
 
 def test_unpack_refuses_wrong_shapes_and_counts() -> None:
     spec = choose_packing(16, 10)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         unpack(np.zeros(100), spec, 1)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         unpack(np.zeros(4096), spec, 2 * 4096 + 1)
 
 

@@ -16,7 +16,7 @@ from accord.crypto.ckks import SecretContext
 from accord.crypto.masks import MaskTerm, correction, correction_terms, pairwise_sign
 from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
-from accord.errors import IntegrityError, Malformed, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed
 
 SECURE = [Profile.CKKS_MASKS, Profile.CKKS, Profile.MASKS]
 FED = "fed-pipe"
@@ -224,7 +224,7 @@ def protect_kwargs(profile: Profile, **change: object) -> dict[str, object]:
 def test_protect_refuses_a_wrong_call_before_producing_anything(
     profile: Profile, values: np.ndarray, change: dict[str, object]
 ) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         pipeline.protect(values, **protect_kwargs(profile, **change))
 
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.crypto.prg import Keystream, expand
-from accord.errors import UsageError
+from accord.errors import InternalError
 
 SEED = bytes(range(16))
 
@@ -110,7 +110,7 @@ def test_wide_modulus_is_roughly_uniform() -> None:
 
 @pytest.mark.parametrize("seed", [b"", bytes(15), bytes(17), bytes(32)])
 def test_refuses_seeds_that_are_not_16_bytes(seed: bytes) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         expand(seed, 0, 4, 16)
 
 
@@ -119,7 +119,7 @@ def test_refuses_seeds_that_are_not_16_bytes(seed: bytes) -> None:
     [(-1, 4, 16), (0, -1, 16), (0, 4, 0), (0, 4, 33), (2**64, 1, 16), (0, 4, True), (1.0, 4, 16)],
 )
 def test_refuses_bad_ranges(start: object, count: object, bits: object) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         expand(SEED, start, count, bits)  # type: ignore[arg-type]
 
 
@@ -133,10 +133,10 @@ def test_keystream_reads_on_where_it_left_off() -> None:
 
 @pytest.mark.parametrize("seed", [bytes(24), bytes(32)])
 def test_keystream_refuses_longer_aes_keys(seed: bytes) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         Keystream(seed, 0)
 
 
 def test_keystream_refuses_a_short_scratch_buffer() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         Keystream(SEED, 0).read_into(np.empty(4 * 10, dtype=np.uint8), 10)

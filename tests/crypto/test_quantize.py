@@ -19,7 +19,7 @@ from accord.crypto.quantize import (
     quantize,
     to_field,
 )
-from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.errors import ConfigError, IntegrityError, InternalError, UsageError
 
 
 def test_default_spec_has_documented_levels() -> None:
@@ -184,14 +184,14 @@ def test_from_field_reduces_unreduced_sums() -> None:
 
 @pytest.mark.parametrize("bits", [0, 33, 16.0])
 def test_field_maps_refuse_bad_modulus(bits: object) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         to_field(np.array([1]), bits)  # type: ignore[arg-type]
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         from_field(np.array([1]), bits)  # type: ignore[arg-type]
 
 
 def test_field_maps_refuse_floats() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         to_field(np.array([1.0]), 16)
 
 
@@ -216,12 +216,12 @@ def test_weight_zero_encodes_zeros() -> None:
 
 @pytest.mark.parametrize("weight", [-1, 1.5, True])
 def test_encode_refuses_bad_weight(weight: object) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         encode(np.zeros(3, dtype=np.float32), weight, QuantSpec(), np.random.default_rng(0))  # type: ignore[arg-type]
 
 
 def test_encode_refuses_matrices() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         encode(np.zeros((2, 3), dtype=np.float32), 1, QuantSpec(), np.random.default_rng(0))
 
 
@@ -304,7 +304,7 @@ def test_decode_refuses_negative_total_weight() -> None:
 
 
 def test_decode_refuses_empty_input() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         decode(np.zeros(0, dtype=np.uint32), QuantSpec())
 
 

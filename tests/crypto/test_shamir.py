@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.crypto.shamir import PRIME, SHARE_BYTES, Share, combine, split
-from accord.errors import IntegrityError, Malformed, RoundAborted, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed, RoundAborted
 
 
 def byte_source(seed: int) -> Callable[[int], bytes]:
@@ -164,13 +164,13 @@ def test_a_corrupted_share_gives_a_wrong_secret_or_an_error(
     [(bytes(65), 1, 1), (b"s", 0, 3), (b"s", 4, 3), (b"s", 1, 0), (b"s", 1, 65536), ("s", 1, 1)],
 )
 def test_split_refuses_bad_arguments(secret: bytes, threshold: int, count: int) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         split(secret, threshold, count)
 
 
 @pytest.mark.parametrize(("threshold", "length"), [(0, 16), (2, -1), (2, 65)])
 def test_combine_refuses_bad_arguments(threshold: int, length: int) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         combine(split(b"s", 2, 2), threshold, length)
 
 

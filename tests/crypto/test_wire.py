@@ -15,7 +15,7 @@ from accord.crypto import wire
 from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.wire import ChunkHeader, chunk_plan, decode_chunk, encode_chunk
-from accord.errors import IntegrityError, Malformed, Oversized, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed, Oversized
 
 SPEC = choose_packing(16, 10)
 
@@ -166,9 +166,9 @@ def test_headers_refuse_out_of_range_fields() -> None:
         {"profile": Profile.MASKS},  # masks carries no packing fields
         {"flags": 2},
     ):
-        with pytest.raises(UsageError):
+        with pytest.raises(InternalError):
             header(**change)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         encode_chunk(header(), b"short")
     with pytest.raises(Malformed, match="trailing"):
         ChunkHeader.from_bytes(header().to_bytes() + b"\x00")
@@ -191,11 +191,11 @@ def test_chunk_plan_covers_the_vector_in_order(profile: Profile, count: int) -> 
 
 
 def test_chunk_plan_refuses_bad_arguments() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         chunk_plan(0, Profile.MASKS)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         chunk_plan(10, Profile.CKKS)
-    with pytest.raises(UsageError):
+    with pytest.raises(InternalError):
         chunk_plan(10, Profile.MASKS, target_bytes=0)
 
 

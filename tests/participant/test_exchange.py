@@ -13,7 +13,7 @@ from accord.crypto.messages import RoundConfig
 from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
-from accord.errors import IntegrityError, Malformed, UsageError
+from accord.errors import IntegrityError, InternalError, Malformed
 from accord.participant.exchange import protect_update, reveal_mean
 from accord.participant.training.protocol import LocalUpdate
 from tests.crypto.harness import shared_secret_context
@@ -178,8 +178,8 @@ def test_an_aggregate_that_is_not_the_survivors_sum_is_never_applied() -> None:
 def test_a_secure_profile_without_the_integrity_key_is_refused() -> None:
     config = ckks_round()
     update = member_updates()["a"]
-    with pytest.raises(UsageError, match="integrity key"):
+    with pytest.raises(InternalError, match="integrity key"):
         list(protect_update(update, config, [], secret=shared_secret_context()))
     chunks = ckks_sum(config, list(ckks_uploads(config).values()))
-    with pytest.raises(UsageError, match="survivor set"):
+    with pytest.raises(InternalError, match="survivor set"):
         reveal_mean(chunks, config, secret=shared_secret_context(), integrity_key=INTEGRITY_KEY)

@@ -364,8 +364,10 @@ def test_a_participant_out_of_budget_stops_and_the_federation_continues(tmp_path
     by_name = {p["participant"]: p for p in summary["participants"]}
     assert by_name["urban"]["rounds"] == 1 and by_name["urban"]["refusals"] == 1
     assert by_name["energy"]["rounds"] == 2
-    assert by_name["urban"]["epsilon"] == pytest.approx(spent(1).epsilon, rel=1e-9)
-    assert by_name["energy"]["epsilon"] == pytest.approx(spent(2).epsilon, rel=1e-9)
+    # The audit recomputes with dp-accounting's RDP; the trainer records opacus's, which
+    # skips some fractional orders: at most 0.2% apart (docs/audit.md).
+    assert by_name["urban"]["epsilon"] == pytest.approx(spent(1).epsilon, rel=2e-3)
+    assert by_name["energy"]["epsilon"] == pytest.approx(spent(2).epsilon, rel=2e-3)
     federation = next(x for x in audit.ledgers if x.role == "coordinator")
     second = federation.bodies("round")[-1]
     assert sorted(second["uploads"]) == ["energy", "residential"]
