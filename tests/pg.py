@@ -31,7 +31,6 @@ import re
 import secrets
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+
+from tests.support import free_port
 
 ENV_URL = "ACCORD_TEST_POSTGRES_URL"
 ENV_REQUIRE = "ACCORD_REQUIRE_POSTGRES"
@@ -154,7 +155,7 @@ def start_cluster() -> Cluster:
         if initdb.returncode != 0:
             raise Unavailable(f"initdb failed: {_tail(initdb.stdout)}")
         for _attempt in range(3):
-            cluster.port = _free_port()
+            cluster.port = free_port()
             options = " ".join(
                 [
                     "-c listen_addresses=127.0.0.1",
@@ -278,13 +279,6 @@ def _run(cluster: Cluster, argv: list[str]) -> subprocess.CompletedProcess[str]:
         check=False,
         **kwargs,
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _connect(url: str) -> Any:

@@ -17,6 +17,7 @@ from accord.coordinator.records import Header, Lifecycle, SealedKey
 from accord.crypto import agreement, ceremony
 from accord.crypto.ceremony import CeremonyKey
 from accord.errors import NotAllowed
+from tests.support import FakeClock
 
 from .plaintext_federation import (
     ADAPTER_PARAMETERS,
@@ -30,14 +31,6 @@ FEDERATION = "accord-demo"
 FIRST, NEWCOMER = ("energy", "residential"), "urban"
 KEYS = make_keys((*FIRST, NEWCOMER))
 CEREMONY_PRIVATE = {name: agreement.generate_keypair().private for name in KEYS}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def header(name: str) -> Header:

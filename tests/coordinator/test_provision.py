@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import socket
 import stat
 from collections.abc import Iterator
 from concurrent import futures
@@ -44,14 +43,9 @@ from accord.federation.provision import (
 )
 from accord.participant.kit import preflight
 from accord.participant.kit import startup_kit as kits
+from tests.support import free_port
 
 WHO = "/accord.test.Who/Call"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _federation(port: int, names: tuple[str, ...] = ("energy", "urban")) -> FederationFile:
@@ -63,7 +57,7 @@ def _federation(port: int, names: tuple[str, ...] = ("energy", "urban")) -> Fede
 
 @pytest.fixture
 def port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture

@@ -10,17 +10,10 @@ from accord.coordinator.ratelimit import MAX_TRACKED, ParticipantRateLimiter, To
 from accord.errors import RateLimited, UsageError
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from tests.support import FakeClock
 
 from .plaintext_federation import json_logger, make_config, make_keys
 from .test_service import comparable, enroll, header, status_code
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_bucket_allows_its_burst_then_refills_at_its_rate() -> None:
@@ -45,7 +38,7 @@ def test_a_bucket_refuses_nonsense_settings_and_a_clock_going_back() -> None:
 
 
 def test_each_participant_has_its_own_bucket() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     limiter = ParticipantRateLimiter(1.0, 2, clock=clock)
     limiter.check("energy")
     limiter.check("energy")
@@ -60,7 +53,7 @@ def test_each_participant_has_its_own_bucket() -> None:
 
 
 def test_invented_ids_cannot_grow_the_table_without_bound() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     limiter = ParticipantRateLimiter(1000.0, 2, clock=clock)
     limiter.check("energy")
     limiter.check("energy")

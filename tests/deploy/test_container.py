@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support import free_port
 
 from . import federation as fed
 from .tools import DEPLOY, require_program, unavailable
@@ -98,12 +99,6 @@ def containers() -> Iterator[list[str]]:
         _docker("rm", "-f", name, check=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _wait(condition, timeout_s: float, what: str, log: str | None = None) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -117,7 +112,7 @@ def _wait(condition, timeout_s: float, what: str, log: str | None = None) -> Non
 def test_a_coordinator_and_two_participant_containers_complete_a_secure_round(
     image: str, containers: list[str], tmp_path: Path, postgres_schema_url: str
 ) -> None:
-    port = _free_port()
+    port = free_port()
     names = ("energy", "urban")
     provisioned = fed.provision(tmp_path / "fed", f"127.0.0.1:{port}", names)
     run_id = secrets.token_hex(3)

@@ -11,7 +11,6 @@ before any connection, which is what the OID change fixed.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,18 +32,13 @@ from accord.federation.provision import (
     ProvisionedFederation,
     provision_federation,
 )
+from tests.support import free_port
 
 from .tools import build_go_health
 
 pytestmark = pytest.mark.e2e
 
 FEDERATION = "city-safety"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -60,7 +54,7 @@ def go_health(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[Running]:
-    port = _free_port()
+    port = free_port()
     provisioned = provision_federation(
         FederationFile(
             federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),

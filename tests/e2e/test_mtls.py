@@ -8,7 +8,6 @@ kit, as an impostor, as a revoked participant, and as `accord kit check`.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ from accord.participant.kit.startup_kit import Kit, secure_channel
 from accord.participant.rpc_errors import refusal
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -47,12 +47,6 @@ FEDERATION = "city-safety"
 NAMES = ("energy", "residential", "urban")
 MODEL_HASH = "ab" * 32
 ADAPTER_PARAMETERS = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _provision(folder: Path, port: int, federation: str = FEDERATION) -> ProvisionedFederation:
@@ -82,7 +76,7 @@ class Federation:
 
 @pytest.fixture
 def federation(tmp_path: Path) -> Iterator[Federation]:
-    port = _free_port()
+    port = free_port()
     provisioned = _provision(tmp_path / "fed", port)
     config_file = tmp_path / "coordinator.toml"
     config_file.write_text(
@@ -318,7 +312,7 @@ def test_the_demo_writes_an_mtls_federation(tmp_path: Path) -> None:
     from accord.demo import setup as demo_setup
 
     names = list(NAMES)
-    provisioned = demo_setup.provision_demo(tmp_path, names, Profile.MASKS, port=_free_port())
+    provisioned = demo_setup.provision_demo(tmp_path, names, Profile.MASKS, port=free_port())
     path = demo_setup.write_coordinator_config(
         tmp_path, names, Profile.MASKS, 1, provisioned=provisioned
     )

@@ -12,7 +12,6 @@ epsilon. A coordinator whose ledger is signed by any other key is refused.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit.startup_kit import Kit
 from accord.participant.training.protocol import LocalUpdate
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -76,12 +76,6 @@ class SmallTrainer:
 
     def load(self, directory: Path) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def provisioned(tmp_path: Path, port: int) -> ProvisionedFederation:

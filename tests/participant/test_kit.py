@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import stat
 from collections.abc import Iterator
 from concurrent import futures
@@ -28,19 +27,14 @@ from accord.participant.kit import preflight
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.preflight import CheckStatus
 from accord.participant.kit.startup_kit import Kit
+from tests.support import free_port
 
 WIDE = {"COLUMNS": "250"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture

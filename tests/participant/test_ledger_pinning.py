@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,9 @@ from accord.participant.kit import preflight
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.preflight import CheckStatus
 from accord.participant.kit.startup_kit import Kit
+from tests.support import free_port
 
 FEDERATION = "city-safety"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
