@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import re
 import threading
 import time
@@ -57,6 +56,7 @@ from cryptography.hazmat.primitives import serialization
 
 from accord.core.configfile import dump_versioned_json, read_versioned_json
 from accord.core.kitformat import PARTICIPANT_ID_PATTERN, write_public
+from accord.core.pki import fingerprint, normalize_fingerprint
 from accord.errors import ConfigError, NotAllowed, UsageError
 
 __all__ = [
@@ -310,46 +310,6 @@ def write_snapshot(path: Path, snapshot: RosterSnapshot) -> None:
     service account can read it.
     """
     write_public(Path(path), snapshot.to_bytes())
-
-
-def fingerprint(certificate: bytes | x509.Certificate) -> str:
-    """SHA-256 of a certificate's DER encoding, as 64 lower-case hex digits.
-
-    Args:
-        certificate: a ``cryptography`` certificate, or its DER or PEM bytes.
-
-    Raises:
-        UsageError: the bytes are not a certificate.
-    """
-    if isinstance(certificate, x509.Certificate):
-        der = certificate.public_bytes(serialization.Encoding.DER)
-    else:
-        data = bytes(certificate)
-        try:
-            if data.lstrip().startswith(b"-----BEGIN"):
-                der = x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
-            else:
-                der = x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.DER)
-        except ValueError:
-            raise UsageError("not an X.509 certificate (PEM or DER expected)") from None
-    return hashlib.sha256(der).hexdigest()
-
-
-def normalize_fingerprint(text: str) -> str:
-    """Accept a SHA-256 fingerprint as people paste it; return 64 lower-case hex digits.
-
-    Upper case, ``:`` or blank separators and a ``sha256:`` prefix are allowed.
-
-    Raises:
-        UsageError: what remains is not 64 hex digits.
-    """
-    cleaned = text.strip().lower().removeprefix("sha256:").removeprefix("sha256 ")
-    cleaned = re.sub(r"[\s:]", "", cleaned)
-    if not _HEX_DIGEST.fullmatch(cleaned):
-        raise UsageError(
-            f"{text!r} is not a SHA-256 fingerprint (64 hex digits, `:` separators allowed)"
-        )
-    return cleaned
 
 
 class Roster:

@@ -23,7 +23,6 @@ refuses one that is and says ``chmod 600 FILE``.
 from __future__ import annotations
 
 import hashlib
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from accord.coordinator.roster import Roster
+from accord.core.private_files import refuse_if_readable
 from accord.errors import ConfigError, NotAllowed
 
 __all__ = [
@@ -171,12 +171,7 @@ def authenticate(
 def _read(path: Path, what: str, *, private: bool = False) -> bytes:
     try:
         if private:
-            mode = stat.S_IMODE(path.stat().st_mode)
-            if mode & 0o077:
-                raise ConfigError(
-                    f"{path}: {what} is readable by group or others (mode {mode:o}); "
-                    f"run `chmod 600 {path}`"
-                )
+            refuse_if_readable(path, what)
         return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(

@@ -640,7 +640,7 @@ def test_verify_without_a_pinned_ca_authenticates_nothing_it_finds(tmp_path) -> 
 
 
 def test_a_ca_fingerprint_pins_a_ca_pem_found_in_the_folder(tmp_path) -> None:
-    from accord.coordinator.roster import fingerprint
+    from accord.core.pki import fingerprint
 
     pinned = pinned_federation(tmp_path)
     good = fingerprint(pinned["ca"])

@@ -311,13 +311,13 @@ def _pinned_ca(
     """The CA the auditor pins: `--ca`, else a `ca.pem` under `roots` with `--ca-fingerprint`."""
     from cryptography import x509
 
-    from accord.coordinator.roster import fingerprint as sha256_of
-    from accord.coordinator.roster import normalize_fingerprint
+    from accord.core.pki import fingerprint as sha256_of
+    from accord.core.pki import normalize_fingerprint
 
     wanted = None
     if fingerprint is not None:
         try:
-            wanted = normalize_fingerprint(fingerprint)
+            wanted = normalize_fingerprint(fingerprint, what="--ca-fingerprint")
         except (ConfigError, UsageError):
             raise ConfigError(
                 f"--ca-fingerprint {fingerprint}: must be the CA certificate's SHA-256, 64 hex "

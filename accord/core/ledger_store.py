@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from accord.core.private_files import refuse_if_readable
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
 from accord.errors import ConfigError, IntegrityError
@@ -182,14 +183,9 @@ def load_private_key(path: Path) -> bytes:
         ConfigError: the file is missing, holds no Ed25519 key, or others may read it.
     """
     try:
-        mode = path.stat().st_mode
+        refuse_if_readable(path, "the ledger key")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such ledger key") from None
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path}: others may read this private key; `chmod 600 {path}` (and treat it "
-            "as exposed if they did)"
-        )
     return identity.load_private(path.read_bytes(), what=f"ledger key {path}")
 
 

@@ -83,6 +83,7 @@ from accord.core.kitformat import (
     write_private,
     write_public,
 )
+from accord.core.private_files import refuse_if_readable
 from accord.crypto import credential, identity
 from accord.crypto.agreement import KEY_BYTES
 from accord.crypto.revocation import RevocationList, sign_revocations, verify_revocations
@@ -766,13 +767,9 @@ def _make_dir(path: Path, *, private: bool) -> None:
 
 def _read_private(path: Path, what: str) -> bytes:
     try:
-        mode = path.stat().st_mode & 0o777
+        refuse_if_readable(path, what)
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} is missing") from None
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path}: {what} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
-        )
     return path.read_bytes()
 
 

@@ -22,8 +22,6 @@ verifies messages and seals the CKKS key with certified keys only.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +34,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from accord.core.pki import fingerprint, normalize_fingerprint
 from accord.crypto.credential import MemberKeys, verify_member
-from accord.errors import ConfigError, ProtocolError, UsageError
+from accord.errors import ConfigError, ProtocolError
 
 __all__ = [
     "RENEW_FIX",
@@ -142,27 +141,6 @@ def load_certificate(pem: bytes, what: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(pem)
     except ValueError:
         raise ConfigError(f"{what}: not a PEM certificate") from None
-
-
-def fingerprint(certificate: x509.Certificate) -> str:
-    """SHA-256 of the certificate's DER, 64 lower-case hex digits: what a kit pins."""
-    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def normalize_fingerprint(text: str) -> str:
-    """Accept ``--ca-fingerprint`` as people paste it; return 64 lower-case hex digits.
-
-    Raises:
-        UsageError: what remains after dropping ``sha256:``, blanks and ``:`` is not
-            64 hex digits.
-    """
-    cleaned = str(text).strip().lower().removeprefix("sha256:")
-    cleaned = re.sub(r"[\s:]", "", cleaned)
-    if not re.fullmatch(r"[0-9a-f]{64}", cleaned):
-        raise UsageError(
-            f"--ca-fingerprint {text!r}: must be the CA's SHA-256, 64 hex digits (`:` allowed)"
-        )
-    return cleaned
 
 
 def load_tls_key(data: bytes, path: Path) -> ec.EllipticCurvePrivateKey:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import enum
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from accord.core.private_files import too_open
 from accord.crypto import agreement, credential, identity
 from accord.errors import AccordError, ConfigError, InternalError
 from accord.participant.kit.certificates import (
@@ -245,11 +245,11 @@ def _check_private_files(paths: KitPaths) -> Check:
     for name in PRIVATE_FILES:
         path = paths.root / name
         try:
-            mode = stat.S_IMODE(path.stat().st_mode)
+            mode = too_open(path)
         except FileNotFoundError:
             missing.append(name)
             continue
-        if mode & 0o077:
+        if mode is not None:
             exposed.append((path, mode))
     if missing:
         return Check(

@@ -47,7 +47,6 @@ import base64
 import datetime as dt
 import json
 import re
-import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +69,7 @@ from accord.core.kitformat import (
     write_private,
     write_public,
 )
+from accord.core.private_files import refuse_if_readable
 from accord.core.transport import client_options
 from accord.crypto import agreement, credential, identity, ledger_key
 from accord.crypto import terms as signed_terms
@@ -234,7 +234,7 @@ def package(
         UsageError: the fingerprint is not 64 hex digits, or ``out_dir`` holds other keys.
     """
     request_dir, response_path, out_dir = Path(request_dir), Path(response_path), Path(out_dir)
-    expected = normalize_fingerprint(ca_fingerprint)
+    expected = normalize_fingerprint(ca_fingerprint, what="--ca-fingerprint")
     own = read_versioned_json(
         request_dir / REQUEST_FILE,
         expected_format=REQUEST_FORMAT,
@@ -691,15 +691,11 @@ def _pem_field(document: dict[str, Any], name: str, path: Path) -> bytes:
 def _read_private(path: Path) -> bytes:
     """Read a private key file, refusing one that group or others may read."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        refuse_if_readable(path, "the private key")
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: private key missing (restore it, or start over with `accord kit request`)"
         ) from None
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
-        )
     return path.read_bytes()
 
 

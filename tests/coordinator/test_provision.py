@@ -30,7 +30,8 @@ from accord.coordinator import tls
 from accord.coordinator.interceptors import DateHeaderInterceptor
 from accord.coordinator.operator import provision
 from accord.coordinator.roster import FORMAT_VERSION as ROSTER_FORMAT_VERSION
-from accord.coordinator.roster import Roster, RosterSnapshot, fingerprint, normalize_fingerprint
+from accord.coordinator.roster import Roster, RosterSnapshot
+from accord.core.pki import fingerprint, normalize_fingerprint
 from accord.crypto import credential
 from accord.errors import BadSignature, ConfigError, NotAllowed, UsageError
 from accord.federation.provision import (
