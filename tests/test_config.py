@@ -215,3 +215,32 @@ def test_participant_with_a_missing_kit_says_how_to_make_one(tmp_path: Path) -> 
     text = str(caught.value)
     assert text.startswith("participant.toml [participant]: kit = ")
     assert "no kit file" in text and "accord kit package" in text
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"training": {"lora_dropout": 2}},
+            "[participant.training] lora_dropout = 2: must be < 1 (dropout on the LoRA input)",
+        ),
+        (
+            {"training": {"lora_drop": 0.1}},
+            "[participant.training] lora_drop: unknown setting (did you mean 'lora_dropout'?)",
+        ),
+        (
+            {"dp": {"enabled": True}},
+            "[participant.dp]: with enabled = true, set exactly one of noise_multiplier and "
+            "target_epsilon",
+        ),
+        ({"data_quality": {"exclude_flagged": "x"}}, "[participant.data_quality] exclude_flagged"),
+        ({"lora_rank": 0}, "[participant] lora_rank = 0: must be >= 1"),
+        ({"training": 3}, "[participant] training = 3: input should be a valid dictionary"),
+    ],
+)
+def test_errors_name_the_sub_table_they_are_in(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        configfile.validate(
+            {"name": "x", "insecure_plaintext": True, **table}, ParticipantConfig, "participant"
+        )
+    assert message in str(caught.value)

@@ -165,6 +165,7 @@ def _describe(
     """Say what is wrong with the first error pydantic found, and how to fix it."""
     first = error.errors(include_url=False)[0]
     location = tuple(first["loc"])
+    model, section, location = _sub_table(model, section, location, first["type"])
     where = f"{source} [{section}]"
     if not location:
         reason = first["msg"].removeprefix("Value error, ")
@@ -182,6 +183,26 @@ def _describe(
         return f"{where} {field}: required, but missing{hint}"
     value = _toml_value(first.get("input"))
     return f"{where} {field} = {value}: {_reason(first)}{hint}"
+
+
+def _sub_table(
+    model: type[BaseModel], section: str, location: tuple[int | str, ...], kind: str
+) -> tuple[type[BaseModel], str, tuple[int | str, ...]]:
+    """Descend into sub-tables, so that `[participant.training] lora_dropout` is named so.
+
+    A location `(training, lora_dropout)` in `[participant]`, whose `training` is a
+    model of its own, becomes `lora_dropout` in `[participant.training]`; a table-wide
+    error of `training` (its own validator) is said of `[participant.training]` itself.
+    """
+    while location and isinstance(location[0], str):
+        field_info = model.model_fields.get(location[0])
+        sub = field_info.annotation if field_info is not None else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            break
+        if len(location) == 1 and kind != "value_error":
+            break  # the table itself is missing or not a table
+        model, section, location = sub, f"{section}.{location[0]}", location[1:]
+    return model, section, location
 
 
 def _format_location(location: Sequence[int | str]) -> str:

@@ -41,10 +41,12 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
-from accord.errors import ConfigError, RoundAborted
+from accord.errors import RoundAborted
+from accord.participant.config import ParticipantConfig
 from accord.participant.training import privacy
 from accord.participant.training.models import HEAD_NAME, BaseModel
 from accord.participant.training.privacy import History, PrivacySpent
+from accord.participant.training.settings import TrainingConfig
 
 
 class AdapterMode(str, Enum):
@@ -56,51 +58,61 @@ class AdapterMode(str, Enum):
     """A and B trained: inexact aggregation (mean of products != product of means)."""
 
 
+_FLAT = ParticipantConfig.model_fields
+_TRAINING = TrainingConfig.model_fields
+_DEFAULT_MODE = AdapterMode(_TRAINING["adapter"].default)
+
+
 @dataclass(frozen=True)
 class LoraSettings:
-    """The adapter's shape.
+    """The adapter's shape: a plain record of `[participant]` and `[participant.training]`.
+
+    Validated once, by `ParticipantConfig` (`participant/config.py`, `settings.py`), whose
+    defaults these are; `from_config` builds one from a validated config. DoRA cannot be
+    expressed here: `TrainingConfig` refuses `use_dora = true` (see module docstring).
 
     Attributes:
-        rank: r.
+        rank: r (`lora_rank`).
         alpha: LoRA's alpha (an integer, as peft types it; scale alpha / r); None means
             2 * rank.
         dropout: dropout on the LoRA input.
         target_modules: peft `target_modules` (regex string or name suffixes); None means
             the base model's defaults.
-        mode: FFA-LoRA (default) or standard LoRA.
-        use_dora: refused (see module docstring); present so a config asking for it fails
-            loudly instead of silently training something else.
+        mode: FFA-LoRA (default) or standard LoRA (`adapter`).
     """
 
-    rank: int = 8
-    alpha: int | None = None
-    dropout: float = 0.0
-    target_modules: str | tuple[str, ...] | None = None
-    mode: AdapterMode = AdapterMode.FFA
-    use_dora: bool = False
+    rank: int = _FLAT["lora_rank"].default
+    alpha: int | None = _TRAINING["lora_alpha"].default
+    dropout: float = _TRAINING["lora_dropout"].default
+    target_modules: str | tuple[str, ...] | None = _TRAINING["lora_target_modules"].default
+    mode: AdapterMode = _DEFAULT_MODE
 
-    def __post_init__(self) -> None:
-        if self.use_dora:
-            raise ConfigError(
-                "[participant] use_dora = true: DoRA is not supported; its weight "
-                "normalisation is not linear in the adapter, so secure aggregation of it is "
-                "not exact. Set use_dora = false (FFA-LoRA is the default)"
-            )
-        if self.rank < 1:
-            raise ConfigError(f"[participant] lora_rank = {self.rank}: must be >= 1")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"[participant] lora_dropout = {self.dropout}: must be in [0, 1)")
-        if self.alpha is not None and not self.alpha > 0:
-            raise ConfigError(f"[participant] lora_alpha = {self.alpha}: must be > 0")
+    @classmethod
+    def from_config(cls, config: ParticipantConfig) -> LoraSettings:
+        """The adapter's shape a validated participant config asks for."""
+        training = config.training
+        return cls(
+            rank=config.lora_rank,
+            alpha=training.lora_alpha,
+            dropout=training.lora_dropout,
+            target_modules=(
+                tuple(training.lora_target_modules) if training.lora_target_modules else None
+            ),
+            mode=AdapterMode(training.adapter),
+        )
 
 
 @dataclass(frozen=True)
 class LocalSettings:
-    """One round of local training.
+    """One round of local training: a plain record of `[participant]` and its sub-tables.
+
+    Validated once, by `ParticipantConfig`, whose defaults these are; `from_config` builds
+    one from a validated config.
 
     Attributes:
-        steps: optimizer steps per round (ignored when `epochs` is set).
-        epochs: passes over the local data per round; steps = ceil(epochs * n / batch_size).
+        steps: optimizer steps per round (`local_steps`; ignored when `epochs` is set).
+        epochs: passes over the local data per round (`local_epochs`);
+            steps = ceil(epochs * n / batch_size).
         batch_size: samples per step (the expected Poisson batch size under DP).
         grad_accumulation: micro-batches per step (memory only; the step is the same).
         learning_rate: AdamW's learning rate.
@@ -109,25 +121,31 @@ class LocalSettings:
         dp: sample-level DP, or None.
     """
 
-    steps: int = 20
-    epochs: float | None = None
-    batch_size: int = 64
-    grad_accumulation: int = 1
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    fedprox_mu: float = 0.0
+    steps: int = _FLAT["local_steps"].default
+    epochs: float | None = _TRAINING["local_epochs"].default
+    batch_size: int = _FLAT["batch_size"].default
+    grad_accumulation: int = _TRAINING["grad_accumulation"].default
+    learning_rate: float = _FLAT["learning_rate"].default
+    weight_decay: float = _TRAINING["weight_decay"].default
+    fedprox_mu: float = _TRAINING["fedprox_mu"].default
     dp: privacy.DpSettings | None = None
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accumulation"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"[participant] {name} = {getattr(self, name)}: must be >= 1")
-        if self.epochs is not None and not self.epochs > 0:
-            raise ConfigError(f"[participant] local_epochs = {self.epochs}: must be > 0")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"[participant] learning_rate = {self.learning_rate}: must be > 0")
-        if self.weight_decay < 0 or self.fedprox_mu < 0:
-            raise ConfigError("[participant] weight_decay and fedprox_mu must be >= 0")
+    @classmethod
+    def from_config(
+        cls, config: ParticipantConfig, dp: privacy.DpSettings | None = None
+    ) -> LocalSettings:
+        """The local loop a validated participant config asks for, with `dp` if given."""
+        training = config.training
+        return cls(
+            steps=config.local_steps,
+            epochs=training.local_epochs,
+            batch_size=config.batch_size,
+            grad_accumulation=training.grad_accumulation,
+            learning_rate=config.learning_rate,
+            weight_decay=training.weight_decay,
+            fedprox_mu=training.fedprox_mu,
+            dp=dp,
+        )
 
     def steps_for(self, samples: int) -> int:
         """Steps in one round over `samples` training samples."""

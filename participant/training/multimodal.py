@@ -144,16 +144,7 @@ class MultimodalTrainer:
             image_size=training.image_size,
         )
         self._preprocess = base.preprocess
-        lora = train.LoraSettings(
-            rank=config.lora_rank,
-            alpha=training.lora_alpha,
-            dropout=training.lora_dropout,
-            target_modules=(
-                tuple(training.lora_target_modules) if training.lora_target_modules else None
-            ),
-            mode=train.AdapterMode(training.adapter),
-            use_dora=training.use_dora,
-        )
+        lora = train.LoraSettings.from_config(config)
         self._model = train.wrap_with_lora(base, lora, seed=config.model_seed)
         self._cached = not training.tune_towers
         if self._cached:
@@ -190,16 +181,7 @@ class MultimodalTrainer:
                 accountant=config.dp.accountant,
                 planned_steps=1,  # set below, once the data size is known
             )
-        self._settings = train.LocalSettings(
-            steps=config.local_steps,
-            epochs=training.local_epochs,
-            batch_size=config.batch_size,
-            grad_accumulation=training.grad_accumulation,
-            learning_rate=config.learning_rate,
-            weight_decay=training.weight_decay,
-            fedprox_mu=training.fedprox_mu,
-            dp=None,
-        )
+        self._settings = train.LocalSettings.from_config(config)
         if self._dp_settings is not None:
             steps = self._settings.steps_for(len(train_items))
             self._dp_settings = replace(self._dp_settings, planned_steps=steps * config.dp.rounds)

@@ -19,7 +19,10 @@
     [participant.data_quality]
     exclude_flagged = true
 
-pydantic only (no torch), so `participant/config.py` can import it cheaply.
+pydantic only (no torch), so `participant/config.py` can import it cheaply. These
+models, with the flat fields of `ParticipantConfig`, are the one place training settings
+are typed, defaulted and validated; `local.LoraSettings` and `local.LocalSettings` are
+plain records built from them (`from_config`) that take their defaults from here.
 """
 
 from __future__ import annotations

@@ -78,9 +78,9 @@ def test_standard_lora_trains_a_too() -> None:
 
 
 def test_dora_is_refused_with_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="DoRA is not supported"):
+    with pytest.raises(TypeError, match="use_dora"):  # the record cannot even carry DoRA
         train.LoraSettings(use_dora=True)
-    with pytest.raises(ConfigError, match="DoRA is not supported"):
+    with pytest.raises(ConfigError, match=r"\[participant\.training\] use_dora = true: .*DoRA"):
         configfile.validate(
             {"name": "x", "insecure_plaintext": True, "training": {"use_dora": True}},
             ParticipantConfig,
@@ -96,6 +96,54 @@ def linear_problem(samples: int = 96) -> list[torch.Tensor]:
     x = torch.randn(samples, 6, generator=generator)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
     return [x, y]
+
+
+def test_the_training_records_have_the_configs_defaults_only() -> None:
+    config = configfile.validate(
+        {"name": "x", "insecure_plaintext": True}, ParticipantConfig, "participant"
+    )
+    assert train.LoraSettings() == train.LoraSettings.from_config(config)
+    assert train.LocalSettings() == train.LocalSettings.from_config(config)
+    # The drifted pair: the records once said rank 8 and batch 64, the config 4 and 32.
+    assert train.LoraSettings().rank == config.lora_rank == 4
+    assert train.LocalSettings().batch_size == config.batch_size == 32
+
+
+def test_the_records_carry_what_the_config_says() -> None:
+    config = configfile.validate(
+        {
+            "name": "x",
+            "insecure_plaintext": True,
+            "lora_rank": 2,
+            "batch_size": 8,
+            "local_steps": 3,
+            "learning_rate": 0.5,
+            "training": {
+                "adapter": "lora",
+                "lora_alpha": 16,
+                "lora_dropout": 0.1,
+                "lora_target_modules": ["fc"],
+                "local_epochs": 1.5,
+                "grad_accumulation": 2,
+                "weight_decay": 0.01,
+                "fedprox_mu": 0.2,
+            },
+        },
+        ParticipantConfig,
+        "participant",
+    )
+    assert train.LoraSettings.from_config(config) == train.LoraSettings(
+        rank=2, alpha=16, dropout=0.1, target_modules=("fc",), mode=train.AdapterMode.LORA
+    )
+    assert train.LocalSettings.from_config(config) == train.LocalSettings(
+        steps=3,
+        epochs=1.5,
+        batch_size=8,
+        grad_accumulation=2,
+        learning_rate=0.5,
+        weight_decay=0.01,
+        fedprox_mu=0.2,
+    )
 
 
 def test_a_round_trains_and_returns_the_change() -> None:
