@@ -18,7 +18,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from accord.core.kitformat import TERMS_FILE
 from accord.crypto.profile import Profile
@@ -360,45 +360,16 @@ def write_coordinator_config(
     return path
 
 
-def write_participant_config(
-    workdir: Path,
-    name: str,
-    coordinator: str,
-    *,
-    seed: int,
-    index: int,
-    kit: Path | None = None,
-    exit_before_stage: str | None = None,
-    synthetic_parameters: int | None = None,
-    trainer: str = DemoTrainer.MULTIMODAL.value,
-    data: DemoData | None = None,
-    privacy: DemoPrivacy | None = None,
-) -> Path:
+def write_participant_config(workdir: Path, name: str, coordinator: str, **settings: Any) -> Path:
     """Write one participant's TOML file next to its kit (or, without one, its identity key).
 
-    `exit_before_stage` (`--drop`) makes the daemon die before it sends that stage's
-    message in round 1. `synthetic_parameters` (`--bench-parameters`) selects the
-    benchmark-only synthetic trainer with an adapter of that size; otherwise `trainer`
-    names it. The multimodal trainer gets the demo profile (`DEMO_TRAINING`, one torch
-    thread per process), its folder of `data` with the shared test set and feature
-    cache, and with `privacy` sample-level DP-SGD.
+    `settings` are `participant_table`'s keyword arguments.
     """
     from accord.core import configfile
     from accord.participant.config import ParticipantConfig
 
     folder = workdir / "participants" / name
-    table = participant_table(
-        name,
-        coordinator,
-        seed=seed,
-        index=index,
-        kit=kit,
-        exit_before_stage=exit_before_stage,
-        synthetic_parameters=synthetic_parameters,
-        trainer=trainer,
-        data=data,
-        privacy=privacy,
-    )
+    table = participant_table(name, coordinator, **settings)
     config = configfile.validate(table, ParticipantConfig, "participant", base_dir=folder)
     path = folder / "participant.toml"
     path.write_text(configfile.dumps(config, "participant", relative_to=folder), encoding="utf-8")
@@ -418,7 +389,15 @@ def participant_table(
     data: DemoData | None = None,
     privacy: DemoPrivacy | None = None,
 ) -> dict[str, object]:
-    """One participant's `[participant]` table (`write_participant_config` writes it)."""
+    """One participant's `[participant]` table (`write_participant_config` writes it).
+
+    `exit_before_stage` (`--drop`) makes the daemon die before it sends that stage's
+    message in round 1. `synthetic_parameters` (`--bench-parameters`) selects the
+    benchmark-only synthetic trainer with an adapter of that size; otherwise `trainer`
+    names it. The multimodal trainer gets the demo profile (`DEMO_TRAINING`, one torch
+    thread per process), its folder of `data` with the shared test set and feature
+    cache, and with `privacy` sample-level DP-SGD.
+    """
     table: dict[str, object] = {
         "coordinator": coordinator,
         "state_dir": ".",
