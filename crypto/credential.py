@@ -49,7 +49,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from accord.crypto.agreement import KEY_BYTES
-from accord.errors import BadSignature, InternalError, Malformed, ProtocolError, UsageError
+from accord.errors import BadSignature, Malformed, ProtocolError, UsageError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -96,10 +96,10 @@ class MemberKeys:
         """
         name = self.participant_id.encode("utf-8")
         if not 1 <= len(name) <= 63:
-            raise InternalError(f"participant id {self.participant_id!r}: must be 1..63 bytes")
+            raise UsageError(f"participant id {self.participant_id!r}: must be 1..63 bytes")
         for what, key in (("identity", self.identity_public), ("ceremony", self.ceremony_public)):
             if len(key) != KEY_BYTES:
-                raise InternalError(f"the {what} public key must be {KEY_BYTES} raw bytes")
+                raise UsageError(f"the {what} public key must be {KEY_BYTES} raw bytes")
         content = (
             _tlv(_INTEGER, bytes([FORMAT_VERSION]))
             + _tlv(_UTF8_STRING, name)
@@ -238,7 +238,7 @@ def _tlv(tag: int, value: bytes) -> bytes:
         return bytes([tag, length]) + value
     if length < 0x100:
         return bytes([tag, 0x81, length]) + value
-    raise InternalError("an Accord member-keys field is too long")  # pragma: no cover - ids <= 63
+    raise UsageError("an Accord member-keys field is too long")  # pragma: no cover - ids <= 63
 
 
 def _read(data: bytes, tag: int) -> tuple[bytes, bytes]:

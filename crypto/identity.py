@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from accord.crypto.agreement import KEY_BYTES, KeyPair, encode_fields
-from accord.errors import BadSignature, ConfigError, InternalError
+from accord.errors import BadSignature, ConfigError, InternalError, UsageError
 
 __all__ = [
     "KEYS_DOMAIN",
@@ -187,7 +187,7 @@ def keys_statement(
     """
     for name, key in (("encryption_public", encryption_public), ("masking_public", masking_public)):
         if len(key) != KEY_BYTES:
-            raise InternalError(f"{name} has {len(key)} bytes: must be {KEY_BYTES} raw bytes")
+            raise UsageError(f"{name} has {len(key)} bytes: must be {KEY_BYTES} raw bytes")
     return KEYS_DOMAIN + encode_fields(
         federation_id, round, participant, encryption_public, masking_public
     )

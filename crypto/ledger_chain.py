@@ -135,7 +135,7 @@ def decimal(value: float) -> str:
     """
     number = float(value)
     if not math.isfinite(number):
-        raise InternalError(f"a ledger number must be finite, not {number!r}")
+        raise UsageError(f"a ledger number must be finite, not {number!r}")
     return repr(number)
 
 
@@ -155,10 +155,10 @@ def _check_json(value: Any, where: str) -> None:
         return
     if isinstance(value, int):
         if abs(value) > _MAX_SAFE_INT:
-            raise InternalError(f"{where}: integer {value} is beyond 2^53; write it as a string")
+            raise UsageError(f"{where}: integer {value} is beyond 2^53; write it as a string")
         return
     if isinstance(value, float):
-        raise InternalError(f"{where}: floats are not canonical; write ledger.decimal({value!r})")
+        raise UsageError(f"{where}: floats are not canonical; write ledger.decimal({value!r})")
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _check_json(item, f"{where}[{index}]")
@@ -166,10 +166,10 @@ def _check_json(value: Any, where: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InternalError(f"{where}: key {key!r} is not a string")
+                raise UsageError(f"{where}: key {key!r} is not a string")
             _check_json(item, f"{where}.{key}")
         return
-    raise InternalError(f"{where}: {type(value).__name__} is not a JSON value")
+    raise UsageError(f"{where}: {type(value).__name__} is not a JSON value")
 
 
 # ---- values ----

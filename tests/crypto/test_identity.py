@@ -21,7 +21,7 @@ from accord.crypto.identity import (
     sign,
     verify,
 )
-from accord.errors import BadSignature, ConfigError, InternalError
+from accord.errors import BadSignature, ConfigError, InternalError, UsageError
 
 # RFC 8032, section 7.1, tests 1 and 2.
 RFC_VECTORS = [
@@ -190,7 +190,7 @@ def test_keys_statement_is_domain_separated_and_signable() -> None:
 
 
 def test_keys_statement_refuses_short_keys() -> None:
-    with pytest.raises(InternalError):
+    with pytest.raises(UsageError):
         keys_statement(
             federation_id="fed",
             round=9,

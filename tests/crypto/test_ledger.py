@@ -12,7 +12,7 @@ import pytest
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
 from accord.crypto.ledger_chain import Problem
-from accord.errors import BadSignature, IntegrityError, InternalError
+from accord.errors import BadSignature, IntegrityError, InternalError, UsageError
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 LEDGER_ID = "accord-demo/participant/energy"
@@ -86,12 +86,12 @@ def test_canonical_json_is_sorted_compact_ascii_and_refuses_floats() -> None:
     assert chain.canonical_json({"b": 1, "a": ["é", None, True]}) == (
         b'{"a":["\\u00e9",null,true],"b":1}'
     )
-    with pytest.raises(InternalError, match=r"floats are not canonical"):
+    with pytest.raises(UsageError, match=r"floats are not canonical"):
         chain.canonical_json({"epsilon": 1.5})
-    with pytest.raises(InternalError, match="2\\^53"):
+    with pytest.raises(UsageError, match="2\\^53"):
         chain.canonical_json({"n": 1 << 60})
     assert chain.decimal(1e-5) == "1e-05" and float(chain.decimal(0.1)) == 0.1
-    with pytest.raises(InternalError, match="finite"):
+    with pytest.raises(UsageError, match="finite"):
         chain.decimal(float("nan"))
 
 
@@ -257,7 +257,7 @@ def test_a_chain_link_to_a_foreign_entry_is_broken() -> None:
 def test_append_refuses_bad_kinds_and_bodies() -> None:
     with pytest.raises(InternalError, match="kind"):
         chain.append(chain.Head(), "Round!", {}, KEY.private)
-    with pytest.raises(InternalError, match="floats"):
+    with pytest.raises(UsageError, match="floats"):
         chain.append(chain.Head(), "round", {"epsilon": 1.0}, KEY.private)
     with pytest.raises(InternalError, match="set by open_ledger"):
         chain.open_ledger(LEDGER_ID, KEY.private, {"public_key": "x"})
