@@ -32,7 +32,6 @@ from accord.participant.kit.certificates import CertifiedRoster, certify_roster
 from accord.proto.v1 import federation_pb2 as pb
 
 NAMES = ("energy", "residential", "urban")
-NOW = dt.datetime.now(dt.timezone.utc)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def enroll_roster(fed: ProvisionedFederation) -> list[pb.RosterEntry]:
 def test_every_member_the_ca_certified_is_kept(fed: ProvisionedFederation) -> None:
     entries = enroll_roster(fed)
     assert [e.participant_id for e in entries] == list(NAMES)
-    certified = certify_roster(entries, ca_of(fed), now=NOW)
+    certified = certify_roster(entries, ca_of(fed), now=dt.datetime.now(dt.timezone.utc))
     assert certified.refused == {}
     assert certified.identities == {e.participant_id: e.identity_public_key for e in entries}
 
@@ -67,7 +66,7 @@ def test_every_member_the_ca_certified_is_kept(fed: ProvisionedFederation) -> No
 def test_a_substituted_key_drops_only_that_member_and_says_why(fed: ProvisionedFederation) -> None:
     entries = enroll_roster(fed)
     entries[2].identity_public_key = bytes(32)
-    certified = certify_roster(entries, ca_of(fed), now=NOW)
+    certified = certify_roster(entries, ca_of(fed), now=dt.datetime.now(dt.timezone.utc))
     assert set(certified.members) == {"energy", "residential"}
     reason = certified.refused["urban"]
     assert "roster entry of urban: its identity key is not the one the CA certified" in reason
@@ -78,20 +77,24 @@ def test_a_substituted_key_drops_only_that_member_and_says_why(fed: ProvisionedF
 
 def test_a_member_listed_twice_is_refused(fed: ProvisionedFederation) -> None:
     entries = enroll_roster(fed)
-    certified = certify_roster([*entries, entries[0]], ca_of(fed), now=NOW)
+    certified = certify_roster(
+        [*entries, entries[0]], ca_of(fed), now=dt.datetime.now(dt.timezone.utc)
+    )
     assert "energy" not in certified.members
     assert certified.refused["energy"] == "the coordinator's roster lists energy twice"
 
 
 def test_a_member_missing_from_the_roster_is_named(fed: ProvisionedFederation) -> None:
-    certified = certify_roster(enroll_roster(fed)[:2], ca_of(fed), now=NOW)
+    certified = certify_roster(
+        enroll_roster(fed)[:2], ca_of(fed), now=dt.datetime.now(dt.timezone.utc)
+    )
     with pytest.raises(ProtocolError, match="roster does not list urban"):
         certified.require(["urban"], what="round 1")
 
 
 def test_ceremony_keys_must_be_the_certified_ones(fed: ProvisionedFederation) -> None:
     entries = enroll_roster(fed)
-    certified = certify_roster(entries, ca_of(fed), now=NOW)
+    certified = certify_roster(entries, ca_of(fed), now=dt.datetime.now(dt.timezone.utc))
     relayed = {e.participant_id: e.ceremony_public_key for e in entries}
     certified.check_ceremony_keys(relayed)
     with pytest.raises(ProtocolError, match="ceremony key relayed for residential is not the one"):
@@ -106,7 +109,7 @@ def test_an_older_roster_without_certificates_is_refused_member_by_member(
     entries = enroll_roster(fed)
     for entry in entries:
         entry.ClearField("certificate")
-    certified = certify_roster(entries, ca_of(fed), now=NOW)
+    certified = certify_roster(entries, ca_of(fed), now=dt.datetime.now(dt.timezone.utc))
     assert certified.members == {}
     assert all("carries no certificate" in reason for reason in certified.refused.values())
     assert CertifiedRoster().identities == {}
