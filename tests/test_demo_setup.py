@@ -244,3 +244,14 @@ def test_a_demo_threshold_of_half_or_less_is_refused() -> None:
     assert demo_setup.check_threshold(3, 4) == 3
     with pytest.raises(UsageError, match="from 3 to the 4 participants"):
         demo_setup.check_threshold(2, 4)
+
+
+def test_the_summary_says_what_the_adapter_trains(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "participants" / "energy" / "adapters"
+    for round_, trained in ((1, {"head": 10, "tower_lora": 0}), (2, {"head": 10, "tower_lora": 7})):
+        (folder / f"round-{round_:04d}").mkdir(parents=True)
+        (folder / f"round-{round_:04d}" / "accord.json").write_text(
+            json.dumps({"parameters": 17, "trained": trained})
+        )
+    assert demo_report._trained(tmp_path, ["energy"]) == {"head": 10, "tower_lora": 7}
+    assert demo_report._trained(tmp_path, ["urban"]) is None

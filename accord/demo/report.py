@@ -205,8 +205,9 @@ def summary(
     `accord.demo.faults`), `processes` (each one's exit status, drop stage and
     restarts), `metrics` (`adapters_identical` compares the participants that did not
     drop out), `accuracy` (`accuracy_summary`; None for a trainer that reports no
-    accuracy), `data` (the demo's `DIR/data/benchmark.json`, None without it), `wall_s`
-    and `workdir`.
+    accuracy), `trained` (parameters of the fusion head and of LoRA in the towers, from
+    the adapter's `accord.json`; None for other trainers), `data` (the demo's
+    `DIR/data/benchmark.json`, None without it), `wall_s` and `workdir`.
     """
     rounds = []
     for record in status.recent_rounds:
@@ -264,6 +265,7 @@ def summary(
         "processes": processes or {},
         "metrics": metrics,
         "accuracy": accuracy_summary(metrics["participants"]),
+        "trained": _trained(workdir, names),
         "data": _read_json(workdir / "data" / "benchmark.json"),
         "wall_s": round(wall_s, 3),
         "workdir": str(workdir),
@@ -378,6 +380,19 @@ def print_summary(summary: dict[str, Any]) -> None:
     if accuracy:
         console.print(_accuracy_table(accuracy))
         console.print(_accuracy_verdict(accuracy))
+        console.print(
+            "fed.: the global adapter; alone: local-only; pers.: personalized, the global "
+            "adapter plus the participant's own update; eps.: epsilon of everything trained on "
+            "the participant's records (updates and the local-only model)."
+        )
+    trained = summary.get("trained")
+    if trained:
+        lora = (
+            f"LoRA in the towers, {trained['tower_lora']:,} parameters"
+            if trained["tower_lora"]
+            else "the towers frozen (no LoRA trained in them: tune_towers = false)"
+        )
+        console.print(f"Trained: the fusion head, {trained['head']:,} parameters; {lora}.")
     for event in summary["events"]:
         console.print(_describe(event))
     identical = summary["metrics"]["adapters_identical"]
@@ -398,18 +413,23 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def _accuracy_table(accuracy: dict[str, Any]) -> Table:
     """Federated vs local-only accuracy, one row per participant and one for the mean."""
-    table = Table(title="Accuracy: federated vs local-only", show_edge=False)
+    table = Table(
+        title="Accuracy, federated vs local-only: own test split | pooled test set",
+        show_edge=False,
+    )
     for column in (
         "participant",
-        "own test: federated",
-        "local-only",
-        "personalized",
-        "pooled test: federated",
-        "local-only",
-        "personalized",
-        "epsilon (all trained)",
+        "own fed.",
+        "alone",
+        "pers.",
+        "pooled fed.",
+        "alone",
+        "pers.",
+        "eps.",
     ):
-        table.add_column(column, justify="left" if column == "participant" else "right")
+        table.add_column(
+            column, justify="left" if column == "participant" else "right", no_wrap=True
+        )
 
     def cells(row: dict[str, Any]) -> list[str]:
         return [
@@ -440,6 +460,17 @@ def _accuracy_verdict(accuracy: dict[str, Any]) -> str:
         f"training alone ({_percent(local)} on average); local-only: the same model, steps "
         "and DP settings on each participant's own data, trained alongside the rounds."
     )
+
+
+def _trained(workdir: Path, names: Sequence[str]) -> dict[str, int] | None:
+    """What the global adapter trains, from the newest adapter folder's `accord.json`."""
+    for name in names:
+        folders = sorted((workdir / "participants" / name / "adapters").glob("round-*"))
+        for folder in reversed(folders):
+            meta = _read_json(folder / "accord.json")
+            if isinstance(meta, dict) and isinstance(meta.get("trained"), dict):
+                return {k: int(v) for k, v in meta["trained"].items()}
+    return None
 
 
 def _percent(value: Any) -> str:

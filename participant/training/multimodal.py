@@ -341,6 +341,7 @@ class MultimodalTrainer:
                     "model_seed": self._config.model_seed,
                     "labels": list(self._labels),
                     "parameters": self.parameter_count,
+                    "trained": self.trained_parts(),
                 }
             ),
             encoding="utf-8",
@@ -348,6 +349,16 @@ class MultimodalTrainer:
         self._server.save(staging)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
+
+    def trained_parts(self) -> dict[str, int]:
+        """What the exchanged adapter trains: parameter counts of the head and of the LoRA
+        matrices in the towers (0 when the towers are frozen, `tune_towers = false`)."""
+        named = dict(self._model.named_parameters())
+        parts = {"head": 0, "tower_lora": 0}
+        for name in self._names:
+            part = "tower_lora" if "lora_" in name else "head"
+            parts[part] += int(named[name].numel())
+        return parts
 
     def load(self, directory: Path) -> None:
         meta_path = directory / ACCORD_FILE
