@@ -13,13 +13,13 @@ from accord.coordinator.records import (
     Assignment,
     Header,
     KeyState,
-    Lifecycle,
     RoundRecord,
     SealedKey,
     Status,
 )
 from accord.coordinator.roster import RosterEntry
 from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import (
     AdvertiseKeys,
     AggregateReady,

@@ -34,11 +34,12 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from accord.coordinator.membership import Membership
-from accord.coordinator.records import Assignment, KeyState, Lifecycle, SealedKey
+from accord.coordinator.records import Assignment, KeyState, SealedKey
 from accord.core import logs
 from accord.crypto import ceremony, identity
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.profile import Profile
 from accord.errors import Malformed
 

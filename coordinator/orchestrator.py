@@ -43,7 +43,6 @@ from accord.coordinator.records import (
     Assignment,
     Header,
     KeyState,
-    Lifecycle,
     RoundRecord,
     SealedKey,
     Status,
@@ -54,6 +53,7 @@ from accord.coordinator.terms import check_coordinator_config
 from accord.core import logs
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import (
     Aborted,
     AggregateReady,

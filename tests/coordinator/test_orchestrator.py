@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Header, Lifecycle
+from accord.coordinator.records import Header
 from accord.core import logs
 from accord.crypto import pipeline
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import Stage
 from accord.errors import (
     BadSignature,
