@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 from accord.crypto.messages import Stage
 from accord.errors import OutOfStage
@@ -198,7 +198,7 @@ class Resumed:
     aggregate_pending: bool
 
 
-Event = (
+Event: TypeAlias = (
     Tick
     | Admitted
     | Revoked
@@ -268,7 +268,7 @@ class FinishFederation:
     rounds: int
 
 
-Effect = (
+Effect: TypeAlias = (
     StartCeremony
     | PassOverMaker
     | StartRound
