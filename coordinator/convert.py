@@ -45,7 +45,7 @@ _LIFECYCLE_STAGE = {
     Lifecycle.CEREMONY: pb.IDLE,
     Lifecycle.IDLE: pb.IDLE,
     Lifecycle.ROUND: pb.IDLE,
-    Lifecycle.FINISHED: pb.DONE,
+    Lifecycle.FINISHED: pb.FEDERATION_FINISHED,
 }
 """The stage shown to a participant that takes no part in the current round."""
 

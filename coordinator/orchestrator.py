@@ -261,18 +261,15 @@ class Orchestrator(LifecycleDriver, Transfers):
         """Return the participant's assignment once it differs from what it last saw.
 
         `header.round` and `header.stage` say what the participant saw last; the call
-        returns at once if that is stale, else waits up to `wait_s` for a change. Stage
-        DONE for the current round in its aggregate stage says the participant applied
-        the aggregate (`Transfers._note_applied`). `active` (the call's `is_active`) ends
-        the wait early once the caller has gone, so that its long-poll slot
-        (`call_limits.py`) frees at once.
+        returns at once if that is stale, else waits up to `wait_s` for a change. A member
+        says that it applied an aggregate with `applied`, never here. `active` (the call's
+        `is_active`) ends the wait early once the caller has gone, so that its long-poll
+        slot (`call_limits.py`) frees at once.
         """
         deadline = self._clock() + max(0.0, min(wait_s, 60.0))
         with self._changed:
             self._check_identity(header)
             self._members.seen(header.participant)
-            if header.stage is Stage.DONE:
-                self._note_applied(header)
             while True:
                 self._advance()
                 task = self._assignment(header.participant)

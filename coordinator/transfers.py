@@ -196,13 +196,28 @@ class Transfers:
             )
             self._changed.notify_all()
 
-    def _note_applied(self, header: Header) -> None:
-        """Tell the round machine that `header`'s sender applied the aggregate of its round.
+    def applied(self, header: Header) -> None:
+        """Note that `header`'s sender applied round `header.round`'s aggregate (`ConfirmApplied`).
 
-        The machine ends the aggregate stage after the last survivor. A notice that the
-        machine refuses (a stale round, a member outside the sum, a repeat) is dropped:
-        it only says what its sender saw last.
+        The round machine ends the aggregate stage after the last survivor. A notice the
+        machine has no use for (a round that already closed, a member whose update is not
+        in the sum, a repeat after a restart) changes nothing and is no error: the member
+        did apply the aggregate.
+
+        Raises:
+            NotAllowed: the sender is not an enrolled member.
+            OutOfStage: the header does not name the aggregate stage.
         """
+        with self._changed:
+            self._check_member(header)
+            if header.stage is not Stage.AGGREGATE:
+                named = header.stage.value if header.stage else "no stage"
+                raise OutOfStage(f"an applied aggregate whose header names {named}")
+            self._members.seen(header.participant)
+            self._note_applied(header)
+            self._changed.notify_all()
+
+    def _note_applied(self, header: Header) -> None:
         run = self._run
         if run is None or header.round != run.number:
             return
