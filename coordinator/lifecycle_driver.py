@@ -27,15 +27,18 @@ from accord.coordinator.round_run import RECENT_ROUNDS, RoundRun, RoundServices
 from accord.core import logs
 from accord.crypto.ckks import PublicContext
 from accord.crypto.lifecycle import (
+    Lifecycle,
+    LifecycleRules,
+    LifecycleState,
+    step,
+)
+from accord.crypto.lifecycle_events import (
     AbortRound,
     CeremonyOpened,
     CloseStage,
     Effect,
     Event,
     FinishFederation,
-    Lifecycle,
-    LifecycleRules,
-    LifecycleState,
     MarkRoundAborted,
     PassOverMaker,
     StageOpened,
@@ -43,7 +46,6 @@ from accord.crypto.lifecycle import (
     StartRound,
     StepFailed,
     Tick,
-    step,
 )
 from accord.crypto.messages import Aborted, AggregateReady, CoordinatorMessage, Stage
 from accord.crypto.round import CoordinatorRound

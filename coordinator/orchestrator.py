@@ -46,14 +46,16 @@ from accord.coordinator.transfers import Transfers
 from accord.core import logs
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.lifecycle import (
-    Admitted,
-    CeremonyPosted,
     Lifecycle,
     LifecycleRules,
     LifecycleState,
+    step,
+)
+from accord.crypto.lifecycle_events import (
+    Admitted,
+    CeremonyPosted,
     Resumed,
     Revoked,
-    step,
 )
 from accord.crypto.messages import (
     ParticipantMessage,

@@ -9,7 +9,7 @@ time only to measure stage durations. It holds no lock: the orchestrator calls i
 its own.
 
 `take(replies)` turns the machine's stage changes into the events of the federation's
-lifecycle machine (`accord.crypto.lifecycle`): `StageOpened`, `RoundDone`,
+lifecycle machine (`accord.crypto.lifecycle_events`): `StageOpened`, `RoundDone`,
 `RoundAborted`, which the orchestrator feeds on.
 """
 
@@ -26,8 +26,8 @@ from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.records import RoundRecord, Upload
 from accord.coordinator.store.persistence import FederationRecords
 from accord.core import logs
-from accord.crypto.lifecycle import RoundAborted as RoundAbortedEvent
-from accord.crypto.lifecycle import RoundDone, StageOpened
+from accord.crypto.lifecycle_events import RoundAborted as RoundAbortedEvent
+from accord.crypto.lifecycle_events import RoundDone, StageOpened
 from accord.crypto.messages import AggregateReady, CoordinatorMessage, Stage, UploadDone
 from accord.crypto.round import CoordinatorRound, RoundOutcome
 from accord.errors import Oversized, RoundAborted

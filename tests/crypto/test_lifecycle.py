@@ -9,6 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.crypto.lifecycle import (
+    Lifecycle,
+    LifecycleRules,
+    LifecycleState,
+    is_finished,
+    step,
+)
+from accord.crypto.lifecycle_events import (
     AbortRound,
     Admitted,
     CeremonyOpened,
@@ -16,9 +23,6 @@ from accord.crypto.lifecycle import (
     CloseStage,
     Event,
     FinishFederation,
-    Lifecycle,
-    LifecycleRules,
-    LifecycleState,
     MarkRoundAborted,
     PassOverMaker,
     Resumed,
@@ -30,8 +34,6 @@ from accord.crypto.lifecycle import (
     StartRound,
     StepFailed,
     Tick,
-    is_finished,
-    step,
 )
 from accord.crypto.messages import Stage
 from accord.errors import OutOfStage
