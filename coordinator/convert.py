@@ -13,13 +13,13 @@ from accord.coordinator.records import (
     Assignment,
     Header,
     KeyState,
-    Lifecycle,
     RoundRecord,
     SealedKey,
     Status,
 )
 from accord.coordinator.roster import RosterEntry
 from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import (
     AdvertiseKeys,
     AggregateReady,
@@ -45,7 +45,7 @@ _LIFECYCLE_STAGE = {
     Lifecycle.CEREMONY: pb.IDLE,
     Lifecycle.IDLE: pb.IDLE,
     Lifecycle.ROUND: pb.IDLE,
-    Lifecycle.FINISHED: pb.DONE,
+    Lifecycle.FINISHED: pb.FEDERATION_FINISHED,
 }
 """The stage shown to a participant that takes no part in the current round."""
 

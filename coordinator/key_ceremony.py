@@ -21,11 +21,12 @@ starts a ceremony among the online members, its recipients, instead of the round
 5. Each recipient fetches its envelope (`envelope_for`), and `ceremony.open_secret`
    checks the maker's signature before it opens it.
 
-A maker silent for a stage deadline is passed over (`abandon`); the orchestrator then
+A maker silent for a stage deadline is passed over (`abandon`); the lifecycle machine then
 starts a new ceremony among the others still online, if there are enough of them.
 
 This class holds the key state and the running ceremony's maker and recipients; the
-orchestrator owns the lifecycle, the lock and persistence, and supplies the time.
+orchestrator owns the lock and persistence and supplies the time; `accord.crypto.lifecycle`
+decides when a ceremony starts and among whom.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from accord.coordinator.membership import Membership
-from accord.coordinator.records import Assignment, KeyState, Lifecycle, SealedKey
+from accord.coordinator.records import Assignment, KeyState, SealedKey
 from accord.core import logs
 from accord.crypto import ceremony, identity
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.ckks import PublicContext
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.profile import Profile
 from accord.errors import Malformed
 
@@ -160,15 +162,14 @@ class KeyCeremony:
         """Whether the maker had `deadline_s` seconds and sent no key."""
         return now - self._started_s >= deadline_s
 
-    def abandon(self) -> tuple[str, ...]:
-        """Pass over the silent maker; return the online members that might make the key."""
+    def abandon(self) -> None:
+        """Pass over the silent maker (the lifecycle machine decides who tries next)."""
         logs.event(
             self._log,
             "key_ceremony_deadline",
             participant=self._maker,
             level=logging.WARNING,
         )
-        return tuple(p for p in self._members.online() if p != self._maker)
 
     def accept(self, *, key_epoch: int, public: bytes, sealed: Mapping[str, SealedKey]) -> KeyState:
         """Check the maker's new key, then make it the current one and return it.

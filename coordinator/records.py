@@ -7,23 +7,13 @@ sees a protobuf. Sizes and timings only: nothing here holds a payload except an
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from dataclasses import dataclass, field
 
 from accord.coordinator.aggregation.spool import Spool
 from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import CoordinatorMessage, RoundConfig, Stage
-
-
-class Lifecycle(enum.Enum):
-    """Where the federation is, outside the stages of one round."""
-
-    ENROLL = "enroll"
-    CEREMONY = "ceremony"
-    ROUND = "round"
-    IDLE = "idle"
-    FINISHED = "finished"
 
 
 @dataclass(frozen=True)

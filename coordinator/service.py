@@ -221,6 +221,11 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self._orchestrator.receive(header, convert.confirm_survivors_from_proto(request, header))
         return pb.Ack()
 
+    def ConfirmApplied(self, request: pb.AggregateApplied, context: grpc.ServicerContext) -> pb.Ack:
+        header = self._header(request.header, context)
+        self._orchestrator.applied(header)
+        return pb.Ack()
+
 
 Message = TypeVar("Message")
 

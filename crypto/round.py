@@ -125,6 +125,7 @@ class CoordinatorRound:
         self._survivor_set: SurvivorSet | None = None
         self._statement = b""
         self._unmasked: dict[str, UnmaskShares] = {}
+        self._applied: set[str] = set()
         self._live: frozenset[str] = frozenset(config.selected)
         self._outcome: RoundOutcome | None = None
         self._abort_reason = ""
@@ -174,6 +175,11 @@ class CoordinatorRound:
                 f"round {self.config.round} has no outcome in stage {self._stage.value}"
             )
         return self._outcome
+
+    @property
+    def applied_by(self) -> frozenset[str]:
+        """Survivors that said they applied the aggregate (AGGREGATE only)."""
+        return frozenset(self._applied)
 
     def expected(self) -> frozenset[str]:
         """Participants the current stage still waits for."""
@@ -234,6 +240,33 @@ class CoordinatorRound:
         verify(message, self.config, self._identities)
         apply(message)
         if not self.expected():
+            return self.close_stage()
+        return []
+
+    def applied(self, sender: str) -> list[CoordinatorMessage]:
+        """Note that survivor `sender` applied the aggregate; the last one closes the round.
+
+        The aggregate stage ends (DONE) once every survivor said so, or at the driver's
+        deadline (`close_stage`); until then a restarted coordinator serves it again.
+
+        Raises:
+            NotAllowed: the sender is not selected, or not a survivor.
+            OutOfStage: the round is not in its aggregate stage.
+            Replayed: the sender said so before.
+        """
+        self._check_sender(sender)
+        if self._stage is not Stage.AGGREGATE:
+            raise OutOfStage(
+                f"{sender} applied an aggregate: round {self.config.round} is in "
+                f"{self._stage.value}"
+            )
+        survivors = self.outcome.survivors
+        if sender not in survivors:
+            raise NotAllowed(f"{sender} is not a survivor of round {self.config.round}")
+        if sender in self._applied:
+            raise Replayed(f"{sender} already applied the aggregate of round {self.config.round}")
+        self._applied.add(sender)
+        if self._applied >= set(survivors):
             return self.close_stage()
         return []
 

@@ -77,6 +77,16 @@ def header_to_proto(
     )
 
 
+def aggregate_applied_to_proto(
+    *, federation_id: str, participant: str, round: int
+) -> pb.AggregateApplied:
+    """The receipt that `participant` applied round `round`'s aggregate (`ConfirmApplied`)."""
+    header = header_to_proto(
+        federation_id=federation_id, participant=participant, round=round, stage=Stage.AGGREGATE
+    )
+    return pb.AggregateApplied(header=header)
+
+
 def round_config_from_proto(message: pb.RoundConfig, *, federation_id: str) -> RoundConfig:
     """The round's parameters as announced by the coordinator.
 

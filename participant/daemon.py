@@ -10,9 +10,9 @@
                 AGGREGATE  stream the aggregate down, check whose sum it is (the signed
                            survivor set), reveal it, apply the mean change,
                            checkpoint the global adapter (PEFT format) and metrics, then
-                           poll naming stage DONE: the coordinator's receipt that it applied
+                           ConfirmApplied: the coordinator's receipt that it applied
                 ABORTED    forget the round
-                DONE       the federation finished: exit
+                FEDERATION_FINISHED  the federation finished: exit
 
 The round's protocol decisions are `accord.crypto.participant_round.ParticipantRound`'s;
 this daemon owns the network, the clock, the trainer and the state folder. After a
@@ -320,7 +320,7 @@ class ParticipantDaemon:
             # A forged or rolled-back revocation list stops the daemon (an active attack).
             if self._revocations is not None:
                 self._revocations.offer(task.revocation_list)
-            if task.stage == pb.DONE:
+            if task.stage == pb.FEDERATION_FINISHED:
                 self._catch_up(task.config.round)
                 self._state = "finished"
                 self._send_heartbeat(timeout_s=5.0)
@@ -352,9 +352,14 @@ class ParticipantDaemon:
             try:
                 self._on_task(stage, config, task)
                 if stage is Stage.AGGREGATE and self._round_applied >= config.round:
-                    # The next poll names stage DONE: this is how the coordinator learns
-                    # that the aggregate arrived and was applied, not just sent.
-                    seen_stage = pb.DONE
+                    # How the coordinator learns that the aggregate arrived and was applied,
+                    # not just sent.
+                    applied = convert.aggregate_applied_to_proto(
+                        federation_id=self.config.federation_id,
+                        participant=self.config.name,
+                        round=config.round,
+                    )
+                    self._call(self._stub.ConfirmApplied, applied)
             except (ProtocolError, errors.IntegrityError, grpc.RpcError) as error:
                 # The round moved on without us (deadline passed, aborted): wait for the next.
                 # An IntegrityError is the coordinator caught deviating from the protocol

@@ -21,6 +21,7 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ABORTED: _ClassVar[Stage]
     IDLE: _ClassVar[Stage]
     CONSISTENCY: _ClassVar[Stage]
+    FEDERATION_FINISHED: _ClassVar[Stage]
 
 class Profile(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +42,7 @@ DONE: Stage
 ABORTED: Stage
 IDLE: Stage
 CONSISTENCY: Stage
+FEDERATION_FINISHED: Stage
 PROFILE_UNSPECIFIED: Profile
 CKKS_MASKS: Profile
 CKKS: Profile
@@ -380,6 +382,12 @@ class UnmaskRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., self_mask_shares: _Optional[_Iterable[_Union[Share, _Mapping]]] = ..., masking_key_shares: _Optional[_Iterable[_Union[Share, _Mapping]]] = ...) -> None: ...
 
 class AggregateRequest(_message.Message):
+    __slots__ = ("header",)
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ...) -> None: ...
+
+class AggregateApplied(_message.Message):
     __slots__ = ("header",)
     HEADER_FIELD_NUMBER: _ClassVar[int]
     header: RequestHeader

@@ -94,6 +94,11 @@ class CoordinatorStub:
                 request_serializer=accord_dot_v1_dot_federation__pb2.ConsistencyRequest.SerializeToString,
                 response_deserializer=accord_dot_v1_dot_federation__pb2.Ack.FromString,
                 _registered_method=True)
+        self.ConfirmApplied = channel.unary_unary(
+                '/accord.v1.Coordinator/ConfirmApplied',
+                request_serializer=accord_dot_v1_dot_federation__pb2.AggregateApplied.SerializeToString,
+                response_deserializer=accord_dot_v1_dot_federation__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -171,6 +176,12 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmApplied(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +243,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
             'ConfirmSurvivors': grpc.unary_unary_rpc_method_handler(
                     servicer.ConfirmSurvivors,
                     request_deserializer=accord_dot_v1_dot_federation__pb2.ConsistencyRequest.FromString,
+                    response_serializer=accord_dot_v1_dot_federation__pb2.Ack.SerializeToString,
+            ),
+            'ConfirmApplied': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmApplied,
+                    request_deserializer=accord_dot_v1_dot_federation__pb2.AggregateApplied.FromString,
                     response_serializer=accord_dot_v1_dot_federation__pb2.Ack.SerializeToString,
             ),
     }
@@ -558,6 +574,33 @@ class Coordinator:
             target,
             '/accord.v1.Coordinator/ConfirmSurvivors',
             accord_dot_v1_dot_federation__pb2.ConsistencyRequest.SerializeToString,
+            accord_dot_v1_dot_federation__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmApplied(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.Coordinator/ConfirmApplied',
+            accord_dot_v1_dot_federation__pb2.AggregateApplied.SerializeToString,
             accord_dot_v1_dot_federation__pb2.Ack.FromString,
             options,
             channel_credentials,

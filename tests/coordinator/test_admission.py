@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Header, Lifecycle, SealedKey
+from accord.coordinator.records import Header, SealedKey
 from accord.crypto import agreement, ceremony
 from accord.crypto.ceremony import CeremonyKey
+from accord.crypto.lifecycle import Lifecycle
 from accord.errors import NotAllowed
 from tests.support import FakeClock
 

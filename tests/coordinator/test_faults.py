@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from accord.coordinator import orchestrator as orchestrator_module
+from accord.coordinator import lifecycle_driver as driver_module
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.store.database import RoundStatus, Store
 from accord.coordinator.store.dialects import dialect_for_url
@@ -83,7 +83,7 @@ def test_a_full_disk_while_storing_the_aggregate_aborts_the_round_in_memory_and_
 def test_an_exception_while_a_round_starts_aborts_it_and_calls_still_answer(
     tmp_path, keys, monkeypatch
 ) -> None:
-    real = orchestrator_module.RoundSum
+    real = driver_module.RoundSum
     failures = [MemoryError("cannot allocate the round's sum")]
 
     def round_sum(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -91,7 +91,7 @@ def test_an_exception_while_a_round_starts_aborts_it_and_calls_still_answer(
             raise failures.pop()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(orchestrator_module, "RoundSum", round_sum)
+    monkeypatch.setattr(driver_module, "RoundSum", round_sum)
     store = DiskThatFills(dialect_for_url(str(tmp_path / "coordinator.sqlite"), busy_timeout_s=5))
     orchestrator = start(tmp_path, keys, store, rounds=2)
     enrol_everyone(orchestrator)  # the third enrolment starts round 1, which fails

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Header, Lifecycle
+from accord.coordinator.records import Header
 from accord.core import logs
 from accord.crypto import pipeline
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import Stage
 from accord.errors import (
     BadSignature,
@@ -113,7 +114,7 @@ def test_two_rounds_of_fedavg_end_with_the_weighted_mean(tmp_path, keys, clock, 
             orchestrator.download_done(route, sum(map(len, chunks)))
             assert orchestrator.status().stage is Stage.AGGREGATE  # sent, not yet applied
         for name in NAMES:
-            orchestrator.next_task(header(name, round_number, Stage.DONE), wait_s=0)
+            orchestrator.applied(header(name, round_number, Stage.AGGREGATE))
         sums = pipeline.reveal(
             chunks,
             profile=task.config.profile,
@@ -159,16 +160,20 @@ def test_the_round_closes_once_every_survivor_applied_the_aggregate(
         route = header(name, 1, Stage.AGGREGATE)
         orchestrator.download_done(route, sum(map(len, orchestrator.aggregate_for(route)[1])))
     assert orchestrator.status().stage is Stage.AGGREGATE  # sent is not received
-    # Stage DONE of another round, or a poll that names the aggregate stage, confirms nothing.
-    orchestrator.next_task(header("energy", 2, Stage.DONE), wait_s=0)
+    # A notice for another round confirms nothing; nor does a poll, even one naming DONE.
+    orchestrator.applied(header("energy", 2, Stage.AGGREGATE))
+    orchestrator.next_task(header("energy", 1, Stage.DONE), wait_s=0)
     orchestrator.next_task(header("energy", 1, Stage.AGGREGATE), wait_s=0)
+    with pytest.raises(OutOfStage):
+        orchestrator.applied(header("energy", 1, Stage.DONE))
     assert orchestrator.status().stage is Stage.AGGREGATE
-    task = orchestrator.next_task(header("energy", 1, Stage.DONE), wait_s=0)
+    orchestrator.applied(header("energy", 1, Stage.AGGREGATE))
+    task = orchestrator.next_task(header("energy", 1, Stage.AGGREGATE), wait_s=0)
     # Confirmed: it waits for the others instead of being handed the aggregate again.
     assert (task.round, task.stage) == (1, None) and "apply" in task.message
-    orchestrator.next_task(header("residential", 1, Stage.DONE), wait_s=0)
+    orchestrator.applied(header("residential", 1, Stage.AGGREGATE))
     assert orchestrator.status().rounds_completed == 0
-    orchestrator.next_task(header("urban", 1, Stage.DONE), wait_s=0)
+    orchestrator.applied(header("urban", 1, Stage.AGGREGATE))
     status = orchestrator.status()
     assert status.rounds_completed == 1 and status.recent_rounds[0].outcome is Stage.DONE
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Lifecycle
 from accord.coordinator.store.database import RoundStatus, open_store
 from accord.coordinator.store.persistence import (
     FederationRecords,
     round_config_from_json,
     round_config_to_json,
 )
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import Stage
 from accord.errors import Expired, IntegrityError, RoundAborted
 
@@ -96,7 +96,7 @@ def test_a_restart_while_serving_the_aggregate_serves_the_same_aggregate(
         upload(first, keys, name, np.full(ADAPTER_PARAMETERS, 0.01 * (i + 1), np.float32))
     _, before, _ = first.aggregate_for(header("energy", 1, Stage.AGGREGATE))
     first.download_done(header("energy", 1, Stage.AGGREGATE), sum(map(len, before)))
-    first.next_task(header("energy", 1, Stage.DONE), wait_s=0)  # energy applied it
+    first.applied(header("energy", 1, Stage.AGGREGATE))  # energy applied it
     for name in NAMES[1:]:  # sent to the others, who have not confirmed yet
         first.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, before)))
     assert first.status().stage is Stage.AGGREGATE
@@ -109,7 +109,7 @@ def test_a_restart_while_serving_the_aggregate_serves_the_same_aggregate(
         _, again, _ = second.aggregate_for(header(name, 1, Stage.AGGREGATE))
         assert again == before
         second.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, again)))
-        second.next_task(header(name, 1, Stage.DONE), wait_s=0)
+        second.applied(header(name, 1, Stage.AGGREGATE))
     # Who applied before the restart is not recorded: until energy says so again, or the
     # deadline passes, the stage stays open.
     assert second.status().stage is Stage.AGGREGATE
@@ -140,7 +140,7 @@ def test_after_a_restart_the_survivors_confirmations_close_the_round_at_once(
 
     second, store = start(tmp_path, keys, store_url, log)
     for name in NAMES:  # each daemon applied it (or does now) and says so
-        second.next_task(header(name, 1, Stage.DONE), wait_s=0)
+        second.applied(header(name, 1, Stage.AGGREGATE))
     status = second.status()
     assert status.rounds_completed == 1 and status.round == 2  # no deadline waited for
     finished = store.rounds()[0]
@@ -158,7 +158,7 @@ def test_finished_rounds_survive_and_a_finished_federation_stays_finished(
     for name in NAMES:
         _, chunks, _ = first.aggregate_for(header(name, 1, Stage.AGGREGATE))
         first.download_done(header(name, 1, Stage.AGGREGATE), sum(map(len, chunks)))
-        first.next_task(header(name, 1, Stage.DONE), wait_s=0)
+        first.applied(header(name, 1, Stage.AGGREGATE))
     assert first.status().lifecycle is Lifecycle.FINISHED
     store.close()
 
@@ -176,7 +176,7 @@ def finish_round(orchestrator: Orchestrator, keys, round: int) -> list[bytes]:
         upload(orchestrator, keys, name, np.full(ADAPTER_PARAMETERS, 0.01 * round, np.float32))
     for name in NAMES:
         _, chunks, _ = orchestrator.aggregate_for(header(name, round, Stage.AGGREGATE))
-        orchestrator.next_task(header(name, round, Stage.DONE), wait_s=0)
+        orchestrator.applied(header(name, round, Stage.AGGREGATE))
     return list(chunks)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Lifecycle
+from accord.crypto.lifecycle import Lifecycle
 
 from .plaintext_federation import json_logger, make_config
 from .test_admission import KEYS, FakeClock, enroll, header, run_ceremony

@@ -170,3 +170,46 @@ def test_prometheus_metrics_follow_the_events(tmp_path, keys) -> None:
         assert "accord_enrolments_total" in text
     finally:
         started.stop(grace_s=0)
+
+
+def test_confirm_applied_closes_the_round_and_the_last_task_says_federation_finished(
+    tmp_path, keys
+) -> None:
+    started = server.start(make_config(tmp_path, keys, rounds=1), log=json_logger(tmp_path))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+            stub = pb_grpc.CoordinatorStub(channel)
+            for name in NAMES:
+                enroll(stub, name)
+            task = stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=0), timeout=5)
+            config = convert.round_config_from_proto(task.config, federation_id="accord-demo")
+            for name in NAMES:
+                chunks, sequence, signature = upload_chunks(config, name, keys, np.ones(10))
+                routed = pb.RequestHeader(
+                    federation_id="accord-demo",
+                    participant_id=name,
+                    round=1,
+                    stage=pb.UPLOAD,
+                    sequence=sequence,
+                    signature=signature,
+                )
+                stub.UploadUpdate(iter([pb.UpdateChunk(header=routed, chunk=c) for c in chunks]))
+
+            def applied(name: str, stage: int = pb.AGGREGATE) -> pb.Ack:
+                notice = pb.AggregateApplied(header=header(name, round=1, stage=stage))
+                return stub.ConfirmApplied(notice, timeout=5)
+
+            code, details = status_code(lambda: applied("energy", stage=pb.DONE))
+            assert code is grpc.StatusCode.FAILED_PRECONDITION and "names done" in details
+            # A poll naming DONE is no longer a confirmation.
+            stub.NextTask(pb.TaskRequest(header=header("energy", round=1, stage=pb.DONE)))
+            for name in NAMES:
+                assert stub.GetStatus(pb.StatusRequest()).stage == pb.AGGREGATE
+                applied(name)
+            applied("energy")  # a repeat (e.g. after the member restarted) changes nothing
+            status = stub.GetStatus(pb.StatusRequest())
+            assert status.rounds_completed == 1 and status.stage == pb.DONE
+            last = stub.NextTask(pb.TaskRequest(header=header("urban"), wait_s=0), timeout=5)
+            assert last.stage == pb.FEDERATION_FINISHED
+    finally:
+        started.stop(grace_s=0)

@@ -29,11 +29,12 @@ from accord.coordinator.aggregation.round_sum import RoundSum
 from accord.coordinator.aggregation.spool import Spool
 from accord.coordinator.aggregation.sum_workers import SumSpec, SumWorkers, split, worker_count
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Header, Lifecycle
+from accord.coordinator.records import Header
 from accord.core import logs
 from accord.crypto import masks, pipeline, wire
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.ckks import PublicContext, SecretContext
+from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.masks import MaskTerm
 from accord.crypto.messages import RoundConfig, Stage
 from accord.crypto.packing import choose_packing

@@ -79,6 +79,25 @@ def test_round_completes_after_a_dropout_at_each_stage(stage: Stage) -> None:
     assert set(result.survivors) == expected_survivors
 
 
+def test_aggregate_stage_closes_once_every_survivor_applied_it() -> None:
+    harness = FederationHarness(5, profile=Profile.MASKS, threshold=3, element_count=100)
+    assert_exact(harness.run({Stage.UPLOAD: {"p01"}}))
+    machine = harness.coordinator
+    with pytest.raises(NotAllowed):
+        machine.applied("p01")  # dropped: its update is not in the sum
+    survivors = machine.outcome.survivors
+    for name in survivors[:-1]:
+        assert machine.applied(name) == []
+    before = state_of(machine)
+    with pytest.raises(Replayed):
+        machine.applied(survivors[0])
+    assert state_of(machine) == before and machine.stage is Stage.AGGREGATE
+    assert machine.applied(survivors[-1]) == []
+    assert machine.stage is Stage.DONE and machine.applied_by == set(survivors)
+    with pytest.raises(OutOfStage):
+        machine.applied(survivors[0])
+
+
 def test_round_aborts_below_threshold_and_says_why() -> None:
     harness = FederationHarness(5, profile=Profile.MASKS, threshold=4, element_count=100)
     result = harness.run({Stage.UPLOAD: {"p00", "p01"}})

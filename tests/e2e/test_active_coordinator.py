@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from accord.coordinator import orchestrator as orchestrator_module
+from accord.coordinator import lifecycle_driver as driver_module
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile, logs
@@ -109,7 +109,7 @@ def _events(log_file: Path, name: str) -> list[dict[str, Any]]:
 def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(orchestrator_module, "CoordinatorRound", SplitViewRound)
+    monkeypatch.setattr(driver_module, "CoordinatorRound", SplitViewRound)
     SplitViewRound.revealed = []
     port = _free_port()
     provisioned = provision_federation(

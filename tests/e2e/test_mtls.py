@@ -138,7 +138,8 @@ def test_a_kit_enrolls_over_mtls_with_the_rosters_identity_keys(federation: Fede
         task = pb_grpc.CoordinatorStub(channel).NextTask(
             pb.TaskRequest(header=header("energy"), wait_s=0.1), timeout=5
         )
-        assert task.stage != pb.DONE and task.config.round == 0  # waiting for the others
+        # Waiting for the others.
+        assert task.stage != pb.FEDERATION_FINISHED and task.config.round == 0
 
 
 def test_a_client_certificate_of_another_ca_fails_the_handshake(
