@@ -46,7 +46,8 @@ from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from tests.e2e.test_member_keys import _wait
-from tests.e2e.test_mtls import FEDERATION, _free_port
+from tests.e2e.test_mtls import FEDERATION
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +112,7 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
 ) -> None:
     monkeypatch.setattr(driver_module, "CoordinatorRound", SplitViewRound)
     SplitViewRound.revealed = []
-    port = _free_port()
+    port = free_port()
     provisioned = provision_federation(
         FederationFile(
             federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),

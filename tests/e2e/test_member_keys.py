@@ -46,8 +46,9 @@ from accord.participant.training.protocol import LocalUpdate
 from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from tests.support import free_port
 
-from .test_mtls import FEDERATION, NAMES, FakeTrainer, Federation, _free_port, enroll, federation
+from .test_mtls import FEDERATION, NAMES, FakeTrainer, Federation, enroll, federation
 
 __all__ = ["federation"]  # the running mTLS coordinator of test_mtls, as a fixture here
 
@@ -198,7 +199,7 @@ def _wait(what: str, condition: Callable[[], bool], timeout_s: float = 120) -> N
 def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     provisioned = provision_federation(
         FederationFile(
             federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),

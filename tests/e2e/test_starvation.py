@@ -34,8 +34,9 @@ from accord.participant.kit.startup_kit import Kit, secure_channel
 from accord.participant.rpc_errors import retryable
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from tests.support import free_port
 
-from .test_mtls import FEDERATION, _free_port, enroll, header
+from .test_mtls import FEDERATION, enroll, header
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ class Running:
 
 @contextlib.contextmanager
 def _serve(tmp_path: Path, settings: str = "") -> Iterator[Running]:
-    port = _free_port()
+    port = free_port()
     provisioned = provision_federation(
         FederationFile(
             federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),

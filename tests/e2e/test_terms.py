@@ -36,8 +36,7 @@ from accord.participant.kit import startup_kit as kits
 from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-
-from .test_mtls import _free_port
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +106,7 @@ def _provision(tmp_path: Path, port: int) -> tuple[Path, Path]:
 def test_a_hostile_first_enrolee_is_refused_and_the_honest_members_finish(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     config_file, root = _provision(tmp_path, port)
     running = server.start(
         configfile.load(config_file, CoordinatorConfig, "coordinator"),
@@ -167,7 +166,7 @@ def test_a_hostile_first_enrolee_is_refused_and_the_honest_members_finish(
 def test_a_coordinator_whose_config_departs_from_the_terms_does_not_start(
     tmp_path: Path,
 ) -> None:
-    config_file, _ = _provision(tmp_path, _free_port())
+    config_file, _ = _provision(tmp_path())
     config_file.write_text(config_file.read_text().replace("rounds = 1", "rounds = 5"))
     with pytest.raises(TermsDeparted, match=r"rounds = 5 departs from the signed terms \(1\)"):
         server.start(
