@@ -18,7 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from accord.audit import accounting
-from accord.audit.commands import budget_summary, contribution_rows, load
+from accord.audit.ledgers import load
+from accord.audit.reports import budget_summary, contribution_rows
 from accord.cli.main import app
 from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.roster import RosterEntry, RosterSnapshot

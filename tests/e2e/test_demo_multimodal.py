@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from accord.audit.commands import budget_summary, load
+from accord.audit.ledgers import load
+from accord.audit.reports import budget_summary
 
 from .demo_run import run_demo
 

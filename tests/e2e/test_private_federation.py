@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from accord.audit.commands import budget_summary, load
+from accord.audit.ledgers import load
+from accord.audit.reports import budget_summary
 from accord.coordinator import federation_ledger, server
 from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile, logs

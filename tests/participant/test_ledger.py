@@ -292,7 +292,8 @@ class FakeTrainer:
 
 @pytest.mark.e2e
 def test_a_participant_out_of_budget_stops_and_the_federation_continues(tmp_path) -> None:
-    from accord.audit.commands import budget_summary, load
+    from accord.audit.ledgers import load
+    from accord.audit.reports import budget_summary
     from accord.coordinator import server
     from accord.coordinator.config import CoordinatorConfig
     from accord.participant.daemon import ParticipantDaemon

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.audit.commands import load
+from accord.audit.ledgers import load
 from accord.coordinator import federation_ledger
 from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.operator import provision

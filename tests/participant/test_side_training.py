@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accord.audit.commands import budget_summary, load
+from accord.audit.ledgers import load
+from accord.audit.reports import budget_summary
 from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto.messages import RoundConfig
