@@ -36,7 +36,7 @@ from rich.table import Table
 
 from accord.coordinator.operator import provision as operator
 from accord.core.commands import ReportingGroup
-from accord.core.kitformat import TERMS_FILE, write_public
+from accord.core.kitformat import TERMS_FILE, split_address, write_public
 from accord.crypto.terms import sign_terms
 from accord.errors import ConfigError
 from accord.federation.provision import load_federation, provision_federation
@@ -147,7 +147,7 @@ def ca_command(
         roster_path=coordinator_dir / "roster.json",
         validity_days=ca_days,
     )
-    hosts = [operator.split_address(coordinator)[0], *operator.DEFAULT_SERVER_HOSTS, *host]
+    hosts = [split_address(coordinator)[0], *operator.DEFAULT_SERVER_HOSTS, *host]
     operator.issue_server_cert(ca_dir, coordinator_dir, hosts, validity_days=cert_days)
     operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=cert_days)
     _say(f"CA of federation {federation} in {ca_dir} (keep ca.key offline)")

@@ -19,11 +19,13 @@ both import it (neither role imports the other; DESIGN.md section 4).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import tempfile
 from pathlib import Path
 
-from accord.errors import UsageError
+from accord.errors import ConfigError, InternalError, UsageError
 
 __all__ = [
     "EXCHANGE_FORMAT_VERSION",
@@ -85,3 +87,38 @@ def write_public(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port``.
+
+    Raises:
+        ConfigError: not that form, a port outside 1..65535, or a wildcard host.
+    """
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^\s:\[\]]+):([0-9]{1,5})", address)
+    if match is None:
+        raise ConfigError(
+            f"coordinator = {address!r}: must be host:port, e.g. 127.0.0.1:50051 or [::1]:50051"
+        )
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"coordinator = {address!r}: port must be 1..65535")
+    if host in ("0.0.0.0", "::"):
+        raise ConfigError(
+            f"coordinator = {address!r}: name the host participants dial, not a wildcard address"
+        )
+    return host, port
+
+
+def utc_now(now: dt.datetime | None = None) -> dt.datetime:
+    """`now` in UTC, or the current time: when certificates must be valid.
+
+    Raises:
+        InternalError: a naive datetime (no time zone).
+    """
+    if now is None:
+        return dt.datetime.now(dt.timezone.utc)
+    if now.tzinfo is None:
+        raise InternalError("now must be timezone-aware (UTC)")
+    return now.astimezone(dt.timezone.utc)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord.core.kitformat import TERMS_FILE
+from accord.core.kitformat import TERMS_FILE, split_address
 from accord.crypto.profile import Profile
 from accord.errors import UsageError
 
@@ -345,8 +345,6 @@ def write_coordinator_config(
         table["identity_keys"] = _make_identity_keys(workdir, names)
         table["insecure_plaintext"] = True
     else:
-        from accord.coordinator.operator.provision import split_address
-
         kit = provisioned.kits[names[0]]
         table["listen_port"] = split_address(_kit_coordinator(kit))[1]
         table["tls_dir"] = str(provisioned.coordinator_dir)

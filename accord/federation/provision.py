@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from accord.coordinator.operator import provision as operator
 from accord.core import configfile
-from accord.core.kitformat import PARTICIPANT_ID_PATTERN, TERMS_FILE, write_public
+from accord.core.kitformat import PARTICIPANT_ID_PATTERN, TERMS_FILE, split_address, write_public
 from accord.crypto.profile import Profile
 from accord.crypto.terms import FederationTerms, sign_terms
 from accord.errors import ConfigError, UsageError
@@ -63,7 +63,7 @@ class FederationSection(BaseModel):
     @classmethod
     def _address(cls, value: str) -> str:
         try:
-            operator.split_address(value)
+            split_address(value)
         except ConfigError as error:
             raise ValueError(str(error).split(": ", 1)[-1]) from None
         return value
@@ -230,7 +230,7 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         roster_path=roster_path,
         validity_days=settings.ca_validity_days,
     )
-    host = operator.split_address(settings.coordinator)[0]
+    host = split_address(settings.coordinator)[0]
     operator.issue_server_cert(
         ca_dir,
         coordinator_dir,

@@ -80,6 +80,8 @@ from accord.core.kitformat import (
     REQUEST_FORMAT,
     RESPONSE_FORMAT,
     TERMS_FILE,
+    split_address,
+    utc_now,
     write_private,
     write_public,
 )
@@ -87,7 +89,7 @@ from accord.core.private_files import refuse_if_readable
 from accord.crypto import credential, identity
 from accord.crypto.agreement import KEY_BYTES
 from accord.crypto.revocation import RevocationList, sign_revocations, verify_revocations
-from accord.errors import BadSignature, ConfigError, InternalError, UsageError
+from accord.errors import BadSignature, ConfigError, UsageError
 
 __all__ = [
     "CA_CERT_FILE",
@@ -108,7 +110,6 @@ __all__ = [
     "load_ca",
     "probe_common_name",
     "revoke",
-    "split_address",
 ]
 
 CA_KEY_FILE = "ca.key"
@@ -223,7 +224,7 @@ def create_ca(
                 f"{roster_path} already holds the roster of {existing.federation_id}; "
                 "choose another roster path"
             )
-    now = _now(now)
+    now = utc_now(now)
     _make_dir(ca_dir, private=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name(
@@ -330,7 +331,7 @@ def issue_server_cert(
     files = ServerTlsFiles.from_dir(Path(out_dir))
     if files.key.exists():
         raise UsageError(f"{files.key} exists; remove it first to issue a new server certificate")
-    now = _now(now)
+    now = utc_now(now)
     key = ec.generate_private_key(ec.SECP256R1())
     ca_key = authority.private_key()
     subject = x509.Name(
@@ -387,7 +388,7 @@ def issue_probe_cert(
     cert_path, key_path = out_dir / PROBE_CERT_FILE, out_dir / PROBE_KEY_FILE
     if key_path.exists():
         raise UsageError(f"{key_path} exists; remove it first to issue a new probe certificate")
-    now = _now(now)
+    now = utc_now(now)
     key = ec.generate_private_key(ec.SECP256R1())
     ca_key = authority.private_key()
     subject = x509.Name(
@@ -437,7 +438,7 @@ def approve(
     authority = load_ca(ca_dir)
     _check_days(validity_days)
     request = _read_request(Path(request_path))
-    now = _now(now)
+    now = utc_now(now)
     if now >= authority.certificate.not_valid_after_utc:
         raise ConfigError(
             f"{authority.root}: the CA expired on "
@@ -531,7 +532,7 @@ def revoke(ca_dir: Path, participant_id: str, *, now: dt.datetime | None = None)
         if not entry.active:
             return entry
         revoked = dataclasses.replace(
-            entry, status=Status.REVOKED, revoked_at=_now(now).isoformat(timespec="seconds")
+            entry, status=Status.REVOKED, revoked_at=utc_now(now).isoformat(timespec="seconds")
         )
         updated = roster.replace(revoked)
         write_snapshot(authority.roster_path, updated)
@@ -562,28 +563,6 @@ def _write_revocations(authority: CertificateAuthority, revoked_ids: tuple[str, 
     partial = path.with_suffix(".partial")
     partial.write_bytes(sign_revocations(listed, authority.private_key()))
     os.replace(partial, path)
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """Split ``host:port`` or ``[v6]:port``.
-
-    Raises:
-        ConfigError: not that form, a port outside 1..65535, or a wildcard host.
-    """
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^\s:\[\]]+):([0-9]{1,5})", address)
-    if match is None:
-        raise ConfigError(
-            f"coordinator = {address!r}: must be host:port, e.g. 127.0.0.1:50051 or [::1]:50051"
-        )
-    host = match.group(1) or match.group(3)
-    port = int(match.group(2) or match.group(4))
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"coordinator = {address!r}: port must be 1..65535")
-    if host in ("0.0.0.0", "::"):
-        raise ConfigError(
-            f"coordinator = {address!r}: name the host participants dial, not a wildcard address"
-        )
-    return host, port
 
 
 # ---- requests ----
@@ -813,14 +792,6 @@ def _check_id(value: str, what: str) -> None:
 def _check_days(days: int) -> None:
     if not isinstance(days, int) or isinstance(days, bool) or days < 1:
         raise ConfigError(f"validity_days = {days!r}: must be a whole number of days >= 1")
-
-
-def _now(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        return dt.datetime.now(dt.timezone.utc)
-    if now.tzinfo is None:
-        raise InternalError("now must be timezone-aware (UTC)")
-    return now.astimezone(dt.timezone.utc)
 
 
 def _unique(items: Iterable[str]) -> list[str]:

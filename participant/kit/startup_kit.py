@@ -66,6 +66,8 @@ from accord.core.kitformat import (
     REQUEST_FORMAT,
     RESPONSE_FORMAT,
     TERMS_FILE,
+    split_address,
+    utc_now,
     write_private,
     write_public,
 )
@@ -77,7 +79,6 @@ from accord.errors import (
     BadSignature,
     ConfigError,
     IntegrityError,
-    InternalError,
     ProtocolError,
     UsageError,
 )
@@ -304,7 +305,7 @@ def package(
             f"the certificate in {response_path} does not certify this request's identity "
             "and ceremony keys; ask the operator to approve this request.json again"
         )
-    moment = _now(now)
+    moment = utc_now(now)
     validity = validity_problem(certificate, moment) or validity_problem(ca, moment, what="the CA")
     if validity:
         raise ConfigError(f"{response_path}: {validity[0]} ({validity[1]})")
@@ -677,8 +678,11 @@ def _pinned_ledger_key(root: Path, manifest: dict[str, Any], ca: x509.Certificat
 
 
 def _valid_address(address: str) -> bool:
-    match = re.fullmatch(r"\[[0-9A-Fa-f:.]+\]:([0-9]{1,5})|[^\s:\[\]]+:([0-9]{1,5})", address)
-    return match is not None and 1 <= int(match.group(1) or match.group(2)) <= 65535
+    try:
+        split_address(address)
+    except ConfigError:
+        return False
+    return True
 
 
 def _pem_field(document: dict[str, Any], name: str, path: Path) -> bytes:
@@ -712,11 +716,3 @@ def _read_public(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: missing ({REPACKAGE_FIX})") from None
-
-
-def _now(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        return dt.datetime.now(dt.timezone.utc)
-    if now.tzinfo is None:
-        raise InternalError("now must be timezone-aware (UTC)")
-    return now
