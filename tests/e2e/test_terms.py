@@ -166,7 +166,7 @@ def test_a_hostile_first_enrolee_is_refused_and_the_honest_members_finish(
 def test_a_coordinator_whose_config_departs_from_the_terms_does_not_start(
     tmp_path: Path,
 ) -> None:
-    config_file, _ = _provision(tmp_path())
+    config_file, _ = _provision(tmp_path, free_port())
     config_file.write_text(config_file.read_text().replace("rounds = 1", "rounds = 5"))
     with pytest.raises(TermsDeparted, match=r"rounds = 5 departs from the signed terms \(1\)"):
         server.start(
