@@ -19,7 +19,6 @@ from accord.errors import ConfigError, ProtocolError, TermsDeparted
 
 if TYPE_CHECKING:  # torch loads with the trainer, only when a model is described
     from accord.participant.config import ParticipantConfig
-    from accord.participant.training.protocol import Trainer
 
 
 def load_kit_terms(kit_dir: Path, ca_pem: bytes) -> FederationTerms | None:
@@ -44,12 +43,7 @@ def describe_model(config: ParticipantConfig) -> tuple[str, int]:
     operator signs that only a member's model can say. Builds the model, reads no data."""
     from accord.participant.training.protocol import make_trainer
 
-    if config.trainer == "multimodal":
-        from accord.participant.training.multimodal import MultimodalTrainer
-
-        trainer: Trainer = MultimodalTrainer(config, with_data=False)
-    else:
-        trainer = make_trainer(config)
+    trainer = make_trainer(config, with_data=False)
     return trainer.base_model_hash, trainer.parameter_count
 
 

@@ -89,10 +89,11 @@ def epsilon(runs: Sequence[Run], delta: float, accountant: str = DEFAULT_ACCOUNT
     with _quiet():
         if accountant == "gdp":
             return _gdp_epsilon(taken, delta)
+        rdp = _rdp_epsilon(taken, delta)
         if accountant == "rdp":
-            return _rdp_epsilon(taken, delta)
-        tight = _tight_or_none(accountant, taken, delta)
-        return tight if tight is not None else _rdp_epsilon(taken, delta)
+            return rdp
+        tight = _tight_or_none(accountant, taken, delta, rdp)
+        return tight if tight is not None else rdp
 
 
 def prv_falls_back(runs: Sequence[Run], delta: float, accountant: str = "prv") -> bool:
@@ -106,7 +107,7 @@ def prv_falls_back(runs: Sequence[Run], delta: float, accountant: str = "prv") -
     if not taken:
         return False
     with _quiet():
-        return _tight_or_none(accountant, taken, delta) is None
+        return _tight_or_none(accountant, taken, delta, _rdp_epsilon(taken, delta)) is None
 
 
 def epsilon_over_rounds(
@@ -144,9 +145,12 @@ def _rdp_epsilon(runs: Sequence[Run], delta: float) -> float:
     return float(accountant.get_epsilon(delta))
 
 
-def _tight_or_none(accountant: str, runs: Sequence[Run], delta: float) -> float | None:
-    """PLD's or PRV's epsilon, or None where its numerics fail (see the module docstring)."""
-    if not _rdp_epsilon(runs, delta) <= TIGHT_LIMIT:
+def _tight_or_none(accountant: str, runs: Sequence[Run], delta: float, rdp: float) -> float | None:
+    """PLD's or PRV's epsilon, or None where its numerics fail (see the module docstring).
+
+    `rdp` is the runs' RDP epsilon: above `TIGHT_LIMIT` the tight accountants are not tried.
+    """
+    if not rdp <= TIGHT_LIMIT:
         return None
     try:
         if accountant == "pld":

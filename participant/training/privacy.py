@@ -420,13 +420,6 @@ def _prv_or_none(history: Sequence[tuple[float, float, int]], delta: float) -> f
             return None
 
 
-def prv_falls_back(history: Sequence[tuple[float, float, int]], delta: float) -> bool:
-    """Whether `epsilon("prv", history, delta)` reports the RDP bound instead of PRV's."""
-    if not history or all(int(n) == 0 for _, _, n in history):
-        return False
-    return _prv_or_none(history, delta) is None
-
-
 def save_history(path: Path, accountant: str, history: History) -> None:
     """Write the accountant's history atomically (JSON, with a format version)."""
     staging = path.with_name(path.name + ".tmp")

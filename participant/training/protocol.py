@@ -222,16 +222,18 @@ class LoraMlpTrainer:
             return float(torch.nn.functional.mse_loss(self._model(self._eval_x), self._eval_y))
 
 
-def make_trainer(config: ParticipantConfig) -> Trainer:
+def make_trainer(config: ParticipantConfig, *, with_data: bool = True) -> Trainer:
     """The trainer `config.trainer` names: multimodal (default), lora-mlp or synthetic.
 
     The multimodal trainer loads its base model and caches the towers' features here,
-    before the daemon enrols (seconds per participant; see docs/ml.md).
+    before the daemon enrols (seconds per participant; see docs/ml.md). `with_data=False`
+    builds its model only, reading no data (enough to describe it; the other trainers
+    make their synthetic data in memory either way).
     """
     if config.trainer == "multimodal":
         from accord.participant.training.multimodal import MultimodalTrainer
 
-        return MultimodalTrainer(config)
+        return MultimodalTrainer(config, with_data=with_data)
     if config.trainer == "synthetic":
         from accord.participant.training.synthetic import SyntheticTrainer
 
