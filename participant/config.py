@@ -108,14 +108,6 @@ class ParticipantConfig(BaseModel):
         description="[participant.data_quality]: use of check-data's findings",
     )
     poll_s: float = Field(10.0, gt=0, description="seconds one long-poll for a task may wait")
-    exit_before_stage: Literal["advertise", "share", "upload", "consistency", "unmask"] | None = (
-        Field(
-            None,
-            description="demos and tests only: the process dies abruptly (exit status 17) right "
-            "before it sends its message of this stage in round `exit_in_round`",
-        )
-    )
-    exit_in_round: int = Field(1, ge=1, description="the round `exit_before_stage` applies to")
     connect_timeout_s: float = Field(
         60.0, gt=0, description="seconds to wait for the coordinator to answer at start"
     )

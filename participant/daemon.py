@@ -2,13 +2,15 @@
 
     enrol -> heartbeat thread (separate from training)
           -> loop: long-poll NextTask
-                UPLOAD     train locally, protect the update (accord.crypto.pipeline),
-                           record it in the privacy ledger (ledger.py), then stream
-                           it in chunks; the last chunk carries the signed receipt
+                UPLOAD     train locally, record the round in the privacy ledger
+                           (privacy_ledger.py), then protect the update
+                           (accord.crypto.pipeline) and stream it, each chunk sent while
+                           the next is protected (streams.py); the upload is recorded
+                           too before the last chunk carries the signed receipt
                 CONSISTENCY check the survivor set (our own receipt in it) and sign it
                 UNMASK     reveal shares, only with `threshold` signatures over that set
                 AGGREGATE  stream the aggregate down, check whose sum it is (the signed
-                           survivor set), reveal it, apply the mean change,
+                           survivor set), reveal it as it arrives, apply the mean change,
                            checkpoint the global adapter (PEFT format) and metrics, then
                            ConfirmApplied: the coordinator's receipt that it applied
                 ABORTED    forget the round
@@ -27,13 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -67,6 +67,7 @@ from accord.participant.state_files import (
     read_round_uploaded,
     write_json,
 )
+from accord.participant.streams import AggregateStream, Receipt, UploadStream
 from accord.participant.terms import check_own_settings, check_round, load_kit_terms
 from accord.participant.training.protocol import Trainer, make_trainer
 from accord.participant.workers import ChunkWorkers
@@ -74,9 +75,6 @@ from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
-
-DROPOUT_EXIT_STATUS = 17
-"""Exit status of a daemon told to drop out at a stage (`exit_before_stage`)."""
 
 UPLOAD_STATE = "upload.json"
 """In the state folder: the last round this participant trained and uploaded for."""
@@ -90,10 +88,18 @@ class ParticipantDaemon:
         trainer: local training; None builds the one `config.trainer` names
             (`make_trainer`).
         log: structured logger.
+        before_stage: called with each stage and round of this participant's rounds just
+            before the daemon acts on it (a fault to inject: the demo's `--drop` ends the
+            process there, `accord.demo.dropout`); None in production.
     """
 
     def __init__(
-        self, config: ParticipantConfig, *, log: logging.Logger, trainer: Trainer | None = None
+        self,
+        config: ParticipantConfig,
+        *,
+        log: logging.Logger,
+        trainer: Trainer | None = None,
+        before_stage: Callable[[Stage, int], None] | None = None,
     ) -> None:
         if config.kit is None and not config.insecure_plaintext:
             raise ConfigError(
@@ -110,6 +116,7 @@ class ParticipantDaemon:
             )
         self.config = config
         self._log = log
+        self._before_stage = before_stage
         self._identity_private = load_identity(config, self._kit)
         self._trainer = trainer if trainer is not None else make_trainer(config)
         self._terms = (
@@ -406,12 +413,8 @@ class ParticipantDaemon:
             return
         if config.round <= self._round_applied:
             return  # applied before a restart; never train or spend budget twice
-        if (
-            self.config.exit_before_stage == stage.value
-            and self.config.exit_in_round == config.round
-        ):
-            logs.event(self._log, "exiting_on_purpose", round=config.round, stage=stage.value)
-            os._exit(DROPOUT_EXIT_STATUS)
+        if self._before_stage is not None:
+            self._before_stage(stage, config.round)
         current = self._round if self._round and self._round.config.round == config.round else None
         if current is None and stage is Stage.AGGREGATE and me in task.survivors:
             # The aggregate holds this participant's update, but its round machine is gone
@@ -568,45 +571,45 @@ class ParticipantDaemon:
         train_s = time.monotonic() - started
         self._set_state("uploading")
         started = time.monotonic()
-        chunks = list(
-            exchange.protect_update(
-                update,
-                config,
-                current.mask_terms(),
-                secret=self._secret,
-                integrity_key=self._integrity_key,
-                participant=self.config.name,
-                runner=self._workers,
-            )
-        )
-        # The privacy ledger records the round before its first chunk leaves (guarantee 4).
-        refused = ledger.before_upload(self.config, self._identity_private, config, update, chunks)
+        # The privacy ledger records the round before its first chunk is even protected
+        # (guarantee 4); what was sent is recorded before the receipt that ends the stream.
+        refused = ledger.before_upload(self.config, self._identity_private, config, update)
         if refused is not None:
             self._stop_contributing(config.round, refused)
-        digest, count, sent = hashlib.sha256(), 0, 0
+        chunks = exchange.protect_update(
+            update,
+            config,
+            current.mask_terms(),
+            secret=self._secret,
+            integrity_key=self._integrity_key,
+            participant=self.config.name,
+            runner=self._workers,
+        )
 
-        def messages() -> Iterator[pb.UpdateChunk]:
-            nonlocal count, sent
-            for chunk, last in _with_last(iter(chunks)):
-                digest.update(chunk)
-                count += 1
-                sent += len(chunk)
-                header = self._header(round=config.round, stage=Stage.UPLOAD)
-                if last:
-                    receipt = current.upload_done(digest.digest(), count)
-                    header.sequence = receipt.sequence
-                    header.signature = receipt.signature
-                yield pb.UpdateChunk(header=header, chunk=chunk)
+        def seal(digest: bytes, count: int, size: int) -> Receipt:
+            ledger.upload_sent(
+                self.config, self._identity_private, config.round, digest, count, size
+            )
+            receipt = current.upload_done(digest, count)
+            return Receipt(receipt.sequence, receipt.signature)
 
-        response = self._stub.UploadUpdate(messages(), timeout=self._transfer_timeout_s)
-        if response.digest != digest.digest():
+        stream = UploadStream(
+            chunks, lambda: self._header(round=config.round, stage=Stage.UPLOAD), seal
+        )
+        try:
+            response = self._stub.UploadUpdate(stream.messages(), timeout=self._transfer_timeout_s)
+        except grpc.RpcError:
+            stream.raise_failure()
+            raise
+        stream.raise_failure()
+        if response.digest != stream.digest:
             raise ProtocolError(f"the coordinator's receipt for round {config.round} differs")
         self._pending_metrics = {
             **update.metrics,
             "sample_count": update.sample_count,
             "train_s": round(train_s, 4),
             "upload_s": round(time.monotonic() - started, 4),
-            "bytes_up": sent,
+            "bytes_up": stream.sent,
         }
         self._set_state("uploaded")
         logs.event(
@@ -615,8 +618,8 @@ class ParticipantDaemon:
             round=config.round,
             stage=Stage.UPLOAD.value,
             participant=self.config.name,
-            bytes=sent,
-            chunks=count,
+            bytes=stream.sent,
+            chunks=stream.count,
         )
 
     def _stop_contributing(self, round: int, reason: str) -> NoReturn:
@@ -640,36 +643,29 @@ class ParticipantDaemon:
         self._set_state("downloading")
         started = time.monotonic()
         request = pb.AggregateRequest(header=self._header(round=number, stage=Stage.AGGREGATE))
-        received: list[bytes] = []
-        first: pb.AggregateChunk | None = None
+        responses = self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s)
         try:
-            for message in self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s):
-                if first is None:
-                    first = message
-                received.append(message.chunk)
-        except grpc.RpcError as error:
-            what = accord_error(error)
-            if isinstance(what, errors.AccordError):
-                raise what from None
+            stream = AggregateStream.open(responses, number)
+            config = convert.round_config_from_proto(
+                stream.first.config, federation_id=self.config.federation_id
+            )
+            check_round(self._terms, config)
+            # Whose sum it is: the survivor set `threshold` members signed (consistency
+            # round); the integrity tags then check that the aggregate is exactly their sum.
+            survivors = self._check_evidence(config, stream.first)
+            self._fetch_key(config)
+            # Decrypts each chunk as it arrives, while the rest streams in.
+            mean_delta = exchange.reveal_mean(
+                stream.chunks(),
+                config,
+                secret=self._secret,
+                integrity_key=self._integrity_key,
+                survivors=survivors,
+                runner=self._workers,
+            )
+        except BaseException:
+            responses.cancel()  # nothing of it is applied: stop the coordinator's stream
             raise
-        if first is None or first.config.round != number:
-            raise ProtocolError(f"the aggregate of round {number} came without its round config")
-        config = convert.round_config_from_proto(
-            first.config, federation_id=self.config.federation_id
-        )
-        check_round(self._terms, config)
-        # Whose sum it is: the survivor set `threshold` members signed (consistency round);
-        # the integrity tags then check that the aggregate is exactly their sum.
-        survivors = self._check_evidence(config, first)
-        self._fetch_key(config)
-        mean_delta = exchange.reveal_mean(
-            received,
-            config,
-            secret=self._secret,
-            integrity_key=self._integrity_key,
-            survivors=survivors,
-            runner=self._workers,
-        )
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
         self._trainer.save(adapter_dir)
@@ -680,7 +676,7 @@ class ParticipantDaemon:
             **pending,
             **{f"global_{k}": v for k, v in self._trainer.evaluate().items()},
             "download_s": round(time.monotonic() - started, 4),
-            "bytes_down": sum(len(c) for c in received),
+            "bytes_down": stream.received,
         }
         with self.config.metrics_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(metrics) + "\n")
@@ -818,16 +814,3 @@ class ParticipantDaemon:
                     level=logging.WARNING,
                 )
                 time.sleep(delay)
-
-
-def _with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """Yield each item with a flag that is True for the last one (one item of lookahead)."""
-    iterator = iter(items)
-    try:
-        previous = next(iterator)
-    except StopIteration:
-        return
-    for item in iterator:
-        yield previous, False
-        previous = item
-    yield previous, True

@@ -7,10 +7,13 @@ machine. The daemon calls, in this order:
                                                forbids (projected from the ledger)
     trainer_refused(config, key, round, why)   the trainer refused the round for its own
                                                budget (BudgetExhausted): a refusal too
-    before_upload(config, key, round, update, chunks)
-                                               after training and protecting, before the
-                                               first chunk is sent: records the round (or,
-                                               over budget, the refusal)
+    before_upload(config, key, round, update)  after training, before the first chunk
+                                               is protected and sent: records the round
+                                               (or, over budget, the refusal)
+    upload_sent(config, key, round, digest, chunks, bytes)
+                                               after the last chunk is protected, before
+                                               the signed receipt that ends the upload
+                                               stream leaves: what was sent
     after_apply(config, key, round, metrics)   the local validation gain of the new global
                                                adapter, for `accord audit contributions`
     keep_federation_head(state_dir, head, key, pinned=...)
@@ -35,8 +38,10 @@ Entries (kinds; floats as exact decimal strings, see `accord.crypto.ledger_chain
                         training on the same private records besides the update (a
                         baseline or personal model whose weights or accuracy are kept or
                         reported); absent or [] when none; composes into epsilon,
-              data_quality {filter, flagged, excluded},
-              upload {sha256 (over the chunks, in order, as the receipt), chunks, bytes}
+              data_quality {filter, flagged, excluded}
+    upload    round, upload {sha256 (over the chunks, in order, as the receipt), chunks,
+              bytes}. Ledgers written before uploads were streamed as they were protected
+              carry `upload` inside the `round` entry; `accord audit` reads both.
     refusal   round, reason, by ("max_epsilon": the daemon's limit; "trainer": the
               trainer's own budget, e.g. target_epsilon's planned steps all spent),
               max_epsilon, epsilon (projected or reached), accountant, delta,
@@ -51,7 +56,6 @@ machine, so its steps are not in any run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -75,7 +79,7 @@ LEDGER_FILE = "ledger.jsonl"
 FEDERATION_HEAD_FILE = "federation_head.json"
 """In `state_dir`: the federation ledger's latest signed head this participant was shown."""
 
-ROUND, REFUSAL, APPLIED = "round", "refusal", "applied"
+ROUND, UPLOAD, REFUSAL, APPLIED = "round", "upload", "refusal", "applied"
 DP_SGD = "dp-sgd"
 NO_MECHANISM = "none"
 HEAD_FILE_VERSION = 1
@@ -255,13 +259,8 @@ class ParticipantLedger:
 
     # ---- writing ----
 
-    def record_round(
-        self, config: RoundConfig, update: LocalUpdate, chunks: Sequence[bytes]
-    ) -> chain.Entry:
+    def record_round(self, config: RoundConfig, update: LocalUpdate) -> chain.Entry:
         """Record a round's release: call before the first chunk is sent."""
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
         spent = getattr(update, "privacy", None)
         sample_dp: dict[str, Any] = {"mechanism": NO_MECHANISM}
         if spent is not None:
@@ -290,13 +289,13 @@ class ParticipantLedger:
                 "client_dp": client_dp_share(config),
                 **({"side_dp": side_dp} if side_dp else {}),
                 "data_quality": data_quality_counts(self._config),
-                "upload": {
-                    "sha256": digest.hexdigest(),
-                    "chunks": len(chunks),
-                    "bytes": sum(len(chunk) for chunk in chunks),
-                },
             },
         )
+
+    def record_upload(self, round: int, digest: bytes, chunks: int, size: int) -> chain.Entry:
+        """Record what a round's upload sent: call before its signed receipt leaves."""
+        upload = {"sha256": digest.hex(), "chunks": chunks, "bytes": size}
+        return self.file.append(UPLOAD, {"round": round, "upload": upload})
 
     def record_applied(self, round: int, metrics: Mapping[str, Any]) -> chain.Entry | None:
         """Record the local validation gain of the new global adapter (None: nothing measured).
@@ -326,9 +325,8 @@ def before_upload(
     identity_private: bytes,
     round_config: RoundConfig,
     update: LocalUpdate,
-    chunks: Sequence[bytes],
 ) -> str | None:
-    """Record the round before its first chunk is sent; or the refusal, returned.
+    """Record the round before its first chunk is protected and sent; or the refusal.
 
     Raises:
         IntegrityError: the ledger does not verify (nothing is sent then either).
@@ -337,8 +335,28 @@ def before_upload(
     ledger = ParticipantLedger.open(config, identity_private)
     refused = ledger.refusal_after_training(round_config.round, update)
     if refused is None:
-        ledger.record_round(round_config, update, chunks)
+        ledger.record_round(round_config, update)
     return refused
+
+
+def upload_sent(
+    config: ParticipantConfig,
+    identity_private: bytes,
+    round: int,
+    digest: bytes,
+    chunks: int,
+    size: int,
+) -> None:
+    """Record the upload of `round` (SHA-256 over its chunks): before its receipt leaves.
+
+    The coordinator accepts an upload only with the receipt its last chunk carries, so
+    every upload the federation ledger records is in this ledger first.
+
+    Raises:
+        IntegrityError: the ledger does not verify (the receipt is not sent).
+        OSError: the ledger cannot be written (the receipt is not sent).
+    """
+    ParticipantLedger.open(config, identity_private).record_upload(round, digest, chunks, size)
 
 
 def trainer_refused(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,9 @@ from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
 from accord.demo.faults import DROPOUT_EXIT_STATUS, FaultPlan, plan
 from accord.errors import UsageError
+from accord.participant.config import ParticipantConfig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FOUR = ["energy", "residential", "urban", "p4"]
 
@@ -95,7 +100,24 @@ def test_the_cli_refuses_before_it_touches_the_work_folder(tmp_path: Path) -> No
     assert not workdir.exists()
 
 
-def test_the_demo_expects_the_daemons_dropout_status() -> None:
-    from accord.participant import daemon
+def test_the_dropout_hook_ends_the_process_at_its_stage_and_round_only() -> None:
+    # In a child process: the hook ends it abruptly (os._exit), as a dead host would.
+    script = (
+        "from accord.crypto.messages import Stage\n"
+        "from accord.demo.dropout import exit_before\n"
+        "hook = exit_before(Stage.UPLOAD, 2)\n"
+        "hook(Stage.UPLOAD, 1); hook(Stage.SHARE, 2); hook(Stage.UNMASK, 2)\n"
+        "print('still running', flush=True)\n"
+        "hook(Stage.UPLOAD, 2)\n"
+        "print('not reached')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == DROPOUT_EXIT_STATUS, result.stderr
+    assert result.stdout == "still running\n"
 
-    assert daemon.DROPOUT_EXIT_STATUS == DROPOUT_EXIT_STATUS
+
+def test_the_participant_package_carries_no_fault_hook() -> None:
+    fields = ParticipantConfig.model_fields
+    assert not [name for name in fields if name.startswith("exit_")]
+    source = (ROOT / "participant").rglob("*.py")
+    assert not [path for path in source if "os._exit" in path.read_text(encoding="utf-8")]

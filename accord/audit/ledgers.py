@@ -234,12 +234,16 @@ def _cross_check(audit: Audit) -> None:
 
 
 def _upload_finding(participant: Ledger, round: int, digest: str) -> chain.Finding | None:
+    # The digest is an `upload` entry's; in ledgers from before uploads were streamed as
+    # they were protected, the `round` entry's.
     rounds = [
         (entry.seq, dict(entry.body))
         for entry in participant.report.entries
-        if entry.kind == "round"
+        if entry.kind in ("round", "upload")
     ]
-    matching = [(seq, body) for seq, body in rounds if body.get("round") == round]
+    matching = [
+        (seq, body) for seq, body in rounds if body.get("round") == round and "upload" in body
+    ]
     if any(dict(body.get("upload", {})).get("sha256") == digest for _, body in matching):
         return None
     if matching:

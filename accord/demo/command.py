@@ -290,19 +290,22 @@ def demo(
                 seed=seed,
                 index=index,
                 kit=kit,
-                exit_before_stage=dropped_at.value if dropped_at is not None else None,
                 synthetic_parameters=bench_parameters,
                 trainer=trainer_name,
                 data=data,
                 privacy=private if multimodal and not no_dp else None,
             )
-            children.append(
-                start_child(
-                    name,
-                    ["accord.participant", "run", "--config", str(config)],
-                    config.parent,
-                )
-            )
+            # A participant `--drop` names runs with the demo's fault hook.
+            entry = ["accord.participant", "run", "--config", str(config)]
+            if dropped_at is not None:
+                entry = [
+                    "accord.demo.dropout",
+                    "--config",
+                    str(config),
+                    "--stage",
+                    dropped_at.value,
+                ]
+            children.append(start_child(name, entry, config.parent))
         faults = Faults(
             fault_plan,
             coordinator=coordinator,

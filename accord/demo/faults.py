@@ -1,9 +1,10 @@
 """What `accord demo` does to a running federation to show recovery: drops and restarts.
 
     --drop NAME:STAGE        NAME's daemon dies abruptly (exit status 17) right before it
-                             sends its STAGE message in round 1 (the daemon's
-                             `exit_before_stage` hook), and stays gone; the round completes
-                             with the others when at least the threshold remain
+                             sends its STAGE message in round 1 (`accord.demo.dropout`:
+                             the daemon with a `before_stage` hook), and stays gone; the
+                             round completes with the others when at least the threshold
+                             remain
     --restart-coordinator R[:STAGE]
                              SIGKILL the coordinator once round R (or a later one) is in
                              STAGE (`upload`, the default, `unmask` or `aggregate`) or a
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from accord.proto.v1 import federation_pb2 as pb
 
 DROPOUT_EXIT_STATUS = 17
-"""The exit status of a daemon that dropped out on purpose (`participant/daemon.py`)."""
+"""The exit status of a daemon that dropped out on purpose (`accord.demo.dropout`)."""
 
 DROP_ROUND = 1
 """The round in which `--drop` takes effect."""

@@ -381,7 +381,6 @@ def participant_table(
     seed: int,
     index: int,
     kit: Path | None = None,
-    exit_before_stage: str | None = None,
     synthetic_parameters: int | None = None,
     trainer: str = DemoTrainer.MULTIMODAL.value,
     data: DemoData | None = None,
@@ -389,8 +388,7 @@ def participant_table(
 ) -> dict[str, object]:
     """One participant's `[participant]` table (`write_participant_config` writes it).
 
-    `exit_before_stage` (`--drop`) makes the daemon die before it sends that stage's
-    message in round 1. `synthetic_parameters` (`--bench-parameters`) selects the
+    `synthetic_parameters` (`--bench-parameters`) selects the
     benchmark-only synthetic trainer with an adapter of that size; otherwise `trainer`
     names it. The multimodal trainer gets the demo profile (`DEMO_TRAINING`, one torch
     thread per process), its folder of `data` with the shared test set and feature
@@ -402,9 +400,6 @@ def participant_table(
         "seed": seed * 1000 + index + 1,
         "model_seed": seed,
     }
-    if exit_before_stage is not None:
-        table["exit_before_stage"] = exit_before_stage
-        table["exit_in_round"] = 1
     if synthetic_parameters is not None:
         table["trainer"] = "synthetic"
         table["synthetic_parameters"] = synthetic_parameters
