@@ -57,6 +57,7 @@ from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAbor
 from accord.participant import convert, exchange
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
+from accord.participant.federation_head import keep_federation_head
 from accord.participant.kit.certificates import CertifiedRoster, certify_roster, load_certificate
 from accord.participant.kit.startup_kit import Kit, secure_channel
 from accord.participant.revocations import RevocationKeeper
@@ -151,14 +152,7 @@ class ParticipantDaemon:
             else None
         )
         self._round_uploaded = read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
-        options = transport.client_options(config.max_message_bytes)
-        if self._kit is None or config.insecure_plaintext:
-            self._channel = grpc.insecure_channel(config.coordinator, options=options)
-        else:
-            # mTLS with the kit's certificate, trusting only its pinned CA; the config may
-            # override the kit's address (the demo's free port), not whom it trusts.
-            dial = dataclasses.replace(self._kit, coordinator=config.coordinator)
-            self._channel = secure_channel(dial, options=options)
+        self._channel = _open_channel(config, self._kit)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     # ---- lifecycle ----
@@ -318,7 +312,7 @@ class ParticipantDaemon:
             task = self._call(self._stub.NextTask, request, timeout=self.config.poll_s + 30)
             # Every task carries the federation ledger's signed head: kept, and with a kit
             # refused (IntegrityError, the daemon stops) unless its pinned key signed it.
-            ledger.keep_federation_head(
+            keep_federation_head(
                 self.config.state_dir,
                 task.ledger_head,
                 task.ledger_public_key,
@@ -814,3 +808,13 @@ class ParticipantDaemon:
                     level=logging.WARNING,
                 )
                 time.sleep(delay)
+
+
+def _open_channel(config: ParticipantConfig, kit: Kit | None) -> grpc.Channel:
+    """The channel to the coordinator: mTLS with the kit, plaintext only without one."""
+    options = transport.client_options(config.max_message_bytes)
+    if kit is None or config.insecure_plaintext:
+        return grpc.insecure_channel(config.coordinator, options=options)
+    # mTLS with the kit's certificate, trusting only its pinned CA; the config may
+    # override the kit's address (the demo's free port), not whom it trusts.
+    return secure_channel(dataclasses.replace(kit, coordinator=config.coordinator), options=options)

@@ -30,6 +30,7 @@ from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
+from accord.participant.federation_head import keep_federation_head
 from accord.participant.training import privacy
 from accord.participant.training.protocol import LocalUpdate
 
@@ -183,7 +184,7 @@ def write_federation(root: Path, rounds: int = 3) -> dict[str, Any]:
         )
         federation.round_finished(finished, [b"aggregate", str(number).encode()], federation_size=3)  # type: ignore[arg-type]
         for name in NAMES:
-            ledger.keep_federation_head(
+            keep_federation_head(
                 configs[name].state_dir, federation.signed_head, federation.public_key
             )
             metrics = {

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from accord.crypto.profile import Profile
+from accord.demo.dropout import participant_entry
 from accord.demo.faults import FaultPlan, Faults, plan
 from accord.demo.processes import (
     Child,
@@ -295,17 +296,7 @@ def demo(
                 data=data,
                 privacy=private if multimodal and not no_dp else None,
             )
-            # A participant `--drop` names runs with the demo's fault hook.
-            entry = ["accord.participant", "run", "--config", str(config)]
-            if dropped_at is not None:
-                entry = [
-                    "accord.demo.dropout",
-                    "--config",
-                    str(config),
-                    "--stage",
-                    dropped_at.value,
-                ]
-            children.append(start_child(name, entry, config.parent))
+            children.append(start_child(name, participant_entry(config, dropped_at), config.parent))
         faults = Faults(
             fault_plan,
             coordinator=coordinator,

@@ -40,6 +40,13 @@ def exit_before(
     return hook
 
 
+def participant_entry(config: Path, dropped_at: Stage | None) -> list[str]:
+    """The module and arguments of a demo participant: with `--drop`, this one's."""
+    if dropped_at is None:
+        return ["accord.participant", "run", "--config", str(config)]
+    return ["accord.demo.dropout", "--config", str(config), "--stage", dropped_at.value]
+
+
 @app.command()
 def run(
     config: Path = typer.Option(..., "--config", "-c", help="the participant's TOML file"),

@@ -24,6 +24,11 @@ from accord.crypto.quantize import QuantSpec
 from accord.errors import IntegrityError, RoundAborted
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
+from accord.participant.federation_head import (
+    FEDERATION_HEAD_FILE,
+    keep_federation_head,
+    read_federation_head,
+)
 from accord.participant.training import privacy
 from accord.participant.training.protocol import LocalUpdate
 
@@ -248,17 +253,17 @@ def test_the_federation_head_is_kept_when_it_moves_forward_and_anomalies_noted(t
         )
         for count in (1, 3)
     ]
-    ledger.keep_federation_head(tmp_path, b"", b"")
-    assert not (tmp_path / ledger.FEDERATION_HEAD_FILE).exists()
-    ledger.keep_federation_head(tmp_path, heads[1].to_bytes(), coordinator.public)
-    ledger.keep_federation_head(tmp_path, heads[0].to_bytes(), coordinator.public)  # went back
-    ledger.keep_federation_head(tmp_path, heads[1].to_bytes(), keypair("other").public)  # bad sig
+    keep_federation_head(tmp_path, b"", b"")
+    assert not (tmp_path / FEDERATION_HEAD_FILE).exists()
+    keep_federation_head(tmp_path, heads[1].to_bytes(), coordinator.public)
+    keep_federation_head(tmp_path, heads[0].to_bytes(), coordinator.public)  # went back
+    keep_federation_head(tmp_path, heads[1].to_bytes(), keypair("other").public)  # bad sig
     impostor = keypair("impostor")
     forged = chain.sign_head(
         chain.Head(5, b"\x05" * 32), "accord-demo/coordinator", impostor.private
     )
-    ledger.keep_federation_head(tmp_path, forged.to_bytes(), impostor.public)  # key changed
-    key, head, anomalies = ledger.read_federation_head(tmp_path / ledger.FEDERATION_HEAD_FILE)
+    keep_federation_head(tmp_path, forged.to_bytes(), impostor.public)  # key changed
+    key, head, anomalies = read_federation_head(tmp_path / FEDERATION_HEAD_FILE)
     assert key == coordinator.public and head == heads[1]
     assert len(anomalies) == 3
     assert "went back or forked" in anomalies[0]
@@ -386,7 +391,5 @@ def test_a_participant_out_of_budget_stops_and_the_federation_continues(tmp_path
     assert second["survivors"] == ["energy", "residential"] and second["quorum"] == 2
     # Every participant kept the federation ledger's head it was last shown.
     for name in NAMES:
-        key, head, anomalies = ledger.read_federation_head(
-            tmp_path / name / ledger.FEDERATION_HEAD_FILE
-        )
+        key, head, anomalies = read_federation_head(tmp_path / name / FEDERATION_HEAD_FILE)
         assert head is not None and key is not None and anomalies == []
