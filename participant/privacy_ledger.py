@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 from accord.core.ledger_store import LedgerFile
 from accord.crypto import ledger_chain as chain
-from accord.crypto.ledger_chain import decimal
+from accord.crypto.ledger_encoding import decimal
 from accord.errors import BadSignature, IntegrityError
 from accord.participant.config import ParticipantConfig
 
