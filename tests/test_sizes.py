@@ -21,7 +21,6 @@ BACKLOG_MODULES = {
     "coordinator/operator/provision.py": 831,
     "coordinator/roster.py": 555,
     "coordinator/store/database.py": 705,
-    "crypto/ckks.py": 682,
     "crypto/round.py": 518,
     "crypto/wire.py": 579,
     "participant/daemon.py": 833,
