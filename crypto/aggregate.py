@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.crypto import packing as packing_mod
-from accord.crypto import wire
+from accord.crypto import wire, wire_layout, wire_payload
 from accord.crypto.ckks import CiphertextAccumulator, LoadedCiphertext, PublicContext
 from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
@@ -115,9 +115,9 @@ class UpdateSum:
         self.round = round
         self._public = public
         self._max_chunk_bytes = max_chunk_bytes
-        self._plan = wire.chunk_plan(element_count, profile, packing, target_chunk_bytes)
+        self._plan = wire_layout.chunk_plan(element_count, profile, packing, target_chunk_bytes)
         # Validate the settings once by building the header of chunk 0.
-        wire.layout_header(
+        wire_layout.layout_header(
             profile=profile,
             federation_id=federation_id,
             round=round,
@@ -151,7 +151,7 @@ class UpdateSum:
 
     @property
     def plan(self) -> list[tuple[int, int]]:
-        """``(element_start, element_count)`` of every chunk, as ``wire.chunk_plan`` lays it out."""
+        """Every chunk's ``(element_start, element_count)``, from ``wire_layout.chunk_plan``."""
         return list(self._plan)
 
     @property
@@ -190,7 +190,7 @@ class UpdateSum:
         payloads there, ``prepare``). Raises as ``check``, except for payload errors.
         """
         header, _ = wire.decode_chunk(chunk, max_bytes=self._max_chunk_bytes)
-        wire.require_layout(
+        wire_layout.require_layout(
             header,
             profile=self.profile,
             federation_id=self.federation_id,
@@ -336,16 +336,18 @@ class UpdateSum:
             start, count = self._plan[index]
             low, high = start - self.elements.start, start + count - self.elements.start
             if self._fields is not None:
-                payload = wire.encode_field_payload(self._fields[low:high], self.modulus_bits)
+                payload = wire_payload.encode_field_payload(
+                    self._fields[low:high], self.modulus_bits
+                )
             elif self._floats is not None:
-                payload = wire.encode_float_payload(self._floats[low:high])
+                payload = wire_payload.encode_float_payload(self._floats[low:high])
             else:
                 first = self._first_ciphertext(start)
                 count_ct = self._spec().ciphertext_count(count)
-                payload = wire.encode_ciphertext_payload(
+                payload = wire_payload.encode_ciphertext_payload(
                     [total.to_bytes() for total in self._sums[first : first + count_ct]]
                 )
-            header = wire.layout_header(
+            header = wire_layout.layout_header(
                 profile=self.profile,
                 federation_id=self.federation_id,
                 round=self.round,
@@ -361,7 +363,7 @@ class UpdateSum:
     def _prepare(self, chunk: bytes) -> tuple[wire.ChunkHeader, Any]:
         """Decode and validate a chunk completely; return its header and decoded payload."""
         header, payload = wire.decode_chunk(chunk, max_bytes=self._max_chunk_bytes)
-        wire.require_layout(
+        wire_layout.require_layout(
             header,
             profile=self.profile,
             federation_id=self.federation_id,
@@ -373,12 +375,14 @@ class UpdateSum:
         )
         index, count = header.chunk_index, header.element_count
         if self.profile is Profile.NONE:
-            return header, wire.decode_float_payload(payload, count, chunk_index=index)
+            return header, wire_payload.decode_float_payload(payload, count, chunk_index=index)
         if not self.profile.uses_ckks:
-            fields = wire.decode_field_payload(payload, self.modulus_bits, count, chunk_index=index)
+            fields = wire_payload.decode_field_payload(
+                payload, self.modulus_bits, count, chunk_index=index
+            )
             return header, fields
         spec = self._spec()
-        blobs = wire.decode_ciphertext_payload(
+        blobs = wire_payload.decode_ciphertext_payload(
             payload, spec.ciphertext_count(count), chunk_index=index
         )
         assert self._public is not None  # guarded in __init__

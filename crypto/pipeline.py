@@ -1,7 +1,7 @@
 """The participant's side of an update: protect it chunk by chunk, reveal the aggregate.
 
 Theory of operation (DESIGN.md section 2; docs/protocol.md). ``protect`` walks the
-``wire.chunk_plan`` of the quantized update and, for each chunk only:
+``wire_layout.chunk_plan`` of the quantized update and, for each chunk only:
 
 1. adds the pairwise and self masks mod ``2^b`` (``masks.apply``; Bonawitz et al.
    2017, SecAgg+ of Bell et al. 2020) when the profile masks;
@@ -38,7 +38,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from accord.crypto import masks, wire
+from accord.crypto import masks, wire, wire_layout, wire_payload
 from accord.crypto.ckks import SecretContext
 from accord.crypto.packing import PackingSpec, pack
 from accord.crypto.profile import Profile
@@ -169,8 +169,8 @@ def protect(
     terms = list(mask_terms)
     if terms and not profile.uses_masks:
         raise InternalError(f"protect: profile {profile} takes no mask terms")
-    plan = wire.chunk_plan(array.size, profile, packing, target_chunk_bytes)
-    wire.layout_header(
+    plan = wire_layout.chunk_plan(array.size, profile, packing, target_chunk_bytes)
+    wire_layout.layout_header(
         profile=profile,
         federation_id=federation_id,
         round=round,
@@ -216,17 +216,17 @@ def _protect_chunk(secret: SecretContext | None, job: ProtectJob) -> bytes:
         piece = masks.apply(piece, job.start, list(job.terms), job.modulus_bits)
     if packing is not None and secret is not None:
         per = packing.elements_per_ciphertext
-        payload = wire.encode_ciphertext_payload(
+        payload = wire_payload.encode_ciphertext_payload(
             [
                 secret.encrypt(pack(piece[offset : offset + per], packing), packing)
                 for offset in range(0, count, per)
             ]
         )
     elif job.profile is Profile.NONE:
-        payload = wire.encode_float_payload(piece)
+        payload = wire_payload.encode_float_payload(piece)
     else:
-        payload = wire.encode_field_payload(piece, job.modulus_bits)
-    header = wire.layout_header(
+        payload = wire_payload.encode_field_payload(piece, job.modulus_bits)
+    header = wire_layout.layout_header(
         profile=job.profile,
         federation_id=job.federation_id,
         round=job.round,
@@ -277,7 +277,7 @@ def reveal(
         UsageError: the arguments do not fit the profile.
     """
     _check_profile_arguments(profile, modulus_bits, packing, secret)
-    plan = wire.chunk_plan(element_count, profile, packing, target_chunk_bytes)
+    plan = wire_layout.chunk_plan(element_count, profile, packing, target_chunk_bytes)
     out: npt.NDArray[np.uint32] | npt.NDArray[np.float32]
     if profile is Profile.NONE:
         out = np.zeros(element_count, dtype=np.float32)
@@ -288,7 +288,7 @@ def reveal(
     def ciphertext_jobs() -> Iterator[RevealJob]:
         for chunk in chunks:
             header, payload = wire.decode_chunk(chunk, max_bytes=max_chunk_bytes)
-            wire.require_layout(
+            wire_layout.require_layout(
                 header,
                 profile=profile,
                 federation_id=federation_id,
@@ -303,11 +303,11 @@ def reveal(
                 raise Malformed(f"chunk {index}: received twice")
             seen[index] = True
             if profile is Profile.NONE:
-                out[start : start + count] = wire.decode_float_payload(
+                out[start : start + count] = wire_payload.decode_float_payload(
                     payload, count, chunk_index=index
                 )
             elif packing is None or secret is None:
-                out[start : start + count] = wire.decode_field_payload(
+                out[start : start + count] = wire_payload.decode_field_payload(
                     payload, modulus_bits, count, chunk_index=index
                 )
             else:
@@ -335,7 +335,7 @@ def reveal_chunk(
         raise InternalError(f"chunk {job.index}: decrypting needs the secret context")
     packing = job.packing
     per = packing.elements_per_ciphertext
-    blobs = wire.decode_ciphertext_payload(
+    blobs = wire_payload.decode_ciphertext_payload(
         job.payload, packing.ciphertext_count(job.count), chunk_index=job.index
     )
     values = np.empty(job.count, dtype=np.uint32)

@@ -22,7 +22,6 @@ BACKLOG_MODULES = {
     "coordinator/roster.py": 555,
     "coordinator/store/database.py": 705,
     "crypto/round.py": 518,
-    "crypto/wire.py": 579,
     "participant/daemon.py": 833,
     "participant/data/incident_sets.py": 584,
     "participant/kit/preflight.py": 535,

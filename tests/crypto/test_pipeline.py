@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.crypto import pipeline, wire
+from accord.crypto import pipeline, wire, wire_layout
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.ckks import SecretContext
 from accord.crypto.masks import MaskTerm, correction, correction_terms, pairwise_sign
@@ -103,7 +103,7 @@ def run_round(
                 for v in ids[n - dropped :]
             ],
         )
-        for start, size in wire.chunk_plan(count, profile, spec, target):
+        for start, size in wire_layout.chunk_plan(count, profile, spec, target):
             total.add_correction(start, correction(start, size, fix, b))
     out = pipeline.reveal(
         total.chunks(),
