@@ -21,7 +21,6 @@ BACKLOG_MODULES = {
     "coordinator/operator/provision.py": 831,
     "coordinator/roster.py": 555,
     "coordinator/store/database.py": 705,
-    "crypto/round.py": 518,
     "participant/daemon.py": 833,
     "participant/data/incident_sets.py": 584,
     "participant/kit/preflight.py": 535,
