@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any
 
 from accord.crypto.packing import COEFF_MODULUS_BITS, PackingSpec
 from accord.crypto.profile import Profile
@@ -26,7 +27,7 @@ from accord.crypto.wire import (
 from accord.crypto.wire_payload import LENGTH
 from accord.errors import InternalError, Malformed
 
-__all__ = ["chunk_plan", "layout_header", "require_layout"]
+__all__ = ["check_settings", "checked_plan", "chunk_plan", "layout_header", "require_layout"]
 
 _CIPHERTEXT_OVERHEAD = 256
 """Bytes of SEAL header and metadata around a seeded ciphertext's ``c0`` (measured: 204)."""
@@ -74,6 +75,34 @@ def chunk_plan(
         (start, min(per_chunk, element_count - start))
         for start in range(0, element_count, per_chunk)
     ]
+
+
+def checked_plan(
+    element_count: int,
+    profile: Profile,
+    spec: PackingSpec | None,
+    target_bytes: int,
+    *,
+    federation_id: str,
+    round: int,
+    modulus_bits: int,
+) -> list[tuple[int, int]]:
+    """``chunk_plan``, after checking the round's settings once by building chunk 0's header.
+
+    Raises:
+        UsageError: as ``chunk_plan``, or the settings do not form a valid header.
+    """
+    plan = chunk_plan(element_count, profile, spec, target_bytes)
+    layout_header(
+        profile=profile,
+        federation_id=federation_id,
+        round=round,
+        plan=plan,
+        chunk_index=0,
+        modulus_bits=modulus_bits,
+        spec=spec,
+    )
+    return plan
 
 
 def layout_header(
@@ -169,3 +198,42 @@ def require_layout(
 def _seeded_ciphertext_bytes(spec: PackingSpec) -> int:
     data_primes = len(COEFF_MODULUS_BITS[spec.poly_modulus_degree]) - 1
     return 8 * spec.poly_modulus_degree * data_primes + _CIPHERTEXT_OVERHEAD
+
+
+def check_settings(
+    profile: Profile,
+    modulus_bits: int,
+    packing: PackingSpec | None,
+    context: Any,
+    context_name: str,
+) -> None:
+    """Check that a profile, ``b``, a packing and a CKKS context fit together.
+
+    Args:
+        profile: the round's protection profile.
+        modulus_bits: ``b``; an integer in 1..32 unless the profile is ``none``.
+        packing: the packing spec; required exactly for the CKKS profiles.
+        context: the CKKS context (public or secret, with ``poly_modulus_degree``);
+            required exactly for the CKKS profiles.
+        context_name: how messages name the context ("public context", ...).
+
+    Raises:
+        InternalError: they do not fit.
+    """
+    if not isinstance(profile, Profile):
+        raise InternalError(f"profile must be a Profile, got {type(profile).__name__}")
+    if profile.uses_ckks:
+        if packing is None or context is None:
+            raise InternalError(f"profile {profile} needs a packing spec and a {context_name}")
+        if packing.modulus_bits != modulus_bits:
+            raise InternalError(
+                f"packing is for b = {packing.modulus_bits}, the round uses b = {modulus_bits}"
+            )
+        if packing.poly_modulus_degree != context.poly_modulus_degree:
+            raise InternalError(f"the packing and the {context_name} have different ring degrees")
+    elif packing is not None or context is not None:
+        raise InternalError(f"profile {profile} takes no packing spec and no {context_name}")
+    if profile is not Profile.NONE and not (
+        isinstance(modulus_bits, int) and 1 <= modulus_bits <= 32
+    ):
+        raise InternalError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")
