@@ -48,8 +48,6 @@ BACKLOG_FUNCTIONS = {
     "coordinator/operator/provision.py:approve": 98,
     "coordinator/operator/provision.py:create_ca": 82,
     "coordinator/server.py:start": 97,
-    "crypto/ceremony.py:make": 79,
-    "crypto/credential.py:verify_member": 77,
     "participant/daemon.py:__init__": 61,
     "participant/daemon.py:_download": 70,
     "participant/daemon.py:_upload": 73,
