@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from accord.crypto import identity
+from accord.crypto import identity, ledger_verify
 from accord.crypto import ledger_chain as chain
 from accord.crypto import ledger_encoding as encoding
-from accord.crypto.ledger_report import Problem, Report
+from accord.crypto.ledger_report import Finding, Problem, Report
 from accord.crypto.ledger_verify import verify_chain
 from accord.errors import BadSignature, IntegrityError, InternalError, UsageError
 
@@ -263,3 +263,20 @@ def test_append_refuses_bad_kinds_and_bodies() -> None:
         chain.append(chain.Head(), "round", {"epsilon": 1.0}, KEY.private)
     with pytest.raises(InternalError, match="set by open_ledger"):
         chain.open_ledger(LEDGER_ID, KEY.private, {"public_key": "x"})
+
+
+def test_a_check_in_kind_checks_runs_on_every_entry_of_its_kind_not_yet_found_edited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_round_two(entry: chain.Entry, ledger: Any) -> Finding | None:
+        if entry.body["round"] != 2:
+            return None
+        return Finding(Problem.MALFORMED, "round 2 is refused", entry.seq, ledger.lines[entry.seq])
+
+    monkeypatch.setitem(ledger_verify.KIND_CHECKS, "round", no_round_two)
+    lines = lines_of(build(3))
+    lines[6] = edit_body(lines[6], {"round": 2})  # round 3, now claiming to be round 2
+    report = verify_chain(lines, KEY.public)
+    assert problems(report) == [(Problem.EDITED, 6), (Problem.MALFORMED, 4)]
+    assert report.findings[1].line == 5
+    assert report.latest_head is not None and report.latest_head.count == 5
