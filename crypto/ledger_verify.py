@@ -62,18 +62,7 @@ def verify_chain(
     latest_head = _check_kinds(ledger)
     if require_closing_checkpoint:
         _check_closing(ledger)
-    for label, signed in heads:
-        findings.extend(
-            _against_head(
-                label,
-                signed,
-                ledger.entries,
-                ledger.lines,
-                ledger.count,
-                ledger.ledger_id,
-                ledger.key,
-            )
-        )
+    _check_kept_heads(ledger, heads)
     return Report(
         ledger_id=ledger.ledger_id,
         public_key=ledger.key,
@@ -305,6 +294,22 @@ def _check_closing(ledger: _Ledger) -> None:
                 "its tail was cut off (every write closes with a checkpoint)",
                 last.seq,
             )
+
+
+def _check_kept_heads(ledger: _Ledger, heads: Sequence[tuple[str, SignedHead]]) -> None:
+    """Heads kept by others: each must be this ledger's, and cover no more than it holds."""
+    for label, signed in heads:
+        ledger.findings.extend(
+            _against_head(
+                label,
+                signed,
+                ledger.entries,
+                ledger.lines,
+                ledger.count,
+                ledger.ledger_id,
+                ledger.key,
+            )
+        )
 
 
 def _missing(by_seq: Mapping[int, tuple[int, Entry]], highest: int) -> list[Finding]:
