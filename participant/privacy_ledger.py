@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from accord.core.ledger_store import LedgerFile
 from accord.crypto import ledger_chain as chain
-from accord.crypto.ledger_chain import decimal
+from accord.crypto.ledger_encoding import decimal
 from accord.participant.config import ParticipantConfig
 
 if TYPE_CHECKING:  # torch and peft stay unimported for `accord audit verify`

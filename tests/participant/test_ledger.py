@@ -18,6 +18,7 @@ from accord.core import configfile
 from accord.core.ledger_store import TORN_SUFFIX, LedgerFile, read_lines
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_verify import verify_chain
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
@@ -149,7 +150,7 @@ def test_a_round_is_recorded_with_its_mechanism_counts_and_upload_digest(tmp_pat
     opened = ledger.ParticipantLedger.open(config, KEY.private)
     assert opened.runs() == [(SIGMA, RATE, STEPS), (SIGMA, RATE, STEPS)]
     # The file verifies with the participant's identity key, and ends with a checkpoint.
-    report = chain.verify_chain(read_lines(config.state_dir / "ledger.jsonl"), KEY.public)
+    report = verify_chain(read_lines(config.state_dir / "ledger.jsonl"), KEY.public)
     assert report.ok and report.entries[-1].kind == chain.CHECKPOINT
     assert report.ledger_id == "accord-demo/participant/energy"
 
@@ -241,7 +242,7 @@ def test_a_torn_last_line_is_set_aside_and_the_ledger_closed_again(tmp_path) -> 
     opened = ledger.ParticipantLedger.open(config, KEY.private)
     assert (path.parent / (path.name + TORN_SUFFIX)).exists()
     assert opened.file.entries[-1].kind == chain.CHECKPOINT
-    assert chain.verify_chain(read_lines(path), KEY.public).ok
+    assert verify_chain(read_lines(path), KEY.public).ok
     assert len(entries(config, ledger.ROUND)) == 1
 
 

@@ -18,6 +18,7 @@ from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
 from accord.crypto.ledger_key import to_pem
+from accord.crypto.ledger_report import Problem
 from accord.errors import ConfigError, IntegrityError
 from accord.federation.provision import (
     FederationFile,
@@ -181,6 +182,6 @@ def test_audit_verify_checks_the_federation_ledger_with_the_pinned_key(tmp_path,
     other = identity.generate_identity().public.hex()
     wrong = load([state], coordinator_key=other)
     assert not wrong.ok
-    assert any(f.problem is chain.Problem.WRONG_KEY for f in wrong.coordinators[0].findings)
+    assert any(f.problem is Problem.WRONG_KEY for f in wrong.coordinators[0].findings)
     with pytest.raises(ConfigError, match="--coordinator-key"):
         load([state], coordinator_key="not-a-key")
