@@ -24,7 +24,7 @@ each could run on its own host. Layout of the work folder (kept afterwards):
 What the participants train (`--trainer`): by default the multimodal trainer
 (`participant/training/multimodal.py`: the bundled MiniLM + EfficientNet-Lite0 towers,
 frozen, with a fusion head trained by FFA-LoRA's rules) on the synthetic city-safety
-benchmark (`participant/data/incident_sets.py`), enterprise i of N going to participant i, so
+benchmark (`participant/data/city_safety.py`), enterprise i of N going to participant i, so
 that the label skew between enterprises holds for any N >= 2. Each trains with
 sample-level DP-SGD (`--target-epsilon` at delta 1e-5 over all rounds, RDP
 accountant; `--no-dp` turns it off) and reports, besides the federated global

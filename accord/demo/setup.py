@@ -101,10 +101,11 @@ def write_demo_data(workdir: Path, names: Sequence[str], *, seed: int) -> DemoDa
     pooled-test/` every test split (the shared evaluation set), and `benchmark.json`
     each participant's enterprise (domain) and label counts.
     """
+    from accord.participant.data import city_safety
     from accord.participant.data import folder as datasets
     from accord.participant.data import incident_sets as benchmarks
 
-    bench = benchmarks.city_safety_benchmark(len(names), seed=seed)
+    bench = city_safety.city_safety_benchmark(len(names), seed=seed)
     root = workdir / DATA_DIR
     folders: dict[str, Path] = {}
     described: dict[str, object] = {}
