@@ -16,7 +16,6 @@ FUNCTION_LINES = 60
 
 BACKLOG_MODULES = {
     "accord/demo/report.py": 505,
-    "accord/demo/setup.py": 466,
     "coordinator/aggregation/sum_workers.py": 644,
     "coordinator/operator/provision.py": 831,
     "coordinator/roster.py": 555,
@@ -40,12 +39,9 @@ BACKLOG_FUNCTIONS = {
     "accord/audit/reports.py:_client_level": 70,
     "accord/audit/reports.py:budget_summary": 112,
     "accord/audit/trust.py:pinned_key": 63,
-    "accord/demo/command.py:demo": 260,
     "accord/demo/faults.py:plan": 78,
     "accord/demo/report.py:print_summary": 73,
     "accord/demo/report.py:summary": 88,
-    "accord/demo/setup.py:participant_table": 66,
-    "accord/demo/setup.py:write_coordinator_config": 68,
     "accord/federation/provision.py:provision_federation": 68,
     "coordinator/aggregation/round_sum.py:round_config": 61,
     "coordinator/operator/provision.py:approve": 98,
