@@ -28,7 +28,6 @@ BACKLOG_MODULES = {
     "participant/kit/preflight.py": 535,
     "participant/kit/startup_kit.py": 722,
     "participant/privacy_ledger.py": 588,
-    "participant/training/models.py": 495,
     "participant/training/multimodal.py": 638,
     "participant/training/privacy.py": 507,
 }
@@ -63,7 +62,6 @@ BACKLOG_FUNCTIONS = {
     "participant/kit/startup_kit.py:request": 63,
     "participant/privacy_ledger.py:keep_federation_head": 76,
     "participant/training/local.py:train_local": 122,
-    "participant/training/models.py:_load_hf_checkpoint": 63,
     "participant/training/multimodal.py:__init__": 94,
 }
 
