@@ -19,6 +19,7 @@ from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
+from accord.participant.data import city_safety
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import models, privacy
 from accord.participant.training.multimodal import (
@@ -33,7 +34,7 @@ KEY = identity.generate_identity(lambda n: hashlib.sha256(b"energy").digest()[:n
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    bench = benchmarks.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
+    bench = city_safety.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
     return benchmarks.write_benchmark(bench, tmp_path_factory.mktemp("city"))
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from accord.core import configfile
 from accord.errors import ConfigError, RoundAborted
 from accord.participant.config import ParticipantConfig
+from accord.participant.data import city_safety
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import local as train
 from accord.participant.training import models
@@ -22,12 +23,12 @@ from accord.participant.training.multimodal import (
 )
 from accord.participant.training.protocol import Trainer
 
-LABELS = benchmarks.CITY_LABELS
+LABELS = city_safety.CITY_LABELS
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    bench = benchmarks.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
+    bench = city_safety.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
     return benchmarks.write_benchmark(bench, tmp_path_factory.mktemp("city"))
 
 
