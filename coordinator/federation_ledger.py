@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord.coordinator.records import Assignment
 from accord.core.configfile import dump_versioned_json, read_versioned_json
 from accord.core.kitformat import write_public
 from accord.core.ledger_store import (
@@ -63,6 +62,7 @@ from accord.crypto.ledger_encoding import decimal
 from accord.crypto.messages import RoundConfig, Stage
 from accord.crypto.round import CoordinatorRound
 from accord.errors import ConfigError, IntegrityError, UsageError
+from accord.wire.tasks import Assignment
 
 if TYPE_CHECKING:
     from accord.coordinator.operator.provision import CertificateAuthority

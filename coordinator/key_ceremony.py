@@ -35,7 +35,7 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from accord.coordinator.membership import Membership
-from accord.coordinator.records import Assignment, KeyState, SealedKey
+from accord.coordinator.records import KeyState
 from accord.core import logs
 from accord.crypto import ceremony, identity
 from accord.crypto.ceremony import CeremonyKey
@@ -43,6 +43,8 @@ from accord.crypto.ckks import PublicContext
 from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.profile import Profile
 from accord.errors import Malformed
+from accord.wire.ceremony import SealedKey
+from accord.wire.tasks import Assignment
 
 
 class KeyCeremony:

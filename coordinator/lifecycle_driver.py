@@ -22,7 +22,6 @@ from accord.coordinator.aggregation.sum_workers import SumWorkers
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.key_ceremony import KeyCeremony
 from accord.coordinator.membership import Membership
-from accord.coordinator.records import Assignment, RoundRecord
 from accord.coordinator.round_run import RECENT_ROUNDS, RoundRun, RoundServices
 from accord.core import logs
 from accord.crypto.ckks import PublicContext
@@ -50,6 +49,8 @@ from accord.crypto.lifecycle_events import (
 from accord.crypto.messages import Aborted, AggregateReady, CoordinatorMessage, Stage
 from accord.crypto.round import CoordinatorRound
 from accord.crypto.terms import FederationTerms, check_round_config, required_threshold
+from accord.wire.status import RoundRecord
+from accord.wire.tasks import Assignment
 
 
 class LifecycleDriver:

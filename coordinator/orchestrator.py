@@ -31,14 +31,7 @@ from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.key_ceremony import KeyCeremony
 from accord.coordinator.lifecycle_driver import LifecycleDriver
 from accord.coordinator.membership import Membership
-from accord.coordinator.records import (
-    Assignment,
-    Header,
-    KeyState,
-    RoundRecord,
-    SealedKey,
-    Status,
-)
+from accord.coordinator.records import KeyState
 from accord.coordinator.round_run import RECENT_ROUNDS, RoundRun, RoundServices
 from accord.coordinator.store.persistence import FederationRecords
 from accord.coordinator.terms import check_coordinator_config
@@ -64,6 +57,10 @@ from accord.crypto.messages import (
 from accord.crypto.round import CoordinatorRound
 from accord.crypto.terms import FederationTerms
 from accord.errors import NotAllowed, OutOfStage
+from accord.wire.ceremony import SealedKey
+from accord.wire.headers import Header
+from accord.wire.status import RoundRecord, Status
+from accord.wire.tasks import Assignment
 
 
 class Orchestrator(LifecycleDriver, Transfers):
@@ -380,7 +377,7 @@ class Orchestrator(LifecycleDriver, Transfers):
 
     def _current_run(self, header: Header, stage: Stage) -> RoundRun:
         self._check_member(header)
-        if header.stage is not stage:
+        if header.stage != stage:  # `is not` would narrow `stage` to Optional for mypy
             named = header.stage.value if header.stage else "no stage"
             raise OutOfStage(f"a {stage.value} request whose header names {named}")
         run = self._run

@@ -23,7 +23,7 @@ from typing import TypeAlias
 
 from accord.coordinator.aggregation.round_sum import RoundSum
 from accord.coordinator.federation_ledger import FederationLedger
-from accord.coordinator.records import RoundRecord, Upload
+from accord.coordinator.records import Upload
 from accord.coordinator.store.persistence import FederationRecords
 from accord.core import logs
 from accord.crypto.lifecycle_events import RoundAborted as RoundAbortedEvent
@@ -31,6 +31,7 @@ from accord.crypto.lifecycle_events import RoundDone, StageOpened
 from accord.crypto.messages import AggregateReady, CoordinatorMessage, Stage, UploadDone
 from accord.crypto.round import CoordinatorRound, RoundOutcome
 from accord.errors import Oversized, RoundAborted
+from accord.wire.status import RoundRecord
 
 RECENT_ROUNDS = 100
 """How many round summaries `status()` keeps."""

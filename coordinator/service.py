@@ -15,16 +15,28 @@ from typing import TypeVar
 
 import grpc
 
-from accord.coordinator import convert
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.operator.provision import REVOCATIONS_FILE
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.ratelimit import ParticipantRateLimiter
-from accord.coordinator.records import Header
 from accord.coordinator.roster import Roster
+from accord.crypto.lifecycle import Lifecycle
 from accord.errors import Malformed, StreamIdle
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from accord.wire.ceremony import (
+    ceremony_bundle_to_proto,
+    enrolment_ceremony_key_from_proto,
+    sealed_keys_from_proto,
+)
+from accord.wire.enrol import roster_to_proto
+from accord.wire.evidence import confirm_survivors_from_proto, evidence_to_proto
+from accord.wire.headers import Header, header_from_proto
+from accord.wire.keys import advertise_from_proto, share_keys_from_proto, unmask_from_proto
+from accord.wire.round_config import round_config_to_proto
+from accord.wire.stages import profile_to_proto, shown_stage
+from accord.wire.status import status_to_proto
+from accord.wire.tasks import assignment_to_proto
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
@@ -76,7 +88,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             NotAllowed: the mTLS peer may not speak for the participant it names.
             RateLimited: the participant made more requests than its rate allows.
         """
-        routed = convert.header_from_proto(header)
+        routed = header_from_proto(header)
         if self._roster is not None:
             # A revocation bites at once: never selected again, and a new CKKS key.
             self._orchestrator.revoke(self._roster.revoked_ids())
@@ -95,13 +107,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             header,
             base_model_hash=request.base_model_hash,
             adapter_parameters=request.adapter_parameters,
-            ceremony_key=convert.ceremony_key_from_proto(request, header.participant),
+            ceremony_key=enrolment_ceremony_key_from_proto(request, header.participant),
         )
         return pb.EnrollResponse(
             federation_id=self._config.federation_id,
             current_round=current_round,
-            profile=convert.profile_to_proto(self._config.profile),
-            roster=convert.roster_to_proto(
+            profile=profile_to_proto(self._config.profile),
+            roster=roster_to_proto(
                 self._orchestrator.identities,
                 self._roster.snapshot().active() if self._roster is not None else None,
             ),
@@ -115,13 +127,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         current_round, stage = self._orchestrator.heartbeat(header, request.state)
         return pb.HeartbeatResponse(
             current_round=current_round,
-            stage=pb.Stage.Value(stage.name) if stage is not None else pb.IDLE,
+            stage=shown_stage(stage, Lifecycle.IDLE),
         )
 
     def NextTask(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.Task:
         header = self._header(request.header, context)
         task = self._orchestrator.next_task(header, wait_s=request.wait_s, active=context.is_active)
-        answer = convert.assignment_to_proto(task, stage_deadline_s=self._config.stage_deadline_s)
+        answer = assignment_to_proto(task, stage_deadline_s=self._config.stage_deadline_s)
         if self._config.roster is not None:
             # Relay the operator's newest signed revocation list; members check it.
             revocations = self._config.roster.parent / REVOCATIONS_FILE
@@ -158,13 +170,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             message = pb.AggregateChunk(chunk=chunk)
             if index == 0:
                 message.config.CopyFrom(
-                    convert.round_config_to_proto(
-                        config, stage_deadline_s=self._config.stage_deadline_s
-                    )
+                    round_config_to_proto(config, stage_deadline_s=self._config.stage_deadline_s)
                 )
-                signed = convert.aggregate_evidence_to_proto(evidence)
-                if signed is not None:
-                    message.evidence.CopyFrom(signed)
+                if evidence is not None:
+                    message.evidence.CopyFrom(evidence_to_proto(evidence))
             yield message
             sent += len(chunk)
         self._orchestrator.download_done(header, sent)
@@ -172,7 +181,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     def GetStatus(
         self, request: pb.StatusRequest, context: grpc.ServicerContext
     ) -> pb.StatusResponse:
-        return convert.status_to_proto(
+        return status_to_proto(
             self._orchestrator.status(),
             federation_id=self._config.federation_id,
             profile=self._config.profile,
@@ -184,7 +193,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             header,
             key_epoch=request.key_epoch,
             public=request.public_context,
-            sealed=convert.sealed_keys_from_proto(request),
+            sealed=sealed_keys_from_proto(request),
         )
         return pb.Ack(message=f"key epoch {request.key_epoch} stored")
 
@@ -193,32 +202,34 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     ) -> pb.CeremonyBundle:
         header = self._header(request.header, context)
         keys, sealed = self._orchestrator.fetch_ceremony(header)
-        return convert.ceremony_bundle_to_proto(keys, sealed)
+        return ceremony_bundle_to_proto(
+            key_epoch=keys.epoch, maker=keys.maker, public=keys.public, sealed=sealed
+        )
 
     def AdvertiseKeys(
         self, request: pb.AdvertiseKeysRequest, context: grpc.ServicerContext
     ) -> pb.Ack:
         header = self._header(request.header, context)
-        self._orchestrator.receive(header, convert.advertise_from_proto(request, header))
+        self._orchestrator.receive(header, advertise_from_proto(request, header))
         return pb.Ack()
 
     def ShareKeys(self, request: pb.ShareKeysRequest, context: grpc.ServicerContext) -> pb.Ack:
         header = self._header(request.header, context)
-        self._orchestrator.receive(header, convert.share_keys_from_proto(request, header))
+        self._orchestrator.receive(header, share_keys_from_proto(request, header))
         return pb.Ack()
 
     def SubmitUnmaskShares(
         self, request: pb.UnmaskRequest, context: grpc.ServicerContext
     ) -> pb.Ack:
         header = self._header(request.header, context)
-        self._orchestrator.receive(header, convert.unmask_from_proto(request, header))
+        self._orchestrator.receive(header, unmask_from_proto(request, header))
         return pb.Ack()
 
     def ConfirmSurvivors(
         self, request: pb.ConsistencyRequest, context: grpc.ServicerContext
     ) -> pb.Ack:
         header = self._header(request.header, context)
-        self._orchestrator.receive(header, convert.confirm_survivors_from_proto(request, header))
+        self._orchestrator.receive(header, confirm_survivors_from_proto(request, header))
         return pb.Ack()
 
     def ConfirmApplied(self, request: pb.AggregateApplied, context: grpc.ServicerContext) -> pb.Ack:

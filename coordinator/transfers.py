@@ -19,7 +19,7 @@ from accord.coordinator.aggregation.spool import Spool
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.membership import Membership
-from accord.coordinator.records import Header, Upload
+from accord.coordinator.records import Upload
 from accord.coordinator.round_run import RoundRun
 from accord.coordinator.store.persistence import FederationRecords
 from accord.core import logs
@@ -32,6 +32,7 @@ from accord.crypto.messages import (
     UploadDone,
 )
 from accord.errors import Expired, NotAllowed, OutOfStage, Replayed, RoundAborted
+from accord.wire.headers import Header
 
 
 class Transfers:

@@ -5,7 +5,7 @@ Aggregation, section 4, rounds 0-4) with the sparse neighbour graph of SecAgg+ (
 al. 2020): participants advertise two X25519 public keys, share their masking secrets
 with Shamir among their neighbours, upload a masked (and, in the CKKS profiles,
 encrypted) update, then help the coordinator remove the masks. The wire encoding of
-these values lives in the services (`coordinator/convert.py`, `participant/convert.py`);
+these values lives in `accord.wire`, one module per message family, both directions;
 here they are frozen dataclasses, so both sides and the tests speak the same types.
 
 Every message a participant originates is signed with its Ed25519 identity key over

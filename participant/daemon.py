@@ -54,7 +54,7 @@ from accord.crypto.messages import (
 )
 from accord.crypto.participant_round import ParticipantRound
 from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAborted
-from accord.participant import convert, exchange
+from accord.participant import exchange
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.federation_head import keep_federation_head
@@ -74,6 +74,14 @@ from accord.participant.training.protocol import Trainer, make_trainer
 from accord.participant.workers import ChunkWorkers
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from accord.wire import tasks
+from accord.wire.ceremony import ceremony_post_to_proto
+from accord.wire.enrol import roster_from_proto
+from accord.wire.evidence import confirm_survivors_to_proto, evidence_from_proto
+from accord.wire.headers import Header, header_to_proto
+from accord.wire.keys import advertise_to_proto, share_keys_to_proto, unmask_to_proto
+from accord.wire.round_config import round_config_from_proto
+from accord.wire.stages import profile_from_proto, stage_from_proto
 
 T = TypeVar("T")
 
@@ -234,7 +242,7 @@ class ParticipantDaemon:
         except grpc.RpcError as error:
             raise (refusal(error, kit=self.config.kit) or accord_error(error)) from None
         self._accept_roster(response.roster)
-        self._uses_ckks = convert.profile_from_proto(response.profile).uses_ckks
+        self._uses_ckks = profile_from_proto(response.profile).uses_ckks
         self._set_state("enrolled")
         logs.event(
             self._log,
@@ -254,7 +262,7 @@ class ParticipantDaemon:
         debugging) there is no CA to ask, and the coordinator is trusted.
         """
         if self._kit is None or self.config.insecure_plaintext:
-            self._identities = {e.participant_id: e.identity_public_key for e in entries}
+            self._identities = roster_from_proto(entries)
             return
         ca = load_certificate(self._kit.ca_pem, str(self._kit.paths.ca_cert))
         roster = certify_roster(entries, ca, now=dt.datetime.now(dt.timezone.utc))
@@ -342,20 +350,18 @@ class ParticipantDaemon:
                     continue
                 self._make_key(task)
                 continue
-            stage = convert.stage_from_proto(task.stage)
+            stage = stage_from_proto(task.stage)
             if stage is None:
                 self._set_state("waiting")
                 continue
             self._transfer_timeout_s = max(30.0, 2 * task.config.stage_deadline_s)
-            config = convert.round_config_from_proto(
-                task.config, federation_id=self.config.federation_id
-            )
+            config = round_config_from_proto(task.config, federation_id=self.config.federation_id)
             try:
                 self._on_task(stage, config, task)
                 if stage is Stage.AGGREGATE and self._round_applied >= config.round:
                     # How the coordinator learns that the aggregate arrived and was applied,
                     # not just sent.
-                    applied = convert.aggregate_applied_to_proto(
+                    applied = tasks.aggregate_applied_to_proto(
                         federation_id=self.config.federation_id,
                         participant=self.config.name,
                         round=config.round,
@@ -429,34 +435,32 @@ class ParticipantDaemon:
         if current is None:
             return  # selected, but this process missed the round's start (e.g. restarted)
         if stage is Stage.SHARE and current.stage is Stage.ADVERTISE:
-            self._send(current.receive(convert.neighbour_keys_from_proto(task, me)), config)
+            self._send(current.receive(tasks.neighbour_keys_from_proto(task, me)), config)
         elif stage is Stage.UPLOAD:
             if current.stage is Stage.SHARE:
-                current.receive(convert.relayed_shares_from_proto(task, me))
+                current.receive(tasks.relayed_shares_from_proto(task, me))
             if current.stage is Stage.UPLOAD:
                 self._upload(current)
         elif stage is Stage.CONSISTENCY and current.stage is Stage.CONSISTENCY:
             if me in task.survivors:
-                self._send(current.receive(convert.consistency_call_from_proto(task, me)), config)
+                self._send(current.receive(tasks.consistency_call_from_proto(task, me)), config)
         elif stage is Stage.UNMASK and current.stage is Stage.UNMASK and me in task.survivors:
-            self._send(current.receive(convert.unmask_call_from_proto(task, me)), config)
+            self._send(current.receive(tasks.unmask_call_from_proto(task, me)), config)
         elif stage is Stage.AGGREGATE and me in task.survivors:
-            current.receive(convert.aggregate_ready_from_proto(task, me))
+            current.receive(tasks.aggregate_ready_from_proto(task, me))
             self._download(config.round)
 
     def _send(self, messages: list[ParticipantMessage], config: RoundConfig) -> None:
         """Send the round machine's signed messages, each with its RPC."""
         for message in messages:
             if isinstance(message, AdvertiseKeys):
-                self._call(self._stub.AdvertiseKeys, convert.advertise_to_proto(message, config))
+                self._call(self._stub.AdvertiseKeys, advertise_to_proto(message, config))
             elif isinstance(message, ShareKeys):
-                self._call(self._stub.ShareKeys, convert.share_keys_to_proto(message, config))
+                self._call(self._stub.ShareKeys, share_keys_to_proto(message, config))
             elif isinstance(message, ConfirmSurvivors):
-                self._call(
-                    self._stub.ConfirmSurvivors, convert.confirm_survivors_to_proto(message, config)
-                )
+                self._call(self._stub.ConfirmSurvivors, confirm_survivors_to_proto(message, config))
             elif isinstance(message, UnmaskShares):
-                self._call(self._stub.SubmitUnmaskShares, convert.unmask_to_proto(message, config))
+                self._call(self._stub.SubmitUnmaskShares, unmask_to_proto(message, config))
             else:  # pragma: no cover - UploadDone travels inside the upload stream
                 raise ProtocolError(f"{type(message).__name__} has no RPC of its own")
             self._set_state(f"{message.stage.value} sent")
@@ -466,7 +470,7 @@ class ParticipantDaemon:
     def _make_key(self, task: pb.Task) -> None:
         """Run the key ceremony as its maker: make the CKKS key, seal it to everyone, post it."""
         self._set_state("making the CKKS key")
-        keys = convert.ceremony_keys_from_proto(task)
+        keys = tasks.ceremony_keys_from_proto(task)
         # Seal the key only to keys the CA certified, never to one the coordinator made up.
         self._know(keys, what="the key ceremony")
         if self._certified is not None:
@@ -482,17 +486,7 @@ class ParticipantDaemon:
             maker_identity_private=self._identity_private,
             with_ckks=self._uses_ckks,
         )
-        post = pb.CeremonyPost(
-            header=self._header(),
-            key_epoch=made.key_epoch,
-            public_context=made.public,
-            secrets=[
-                pb.SealedSecret(
-                    recipient_id=name, envelope=envelope, signature=made.signatures[name]
-                )
-                for name, envelope in sorted(made.sealed.items())
-            ],
-        )
+        post = ceremony_post_to_proto(made, header=self._header())
         self._call(self._stub.PostCeremony, post)
         logs.event(self._log, "key_ceremony_posted", key_epoch=made.key_epoch)
 
@@ -640,7 +634,7 @@ class ParticipantDaemon:
         responses = self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s)
         try:
             stream = AggregateStream.open(responses, number)
-            config = convert.round_config_from_proto(
+            config = round_config_from_proto(
                 stream.first.config, federation_id=self.config.federation_id
             )
             check_round(self._terms, config)
@@ -701,7 +695,7 @@ class ParticipantDaemon:
             raise errors.IntegrityError(
                 f"the aggregate of round {config.round} came without its signed survivor set"
             )
-        evidence = convert.evidence_from_proto(first.evidence)
+        evidence = evidence_from_proto(first.evidence)
         self._know(config.selected, what=f"round {config.round}")
         current = self._round
         own = current.receipt if current is not None and current.config == config else None
@@ -778,11 +772,13 @@ class ParticipantDaemon:
         return int(state["round_applied"])
 
     def _header(self, *, round: int = 0, stage: Stage | None = None) -> pb.RequestHeader:
-        return convert.header_to_proto(
-            federation_id=self.config.federation_id,
-            participant=self.config.name,
-            round=round,
-            stage=stage,
+        return header_to_proto(
+            Header(
+                federation_id=self.config.federation_id,
+                round=round,
+                stage=stage,
+                participant=self.config.name,
+            )
         )
 
     def _set_state(self, state: str) -> None:

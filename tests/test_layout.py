@@ -8,6 +8,8 @@ folder, a new edge, an upward import (a role importing the top floor), a sideway
                         |            |               |                    |
     roles          accord.coordinator        accord.participant  (never each other)
                         |                           |
+    wire                +------ accord.wire --------+   (converters; -> crypto, proto)
+                        |                           |
     ground floor   accord.core                 accord.proto
                         |
     protocol       accord.crypto   (pure: no I/O, no grpc, no torch)
@@ -33,6 +35,7 @@ FOLDERS = {
     "accord/audit": "accord.audit",
     "accord/demo": "accord.demo",
     "accord/federation": "accord.federation",
+    "accord/wire": "accord.wire",
     "proto": "accord.proto",
     "proto/v1": "accord.proto",
     "crypto": "accord.crypto",
@@ -47,7 +50,8 @@ FOLDERS = {
 }
 
 GROUND = {"accord.errors"}
-ROLE_BASE = GROUND | {"accord.core", "accord.crypto", "accord.proto"}
+WIRE = GROUND | {"accord.crypto", "accord.proto"}
+ROLE_BASE = GROUND | {"accord.core", "accord.crypto", "accord.proto", "accord.wire"}
 ROLES = {"accord.coordinator", "accord.participant"}
 
 # Unit -> the units it may import (besides itself).
@@ -56,6 +60,7 @@ ALLOWED: dict[str, set[str]] = {
     "accord.crypto": GROUND,
     "accord.proto": set(),
     "accord.core": GROUND,
+    "accord.wire": WIRE,  # both roles' converters: protocol values <-> accord.v1
     "accord.coordinator": ROLE_BASE,
     "accord.participant": ROLE_BASE,
     "accord.federation": ROLE_BASE | ROLES,
@@ -79,6 +84,7 @@ FORBIDDEN = {
     "accord.core": {"torch", "peft", "opacus", "transformers", "tenseal"},
     "accord.coordinator": {"torch", "peft", "opacus", "transformers"},
     "accord.audit": {"torch", "peft", "transformers"},  # opacus only lazily, for PRV
+    "accord.wire": {"torch", "grpc", "peft", "opacus", "transformers", "sqlite3", "psycopg"},
 }
 ALLOWED_ROOTS_IN_CRYPTO = {"numpy", "tenseal", "cryptography", "accord"}
 
@@ -178,7 +184,8 @@ def test_the_unit_graph_has_no_cycle() -> None:
 
 def test_nothing_below_imports_the_top_floor_and_roles_never_import_each_other() -> None:
     top = {"accord.cli", "accord.audit", "accord.demo", "accord.federation"}
-    for unit in ("accord.errors", "accord.crypto", "accord.proto", "accord.core", *ROLES):
+    below = ("accord.errors", "accord.crypto", "accord.proto", "accord.core", "accord.wire")
+    for unit in (*below, *ROLES):
         assert not (ALLOWED[unit] & top), unit
     assert "accord.participant" not in ALLOWED["accord.coordinator"]
     assert "accord.coordinator" not in ALLOWED["accord.participant"]

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from accord.coordinator.records import KeyState, RoundRecord, SealedKey
+from accord.coordinator.records import KeyState
 from accord.coordinator.store.database import RoundRow, RoundStatus, Store
 from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import (
@@ -49,6 +49,8 @@ from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.crypto.round import RoundOutcome
 from accord.errors import Expired, IntegrityError, OutOfStage, RoundAborted
+from accord.wire.ceremony import SealedKey
+from accord.wire.status import RoundRecord
 
 FORMAT_VERSION = 1
 KEYS_META = "key_state"

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Header, SealedKey
 from accord.crypto import agreement, ceremony
 from accord.crypto.ceremony import CeremonyKey
 from accord.crypto.lifecycle import Lifecycle
 from accord.errors import NotAllowed
+from accord.wire.ceremony import SealedKey
+from accord.wire.headers import Header
 from tests.support import FakeClock
 
 from .plaintext_federation import (

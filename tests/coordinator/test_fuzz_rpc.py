@@ -28,9 +28,10 @@ from hypothesis import strategies as st
 from accord import errors
 from accord.coordinator import server
 from accord.crypto import agreement, ceremony
-from accord.participant import convert
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from accord.wire.round_config import round_config_from_proto
+from accord.wire.tasks import ceremony_keys_from_proto
 
 from .plaintext_federation import (
     ADAPTER_PARAMETERS,
@@ -108,7 +109,7 @@ def federation(
             task = stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=5), timeout=10)
             if task.stage == pb.KEY_CEREMONY:  # every secure profile makes its keys first
                 made = ceremony.make(
-                    convert.ceremony_keys_from_proto(task),
+                    ceremony_keys_from_proto(task),
                     {name: pair.public for name, pair in keys.items()},
                     federation_id=FEDERATION,
                     key_epoch=task.key_epoch,
@@ -312,7 +313,7 @@ def test_a_damaged_valid_upload_is_refused_typed_and_changes_nothing(
 ) -> None:
     running, stub, task = federation
     assert task.stage == pb.UPLOAD
-    config = convert.round_config_from_proto(task.config, federation_id=FEDERATION)
+    config = round_config_from_proto(task.config, federation_id=FEDERATION)
     chunks, sequence, signature = upload_chunks(config, "energy", make_keys(), np.ones(10))
     routed = pb.RequestHeader(
         federation_id=FEDERATION,

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Header
 from accord.core import logs
 from accord.crypto import pipeline
 from accord.crypto.lifecycle import Lifecycle
@@ -25,6 +24,7 @@ from accord.errors import (
     OutOfStage,
     Replayed,
 )
+from accord.wire.headers import Header
 
 from .plaintext_federation import (
     ADAPTER_PARAMETERS,

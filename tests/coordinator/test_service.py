@@ -11,9 +11,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from accord.coordinator import server
 from accord.errors import ConfigError
-from accord.participant import convert
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from accord.wire.round_config import round_config_from_proto
 
 from .plaintext_federation import (
     ADAPTER_PARAMETERS,
@@ -98,7 +98,7 @@ def test_an_upload_out_of_stage_is_failed_precondition(stub, keys) -> None:
         enroll(stub, name)
     task = stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=0), timeout=5)
     assert task.stage == pb.UPLOAD
-    config = convert.round_config_from_proto(task.config, federation_id="accord-demo")
+    config = round_config_from_proto(task.config, federation_id="accord-demo")
     chunks, sequence, signature = upload_chunks(config, "energy", keys, np.ones(10))
     before = comparable(stub.GetStatus(pb.StatusRequest()))
 
@@ -182,7 +182,7 @@ def test_confirm_applied_closes_the_round_and_the_last_task_says_federation_fini
             for name in NAMES:
                 enroll(stub, name)
             task = stub.NextTask(pb.TaskRequest(header=header("energy"), wait_s=0), timeout=5)
-            config = convert.round_config_from_proto(task.config, federation_id="accord-demo")
+            config = round_config_from_proto(task.config, federation_id="accord-demo")
             for name in NAMES:
                 chunks, sequence, signature = upload_chunks(config, name, keys, np.ones(10))
                 routed = pb.RequestHeader(

@@ -29,7 +29,6 @@ from accord.coordinator.aggregation.round_sum import RoundSum
 from accord.coordinator.aggregation.spool import Spool
 from accord.coordinator.aggregation.sum_workers import SumSpec, SumWorkers, split, worker_count
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Header
 from accord.core import logs
 from accord.crypto import masks, pipeline, wire, wire_payload
 from accord.crypto.aggregate import UpdateSum
@@ -41,6 +40,7 @@ from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import ConfigError, InternalError, Malformed, RoundAborted
+from accord.wire.headers import Header
 
 from ..crypto.harness import FederationHarness, shared_secret_context
 from .plaintext_federation import MODEL_HASH, make_config, make_keys, upload_chunks

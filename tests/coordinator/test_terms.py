@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.records import Header
 from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.profile import Profile
 from accord.crypto.terms import FederationTerms
 from accord.errors import ConfigError, TermsDeparted
+from accord.wire.headers import Header
 
 from .plaintext_federation import (
     ADAPTER_PARAMETERS,

@@ -1,7 +1,7 @@
 """A participant keeps only the members whose keys its pinned CA certified.
 
 `certify_roster` reads the roster of an Enroll response as the coordinator builds it
-(`coordinator.convert.roster_to_proto`) from a federation provisioned by `accord
+(`accord.wire.enrol.roster_to_proto`) from a federation provisioned by `accord
 provision`'s own code.
 """
 
@@ -15,7 +15,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from accord.coordinator.convert import roster_to_proto
 from accord.coordinator.operator import provision
 from accord.coordinator.roster import Roster
 from accord.crypto.credential import MEMBER_KEYS_OID
@@ -30,6 +29,7 @@ from accord.federation.provision import (
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.certificates import CertifiedRoster, certify_roster
 from accord.proto.v1 import federation_pb2 as pb
+from accord.wire.enrol import roster_to_proto
 
 NAMES = ("energy", "residential", "urban")
 

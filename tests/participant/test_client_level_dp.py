@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 
-from accord.coordinator import convert as coordinator_convert
 from accord.coordinator.aggregation.round_sum import round_config
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.store.persistence import round_config_from_json, round_config_to_json
@@ -24,12 +23,12 @@ from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.errors import ConfigError
-from accord.participant import convert as participant_convert
 from accord.participant import exchange
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.training.privacy import CsprngGaussian
 from accord.participant.training.protocol import LocalUpdate
+from accord.wire.round_config import round_config_from_proto, round_config_to_proto
 
 NAMES = ("energy", "residential", "urban")
 PARAMETERS = 20_000
@@ -209,17 +208,15 @@ def test_a_modulus_without_room_is_refused_when_the_coordinator_starts(tmp_path)
 
 def test_the_setting_travels_in_the_round_parameters_and_the_store(tmp_path) -> None:
     config = noisy_round(tmp_path, noise_multiplier=0.7, honest_fraction=0.5, delta=1e-6)
-    message = coordinator_convert.round_config_to_proto(config, stage_deadline_s=5.0)
-    received = participant_convert.round_config_from_proto(message, federation_id="accord-demo")
+    message = round_config_to_proto(config, stage_deadline_s=5.0)
+    received = round_config_from_proto(message, federation_id="accord-demo")
     assert received == config
     assert received.client_noise == ClientNoise(0.7, 0.5, 1e-6)
     assert round_config_from_json(round_config_to_json(config)) == config
     plain = noisy_round(tmp_path)
-    message = coordinator_convert.round_config_to_proto(plain, stage_deadline_s=5.0)
+    message = round_config_to_proto(plain, stage_deadline_s=5.0)
     assert not message.HasField("client_noise")
-    assert (
-        participant_convert.round_config_from_proto(message, federation_id="accord-demo") == plain
-    )
+    assert round_config_from_proto(message, federation_id="accord-demo") == plain
 
 
 def test_the_participant_ledger_records_the_share_it_added(tmp_path) -> None:
