@@ -56,7 +56,7 @@ def enrolment_ceremony_key_from_proto(
 
 
 def ceremony_post_to_proto(made: Ceremony, *, header: pb.RequestHeader) -> pb.CeremonyPost:
-    """What the maker hands the coordinator: the public parts and one envelope a member."""
+    """What the maker hands the coordinator: the public parts and one envelope per member."""
     return pb.CeremonyPost(
         header=header,
         key_epoch=made.key_epoch,
