@@ -65,7 +65,7 @@ from accord.crypto.round import CoordinatorRound
 from accord.errors import ConfigError, IntegrityError, UsageError
 
 if TYPE_CHECKING:
-    from accord.coordinator.operator.provision import CertificateAuthority
+    from accord.coordinator.operator.ca import CertificateAuthority
 
 LEDGER_FILE = "ledger.jsonl"
 KEY_FILE = "coordinator_identity.key"

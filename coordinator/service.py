@@ -17,7 +17,7 @@ import grpc
 
 from accord.coordinator import convert
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator.provision import REVOCATIONS_FILE
+from accord.coordinator.operator.approve import REVOCATIONS_FILE
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.ratelimit import ParticipantRateLimiter
 from accord.coordinator.records import Header

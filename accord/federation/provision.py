@@ -13,7 +13,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from accord.coordinator.operator import provision as operator
+from accord.coordinator.operator.approve import approve
+from accord.coordinator.operator.ca import (
+    DEFAULT_CA_VALIDITY_DAYS,
+    DEFAULT_CERT_VALIDITY_DAYS,
+    create_ca,
+)
+from accord.coordinator.operator.server_certs import (
+    DEFAULT_SERVER_HOSTS,
+    issue_probe_cert,
+    issue_server_cert,
+)
 from accord.core import configfile
 from accord.core.kitformat import PARTICIPANT_ID_PATTERN, TERMS_FILE, split_address, write_public
 from accord.crypto.profile import Profile
@@ -51,10 +61,10 @@ class FederationSection(BaseModel):
         description="more DNS names or IP addresses for the coordinator's certificate",
     )
     ca_validity_days: int = Field(
-        operator.DEFAULT_CA_VALIDITY_DAYS, ge=1, description="days the CA certificate is valid"
+        DEFAULT_CA_VALIDITY_DAYS, ge=1, description="days the CA certificate is valid"
     )
     cert_validity_days: int = Field(
-        operator.DEFAULT_CERT_VALIDITY_DAYS,
+        DEFAULT_CERT_VALIDITY_DAYS,
         ge=1,
         description="days a participant's or the coordinator's certificate is valid",
     )
@@ -223,7 +233,7 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
     coordinator_dir = out_dir / "coordinator"
     roster_path = coordinator_dir / "roster.json"
     coordinator_dir.mkdir(parents=True, mode=0o700)
-    authority = operator.create_ca(
+    authority = create_ca(
         ca_dir,
         settings.id,
         coordinator=settings.coordinator,
@@ -231,13 +241,13 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         validity_days=settings.ca_validity_days,
     )
     host = split_address(settings.coordinator)[0]
-    operator.issue_server_cert(
+    issue_server_cert(
         ca_dir,
         coordinator_dir,
-        [host, *operator.DEFAULT_SERVER_HOSTS, *settings.hosts],
+        [host, *DEFAULT_SERVER_HOSTS, *settings.hosts],
         validity_days=settings.cert_validity_days,
     )
-    operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=settings.cert_validity_days)
+    issue_probe_cert(ca_dir, coordinator_dir, validity_days=settings.cert_validity_days)
     signed: bytes | None = None
     if federation.terms is not None:
         signed = sign_terms(federation.terms.to_terms(settings), authority.private_key())
@@ -247,7 +257,7 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
     for participant in federation.participants:
         kit_dir = out_dir / "kits" / participant.name
         request_path = kits.request(participant.name, kit_dir)
-        response = operator.approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
+        response = approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
         kits.package(kit_dir, response, authority.fingerprint, kit_dir)
         if signed is not None:
             write_public(kit_dir / TERMS_FILE, signed)

@@ -28,7 +28,7 @@ import pytest
 
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.approve import approve
 from accord.core import configfile, logs
 from accord.crypto import agreement, ceremony
 from accord.errors import Expired, ProtocolError
@@ -263,7 +263,7 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
         _wait("round 1 runs", lambda: _status(energy_kit).round == 1)
 
         request = kits.request("water", tmp_path / "water-request")
-        response = provision.approve(request, provisioned.ca_dir)
+        response = approve(request, provisioned.ca_dir)
         water_kit = kits.package(
             tmp_path / "water-request", response, provisioned.ca_fingerprint, tmp_path / "water-kit"
         )

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from accord.coordinator.convert import roster_to_proto
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.approve import approve
 from accord.coordinator.roster import Roster
 from accord.crypto.credential import MEMBER_KEYS_OID
 from accord.errors import IntegrityError, ProtocolError
@@ -119,7 +119,7 @@ def test_a_kit_is_not_packaged_from_a_certificate_that_does_not_certify_its_keys
     fed: ProvisionedFederation, tmp_path: Path
 ) -> None:
     request = kits.request("water", tmp_path / "water")
-    response_path = provision.approve(request, fed.ca_dir, out_path=tmp_path / "water.json")
+    response_path = approve(request, fed.ca_dir, out_path=tmp_path / "water.json")
     response = json.loads(response_path.read_text())
     issued = x509.load_pem_x509_certificate(response["certificate"].encode())
     # What an operator's older accord issues: the same certificate without the extension.

@@ -13,7 +13,7 @@ import pytest
 from accord.audit.ledgers import load
 from accord.coordinator import federation_ledger
 from accord.coordinator.federation_ledger import FederationLedger
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.approve import approve
 from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
@@ -65,7 +65,7 @@ def test_every_kit_pins_the_key_the_coordinator_signs_its_ledger_with(fed) -> No
 
 def request_and_response(tmp_path: Path, fed: ProvisionedFederation) -> tuple[Path, Path]:
     request = kits.request("water", tmp_path / "water")
-    return tmp_path / "water", provision.approve(request, fed.ca_dir)
+    return tmp_path / "water", approve(request, fed.ca_dir)
 
 
 def test_a_response_whose_ledger_key_was_swapped_is_refused(tmp_path, fed) -> None:
