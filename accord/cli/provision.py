@@ -2,8 +2,8 @@
 
 Two typer apps that `accord/cli/main.py` mounts as `accord provision` and `accord kit`.
 The commands are thin: the operator's work lives in `accord.coordinator.operator`
-(`ca`, `server_certs`, `approve`), the participant's in `accord.participant.kit.startup_kit` and
-`accord.participant.kit.preflight`, and each command only parses arguments, calls one of
+(`ca`, `server_certs`, `approve`), the participant's in `accord.participant.kit`
+(`packaging`, `startup_kit`, `preflight`), and each command only parses arguments, calls one of
 them and prints the outcome. An `AccordError` is printed as `TypeName: message` on stderr
 with exit status 2 (`accord.core.commands.ReportingGroup`); `accord kit check` exits 1 when a check
 failed. Any other exception is a bug.
@@ -52,7 +52,7 @@ from accord.core.kitformat import TERMS_FILE, split_address, write_public
 from accord.crypto.terms import sign_terms
 from accord.errors import ConfigError
 from accord.federation.provision import load_federation, provision_federation
-from accord.participant.kit import preflight
+from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
 
 if sys.version_info >= (3, 11):
@@ -269,7 +269,7 @@ def request_command(
     out: Path = typer.Option(..., "--out", help="a new folder for your keys and request"),
 ) -> None:
     """Make your private keys and a certificate request (keys never leave this machine)."""
-    path = kits.request(name, out)
+    path = packaging.request(name, out)
     _say(f"wrote {path}: send only this file to the operator")
     _say(f"private keys (mode 600, keep them here): {', '.join(kits.PRIVATE_FILES)} in {out}")
 
@@ -284,7 +284,7 @@ def package_command(
     out: Path | None = typer.Option(None, "--out", help="kit folder (default: REQUEST_DIR)"),
 ) -> None:
     """Check the response against the CA fingerprint and assemble your startup kit."""
-    kit_dir = kits.package(request_dir, response, ca_fingerprint, out or request_dir)
+    kit_dir = packaging.package(request_dir, response, ca_fingerprint, out or request_dir)
     _say(f"startup kit ready in {kit_dir}; check it with: accord kit check {kit_dir}")
 
 

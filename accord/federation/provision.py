@@ -29,7 +29,7 @@ from accord.core.kitformat import PARTICIPANT_ID_PATTERN, TERMS_FILE, split_addr
 from accord.crypto.profile import Profile
 from accord.crypto.terms import FederationTerms, sign_terms
 from accord.errors import ConfigError, UsageError
-from accord.participant.kit import startup_kit as kits
+from accord.participant.kit import packaging
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -256,9 +256,9 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
     made: dict[str, Path] = {}
     for participant in federation.participants:
         kit_dir = out_dir / "kits" / participant.name
-        request_path = kits.request(participant.name, kit_dir)
+        request_path = packaging.request(participant.name, kit_dir)
         response = approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
-        kits.package(kit_dir, response, authority.fingerprint, kit_dir)
+        packaging.package(kit_dir, response, authority.fingerprint, kit_dir)
         if signed is not None:
             write_public(kit_dir / TERMS_FILE, signed)
         made[participant.name] = kit_dir

@@ -44,7 +44,7 @@ from accord.federation.provision import (
     load_federation,
     provision_federation,
 )
-from accord.participant.kit import preflight
+from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
 from tests.support import free_port
 
@@ -200,9 +200,9 @@ def test_adding_a_participant_leaves_existing_kits_valid(
 ) -> None:
     with serve(fed.coordinator_dir, port), kit_channel(fed.kits["energy"]) as energy:
         assert call_who(energy) == "energy"
-        request = kits.request("water", tmp_path / "water")
+        request = packaging.request("water", tmp_path / "water")
         response = approve(request, fed.ca_dir)
-        kits.package(tmp_path / "water", response, fed.ca_fingerprint, tmp_path / "water-kit")
+        packaging.package(tmp_path / "water", response, fed.ca_fingerprint, tmp_path / "water-kit")
         with kit_channel(tmp_path / "water-kit") as water:
             assert call_who(water, "water") == "water"
         assert call_who(energy, "energy") == "energy"
@@ -261,8 +261,8 @@ def test_a_participant_approved_a_moment_ago_is_not_refused_by_the_cache(
     now = [0.0]
     roster = Roster.load(fed.roster_path, check_interval_s=60.0, clock=lambda: now[0])
     assert roster.active_ids() == ["energy", "urban"]
-    request = kits.request("water", tmp_path / "water")
-    kits.package(
+    request = packaging.request("water", tmp_path / "water")
+    packaging.package(
         tmp_path / "water",
         approve(request, fed.ca_dir),
         fed.ca_fingerprint,
@@ -360,13 +360,13 @@ def test_a_ca_is_never_overwritten(fed: ProvisionedFederation) -> None:
 def test_approve_refuses_an_id_active_with_another_key(
     fed: ProvisionedFederation, tmp_path: Path
 ) -> None:
-    impostor = kits.request("energy", tmp_path / "impostor")
+    impostor = packaging.request("energy", tmp_path / "impostor")
     with pytest.raises(UsageError, match="already active with another identity key"):
         approve(impostor, fed.ca_dir)
 
 
 def test_approve_refuses_a_tampered_request(fed: ProvisionedFederation, tmp_path: Path) -> None:
-    path = kits.request("water", tmp_path / "water")
+    path = packaging.request("water", tmp_path / "water")
     document = json.loads(path.read_text())
     document["ceremony_public_key"] = "11" * 32  # swap in a key the identity key never signed
     path.write_text(json.dumps(document))
@@ -383,7 +383,7 @@ def test_reapproving_the_same_key_renews_and_retires_the_old_certificate(
 ) -> None:
     old = kits.Kit.load(fed.kits["energy"]).tls_cert_pem
     response = approve(fed.kits["energy"] / "request.json", fed.ca_dir)
-    kits.package(fed.kits["energy"], response, fed.ca_fingerprint, fed.kits["energy"])
+    packaging.package(fed.kits["energy"], response, fed.ca_fingerprint, fed.kits["energy"])
     roster = Roster.load(fed.roster_path)
     assert roster.authorize(kits.Kit.load(fed.kits["energy"]).tls_cert_pem, "energy") == "energy"
     with pytest.raises(NotAllowed, match="not in the roster"):
@@ -408,7 +408,7 @@ def test_server_credentials_refuse_a_key_others_can_read(fed: ProvisionedFederat
 def test_an_expired_ca_approves_nothing(tmp_path: Path) -> None:
     long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
     create_ca(tmp_path / "ca", "fed", validity_days=1, now=long_ago)
-    request = kits.request("energy", tmp_path / "energy")
+    request = packaging.request("energy", tmp_path / "energy")
     with pytest.raises(ConfigError, match="the CA expired"):
         approve(request, tmp_path / "ca")
 

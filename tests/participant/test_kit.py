@@ -25,7 +25,7 @@ from accord.coordinator.operator.approve import approve
 from accord.coordinator.operator.ca import create_ca, load_ca
 from accord.coordinator.operator.server_certs import issue_server_cert
 from accord.errors import ConfigError, IntegrityError, UsageError
-from accord.participant.kit import preflight
+from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.preflight import CheckStatus
 from accord.participant.kit.startup_kit import Kit
@@ -66,9 +66,9 @@ def make_kit(
 ) -> Path:
     """The whole enterprise flow: request here, approve at the operator, package here."""
     request_dir = tmp_path / f"{name}-request"
-    request = kits.request(name, request_dir)
+    request = packaging.request(name, request_dir)
     response = approve(request, ca_dir, now=now, validity_days=validity_days)
-    return kits.package(
+    return packaging.package(
         request_dir, response, _fingerprint(ca_dir), tmp_path / f"{name}-kit", now=now
     )
 
@@ -92,7 +92,7 @@ def coordinator(
 
 
 def test_request_keeps_private_keys_home_and_sends_only_public_material(tmp_path: Path) -> None:
-    path = kits.request("energy", tmp_path / "req")
+    path = packaging.request("energy", tmp_path / "req")
     assert stat.S_IMODE((tmp_path / "req").stat().st_mode) == 0o700
     for name in kits.PRIVATE_FILES:
         assert stat.S_IMODE((tmp_path / "req" / name).stat().st_mode) == 0o600
@@ -115,14 +115,14 @@ def test_request_keeps_private_keys_home_and_sends_only_public_material(tmp_path
 
 
 def test_request_never_overwrites_keys(tmp_path: Path) -> None:
-    kits.request("energy", tmp_path / "req")
+    packaging.request("energy", tmp_path / "req")
     with pytest.raises(UsageError, match="never overwritten"):
-        kits.request("energy", tmp_path / "req")
+        packaging.request("energy", tmp_path / "req")
 
 
 def test_request_refuses_a_bad_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must match"):
-        kits.request("Energy Corp", tmp_path / "req")
+        packaging.request("Energy Corp", tmp_path / "req")
 
 
 # ---- package ----
@@ -147,34 +147,34 @@ def test_package_assembles_a_kit_that_loads(tmp_path: Path, ca_dir: Path) -> Non
 def test_package_refuses_a_ca_whose_fingerprint_differs_from_the_pinned_one(
     tmp_path: Path, ca_dir: Path
 ) -> None:
-    request = kits.request("energy", tmp_path / "req")
+    request = packaging.request("energy", tmp_path / "req")
     response = approve(request, ca_dir)
     real = _fingerprint(ca_dir)
     tampered = ("0" if real[0] != "0" else "1") + real[1:]
     with pytest.raises(IntegrityError) as error:
-        kits.package(tmp_path / "req", response, tampered, tmp_path / "kit")
+        packaging.package(tmp_path / "req", response, tampered, tmp_path / "kit")
     assert real in str(error.value) and tampered in str(error.value)
     assert not (tmp_path / "kit" / "kit.toml").exists()
 
 
 def test_package_refuses_a_response_from_an_impostor_ca(tmp_path: Path, ca_dir: Path) -> None:
     """An attacker's CA with the right federation name still fails the out-of-band pin."""
-    request = kits.request("energy", tmp_path / "req")
+    request = packaging.request("energy", tmp_path / "req")
     create_ca(tmp_path / "evil", "city-safety")
     forged = approve(request, tmp_path / "evil", out_path=tmp_path / "forged.json")
     with pytest.raises(IntegrityError, match="out-of-band fingerprint"):
-        kits.package(tmp_path / "req", forged, _fingerprint(ca_dir), tmp_path / "kit")
+        packaging.package(tmp_path / "req", forged, _fingerprint(ca_dir), tmp_path / "kit")
 
 
 def test_package_refuses_a_certificate_for_another_key(tmp_path: Path, ca_dir: Path) -> None:
-    mine = kits.request("energy", tmp_path / "mine")
+    mine = packaging.request("energy", tmp_path / "mine")
     approve(mine, ca_dir)
-    theirs = kits.request("urban", tmp_path / "theirs")
+    theirs = packaging.request("urban", tmp_path / "theirs")
     response = json.loads(approve(theirs, ca_dir).read_text())
     response["participant_id"] = "energy"  # relabelled, but the certificate is urban's
     (tmp_path / "relabelled.json").write_text(json.dumps(response))
     with pytest.raises(IntegrityError, match="common name"):
-        kits.package(
+        packaging.package(
             tmp_path / "mine", tmp_path / "relabelled.json", _fingerprint(ca_dir), tmp_path / "k"
         )
 
@@ -184,21 +184,21 @@ def test_package_never_overwrites_other_keys_and_repackages_its_own(
 ) -> None:
     kit_dir = make_kit(tmp_path, ca_dir)
     renewed = approve(tmp_path / "energy-request" / "request.json", ca_dir)
-    kits.package(tmp_path / "energy-request", renewed, _fingerprint(ca_dir), kit_dir)
+    packaging.package(tmp_path / "energy-request", renewed, _fingerprint(ca_dir), kit_dir)
     assert Kit.load(kit_dir).tls_cert_pem == json.loads(renewed.read_text())["certificate"].encode()
-    other = kits.request("urban", tmp_path / "urban-request")
+    other = packaging.request("urban", tmp_path / "urban-request")
     response = approve(other, ca_dir)
     with pytest.raises(UsageError, match="holds another key"):
-        kits.package(tmp_path / "urban-request", response, _fingerprint(ca_dir), kit_dir)
+        packaging.package(tmp_path / "urban-request", response, _fingerprint(ca_dir), kit_dir)
     assert Kit.load(kit_dir).participant_id == "energy"
 
 
 def test_package_refuses_an_expired_certificate(tmp_path: Path, ca_dir: Path) -> None:
-    request = kits.request("energy", tmp_path / "req")
+    request = packaging.request("energy", tmp_path / "req")
     long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
     response = approve(request, ca_dir, now=long_ago, validity_days=1)
     with pytest.raises(ConfigError, match="expired"):
-        kits.package(tmp_path / "req", response, _fingerprint(ca_dir), tmp_path / "kit")
+        packaging.package(tmp_path / "req", response, _fingerprint(ca_dir), tmp_path / "kit")
 
 
 # ---- load ----
