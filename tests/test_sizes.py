@@ -19,7 +19,6 @@ BACKLOG_MODULES = {
     "accord/demo/setup.py": 466,
     "coordinator/aggregation/sum_workers.py": 644,
     "coordinator/roster.py": 555,
-    "coordinator/store/database.py": 705,
     "crypto/ckks.py": 682,
     "crypto/ledger_chain.py": 967,
     "crypto/round.py": 518,
