@@ -18,15 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from accord.coordinator.aggregation.spool import Spool
-from accord.coordinator.aggregation.sum_workers import (
+from accord.coordinator.aggregation.sum_ranges import (
     Holding,
-    SpreadSum,
     SumSpec,
-    SumWorkers,
     add_extents,
     finish_sum,
     holding,
 )
+from accord.coordinator.aggregation.sum_workers import SpreadSum, SumWorkers
 from accord.coordinator.config import CoordinatorConfig
 from accord.crypto import masks, wire
 from accord.crypto.ckks import PublicContext
