@@ -46,9 +46,9 @@ from accord.coordinator.interceptors import (
     AdmissionInterceptor,
     DateHeaderInterceptor,
 )
+from accord.coordinator.live_roster import Roster
 from accord.coordinator.metrics import start_metrics
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.roster import Roster
 from accord.coordinator.service import CoordinatorService
 from accord.coordinator.store.database import Store, open_store
 from accord.coordinator.store.persistence import FederationRecords

@@ -17,11 +17,11 @@ import grpc
 
 from accord.coordinator import convert
 from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.live_roster import Roster
 from accord.coordinator.operator.approve import REVOCATIONS_FILE
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.ratelimit import ParticipantRateLimiter
 from accord.coordinator.records import Header
-from accord.coordinator.roster import Roster
 from accord.errors import Malformed, StreamIdle
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc

@@ -58,7 +58,6 @@ from accord.coordinator.roster import (
     RosterEntry,
     RosterSnapshot,
     Status,
-    fingerprint,
     read_snapshot,
     write_snapshot,
 )
@@ -72,6 +71,7 @@ from accord.core.kitformat import (
     utc_now,
     write_public,
 )
+from accord.core.pki import fingerprint
 from accord.crypto import credential, identity
 from accord.crypto.agreement import KEY_BYTES
 from accord.crypto.revocation import RevocationList, sign_revocations, verify_revocations

@@ -36,12 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from accord.coordinator.roster import (
-    RosterSnapshot,
-    fingerprint,
-    read_snapshot,
-    write_snapshot,
-)
+from accord.coordinator.roster import RosterSnapshot, read_snapshot, write_snapshot
 from accord.core.configfile import dump_versioned_json, read_versioned_json
 from accord.core.kitformat import (
     PARTICIPANT_ID_PATTERN,
@@ -50,6 +45,7 @@ from accord.core.kitformat import (
     write_private,
     write_public,
 )
+from accord.core.pki import fingerprint
 from accord.core.private_files import refuse_if_readable
 from accord.errors import ConfigError, UsageError
 

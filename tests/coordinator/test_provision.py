@@ -28,11 +28,12 @@ from typer.testing import CliRunner
 from accord.cli.provision import kit_app, provision_app
 from accord.coordinator import tls
 from accord.coordinator.interceptors import DateHeaderInterceptor
+from accord.coordinator.live_roster import Roster
 from accord.coordinator.operator.approve import approve, revoke
 from accord.coordinator.operator.ca import create_ca, load_ca
 from accord.coordinator.operator.server_certs import issue_server_cert
 from accord.coordinator.roster import FORMAT_VERSION as ROSTER_FORMAT_VERSION
-from accord.coordinator.roster import Roster, RosterSnapshot
+from accord.coordinator.roster import RosterSnapshot
 from accord.core.pki import fingerprint, normalize_fingerprint
 from accord.crypto import credential
 from accord.errors import BadSignature, ConfigError, NotAllowed, UsageError

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from accord.coordinator.convert import roster_to_proto
+from accord.coordinator.live_roster import Roster
 from accord.coordinator.operator.approve import approve
-from accord.coordinator.roster import Roster
 from accord.crypto.credential import MEMBER_KEYS_OID
 from accord.errors import IntegrityError, ProtocolError
 from accord.federation.provision import (
