@@ -54,6 +54,7 @@ from accord.errors import ConfigError
 from accord.federation.provision import load_federation, provision_federation
 from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
+from accord.participant.kit.check_report import CheckStatus
 
 if sys.version_info >= (3, 11):
     pass
@@ -301,11 +302,11 @@ def check_command(
     table.add_column("result")
     table.add_column("detail")
     table.add_column("fix")
-    styles: dict[preflight.CheckStatus, str] = {
-        preflight.CheckStatus.PASS: "green",
-        preflight.CheckStatus.WARN: "yellow",
-        preflight.CheckStatus.FAIL: "bold red",
-        preflight.CheckStatus.SKIP: "dim",
+    styles: dict[CheckStatus, str] = {
+        CheckStatus.PASS: "green",
+        CheckStatus.WARN: "yellow",
+        CheckStatus.FAIL: "bold red",
+        CheckStatus.SKIP: "dim",
     }
     for item in report.checks:
         table.add_row(

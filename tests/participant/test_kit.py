@@ -27,7 +27,7 @@ from accord.coordinator.operator.server_certs import issue_server_cert
 from accord.errors import ConfigError, IntegrityError, UsageError
 from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
-from accord.participant.kit.preflight import CheckStatus
+from accord.participant.kit.check_report import CheckStatus
 from accord.participant.kit.startup_kit import Kit
 from tests.support import free_port
 

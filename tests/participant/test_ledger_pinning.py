@@ -30,7 +30,7 @@ from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
-from accord.participant.kit.preflight import CheckStatus
+from accord.participant.kit.check_report import CheckStatus
 from accord.participant.kit.startup_kit import Kit
 from tests.support import free_port
 
