@@ -41,8 +41,6 @@ BACKLOG_FUNCTIONS = {
     "accord/demo/report.py:summary": 88,
     "accord/demo/setup.py:participant_table": 66,
     "accord/demo/setup.py:write_coordinator_config": 68,
-    "accord/federation/provision.py:provision_federation": 68,
-    "coordinator/aggregation/round_sum.py:round_config": 61,
     "crypto/aggregate.py:__init__": 88,
     "crypto/ceremony.py:make": 79,
     "crypto/credential.py:verify_member": 77,

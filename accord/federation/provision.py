@@ -221,13 +221,7 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         UsageError: `out_dir` is not empty.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} is a file; name a new folder")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UsageError(
-            f"{out_dir} is not empty; choose another --out (it may hold a CA key, which is "
-            "never overwritten)"
-        )
+    _refuse_filled(out_dir)
     settings = federation.federation
     ca_dir = out_dir / "ca"
     coordinator_dir = out_dir / "coordinator"
@@ -253,15 +247,7 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         signed = sign_terms(federation.terms.to_terms(settings), authority.private_key())
         write_public(coordinator_dir / TERMS_FILE, signed)
         write_public(ca_dir / TERMS_FILE, signed)  # `accord provision approve` hands it out
-    made: dict[str, Path] = {}
-    for participant in federation.participants:
-        kit_dir = out_dir / "kits" / participant.name
-        request_path = packaging.request(participant.name, kit_dir)
-        response = approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
-        packaging.package(kit_dir, response, authority.fingerprint, kit_dir)
-        if signed is not None:
-            write_public(kit_dir / TERMS_FILE, signed)
-        made[participant.name] = kit_dir
+    made = _make_kits(federation, out_dir, ca_dir, authority.fingerprint, signed)
     return ProvisionedFederation(
         root=out_dir,
         federation_id=settings.id,
@@ -272,6 +258,38 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         roster_path=roster_path,
         kits=made,
     )
+
+
+def _refuse_filled(out_dir: Path) -> None:
+    """The output folder must be new or empty: it may come to hold a CA key."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file; name a new folder")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UsageError(
+            f"{out_dir} is not empty; choose another --out (it may hold a CA key, which is "
+            "never overwritten)"
+        )
+
+
+def _make_kits(
+    federation: FederationFile,
+    out_dir: Path,
+    ca_dir: Path,
+    ca_fingerprint: str,
+    signed: bytes | None,
+) -> dict[str, Path]:
+    """Each participant's request -> approve -> package, as a real enterprise runs them."""
+    settings = federation.federation
+    made: dict[str, Path] = {}
+    for participant in federation.participants:
+        kit_dir = out_dir / "kits" / participant.name
+        request_path = packaging.request(participant.name, kit_dir)
+        response = approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
+        packaging.package(kit_dir, response, ca_fingerprint, kit_dir)
+        if signed is not None:
+            write_public(kit_dir / TERMS_FILE, signed)
+        made[participant.name] = kit_dir
+    return made
 
 
 # ---- command plumbing ----
