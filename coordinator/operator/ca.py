@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +38,14 @@ from cryptography.x509.oid import NameOID
 from accord.coordinator.roster import RosterSnapshot, read_snapshot, write_snapshot
 from accord.core.configfile import dump_versioned_json, read_versioned_json
 from accord.core.kitformat import (
-    PARTICIPANT_ID_PATTERN,
+    check_id,
     split_address,
     utc_now,
     write_private,
     write_public,
 )
 from accord.core.pki import fingerprint
-from accord.core.private_files import refuse_if_readable
+from accord.core.private_files import read_private
 from accord.errors import ConfigError, UsageError
 
 __all__ = [
@@ -118,7 +117,7 @@ class CertificateAuthority:
             ConfigError: missing, readable by others, or not an EC private key.
         """
         path = self.root / CA_KEY_FILE
-        data = _read_private(path, "the CA key")
+        data = read_private(path, "the CA key", missing="the CA key is missing")
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError):
@@ -155,7 +154,7 @@ def create_ca(
         UsageError: ``ca_dir`` already holds a CA.
         ConfigError: a bad id, address or validity.
     """
-    _check_id(federation_id, "federation id")
+    check_id(federation_id, "federation id")
     split_address(coordinator)
     check_days(validity_days)
     ca_dir = Path(ca_dir)
@@ -319,27 +318,11 @@ def make_dir(path: Path, *, private: bool) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o755)
 
 
-def _read_private(path: Path, what: str) -> bytes:
-    try:
-        refuse_if_readable(path, what)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} is missing") from None
-    return path.read_bytes()
-
-
 def _meta_string(meta: dict[str, Any], name: str, ca_dir: Path) -> str:
     value = meta.get(name)
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{ca_dir / CA_META_FILE} {name}: required string")
     return value
-
-
-def _check_id(value: str, what: str) -> None:
-    if not isinstance(value, str) or not re.fullmatch(PARTICIPANT_ID_PATTERN, value):
-        raise ConfigError(
-            f"{what} {value!r}: must match {PARTICIPANT_ID_PATTERN} (lower case letters, "
-            "digits, - and _, at most 63 characters)"
-        )
 
 
 def check_days(days: int) -> None:

@@ -45,6 +45,7 @@ from accord.core.kitformat import (
     REQUEST_FORMAT,
     RESPONSE_FORMAT,
     TERMS_FILE,
+    check_id,
     utc_now,
     write_private,
     write_public,
@@ -145,11 +146,7 @@ def request(name: str, out_dir: Path) -> Path:
 
 def _check_new_request(name: str, out_dir: Path) -> None:
     """A valid id, and a folder that holds no request or keys yet."""
-    if not isinstance(name, str) or not re.fullmatch(PARTICIPANT_ID_PATTERN, name):
-        raise ConfigError(
-            f"--name {name!r}: must match {PARTICIPANT_ID_PATTERN} (lower case letters, digits, "
-            "- and _, at most 63 characters)"
-        )
+    check_id(name, "--name")
     existing = [n for n in (REQUEST_FILE, *PRIVATE_FILES) if (out_dir / n).exists()]
     if existing:
         raise UsageError(

@@ -46,7 +46,7 @@ from accord.core.kitformat import (
     PARTICIPANT_ID_PATTERN,
     split_address,
 )
-from accord.core.private_files import refuse_if_readable
+from accord.core.private_files import read_private
 from accord.core.transport import client_options
 from accord.crypto import agreement, identity, ledger_key
 from accord.errors import (
@@ -405,13 +405,11 @@ def is_address(address: str) -> bool:
 
 def read_private_key(path: Path) -> bytes:
     """Read a private key file, refusing one that group or others may read."""
-    try:
-        refuse_if_readable(path, "the private key")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: private key missing (restore it, or start over with `accord kit request`)"
-        ) from None
-    return path.read_bytes()
+    return read_private(
+        path,
+        "the private key",
+        missing="private key missing (restore it, or start over with `accord kit request`)",
+    )
 
 
 def _read_public(path: Path) -> bytes:
