@@ -65,7 +65,7 @@ from accord.errors import ConfigError, IntegrityError, UsageError
 from accord.wire.tasks import Assignment
 
 if TYPE_CHECKING:
-    from accord.coordinator.operator.provision import CertificateAuthority
+    from accord.coordinator.operator.ca import CertificateAuthority
 
 LEDGER_FILE = "ledger.jsonl"
 KEY_FILE = "coordinator_identity.key"

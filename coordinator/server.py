@@ -46,14 +46,15 @@ from accord.coordinator.interceptors import (
     AdmissionInterceptor,
     DateHeaderInterceptor,
 )
+from accord.coordinator.live_roster import Roster
 from accord.coordinator.metrics import start_metrics
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.roster import Roster
 from accord.coordinator.service import CoordinatorService
 from accord.coordinator.store.database import Store, open_store
 from accord.coordinator.store.persistence import FederationRecords
 from accord.coordinator.terms import load_terms
 from accord.core import logs, transport
+from accord.crypto.terms import FederationTerms
 from accord.errors import ConfigError
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -99,43 +100,13 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
             another federation or lacks a listed participant, or the port is taken.
         UsageError: the profile is not wired into the services yet.
     """
-    roster: Roster | None = None
-    credentials: grpc.ServerCredentials | None = None
     # Without a list in the settings the members are the roster's, newcomers included.
     admit_from_roster = "participants" not in config.model_fields_set
-    interceptors: list[grpc.ServerInterceptor] = [AccordErrorInterceptor(log)]
-    if not config.insecure_plaintext:
-        if config.tls_dir is None or config.roster is None:  # the config's validator says so
-            raise ConfigError("[coordinator] tls_dir and roster are required with mTLS")
-        credentials = tls.server_credentials(config.tls_dir)
-        roster = Roster.load(config.roster, check_interval_s=ROSTER_CHECK_INTERVAL_S)
-        config = _members_from_roster(config, roster)
-        # Outermost, so that every answer carries the clock, refusals included.
-        interceptors.insert(0, DateHeaderInterceptor())
-        # Innermost, so that its refusals are answered by AccordErrorInterceptor.
-        interceptors.append(AdmissionInterceptor(SERVICE_NAME, _identifier(roster), CallLimits()))
-    terms = None
-    if config.terms is not None:
-        if config.tls_dir is None:
-            raise ConfigError("[coordinator] terms: needs tls_dir (its ca.pem verifies them)")
-        terms = load_terms(config.terms, config.tls_dir / "ca.pem")
+    config, roster, credentials, interceptors = _security(config, log)
+    terms = _terms(config)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.resolved_store_url)
-    # The pool starts its processes on the first round large enough to use them.
-    worker_processes = worker_count(config.aggregation_workers)
-    sum_workers = SumWorkers(worker_processes) if worker_processes >= 2 else None
-    orchestrator = Orchestrator(
-        config,
-        log=log,
-        sum_workers=sum_workers,
-        identities=(
-            {n: k for n, k in roster.identity_keys().items() if n in config.participants}
-            if roster is not None
-            else None
-        ),
-        records=FederationRecords(store, keep_aggregates=config.keep_aggregates),
-        terms=terms,
-    )
+    orchestrator, sum_workers = _orchestrator(config, roster, store, terms, log)
     # Every identity is capped (`call_limits.py`), so members at their caps leave spares.
     workers = worker_threads(len(config.participants))
     server = grpc.server(
@@ -151,20 +122,8 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         roster=roster,
         admit_from_roster=admit_from_roster,
     )
-    pb_grpc.add_CoordinatorServicer_to_server(service, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    address = f"{config.listen_host}:{config.listen_port}"
-    try:
-        if credentials is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, credentials)
-    except RuntimeError as error:
-        raise ConfigError(f"[coordinator] listen_port: cannot bind {address} ({error})") from None
+    health_servicer = _add_services(server, service)
+    port = _bind(server, f"{config.listen_host}:{config.listen_port}", credentials)
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -188,6 +147,84 @@ def start(config: CoordinatorConfig, *, log: logging.Logger) -> RunningServer:
         transport="insecure-plaintext" if roster is None else "mtls",
     )
     return RunningServer(server, port, orchestrator, stop_ticker, roster, store, sum_workers)
+
+
+def _security(
+    config: CoordinatorConfig, log: logging.Logger
+) -> tuple[
+    CoordinatorConfig, Roster | None, grpc.ServerCredentials | None, list[grpc.ServerInterceptor]
+]:
+    """The roster, TLS credentials and interceptors (mTLS unless insecure_plaintext)."""
+    roster: Roster | None = None
+    credentials: grpc.ServerCredentials | None = None
+    interceptors: list[grpc.ServerInterceptor] = [AccordErrorInterceptor(log)]
+    if not config.insecure_plaintext:
+        if config.tls_dir is None or config.roster is None:  # the config's validator says so
+            raise ConfigError("[coordinator] tls_dir and roster are required with mTLS")
+        credentials = tls.server_credentials(config.tls_dir)
+        roster = Roster.load(config.roster, check_interval_s=ROSTER_CHECK_INTERVAL_S)
+        config = _members_from_roster(config, roster)
+        # Outermost, so that every answer carries the clock, refusals included.
+        interceptors.insert(0, DateHeaderInterceptor())
+        # Innermost, so that its refusals are answered by AccordErrorInterceptor.
+        interceptors.append(AdmissionInterceptor(SERVICE_NAME, _identifier(roster), CallLimits()))
+    return config, roster, credentials, interceptors
+
+
+def _terms(config: CoordinatorConfig) -> FederationTerms | None:
+    """The federation's signed terms, verified by the CA in tls_dir, when configured."""
+    if config.terms is None:
+        return None
+    if config.tls_dir is None:
+        raise ConfigError("[coordinator] terms: needs tls_dir (its ca.pem verifies them)")
+    return load_terms(config.terms, config.tls_dir / "ca.pem")
+
+
+def _orchestrator(
+    config: CoordinatorConfig,
+    roster: Roster | None,
+    store: Store,
+    terms: FederationTerms | None,
+    log: logging.Logger,
+) -> tuple[Orchestrator, SumWorkers | None]:
+    """The orchestrator over the store, with a sum worker pool when it is worth one."""
+    # The pool starts its processes on the first round large enough to use them.
+    worker_processes = worker_count(config.aggregation_workers)
+    sum_workers = SumWorkers(worker_processes) if worker_processes >= 2 else None
+    orchestrator = Orchestrator(
+        config,
+        log=log,
+        sum_workers=sum_workers,
+        identities=(
+            {n: k for n, k in roster.identity_keys().items() if n in config.participants}
+            if roster is not None
+            else None
+        ),
+        records=FederationRecords(store, keep_aggregates=config.keep_aggregates),
+        terms=terms,
+    )
+    return orchestrator, sum_workers
+
+
+def _add_services(server: grpc.Server, service: CoordinatorService) -> health.HealthServicer:
+    """Register the coordinator, health and reflection services; returns the health one."""
+    pb_grpc.add_CoordinatorServicer_to_server(service, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return health_servicer
+
+
+def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Bind ``address`` (mTLS when there are credentials); the port bound."""
+    try:
+        if credentials is None:
+            return int(server.add_insecure_port(address))
+        return int(server.add_secure_port(address, credentials))
+    except RuntimeError as error:
+        raise ConfigError(f"[coordinator] listen_port: cannot bind {address} ({error})") from None
 
 
 def _members_from_roster(config: CoordinatorConfig, roster: Roster) -> CoordinatorConfig:

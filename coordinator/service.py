@@ -16,10 +16,10 @@ from typing import TypeVar
 import grpc
 
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator.provision import REVOCATIONS_FILE
+from accord.coordinator.live_roster import Roster
+from accord.coordinator.operator.approve import REVOCATIONS_FILE
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.ratelimit import ParticipantRateLimiter
-from accord.coordinator.roster import Roster
 from accord.crypto.lifecycle import Lifecycle
 from accord.errors import Malformed, StreamIdle
 from accord.proto.v1 import federation_pb2 as pb

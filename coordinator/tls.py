@@ -30,7 +30,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from accord.coordinator.roster import Roster
+from accord.coordinator.live_roster import Roster
 from accord.core.private_files import refuse_if_readable
 from accord.errors import ConfigError, NotAllowed
 

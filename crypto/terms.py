@@ -4,7 +4,7 @@ Theory of operation. Everything a member must agree to before it lets its update
 summed (the threshold rule, the smallest cohort, the profile, the aggregation group,
 the base model, the adapter's size, the rounds and the DP settings) is fixed once by
 the operator, encoded canonically and signed with the federation CA's private key
-(ECDSA P-256 with SHA-256, the key type `coordinator/operator/provision.py` makes). Every kit
+(ECDSA P-256 with SHA-256, the key type `coordinator/operator/ca.py` makes). Every kit
 carries the signed terms; members verify them against the CA certificate they pin.
 From then on a `RoundConfig` (from the coordinator) or an enrolment (from another
 member) that departs from the terms is refused with `TermsDeparted`, whose message

@@ -1,9 +1,9 @@
 """`accord provision` (the operator) and `accord kit` (each enterprise): the provisioning CLI.
 
 Two typer apps that `accord/cli/main.py` mounts as `accord provision` and `accord kit`.
-The commands are thin: the operator's work lives in `accord.coordinator.operator.provision`,
-the participant's in `accord.participant.kit.startup_kit` and
-`accord.participant.kit.preflight`, and each command only parses arguments, calls one of
+The commands are thin: the operator's work lives in `accord.coordinator.operator`
+(`ca`, `server_certs`, `approve`), the participant's in `accord.participant.kit`
+(`packaging`, `startup_kit`, `preflight`), and each command only parses arguments, calls one of
 them and prints the outcome. An `AccordError` is printed as `TypeName: message` on stderr
 with exit status 2 (`accord.core.commands.ReportingGroup`); `accord kit check` exits 1 when a check
 failed. Any other exception is a bug.
@@ -34,14 +34,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from accord.coordinator.operator import provision as operator
+from accord.coordinator.operator.approve import approve, revoke
+from accord.coordinator.operator.ca import (
+    CA_KEY_FILE,
+    DEFAULT_CA_VALIDITY_DAYS,
+    DEFAULT_CERT_VALIDITY_DAYS,
+    create_ca,
+    load_ca,
+)
+from accord.coordinator.operator.server_certs import (
+    DEFAULT_SERVER_HOSTS,
+    issue_probe_cert,
+    issue_server_cert,
+)
 from accord.core.commands import ReportingGroup
 from accord.core.kitformat import TERMS_FILE, split_address, write_public
 from accord.crypto.terms import sign_terms
 from accord.errors import ConfigError
 from accord.federation.provision import load_federation, provision_federation
-from accord.participant.kit import preflight
+from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
+from accord.participant.kit.check_report import CheckStatus
 
 if sys.version_info >= (3, 11):
     pass
@@ -109,7 +122,7 @@ def provision_command(
         f"{result.root}"
     )
     _say(f"  CA fingerprint (SHA-256): {result.ca_fingerprint}")
-    _say(f"  CA key:       {result.ca_dir / operator.CA_KEY_FILE} (keep it offline)")
+    _say(f"  CA key:       {result.ca_dir / CA_KEY_FILE} (keep it offline)")
     _say(
         f"  coordinator:  {result.coordinator_dir} (server.pem, server.key, ca.pem, roster.json, "
         "ledger.key)"
@@ -134,22 +147,22 @@ def ca_command(
     host: list[str] = typer.Option(
         [], "--host", help="another name or address for the coordinator's certificate"
     ),
-    ca_days: int = typer.Option(operator.DEFAULT_CA_VALIDITY_DAYS, "--ca-days", min=1),
-    cert_days: int = typer.Option(operator.DEFAULT_CERT_VALIDITY_DAYS, "--cert-days", min=1),
+    ca_days: int = typer.Option(DEFAULT_CA_VALIDITY_DAYS, "--ca-days", min=1),
+    cert_days: int = typer.Option(DEFAULT_CERT_VALIDITY_DAYS, "--cert-days", min=1),
 ) -> None:
     """Make a federation's CA and the coordinator's certificate, with an empty roster."""
     ca_dir, coordinator_dir = out / "ca", out / "coordinator"
     coordinator_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    authority = operator.create_ca(
+    authority = create_ca(
         ca_dir,
         federation,
         coordinator=coordinator,
         roster_path=coordinator_dir / "roster.json",
         validity_days=ca_days,
     )
-    hosts = [split_address(coordinator)[0], *operator.DEFAULT_SERVER_HOSTS, *host]
-    operator.issue_server_cert(ca_dir, coordinator_dir, hosts, validity_days=cert_days)
-    operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=cert_days)
+    hosts = [split_address(coordinator)[0], *DEFAULT_SERVER_HOSTS, *host]
+    issue_server_cert(ca_dir, coordinator_dir, hosts, validity_days=cert_days)
+    issue_probe_cert(ca_dir, coordinator_dir, validity_days=cert_days)
     _say(f"CA of federation {federation} in {ca_dir} (keep ca.key offline)")
     _say(f"coordinator TLS files, ledger key and roster in {coordinator_dir}")
     _say(f"CA fingerprint (give it to each participant out of band): {authority.fingerprint}")
@@ -174,7 +187,7 @@ def terms_command(
             "base_model_hash and adapter_parameters; `accord participant describe-model` "
             "prints the last two)"
         )
-    authority = operator.load_ca(ca)
+    authority = load_ca(ca)
     if authority.federation_id != federation.federation.id:
         raise ConfigError(
             f"{federation_toml.name} [federation] id = {federation.federation.id!r}: the CA "
@@ -196,11 +209,11 @@ def approve_command(
     out: Path | None = typer.Option(
         None, "--out", help="response file (default: NAME.response.json next to the request)"
     ),
-    days: int = typer.Option(operator.DEFAULT_CERT_VALIDITY_DAYS, "--days", min=1),
+    days: int = typer.Option(DEFAULT_CERT_VALIDITY_DAYS, "--days", min=1),
 ) -> None:
     """Sign a participant's request and add it to the roster."""
-    response = operator.approve(request, ca, out_path=out, validity_days=days)
-    authority = operator.load_ca(ca)
+    response = approve(request, ca, out_path=out, validity_days=days)
+    authority = load_ca(ca)
     _say(f"approved; send {response} back to the participant")
     _say(f"CA fingerprint (give it out of band, not with the file): {authority.fingerprint}")
 
@@ -216,7 +229,7 @@ def ledger_key_command(
     kits pinned it (`provision` and `ca` make it already). Then approve every request again."""
     from accord.coordinator import federation_ledger as ledger
 
-    certified = ledger.provision_key(operator.load_ca(ca), coordinator_dir)
+    certified = ledger.provision_key(load_ca(ca), coordinator_dir)
     _say(
         f"coordinator ledger key {certified.public_key.hex()} in "
         f"{coordinator_dir / ledger.PROVISIONED_KEY_FILE}, certified by the CA; every response "
@@ -230,11 +243,11 @@ def probe_cert_command(
     coordinator_dir: Path = typer.Option(
         ..., "--coordinator-dir", help="the coordinator's folder (its tls_dir)"
     ),
-    days: int = typer.Option(operator.DEFAULT_CERT_VALIDITY_DAYS, "--days", min=1),
+    days: int = typer.Option(DEFAULT_CERT_VALIDITY_DAYS, "--days", min=1),
 ) -> None:
     """Issue the coordinator's health-probe client certificate (probe.pem, probe.key), for a
     federation provisioned before `provision` and `ca` made it."""
-    cert, _ = operator.issue_probe_cert(ca, coordinator_dir, validity_days=days)
+    cert, _ = issue_probe_cert(ca, coordinator_dir, validity_days=days)
     _say(f"probe certificate in {cert}: health checks only, it speaks for no participant")
 
 
@@ -244,7 +257,7 @@ def revoke_command(
     ca: Path = typer.Option(..., "--ca", help="the CA folder"),
 ) -> None:
     """Revoke a participant; the running coordinator refuses it from its next request on."""
-    entry = operator.revoke(ca, name)
+    entry = revoke(ca, name)
     _say(
         f"{entry.participant_id} revoked at {entry.revoked_at}; the coordinator refuses its "
         "certificate from the next request on (no restart needed)"
@@ -257,7 +270,7 @@ def request_command(
     out: Path = typer.Option(..., "--out", help="a new folder for your keys and request"),
 ) -> None:
     """Make your private keys and a certificate request (keys never leave this machine)."""
-    path = kits.request(name, out)
+    path = packaging.request(name, out)
     _say(f"wrote {path}: send only this file to the operator")
     _say(f"private keys (mode 600, keep them here): {', '.join(kits.PRIVATE_FILES)} in {out}")
 
@@ -272,7 +285,7 @@ def package_command(
     out: Path | None = typer.Option(None, "--out", help="kit folder (default: REQUEST_DIR)"),
 ) -> None:
     """Check the response against the CA fingerprint and assemble your startup kit."""
-    kit_dir = kits.package(request_dir, response, ca_fingerprint, out or request_dir)
+    kit_dir = packaging.package(request_dir, response, ca_fingerprint, out or request_dir)
     _say(f"startup kit ready in {kit_dir}; check it with: accord kit check {kit_dir}")
 
 
@@ -289,11 +302,11 @@ def check_command(
     table.add_column("result")
     table.add_column("detail")
     table.add_column("fix")
-    styles: dict[preflight.CheckStatus, str] = {
-        preflight.CheckStatus.PASS: "green",
-        preflight.CheckStatus.WARN: "yellow",
-        preflight.CheckStatus.FAIL: "bold red",
-        preflight.CheckStatus.SKIP: "dim",
+    styles: dict[CheckStatus, str] = {
+        CheckStatus.PASS: "green",
+        CheckStatus.WARN: "yellow",
+        CheckStatus.FAIL: "bold red",
+        CheckStatus.SKIP: "dim",
     }
     for item in report.checks:
         table.add_row(

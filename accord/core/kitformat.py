@@ -32,6 +32,7 @@ __all__ = [
     "PARTICIPANT_ID_PATTERN",
     "REQUEST_FORMAT",
     "RESPONSE_FORMAT",
+    "check_id",
     "write_private",
     "write_public",
 ]
@@ -51,6 +52,19 @@ TERMS_FILE = "terms.signed"
 
 PARTICIPANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """Participant and federation ids: lower case, digits, ``-`` and ``_``, at most 63 characters."""
+
+
+def check_id(value: str, what: str) -> None:
+    """Refuse a participant or federation id that does not match ``PARTICIPANT_ID_PATTERN``.
+
+    Raises:
+        ConfigError: naming ``what`` (e.g. ``--name``), the value and the pattern.
+    """
+    if not isinstance(value, str) or not re.fullmatch(PARTICIPANT_ID_PATTERN, value):
+        raise ConfigError(
+            f"{what} {value!r}: must match {PARTICIPANT_ID_PATTERN} (lower case letters, "
+            "digits, - and _, at most 63 characters)"
+        )
 
 
 def write_private(path: Path, data: bytes) -> None:

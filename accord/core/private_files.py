@@ -35,3 +35,21 @@ def refuse_if_readable(path: Path, what: str) -> None:
         raise ConfigError(
             f"{path}: {what} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
         )
+
+
+def read_private(path: Path, what: str, *, missing: str) -> bytes:
+    """Read a private key file, refusing one that group or others may read.
+
+    Args:
+        path: the key file.
+        what: the key, as the too-open message names it (e.g. "the CA key").
+        missing: what the error says after the path when there is no such file.
+
+    Raises:
+        ConfigError: group or others may read it, or it is missing.
+    """
+    try:
+        refuse_if_readable(path, what)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {missing}") from None
+    return Path(path).read_bytes()

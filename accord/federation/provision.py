@@ -13,13 +13,23 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from accord.coordinator.operator import provision as operator
+from accord.coordinator.operator.approve import approve
+from accord.coordinator.operator.ca import (
+    DEFAULT_CA_VALIDITY_DAYS,
+    DEFAULT_CERT_VALIDITY_DAYS,
+    create_ca,
+)
+from accord.coordinator.operator.server_certs import (
+    DEFAULT_SERVER_HOSTS,
+    issue_probe_cert,
+    issue_server_cert,
+)
 from accord.core import configfile
 from accord.core.kitformat import PARTICIPANT_ID_PATTERN, TERMS_FILE, split_address, write_public
 from accord.crypto.profile import Profile
 from accord.crypto.terms import FederationTerms, sign_terms
 from accord.errors import ConfigError, UsageError
-from accord.participant.kit import startup_kit as kits
+from accord.participant.kit import packaging
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,10 +61,10 @@ class FederationSection(BaseModel):
         description="more DNS names or IP addresses for the coordinator's certificate",
     )
     ca_validity_days: int = Field(
-        operator.DEFAULT_CA_VALIDITY_DAYS, ge=1, description="days the CA certificate is valid"
+        DEFAULT_CA_VALIDITY_DAYS, ge=1, description="days the CA certificate is valid"
     )
     cert_validity_days: int = Field(
-        operator.DEFAULT_CERT_VALIDITY_DAYS,
+        DEFAULT_CERT_VALIDITY_DAYS,
         ge=1,
         description="days a participant's or the coordinator's certificate is valid",
     )
@@ -211,19 +221,13 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         UsageError: `out_dir` is not empty.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} is a file; name a new folder")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UsageError(
-            f"{out_dir} is not empty; choose another --out (it may hold a CA key, which is "
-            "never overwritten)"
-        )
+    _refuse_filled(out_dir)
     settings = federation.federation
     ca_dir = out_dir / "ca"
     coordinator_dir = out_dir / "coordinator"
     roster_path = coordinator_dir / "roster.json"
     coordinator_dir.mkdir(parents=True, mode=0o700)
-    authority = operator.create_ca(
+    authority = create_ca(
         ca_dir,
         settings.id,
         coordinator=settings.coordinator,
@@ -231,27 +235,19 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         validity_days=settings.ca_validity_days,
     )
     host = split_address(settings.coordinator)[0]
-    operator.issue_server_cert(
+    issue_server_cert(
         ca_dir,
         coordinator_dir,
-        [host, *operator.DEFAULT_SERVER_HOSTS, *settings.hosts],
+        [host, *DEFAULT_SERVER_HOSTS, *settings.hosts],
         validity_days=settings.cert_validity_days,
     )
-    operator.issue_probe_cert(ca_dir, coordinator_dir, validity_days=settings.cert_validity_days)
+    issue_probe_cert(ca_dir, coordinator_dir, validity_days=settings.cert_validity_days)
     signed: bytes | None = None
     if federation.terms is not None:
         signed = sign_terms(federation.terms.to_terms(settings), authority.private_key())
         write_public(coordinator_dir / TERMS_FILE, signed)
         write_public(ca_dir / TERMS_FILE, signed)  # `accord provision approve` hands it out
-    made: dict[str, Path] = {}
-    for participant in federation.participants:
-        kit_dir = out_dir / "kits" / participant.name
-        request_path = kits.request(participant.name, kit_dir)
-        response = operator.approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
-        kits.package(kit_dir, response, authority.fingerprint, kit_dir)
-        if signed is not None:
-            write_public(kit_dir / TERMS_FILE, signed)
-        made[participant.name] = kit_dir
+    made = _make_kits(federation, out_dir, ca_dir, authority.fingerprint, signed)
     return ProvisionedFederation(
         root=out_dir,
         federation_id=settings.id,
@@ -262,6 +258,38 @@ def provision_federation(federation: FederationFile, out_dir: Path) -> Provision
         roster_path=roster_path,
         kits=made,
     )
+
+
+def _refuse_filled(out_dir: Path) -> None:
+    """The output folder must be new or empty: it may come to hold a CA key."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file; name a new folder")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UsageError(
+            f"{out_dir} is not empty; choose another --out (it may hold a CA key, which is "
+            "never overwritten)"
+        )
+
+
+def _make_kits(
+    federation: FederationFile,
+    out_dir: Path,
+    ca_dir: Path,
+    ca_fingerprint: str,
+    signed: bytes | None,
+) -> dict[str, Path]:
+    """Each participant's request -> approve -> package, as a real enterprise runs them."""
+    settings = federation.federation
+    made: dict[str, Path] = {}
+    for participant in federation.participants:
+        kit_dir = out_dir / "kits" / participant.name
+        request_path = packaging.request(participant.name, kit_dir)
+        response = approve(request_path, ca_dir, validity_days=settings.cert_validity_days)
+        packaging.package(kit_dir, response, ca_fingerprint, kit_dir)
+        if signed is not None:
+            write_public(kit_dir / TERMS_FILE, signed)
+        made[participant.name] = kit_dir
+    return made
 
 
 # ---- command plumbing ----

@@ -18,15 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from accord.coordinator.aggregation.spool import Spool
-from accord.coordinator.aggregation.sum_workers import (
+from accord.coordinator.aggregation.sum_ranges import (
     Holding,
-    SpreadSum,
     SumSpec,
-    SumWorkers,
     add_extents,
     finish_sum,
     holding,
 )
+from accord.coordinator.aggregation.sum_workers import SpreadSum, SumWorkers
 from accord.coordinator.config import CoordinatorConfig
 from accord.crypto import masks, wire
 from accord.crypto.ckks import PublicContext
@@ -57,30 +56,7 @@ def round_config(
             room for the client-level noise).
     """
     max_participants = len(config.participants)
-    noise: ClientNoise | None = None
-    value_bound: float | None = None
-    weight_cap: int | None = None
-    if config.client_dp is not None and config.client_dp.enabled:
-        noise = ClientNoise(
-            noise_multiplier=config.client_dp.noise_multiplier,
-            honest_fraction=config.client_dp.honest_fraction,
-            delta=config.client_dp.delta,
-        )
-        value_bound = widened_value_bound(
-            noise,
-            modulus_bits=config.modulus_bits,
-            max_participants=max_participants,
-            clip_norm=config.clip_norm,
-            participants=len(selected),
-        )
-        weight_cap = config.client_dp.weight_cap
-    quant = QuantSpec(
-        modulus_bits=config.modulus_bits,
-        max_participants=max_participants,
-        clip_norm=config.clip_norm,
-        value_bound=value_bound,
-        weight_cap=weight_cap,
-    )
+    noise, quant = _noise_and_quant(config, len(selected))
     packing = (
         choose_packing(config.modulus_bits, max_participants) if config.profile.uses_ckks else None
     )
@@ -98,6 +74,38 @@ def round_config(
         key_epoch=key_epoch,
         client_noise=noise,
     )
+
+
+def _noise_and_quant(
+    config: CoordinatorConfig, participants: int
+) -> tuple[ClientNoise | None, QuantSpec]:
+    """The round's client-level noise (when on) and the quantization grid that fits it."""
+    max_participants = len(config.participants)
+    noise: ClientNoise | None = None
+    value_bound: float | None = None
+    weight_cap: int | None = None
+    if config.client_dp is not None and config.client_dp.enabled:
+        noise = ClientNoise(
+            noise_multiplier=config.client_dp.noise_multiplier,
+            honest_fraction=config.client_dp.honest_fraction,
+            delta=config.client_dp.delta,
+        )
+        value_bound = widened_value_bound(
+            noise,
+            modulus_bits=config.modulus_bits,
+            max_participants=max_participants,
+            clip_norm=config.clip_norm,
+            participants=participants,
+        )
+        weight_cap = config.client_dp.weight_cap
+    quant = QuantSpec(
+        modulus_bits=config.modulus_bits,
+        max_participants=max_participants,
+        clip_norm=config.clip_norm,
+        value_bound=value_bound,
+        weight_cap=weight_cap,
+    )
+    return noise, quant
 
 
 class RoundSum:

@@ -34,7 +34,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from accord.coordinator.records import KeyState
-from accord.coordinator.store.database import RoundRow, RoundStatus, Store
+from accord.coordinator.store.database import Store
+from accord.coordinator.store.rows import RoundRow, RoundStatus
 from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import (
     ConfirmSurvivors,

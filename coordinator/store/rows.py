@@ -2,8 +2,8 @@
 
 They are frozen, so a row read from the store cannot be changed by mistake and written
 back; ``dataclasses.replace`` makes a changed copy. Times are seconds since the Unix
-epoch. What each table may hold, and why, is in the ``store`` module's docstring; these
-classes are re-exported there, and callers import them from ``accord.coordinator.store.database``.
+epoch. What each table may hold, and why, is in ``coordinator/store/database.py``'s
+docstring; callers import these classes from here.
 """
 
 from __future__ import annotations

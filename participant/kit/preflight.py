@@ -12,27 +12,24 @@ Theory of operation (docs/provisioning.md, "`accord kit check`"):
   health service (``grpc.health.v1.Health/Check``) and reads the clock skew from the
   ``date`` initial metadata when the coordinator sends it.
 - Time is an argument (``clock``), for expiry and skew.
+
+The report's types are in ``check_report.py``, the online checks in
+``coordinator_check.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
-import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from accord.core.private_files import too_open
 from accord.crypto import agreement, credential, identity
-from accord.errors import AccordError, ConfigError, InternalError
+from accord.errors import AccordError, ConfigError
 from accord.participant.kit.certificates import (
     RENEW_FIX,
     ca_problem,
@@ -43,88 +40,21 @@ from accord.participant.kit.certificates import (
     load_tls_key,
     validity_problem,
 )
+from accord.participant.kit.check_report import Check, CheckReport, CheckStatus
+from accord.participant.kit.coordinator_check import check_coordinator
 from accord.participant.kit.startup_kit import (
     PRIVATE_FILES,
     REPACKAGE_FIX,
     Kit,
     KitManifest,
     KitPaths,
-    secure_channel,
 )
 from accord.participant.terms import TERMS_FILE, load_kit_terms
 
-__all__ = [
-    "EXPIRY_WARNING",
-    "MAX_CLOCK_SKEW_S",
-    "WARN_CLOCK_SKEW_S",
-    "Check",
-    "CheckReport",
-    "CheckStatus",
-    "check",
-]
+__all__ = ["EXPIRY_WARNING", "check"]
 
 EXPIRY_WARNING = dt.timedelta(days=30)
 """``check`` warns when the certificate expires sooner than this."""
-
-MAX_CLOCK_SKEW_S = 300.0
-"""Skew beyond which ``check`` fails: certificates start only five minutes back-dated."""
-
-WARN_CLOCK_SKEW_S = 60.0
-"""Skew beyond which ``check`` warns."""
-
-
-class CheckStatus(enum.Enum):
-    """Outcome of one preflight check."""
-
-    PASS = "pass"
-    WARN = "warn"
-    FAIL = "fail"
-    SKIP = "skip"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the preflight report.
-
-    Attributes:
-        name: what was checked, e.g. ``"certificate validity"``.
-        status: pass, warn, fail or skip.
-        detail: what was found.
-        fix: what to do about a warning or failure (empty when it passed).
-    """
-
-    name: str
-    status: CheckStatus
-    detail: str
-    fix: str = ""
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """Every check ``check`` ran, in order."""
-
-    kit_dir: Path
-    checks: tuple[Check, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when no check failed (warnings and skips are allowed)."""
-        return not any(c.status is CheckStatus.FAIL for c in self.checks)
-
-    def failures(self) -> tuple[Check, ...]:
-        """The checks that failed."""
-        return tuple(c for c in self.checks if c.status is CheckStatus.FAIL)
-
-    def get(self, name: str) -> Check:
-        """The check called ``name``.
-
-        Raises:
-            UsageError: no check has that name.
-        """
-        for item in self.checks:
-            if item.name == name:
-                return item
-        raise InternalError(f"no check named {name!r}")
 
 
 def check(
@@ -152,19 +82,8 @@ def check(
     checks: list[Check] = []
     now = dt.datetime.fromtimestamp(clock(), dt.timezone.utc)
 
-    manifest: KitManifest | None = None
-    try:
-        manifest = KitManifest.read(paths.root)
-        checks.append(
-            Check(
-                "kit file",
-                CheckStatus.PASS,
-                f"{manifest.participant_id} in federation {manifest.federation_id}, "
-                f"coordinator {manifest.coordinator}",
-            )
-        )
-    except AccordError as error:
-        checks.append(Check("kit file", CheckStatus.FAIL, str(error), REPACKAGE_FIX))
+    manifest, read = _check_manifest(paths)
+    checks.append(read)
 
     checks.append(_check_private_files(paths))
 
@@ -180,20 +99,43 @@ def check(
     if (paths.root / TERMS_FILE).exists():
         checks.append(_check_terms(paths))
 
+    checks.extend(_online_checks(paths, online, timeout_s, clock))
+    return CheckReport(paths.root, tuple(checks))
+
+
+def _check_manifest(paths: KitPaths) -> tuple[KitManifest | None, Check]:
+    """``kit.toml``: whose kit it is and whom it dials."""
+    try:
+        manifest = KitManifest.read(paths.root)
+    except AccordError as error:
+        return None, Check("kit file", CheckStatus.FAIL, str(error), REPACKAGE_FIX)
+    return manifest, Check(
+        "kit file",
+        CheckStatus.PASS,
+        f"{manifest.participant_id} in federation {manifest.federation_id}, "
+        f"coordinator {manifest.coordinator}",
+    )
+
+
+def _online_checks(
+    paths: KitPaths, online: bool, timeout_s: float, clock: Callable[[], float]
+) -> list[Check]:
+    """The coordinator and clock-skew checks, or why they were skipped."""
     if not online:
-        checks.append(Check("coordinator", CheckStatus.SKIP, "offline check (--offline)"))
-        checks.append(Check("clock skew", CheckStatus.SKIP, "offline check (--offline)"))
-        return CheckReport(paths.root, tuple(checks))
+        return [
+            Check("coordinator", CheckStatus.SKIP, "offline check (--offline)"),
+            Check("clock skew", CheckStatus.SKIP, "offline check (--offline)"),
+        ]
     try:
         kit = Kit.load(paths.root)
     except AccordError:
         # The offline checks above have already said why; they cover everything load checks.
         reason = "skipped until the kit loads"
-        checks.append(Check("coordinator", CheckStatus.SKIP, reason, "fix the failures above"))
-        checks.append(Check("clock skew", CheckStatus.SKIP, reason))
-        return CheckReport(paths.root, tuple(checks))
-    checks.extend(_check_coordinator(kit, timeout_s, clock))
-    return CheckReport(paths.root, tuple(checks))
+        return [
+            Check("coordinator", CheckStatus.SKIP, reason, "fix the failures above"),
+            Check("clock skew", CheckStatus.SKIP, reason),
+        ]
+    return check_coordinator(kit, timeout_s, clock)
 
 
 def _check_terms(paths: KitPaths) -> Check:
@@ -414,107 +356,6 @@ def _check_validity(
         )
     return Check(
         "certificate validity", CheckStatus.PASS, f"valid until {until} ({left.days} days)"
-    )
-
-
-def _check_coordinator(kit: Kit, timeout_s: float, clock: Callable[[], float]) -> list[Check]:
-    channel = secure_channel(kit)
-    try:
-        stub = health_pb2_grpc.HealthStub(channel)
-        started = clock()
-        try:
-            reply, call = stub.Check.with_call(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
-            )
-        except grpc.RpcError as error:
-            detail, fix = _diagnose(kit.coordinator, error, timeout_s)
-            return [
-                Check("coordinator", CheckStatus.FAIL, detail, fix),
-                Check("clock skew", CheckStatus.SKIP, "unknown (the coordinator did not answer)"),
-            ]
-        finished = clock()
-        metadata = dict(call.initial_metadata() or ())
-    finally:
-        channel.close()
-    serving = reply.status == health_pb2.HealthCheckResponse.SERVING
-    name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    coordinator = (
-        Check("coordinator", CheckStatus.PASS, f"{kit.coordinator} answers over mTLS: {name}")
-        if serving
-        else Check(
-            "coordinator",
-            CheckStatus.FAIL,
-            f"{kit.coordinator} answers over mTLS but is {name}",
-            "the coordinator is starting or shutting down; retry, or ask the operator",
-        )
-    )
-    return [coordinator, _clock_skew(metadata.get("date"), (started + finished) / 2)]
-
-
-def _clock_skew(date_header: Any, local_s: float) -> Check:
-    if not isinstance(date_header, str):
-        return Check("clock skew", CheckStatus.SKIP, "unknown (the coordinator sends no `date`)")
-    try:
-        server_s = email.utils.parsedate_to_datetime(date_header).timestamp()
-    except (TypeError, ValueError):
-        return Check("clock skew", CheckStatus.SKIP, f"unknown (unreadable date {date_header!r})")
-    skew = server_s - local_s
-    detail = f"{skew:+.0f} s (coordinator minus this machine, ±1 s)"
-    fix = "synchronise this machine's clock (NTP: `timedatectl set-ntp true`, chrony)"
-    if abs(skew) > MAX_CLOCK_SKEW_S:
-        return Check("clock skew", CheckStatus.FAIL, detail, fix)
-    if abs(skew) > WARN_CLOCK_SKEW_S:
-        return Check("clock skew", CheckStatus.WARN, detail, fix)
-    return Check("clock skew", CheckStatus.PASS, detail)
-
-
-def _diagnose(address: str, error: Any, timeout_s: float) -> tuple[str, str]:
-    """Turn a failed health call into what went wrong and how to fix it."""
-    code = error.code() if callable(getattr(error, "code", None)) else None
-    details = str(error.details() if callable(getattr(error, "details", None)) else error)
-    lowered = details.lower()
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return (
-            f"no answer from {address} within {timeout_s:g} s",
-            "check the address in kit.toml, the firewall, and that the coordinator runs",
-        )
-    if code == grpc.StatusCode.UNIMPLEMENTED:
-        return (
-            f"{address} does not serve grpc.health.v1.Health",
-            "this is not an Accord coordinator, or an old one: check the address and version",
-        )
-    if "connection refused" in lowered:
-        return (
-            f"nothing listens at {address} (connection refused)",
-            "start the coordinator (`accord coordinator serve`), or correct `coordinator` "
-            "in kit.toml",
-        )
-    if "dns" in lowered or "resolve" in lowered or "name or service not known" in lowered:
-        return (
-            f"cannot resolve the host of {address}",
-            "correct `coordinator` in kit.toml, or fix this machine's DNS",
-        )
-    if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
-        return (
-            f"{address} presents a certificate the pinned CA did not issue",
-            "you are not talking to your federation's coordinator: check the address, and ask "
-            "the operator which CA its server certificate comes from",
-        )
-    if "handshake" in lowered or "ssl" in lowered or "tls" in lowered:
-        return (
-            f"the TLS handshake with {address} failed ({details})",
-            "check that the coordinator's certificate names this host and that it runs with "
-            "this federation's CA",
-        )
-    if "socket closed" in lowered or "connection reset" in lowered:
-        return (
-            f"{address} closed the connection during the TLS handshake",
-            "the coordinator does not accept this kit's certificate: check that it runs with "
-            "this federation's CA and that you packaged the operator's current response",
-        )
-    return (
-        f"{address}: {code.name if code is not None else 'error'}: {details}",
-        "check that the coordinator runs and is reachable from this machine",
     )
 
 

@@ -16,9 +16,10 @@ import pytest
 
 from accord.coordinator import lifecycle_driver as driver_module
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.store.database import RoundStatus, Store
+from accord.coordinator.store.database import Store
 from accord.coordinator.store.dialects import dialect_for_url
 from accord.coordinator.store.persistence import FederationRecords
+from accord.coordinator.store.rows import RoundStatus
 from accord.crypto.messages import Stage
 from accord.errors import RoundAborted
 

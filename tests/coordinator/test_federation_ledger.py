@@ -11,7 +11,8 @@ import pytest
 from accord.coordinator import federation_ledger
 from accord.coordinator.aggregation.round_sum import round_config
 from accord.coordinator.federation_ledger import FederationLedger
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.ca import CertificateAuthority, create_ca
+from accord.coordinator.operator.server_certs import issue_server_cert
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.store.database import open_store
 from accord.coordinator.store.persistence import FederationRecords
@@ -112,13 +113,13 @@ def test_the_federation_ledger_records_each_rounds_client_level_noise(tmp_path) 
 # ---- the provisioned key ----
 
 
-def ca(tmp_path) -> provision.CertificateAuthority:
-    return provision.create_ca(tmp_path / "ca", "city-safety", roster_path=tmp_path / "roster.json")
+def ca(tmp_path) -> CertificateAuthority:
+    return create_ca(tmp_path / "ca", "city-safety", roster_path=tmp_path / "roster.json")
 
 
 def test_provisioning_makes_the_ledger_key_and_the_ca_certifies_it(tmp_path) -> None:
     authority = ca(tmp_path)
-    provision.issue_server_cert(authority.root, tmp_path / "coordinator")
+    issue_server_cert(authority.root, tmp_path / "coordinator")
     key_file = tmp_path / "coordinator" / federation_ledger.PROVISIONED_KEY_FILE
     assert key_file.stat().st_mode & 0o777 == 0o600
     certified = federation_ledger.certified_key(authority.root)
@@ -178,7 +179,7 @@ def test_a_ledger_begun_under_the_self_made_key_says_how_to_adopt_it(tmp_path) -
     state = tmp_path / "state"
     FederationLedger(state, "city-safety")  # insecure plaintext: its own key
     authority = ca(tmp_path)
-    provision.issue_server_cert(authority.root, tmp_path / "coordinator")
+    issue_server_cert(authority.root, tmp_path / "coordinator")
     key_file = tmp_path / "coordinator" / federation_ledger.PROVISIONED_KEY_FILE
     with pytest.raises(ConfigError, match="accord provision ledger-key"):
         FederationLedger(state, "city-safety", key_file=key_file)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from accord.coordinator.orchestrator import Orchestrator
-from accord.coordinator.store.database import RoundStatus, open_store
+from accord.coordinator.store.database import open_store
 from accord.coordinator.store.persistence import (
     FederationRecords,
     round_config_from_json,
     round_config_to_json,
 )
+from accord.coordinator.store.rows import RoundStatus
 from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import Stage
 from accord.errors import Expired, IntegrityError, RoundAborted

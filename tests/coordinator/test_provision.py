@@ -28,9 +28,12 @@ from typer.testing import CliRunner
 from accord.cli.provision import kit_app, provision_app
 from accord.coordinator import tls
 from accord.coordinator.interceptors import DateHeaderInterceptor
-from accord.coordinator.operator import provision
+from accord.coordinator.live_roster import Roster
+from accord.coordinator.operator.approve import approve, revoke
+from accord.coordinator.operator.ca import create_ca, load_ca
+from accord.coordinator.operator.server_certs import issue_server_cert
 from accord.coordinator.roster import FORMAT_VERSION as ROSTER_FORMAT_VERSION
-from accord.coordinator.roster import Roster, RosterSnapshot
+from accord.coordinator.roster import RosterSnapshot
 from accord.core.pki import fingerprint, normalize_fingerprint
 from accord.crypto import credential
 from accord.errors import BadSignature, ConfigError, NotAllowed, UsageError
@@ -42,7 +45,7 @@ from accord.federation.provision import (
     load_federation,
     provision_federation,
 )
-from accord.participant.kit import preflight
+from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
 from tests.support import free_port
 
@@ -184,7 +187,7 @@ def test_revocation_takes_effect_without_restarting_the_coordinator(
         kit_channel(fed.kits["urban"]) as urban,
     ):
         assert call_who(energy, "energy") == "energy"
-        entry = provision.revoke(fed.ca_dir, "energy")
+        entry = revoke(fed.ca_dir, "energy")
         assert entry.revoked_at is not None
         with pytest.raises(grpc.RpcError) as refused:
             call_who(energy, "energy")
@@ -198,9 +201,9 @@ def test_adding_a_participant_leaves_existing_kits_valid(
 ) -> None:
     with serve(fed.coordinator_dir, port), kit_channel(fed.kits["energy"]) as energy:
         assert call_who(energy) == "energy"
-        request = kits.request("water", tmp_path / "water")
-        response = provision.approve(request, fed.ca_dir)
-        kits.package(tmp_path / "water", response, fed.ca_fingerprint, tmp_path / "water-kit")
+        request = packaging.request("water", tmp_path / "water")
+        response = approve(request, fed.ca_dir)
+        packaging.package(tmp_path / "water", response, fed.ca_fingerprint, tmp_path / "water-kit")
         with kit_channel(tmp_path / "water-kit") as water:
             assert call_who(water, "water") == "water"
         assert call_who(energy, "energy") == "energy"
@@ -237,7 +240,7 @@ def test_a_busy_roster_stats_its_file_at_most_once_per_interval(
     roster = Roster.load(fed.roster_path, check_interval_s=1.0, clock=lambda: now[0])
     energy = kits.Kit.load(fed.kits["energy"]).tls_cert_pem
     assert roster.authorize(energy, "energy") == "energy"
-    provision.revoke(fed.ca_dir, "energy")
+    revoke(fed.ca_dir, "energy")
     now[0] = 0.5
     assert roster.authorize(energy, "energy") == "energy"  # not looked at again yet
     now[0] = 1.0
@@ -259,10 +262,10 @@ def test_a_participant_approved_a_moment_ago_is_not_refused_by_the_cache(
     now = [0.0]
     roster = Roster.load(fed.roster_path, check_interval_s=60.0, clock=lambda: now[0])
     assert roster.active_ids() == ["energy", "urban"]
-    request = kits.request("water", tmp_path / "water")
-    kits.package(
+    request = packaging.request("water", tmp_path / "water")
+    packaging.package(
         tmp_path / "water",
-        provision.approve(request, fed.ca_dir),
+        approve(request, fed.ca_dir),
         fed.ca_fingerprint,
         tmp_path / "k",
     )
@@ -340,48 +343,48 @@ def test_private_keys_are_written_0600(fed: ProvisionedFederation) -> None:
 
 
 def test_the_server_certificate_names_the_coordinator_hosts(tmp_path: Path) -> None:
-    provision.create_ca(tmp_path / "ca", "fed", coordinator="coord.example.com:443")
-    files = provision.issue_server_cert(tmp_path / "ca", tmp_path / "srv", ["10.0.0.7"])
+    create_ca(tmp_path / "ca", "fed", coordinator="coord.example.com:443")
+    files = issue_server_cert(tmp_path / "ca", tmp_path / "srv", ["10.0.0.7"])
     certificate = x509.load_pem_x509_certificate(files.cert.read_bytes())
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["coord.example.com"]
     assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
     with pytest.raises(ConfigError, match="DNS name or an IP address"):
-        provision.issue_server_cert(tmp_path / "ca", tmp_path / "srv2", ["bad host"])
+        issue_server_cert(tmp_path / "ca", tmp_path / "srv2", ["bad host"])
 
 
 def test_a_ca_is_never_overwritten(fed: ProvisionedFederation) -> None:
     with pytest.raises(UsageError, match="already holds a CA"):
-        provision.create_ca(fed.ca_dir, "city-safety")
+        create_ca(fed.ca_dir, "city-safety")
 
 
 def test_approve_refuses_an_id_active_with_another_key(
     fed: ProvisionedFederation, tmp_path: Path
 ) -> None:
-    impostor = kits.request("energy", tmp_path / "impostor")
+    impostor = packaging.request("energy", tmp_path / "impostor")
     with pytest.raises(UsageError, match="already active with another identity key"):
-        provision.approve(impostor, fed.ca_dir)
+        approve(impostor, fed.ca_dir)
 
 
 def test_approve_refuses_a_tampered_request(fed: ProvisionedFederation, tmp_path: Path) -> None:
-    path = kits.request("water", tmp_path / "water")
+    path = packaging.request("water", tmp_path / "water")
     document = json.loads(path.read_text())
     document["ceremony_public_key"] = "11" * 32  # swap in a key the identity key never signed
     path.write_text(json.dumps(document))
     with pytest.raises(BadSignature, match="the request of water"):
-        provision.approve(path, fed.ca_dir)
+        approve(path, fed.ca_dir)
     document["participant_id"] = "Water!"
     path.write_text(json.dumps(document))
     with pytest.raises(ConfigError, match="participant_id"):
-        provision.approve(path, fed.ca_dir)
+        approve(path, fed.ca_dir)
 
 
 def test_reapproving_the_same_key_renews_and_retires_the_old_certificate(
     fed: ProvisionedFederation,
 ) -> None:
     old = kits.Kit.load(fed.kits["energy"]).tls_cert_pem
-    response = provision.approve(fed.kits["energy"] / "request.json", fed.ca_dir)
-    kits.package(fed.kits["energy"], response, fed.ca_fingerprint, fed.kits["energy"])
+    response = approve(fed.kits["energy"] / "request.json", fed.ca_dir)
+    packaging.package(fed.kits["energy"], response, fed.ca_fingerprint, fed.kits["energy"])
     roster = Roster.load(fed.roster_path)
     assert roster.authorize(kits.Kit.load(fed.kits["energy"]).tls_cert_pem, "energy") == "energy"
     with pytest.raises(NotAllowed, match="not in the roster"):
@@ -389,11 +392,11 @@ def test_reapproving_the_same_key_renews_and_retires_the_old_certificate(
 
 
 def test_a_revoked_identity_key_stays_revoked(fed: ProvisionedFederation) -> None:
-    provision.revoke(fed.ca_dir, "energy")
+    revoke(fed.ca_dir, "energy")
     with pytest.raises(UsageError, match="stays revoked"):
-        provision.approve(fed.kits["energy"] / "request.json", fed.ca_dir)
+        approve(fed.kits["energy"] / "request.json", fed.ca_dir)
     with pytest.raises(UsageError, match="no participant 'water'"):
-        provision.revoke(fed.ca_dir, "water")
+        revoke(fed.ca_dir, "water")
 
 
 def test_server_credentials_refuse_a_key_others_can_read(fed: ProvisionedFederation) -> None:
@@ -405,10 +408,10 @@ def test_server_credentials_refuse_a_key_others_can_read(fed: ProvisionedFederat
 
 def test_an_expired_ca_approves_nothing(tmp_path: Path) -> None:
     long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
-    provision.create_ca(tmp_path / "ca", "fed", validity_days=1, now=long_ago)
-    request = kits.request("energy", tmp_path / "energy")
+    create_ca(tmp_path / "ca", "fed", validity_days=1, now=long_ago)
+    request = packaging.request("energy", tmp_path / "energy")
     with pytest.raises(ConfigError, match="the CA expired"):
-        provision.approve(request, tmp_path / "ca")
+        approve(request, tmp_path / "ca")
 
 
 def test_fingerprints_are_accepted_as_people_paste_them(fed: ProvisionedFederation) -> None:
@@ -481,7 +484,7 @@ def test_cli_provisions_approves_and_revokes(tmp_path: Path) -> None:
     federation = _write(tmp_path / "federation.toml", GOOD_FILE)
     result = runner.invoke(provision_app, [str(federation), "--out", str(tmp_path / "fed")])
     assert result.exit_code == 0, result.output
-    ca_fingerprint = provision.load_ca(tmp_path / "fed" / "ca").fingerprint
+    ca_fingerprint = load_ca(tmp_path / "fed" / "ca").fingerprint
     assert ca_fingerprint in result.output
     assert (tmp_path / "fed" / "kits" / "urban" / "kit.toml").exists()
 
@@ -529,7 +532,7 @@ def test_cli_ca_command_sets_up_an_operator(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    authority = provision.load_ca(tmp_path / "op" / "ca")
+    authority = load_ca(tmp_path / "op" / "ca")
     assert authority.fingerprint in result.output
     assert authority.roster_path.resolve() == (tmp_path / "op/coordinator/roster.json").resolve()
     tls.server_credentials(tmp_path / "op" / "coordinator")

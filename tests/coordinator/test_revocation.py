@@ -49,7 +49,7 @@ def test_revoking_a_key_holder_starts_a_new_ceremony_without_it(tmp_path: Path) 
 def test_provision_revoke_signs_a_numbered_list_that_members_keep(tmp_path: Path) -> None:
     import pytest
 
-    from accord.coordinator.operator import provision
+    from accord.coordinator.operator.approve import REVOCATIONS_FILE, revoke
     from accord.errors import NotAllowed, Replayed
     from accord.federation.provision import (
         FederationFile,
@@ -66,13 +66,13 @@ def test_provision_revoke_signs_a_numbered_list_that_members_keep(tmp_path: Path
         ),
         tmp_path / "fed",
     )
-    lists = provisioned.coordinator_dir / provision.REVOCATIONS_FILE
+    lists = provisioned.coordinator_dir / REVOCATIONS_FILE
     ca_pem = (provisioned.coordinator_dir / "ca.pem").read_bytes()
     keeper = RevocationKeeper(tmp_path / "energy", ca_pem, "fed")
     (tmp_path / "energy").mkdir()
-    provision.revoke(provisioned.ca_dir, "urban")
+    revoke(provisioned.ca_dir, "urban")
     first = lists.read_bytes()
-    provision.revoke(provisioned.ca_dir, "residential")
+    revoke(provisioned.ca_dir, "residential")
     second = lists.read_bytes()
     keeper.offer(second)
     assert keeper.current is not None and keeper.current.number == 2

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from accord.coordinator.store.database import (
+from accord.coordinator.store.database import Store, open_store
+from accord.coordinator.store.rows import (
     AggregateInfo,
     EventRow,
     ParticipantRow,
@@ -29,8 +30,6 @@ from accord.coordinator.store.database import (
     RoundRow,
     RoundSnapshot,
     RoundStatus,
-    Store,
-    open_store,
 )
 from accord.coordinator.store.schema import LATEST_VERSION, MIGRATIONS
 from accord.crypto.profile import Profile
@@ -420,7 +419,8 @@ def test_a_postgresql_connection_that_died_while_idle_is_replaced(
 
 WRITER = r"""
 import sys
-from accord.coordinator.store.database import RoundRow, open_store
+from accord.coordinator.store.database import open_store
+from accord.coordinator.store.rows import RoundRow
 from accord.crypto.profile import Profile
 
 def chunks(number):

@@ -27,7 +27,8 @@ import pytest
 from accord.coordinator import server
 from accord.coordinator.aggregation.round_sum import RoundSum
 from accord.coordinator.aggregation.spool import Spool
-from accord.coordinator.aggregation.sum_workers import SumSpec, SumWorkers, split, worker_count
+from accord.coordinator.aggregation.sum_ranges import SumSpec, split
+from accord.coordinator.aggregation.sum_workers import SumWorkers, worker_count
 from accord.coordinator.orchestrator import Orchestrator
 from accord.core import logs
 from accord.crypto import masks, pipeline, wire, wire_payload
@@ -471,7 +472,8 @@ def test_workers_exit_when_the_coordinator_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import time
-        from accord.coordinator.aggregation.sum_workers import SumSpec, SumWorkers
+        from accord.coordinator.aggregation.sum_ranges import SumSpec
+        from accord.coordinator.aggregation.sum_workers import SumWorkers
         from accord.crypto.messages import RoundConfig
         from accord.crypto.profile import Profile
         from accord.crypto.quantize import QuantSpec

@@ -22,7 +22,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.server_certs import (
+    PROBE_CERT_FILE,
+    PROBE_KEY_FILE,
+    issue_probe_cert,
+    probe_common_name,
+)
 from accord.core import configfile, logs
 from accord.core.kitformat import PARTICIPANT_ID_PATTERN
 from accord.crypto.credential import MEMBER_KEYS_OID
@@ -75,8 +80,8 @@ def running(tmp_path: Path) -> Iterator[tuple[ProvisionedFederation, str]]:
 def _probe_channel(folder: Path, address: str) -> grpc.Channel:
     credentials = grpc.ssl_channel_credentials(
         root_certificates=(folder / "ca.pem").read_bytes(),
-        private_key=(folder / provision.PROBE_KEY_FILE).read_bytes(),
-        certificate_chain=(folder / provision.PROBE_CERT_FILE).read_bytes(),
+        private_key=(folder / PROBE_KEY_FILE).read_bytes(),
+        certificate_chain=(folder / PROBE_CERT_FILE).read_bytes(),
     )
     return grpc.secure_channel(address, credentials)
 
@@ -107,7 +112,7 @@ def test_the_probe_passes_the_health_check_but_cannot_enroll(
             health_pb2.HealthCheckRequest(service=""), timeout=10
         )
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
-        for name in ("energy", str(provision.probe_common_name(FEDERATION))):
+        for name in ("energy", str(probe_common_name(FEDERATION))):
             with pytest.raises(grpc.RpcError) as refused:
                 pb_grpc.CoordinatorStub(channel).Enroll(
                     pb.EnrollRequest(
@@ -134,7 +139,7 @@ def test_a_probe_certificate_is_never_overwritten(tmp_path: Path) -> None:
     )
     before = (provisioned.coordinator_dir / "probe.pem").read_bytes()
     with pytest.raises(UsageError, match=r"probe\.key exists"):
-        provision.issue_probe_cert(provisioned.ca_dir, provisioned.coordinator_dir)
+        issue_probe_cert(provisioned.ca_dir, provisioned.coordinator_dir)
     assert (provisioned.coordinator_dir / "probe.pem").read_bytes() == before
 
 
@@ -164,4 +169,4 @@ def test_the_cli_issues_it_with_the_ca_and_for_an_older_federation(tmp_path: Pat
     second = x509.load_pem_x509_certificate((coordinator_dir / "probe.pem").read_bytes())
     assert (coordinator_dir / "probe.pem").read_bytes() != first
     name = second.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    assert name == provision.probe_common_name(FEDERATION)
+    assert name == probe_common_name(FEDERATION)

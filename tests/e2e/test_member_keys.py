@@ -28,7 +28,7 @@ import pytest
 
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.approve import approve
 from accord.core import configfile, logs
 from accord.crypto import agreement, ceremony
 from accord.errors import Expired, ProtocolError
@@ -40,6 +40,7 @@ from accord.federation.provision import (
 )
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
+from accord.participant.kit import packaging
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.certificates import certify_roster, load_certificate
 from accord.participant.training.protocol import LocalUpdate
@@ -262,9 +263,9 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
         start("urban", provisioned.kits["urban"])
         _wait("round 1 runs", lambda: _status(energy_kit).round == 1)
 
-        request = kits.request("water", tmp_path / "water-request")
-        response = provision.approve(request, provisioned.ca_dir)
-        water_kit = kits.package(
+        request = packaging.request("water", tmp_path / "water-request")
+        response = approve(request, provisioned.ca_dir)
+        water_kit = packaging.package(
             tmp_path / "water-request", response, provisioned.ca_fingerprint, tmp_path / "water-kit"
         )
         start("water", water_kit)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from accord.cli.main import app
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.approve import revoke
 from accord.core import configfile, logs
 from accord.errors import AccordError, ConfigError
 from accord.federation.provision import (
@@ -186,7 +186,7 @@ def test_a_kit_cannot_speak_for_another_participant(federation: Federation) -> N
 def test_a_revoked_participant_is_refused_without_a_restart(federation: Federation) -> None:
     with federation.channel("energy") as energy, federation.channel("urban") as urban:
         enroll(energy, "energy")
-        provision.revoke(federation.provisioned.ca_dir, "energy")
+        revoke(federation.provisioned.ca_dir, "energy")
         deadline = time.monotonic() + 2 * server.ROSTER_CHECK_INTERVAL_S + 1
         while True:
             try:
@@ -203,7 +203,7 @@ def test_a_revoked_participant_is_refused_without_a_restart(federation: Federati
 def test_the_daemon_stops_at_once_when_its_kit_is_revoked(
     federation: Federation, tmp_path: Path
 ) -> None:
-    provision.revoke(federation.provisioned.ca_dir, "energy")
+    revoke(federation.provisioned.ca_dir, "energy")
     time.sleep(server.ROSTER_CHECK_INTERVAL_S + 0.1)
     config = configfile.validate(
         {

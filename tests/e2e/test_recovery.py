@@ -306,7 +306,8 @@ def test_a_participant_killed_mid_round_resumes_and_takes_part_again(tmp_path: P
 def test_the_store_on_postgresql_holds_the_rounds_and_no_secret(
     postgres_schema_url: str, tmp_path: Path
 ) -> None:
-    from accord.coordinator.store.database import RoundStatus, open_store
+    from accord.coordinator.store.database import open_store
+    from accord.coordinator.store.rows import RoundStatus
 
     summary = run_demo(tmp_path, "--rounds", "2", "--store", postgres_schema_url)
     assert summary["rounds_completed"] == 2

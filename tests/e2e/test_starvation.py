@@ -20,7 +20,7 @@ import pytest
 
 from accord.coordinator import server
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.approve import revoke
 from accord.core import configfile, logs
 from accord.federation.provision import (
     FederationFile,
@@ -99,7 +99,7 @@ def _silent(until: threading.Event) -> Iterator[pb.UpdateChunk]:
 
 
 def _revoke(federation: Running, name: str) -> None:
-    provision.revoke(federation.ca_dir, name)
+    revoke(federation.ca_dir, name)
     time.sleep(2 * server.ROSTER_CHECK_INTERVAL_S + 0.2)
 
 

@@ -15,8 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from accord.coordinator.operator import provision
-from accord.coordinator.roster import Roster
+from accord.coordinator.live_roster import Roster
+from accord.coordinator.operator.approve import approve
 from accord.crypto.credential import MEMBER_KEYS_OID
 from accord.errors import IntegrityError, ProtocolError
 from accord.federation.provision import (
@@ -26,7 +26,7 @@ from accord.federation.provision import (
     ProvisionedFederation,
     provision_federation,
 )
-from accord.participant.kit import startup_kit as kits
+from accord.participant.kit import packaging
 from accord.participant.kit.certificates import CertifiedRoster, certify_roster
 from accord.proto.v1 import federation_pb2 as pb
 from accord.wire.enrol import roster_to_proto
@@ -118,8 +118,8 @@ def test_an_older_roster_without_certificates_is_refused_member_by_member(
 def test_a_kit_is_not_packaged_from_a_certificate_that_does_not_certify_its_keys(
     fed: ProvisionedFederation, tmp_path: Path
 ) -> None:
-    request = kits.request("water", tmp_path / "water")
-    response_path = provision.approve(request, fed.ca_dir, out_path=tmp_path / "water.json")
+    request = packaging.request("water", tmp_path / "water")
+    response_path = approve(request, fed.ca_dir, out_path=tmp_path / "water.json")
     response = json.loads(response_path.read_text())
     issued = x509.load_pem_x509_certificate(response["certificate"].encode())
     # What an operator's older accord issues: the same certificate without the extension.
@@ -140,4 +140,4 @@ def test_a_kit_is_not_packaged_from_a_certificate_that_does_not_certify_its_keys
     response["certificate"] = bare.public_bytes(serialization.Encoding.PEM).decode()
     response_path.write_text(json.dumps(response))
     with pytest.raises(IntegrityError, match="does not certify this request's identity"):
-        kits.package(tmp_path / "water", response_path, fed.ca_fingerprint, tmp_path / "kit")
+        packaging.package(tmp_path / "water", response_path, fed.ca_fingerprint, tmp_path / "kit")

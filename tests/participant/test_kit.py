@@ -21,11 +21,13 @@ from typer.testing import CliRunner
 from accord.cli.provision import kit_app
 from accord.coordinator import tls
 from accord.coordinator.interceptors import DateHeaderInterceptor
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.approve import approve
+from accord.coordinator.operator.ca import create_ca, load_ca
+from accord.coordinator.operator.server_certs import issue_server_cert
 from accord.errors import ConfigError, IntegrityError, UsageError
-from accord.participant.kit import preflight
+from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
-from accord.participant.kit.preflight import CheckStatus
+from accord.participant.kit.check_report import CheckStatus
 from accord.participant.kit.startup_kit import Kit
 from tests.support import free_port
 
@@ -40,18 +42,18 @@ def port() -> int:
 @pytest.fixture
 def ca_dir(tmp_path: Path, port: int) -> Path:
     folder = tmp_path / "operator" / "ca"
-    provision.create_ca(
+    create_ca(
         folder,
         "city-safety",
         coordinator=f"127.0.0.1:{port}",
         roster_path=tmp_path / "operator" / "coordinator" / "roster.json",
     )
-    provision.issue_server_cert(folder, tmp_path / "operator" / "coordinator")
+    issue_server_cert(folder, tmp_path / "operator" / "coordinator")
     return folder
 
 
 def _fingerprint(ca_dir: Path) -> str:
-    return provision.load_ca(ca_dir).fingerprint
+    return load_ca(ca_dir).fingerprint
 
 
 def make_kit(
@@ -64,9 +66,9 @@ def make_kit(
 ) -> Path:
     """The whole enterprise flow: request here, approve at the operator, package here."""
     request_dir = tmp_path / f"{name}-request"
-    request = kits.request(name, request_dir)
-    response = provision.approve(request, ca_dir, now=now, validity_days=validity_days)
-    return kits.package(
+    request = packaging.request(name, request_dir)
+    response = approve(request, ca_dir, now=now, validity_days=validity_days)
+    return packaging.package(
         request_dir, response, _fingerprint(ca_dir), tmp_path / f"{name}-kit", now=now
     )
 
@@ -90,7 +92,7 @@ def coordinator(
 
 
 def test_request_keeps_private_keys_home_and_sends_only_public_material(tmp_path: Path) -> None:
-    path = kits.request("energy", tmp_path / "req")
+    path = packaging.request("energy", tmp_path / "req")
     assert stat.S_IMODE((tmp_path / "req").stat().st_mode) == 0o700
     for name in kits.PRIVATE_FILES:
         assert stat.S_IMODE((tmp_path / "req" / name).stat().st_mode) == 0o600
@@ -113,14 +115,14 @@ def test_request_keeps_private_keys_home_and_sends_only_public_material(tmp_path
 
 
 def test_request_never_overwrites_keys(tmp_path: Path) -> None:
-    kits.request("energy", tmp_path / "req")
+    packaging.request("energy", tmp_path / "req")
     with pytest.raises(UsageError, match="never overwritten"):
-        kits.request("energy", tmp_path / "req")
+        packaging.request("energy", tmp_path / "req")
 
 
 def test_request_refuses_a_bad_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must match"):
-        kits.request("Energy Corp", tmp_path / "req")
+        packaging.request("Energy Corp", tmp_path / "req")
 
 
 # ---- package ----
@@ -131,12 +133,12 @@ def test_package_assembles_a_kit_that_loads(tmp_path: Path, ca_dir: Path) -> Non
     kit = Kit.load(kit_dir)
     assert (kit.federation_id, kit.participant_id) == ("city-safety", "energy")
     assert kit.ca_fingerprint == _fingerprint(ca_dir)
-    assert kit.coordinator == provision.load_ca(ca_dir).coordinator
+    assert kit.coordinator == load_ca(ca_dir).coordinator
     assert (kit_dir / "kit.toml").read_text().startswith("format_version = 1\n")
     for name in kits.PRIVATE_FILES:
         assert stat.S_IMODE((kit_dir / name).stat().st_mode) == 0o600
     assert "identity_key" not in repr(kit) and "tls_key_pem" not in repr(kit)
-    roster = json.loads(provision.load_ca(ca_dir).roster_path.read_text())
+    roster = json.loads(load_ca(ca_dir).roster_path.read_text())
     entry = roster["participants"][0]
     assert bytes.fromhex(entry["identity_public_key"]) == kit.identity_public_key
     assert bytes.fromhex(entry["ceremony_public_key"]) == kit.ceremony_public_key
@@ -145,34 +147,34 @@ def test_package_assembles_a_kit_that_loads(tmp_path: Path, ca_dir: Path) -> Non
 def test_package_refuses_a_ca_whose_fingerprint_differs_from_the_pinned_one(
     tmp_path: Path, ca_dir: Path
 ) -> None:
-    request = kits.request("energy", tmp_path / "req")
-    response = provision.approve(request, ca_dir)
+    request = packaging.request("energy", tmp_path / "req")
+    response = approve(request, ca_dir)
     real = _fingerprint(ca_dir)
     tampered = ("0" if real[0] != "0" else "1") + real[1:]
     with pytest.raises(IntegrityError) as error:
-        kits.package(tmp_path / "req", response, tampered, tmp_path / "kit")
+        packaging.package(tmp_path / "req", response, tampered, tmp_path / "kit")
     assert real in str(error.value) and tampered in str(error.value)
     assert not (tmp_path / "kit" / "kit.toml").exists()
 
 
 def test_package_refuses_a_response_from_an_impostor_ca(tmp_path: Path, ca_dir: Path) -> None:
     """An attacker's CA with the right federation name still fails the out-of-band pin."""
-    request = kits.request("energy", tmp_path / "req")
-    provision.create_ca(tmp_path / "evil", "city-safety")
-    forged = provision.approve(request, tmp_path / "evil", out_path=tmp_path / "forged.json")
+    request = packaging.request("energy", tmp_path / "req")
+    create_ca(tmp_path / "evil", "city-safety")
+    forged = approve(request, tmp_path / "evil", out_path=tmp_path / "forged.json")
     with pytest.raises(IntegrityError, match="out-of-band fingerprint"):
-        kits.package(tmp_path / "req", forged, _fingerprint(ca_dir), tmp_path / "kit")
+        packaging.package(tmp_path / "req", forged, _fingerprint(ca_dir), tmp_path / "kit")
 
 
 def test_package_refuses_a_certificate_for_another_key(tmp_path: Path, ca_dir: Path) -> None:
-    mine = kits.request("energy", tmp_path / "mine")
-    provision.approve(mine, ca_dir)
-    theirs = kits.request("urban", tmp_path / "theirs")
-    response = json.loads(provision.approve(theirs, ca_dir).read_text())
+    mine = packaging.request("energy", tmp_path / "mine")
+    approve(mine, ca_dir)
+    theirs = packaging.request("urban", tmp_path / "theirs")
+    response = json.loads(approve(theirs, ca_dir).read_text())
     response["participant_id"] = "energy"  # relabelled, but the certificate is urban's
     (tmp_path / "relabelled.json").write_text(json.dumps(response))
     with pytest.raises(IntegrityError, match="common name"):
-        kits.package(
+        packaging.package(
             tmp_path / "mine", tmp_path / "relabelled.json", _fingerprint(ca_dir), tmp_path / "k"
         )
 
@@ -181,22 +183,22 @@ def test_package_never_overwrites_other_keys_and_repackages_its_own(
     tmp_path: Path, ca_dir: Path
 ) -> None:
     kit_dir = make_kit(tmp_path, ca_dir)
-    renewed = provision.approve(tmp_path / "energy-request" / "request.json", ca_dir)
-    kits.package(tmp_path / "energy-request", renewed, _fingerprint(ca_dir), kit_dir)
+    renewed = approve(tmp_path / "energy-request" / "request.json", ca_dir)
+    packaging.package(tmp_path / "energy-request", renewed, _fingerprint(ca_dir), kit_dir)
     assert Kit.load(kit_dir).tls_cert_pem == json.loads(renewed.read_text())["certificate"].encode()
-    other = kits.request("urban", tmp_path / "urban-request")
-    response = provision.approve(other, ca_dir)
+    other = packaging.request("urban", tmp_path / "urban-request")
+    response = approve(other, ca_dir)
     with pytest.raises(UsageError, match="holds another key"):
-        kits.package(tmp_path / "urban-request", response, _fingerprint(ca_dir), kit_dir)
+        packaging.package(tmp_path / "urban-request", response, _fingerprint(ca_dir), kit_dir)
     assert Kit.load(kit_dir).participant_id == "energy"
 
 
 def test_package_refuses_an_expired_certificate(tmp_path: Path, ca_dir: Path) -> None:
-    request = kits.request("energy", tmp_path / "req")
+    request = packaging.request("energy", tmp_path / "req")
     long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
-    response = provision.approve(request, ca_dir, now=long_ago, validity_days=1)
+    response = approve(request, ca_dir, now=long_ago, validity_days=1)
     with pytest.raises(ConfigError, match="expired"):
-        kits.package(tmp_path / "req", response, _fingerprint(ca_dir), tmp_path / "kit")
+        packaging.package(tmp_path / "req", response, _fingerprint(ca_dir), tmp_path / "kit")
 
 
 # ---- load ----
@@ -211,7 +213,7 @@ def test_load_refuses_a_private_key_others_can_read(tmp_path: Path, ca_dir: Path
 
 def test_load_refuses_a_swapped_ca(tmp_path: Path, ca_dir: Path) -> None:
     kit_dir = make_kit(tmp_path, ca_dir)
-    provision.create_ca(tmp_path / "other", "city-safety")
+    create_ca(tmp_path / "other", "city-safety")
     (kit_dir / "ca.pem").write_bytes((tmp_path / "other" / "ca.pem").read_bytes())
     with pytest.raises(IntegrityError, match=r"kit\.toml pins"):
         Kit.load(kit_dir)
@@ -264,8 +266,8 @@ def test_check_fails_a_skewed_clock_with_a_fix(tmp_path: Path, ca_dir: Path, por
 def test_check_fails_an_expired_certificate_with_a_fix(tmp_path: Path) -> None:
     long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
     ca_dir = tmp_path / "ca"
-    provision.create_ca(ca_dir, "city-safety", now=long_ago)
-    provision.issue_server_cert(ca_dir, tmp_path / "coordinator", now=long_ago)
+    create_ca(ca_dir, "city-safety", now=long_ago)
+    issue_server_cert(ca_dir, tmp_path / "coordinator", now=long_ago)
     kit_dir = make_kit(tmp_path, ca_dir, now=long_ago, validity_days=1)
     report = preflight.check(kit_dir, online=False)
     assert not report.ok
@@ -309,8 +311,8 @@ def test_check_fails_a_coordinator_of_another_federation(
     tmp_path: Path, ca_dir: Path, port: int
 ) -> None:
     kit_dir = make_kit(tmp_path, ca_dir)
-    provision.create_ca(tmp_path / "other", "other-fed", coordinator=f"127.0.0.1:{port}")
-    provision.issue_server_cert(tmp_path / "other", tmp_path / "other-coordinator")
+    create_ca(tmp_path / "other", "other-fed", coordinator=f"127.0.0.1:{port}")
+    issue_server_cert(tmp_path / "other", tmp_path / "other-coordinator")
     with coordinator(tmp_path / "other-coordinator", port):
         report = preflight.check(kit_dir, timeout_s=5)
     reach = report.get("coordinator")
@@ -361,7 +363,7 @@ def test_cli_request_package_check(tmp_path: Path, ca_dir: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "send only this file" in result.output
-    response = provision.approve(tmp_path / "req" / "request.json", ca_dir)
+    response = approve(tmp_path / "req" / "request.json", ca_dir)
 
     bad = runner.invoke(
         kit_app,

@@ -13,7 +13,7 @@ import pytest
 from accord.audit.ledgers import load
 from accord.coordinator import federation_ledger
 from accord.coordinator.federation_ledger import FederationLedger
-from accord.coordinator.operator import provision
+from accord.coordinator.operator.approve import approve
 from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
@@ -33,9 +33,9 @@ from accord.participant.federation_head import (
     keep_federation_head,
     read_federation_head,
 )
-from accord.participant.kit import preflight
+from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
-from accord.participant.kit.preflight import CheckStatus
+from accord.participant.kit.check_report import CheckStatus
 from accord.participant.kit.startup_kit import Kit
 from tests.support import free_port
 
@@ -69,8 +69,8 @@ def test_every_kit_pins_the_key_the_coordinator_signs_its_ledger_with(fed) -> No
 
 
 def request_and_response(tmp_path: Path, fed: ProvisionedFederation) -> tuple[Path, Path]:
-    request = kits.request("water", tmp_path / "water")
-    return tmp_path / "water", provision.approve(request, fed.ca_dir)
+    request = packaging.request("water", tmp_path / "water")
+    return tmp_path / "water", approve(request, fed.ca_dir)
 
 
 def test_a_response_whose_ledger_key_was_swapped_is_refused(tmp_path, fed) -> None:
@@ -79,11 +79,11 @@ def test_a_response_whose_ledger_key_was_swapped_is_refused(tmp_path, fed) -> No
     document["coordinator_ledger_key"] = identity.generate_identity().public.hex()
     response.write_text(json.dumps(document))
     with pytest.raises(IntegrityError, match="not certified by the pinned CA"):
-        kits.package(request_dir, response, fed.ca_fingerprint, tmp_path / "kit")
+        packaging.package(request_dir, response, fed.ca_fingerprint, tmp_path / "kit")
     del document["coordinator_ledger_key"], document["coordinator_ledger_key_signature"]
     response.write_text(json.dumps(document))
     with pytest.raises(ConfigError, match="accord provision ledger-key"):
-        kits.package(request_dir, response, fed.ca_fingerprint, tmp_path / "kit")
+        packaging.package(request_dir, response, fed.ca_fingerprint, tmp_path / "kit")
 
 
 def test_a_kit_whose_pinned_key_was_replaced_does_not_load(fed) -> None:

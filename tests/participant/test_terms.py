@@ -163,7 +163,7 @@ def _approve_and_package(root: Path, ca: Path, request: Path) -> tuple[int, str]
     from typer.testing import CliRunner
 
     from accord.cli.main import app
-    from accord.coordinator.operator.provision import load_ca
+    from accord.coordinator.operator.ca import load_ca
 
     runner = CliRunner()
     response = root / "energy.response.json"
