@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -54,7 +53,7 @@ from accord.crypto.messages import (
 )
 from accord.crypto.participant_round import ParticipantRound
 from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAborted
-from accord.participant import convert, exchange
+from accord.participant import convert, exchange, transfers
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit.certificates import CertifiedRoster, certify_roster, load_certificate
@@ -90,10 +89,17 @@ class ParticipantDaemon:
         trainer: local training; None builds the one `config.trainer` names
             (`make_trainer`).
         log: structured logger.
+        workers: where chunks are protected and revealed; None starts `config.workers`
+            processes on first use. Closed when `run` returns.
     """
 
     def __init__(
-        self, config: ParticipantConfig, *, log: logging.Logger, trainer: Trainer | None = None
+        self,
+        config: ParticipantConfig,
+        *,
+        log: logging.Logger,
+        trainer: Trainer | None = None,
+        workers: ChunkWorkers | None = None,
     ) -> None:
         if config.kit is None and not config.insecure_plaintext:
             raise ConfigError(
@@ -133,7 +139,8 @@ class ParticipantDaemon:
         self._secret: SecretContext | None = None
         self._integrity_key: bytes | None = None
         self._uses_ckks = True  # the federation's profile, from Enroll
-        self._workers = ChunkWorkers(config.workers)  # processes start on first use
+        # Processes start on first use.
+        self._workers = workers if workers is not None else ChunkWorkers(config.workers)
         self._key_epoch = 0
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
@@ -144,14 +151,7 @@ class ParticipantDaemon:
             else None
         )
         self._round_uploaded = read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
-        options = transport.client_options(config.max_message_bytes)
-        if self._kit is None or config.insecure_plaintext:
-            self._channel = grpc.insecure_channel(config.coordinator, options=options)
-        else:
-            # mTLS with the kit's certificate, trusting only its pinned CA; the config may
-            # override the kit's address (the demo's free port), not whom it trusts.
-            dial = dataclasses.replace(self._kit, coordinator=config.coordinator)
-            self._channel = secure_channel(dial, options=options)
+        self._channel = _dial(config, self._kit)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     # ---- lifecycle ----
@@ -568,39 +568,33 @@ class ParticipantDaemon:
         train_s = time.monotonic() - started
         self._set_state("uploading")
         started = time.monotonic()
-        chunks = list(
-            exchange.protect_update(
-                update,
-                config,
-                current.mask_terms(),
-                secret=self._secret,
-                integrity_key=self._integrity_key,
-                participant=self.config.name,
-                runner=self._workers,
-            )
+        # Protection is validated here and runs lazily, chunk by chunk, as the stream asks.
+        chunks = exchange.protect_update(
+            update,
+            config,
+            current.mask_terms(),
+            secret=self._secret,
+            integrity_key=self._integrity_key,
+            participant=self.config.name,
+            runner=self._workers,
         )
-        # The privacy ledger records the round before its first chunk leaves (guarantee 4).
-        refused = ledger.before_upload(self.config, self._identity_private, config, update, chunks)
+        # The privacy ledger records the round before its first chunk leaves (guarantee 4),
+        # and the upload's digest after its last chunk is made, before the receipt leaves.
+        refused = ledger.before_upload(self.config, self._identity_private, config, update)
         if refused is not None:
             self._stop_contributing(config.round, refused)
-        digest, count, sent = hashlib.sha256(), 0, 0
-
-        def messages() -> Iterator[pb.UpdateChunk]:
-            nonlocal count, sent
-            for chunk, last in _with_last(iter(chunks)):
-                digest.update(chunk)
-                count += 1
-                sent += len(chunk)
-                header = self._header(round=config.round, stage=Stage.UPLOAD)
-                if last:
-                    receipt = current.upload_done(digest.digest(), count)
-                    header.sequence = receipt.sequence
-                    header.signature = receipt.signature
-                yield pb.UpdateChunk(header=header, chunk=chunk)
-
-        response = self._stub.UploadUpdate(messages(), timeout=self._transfer_timeout_s)
-        if response.digest != digest.digest():
-            raise ProtocolError(f"the coordinator's receipt for round {config.round} differs")
+        stream = transfers.UploadStream(
+            chunks,
+            header=lambda: self._header(round=config.round, stage=Stage.UPLOAD),
+            before_receipt=lambda digest, count, size: ledger.before_receipt(
+                self.config, self._identity_private, config.round, digest, count, size
+            ),
+            receipt=current.upload_done,
+        )
+        transfers.send_upload(
+            self._stub, stream, round=config.round, timeout_s=self._transfer_timeout_s
+        )
+        sent, count = stream.sent, stream.count
         self._pending_metrics = {
             **update.metrics,
             "sample_count": update.sample_count,
@@ -640,36 +634,31 @@ class ParticipantDaemon:
         self._set_state("downloading")
         started = time.monotonic()
         request = pb.AggregateRequest(header=self._header(round=number, stage=Stage.AGGREGATE))
-        received: list[bytes] = []
-        first: pb.AggregateChunk | None = None
+        stream = transfers.AggregateStream(
+            self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s), round=number
+        )
         try:
-            for message in self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s):
-                if first is None:
-                    first = message
-                received.append(message.chunk)
-        except grpc.RpcError as error:
-            what = accord_error(error)
-            if isinstance(what, errors.AccordError):
-                raise what from None
+            first = stream.first
+            config = convert.round_config_from_proto(
+                first.config, federation_id=self.config.federation_id
+            )
+            check_round(self._terms, config)
+            # Whose sum it is: the survivor set `threshold` members signed (consistency
+            # round); the integrity tags then check that the aggregate is exactly their sum.
+            survivors = self._check_evidence(config, first)
+            self._fetch_key(config)
+            # Decrypted as the chunks stream in, on the workers.
+            mean_delta = exchange.reveal_mean(
+                stream.chunks(),
+                config,
+                secret=self._secret,
+                integrity_key=self._integrity_key,
+                survivors=survivors,
+                runner=self._workers,
+            )
+        except BaseException:
+            stream.cancel()
             raise
-        if first is None or first.config.round != number:
-            raise ProtocolError(f"the aggregate of round {number} came without its round config")
-        config = convert.round_config_from_proto(
-            first.config, federation_id=self.config.federation_id
-        )
-        check_round(self._terms, config)
-        # Whose sum it is: the survivor set `threshold` members signed (consistency round);
-        # the integrity tags then check that the aggregate is exactly their sum.
-        survivors = self._check_evidence(config, first)
-        self._fetch_key(config)
-        mean_delta = exchange.reveal_mean(
-            received,
-            config,
-            secret=self._secret,
-            integrity_key=self._integrity_key,
-            survivors=survivors,
-            runner=self._workers,
-        )
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
         self._trainer.save(adapter_dir)
@@ -680,7 +669,7 @@ class ParticipantDaemon:
             **pending,
             **{f"global_{k}": v for k, v in self._trainer.evaluate().items()},
             "download_s": round(time.monotonic() - started, 4),
-            "bytes_down": sum(len(c) for c in received),
+            "bytes_down": stream.received,
         }
         with self.config.metrics_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(metrics) + "\n")
@@ -820,14 +809,12 @@ class ParticipantDaemon:
                 time.sleep(delay)
 
 
-def _with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """Yield each item with a flag that is True for the last one (one item of lookahead)."""
-    iterator = iter(items)
-    try:
-        previous = next(iterator)
-    except StopIteration:
-        return
-    for item in iterator:
-        yield previous, False
-        previous = item
-    yield previous, True
+def _dial(config: ParticipantConfig, kit: Kit | None) -> grpc.Channel:
+    """The channel to the coordinator: mTLS with the kit, else plaintext (loopback debugging)."""
+    options = transport.client_options(config.max_message_bytes)
+    if kit is None or config.insecure_plaintext:
+        return grpc.insecure_channel(config.coordinator, options=options)
+    # mTLS with the kit's certificate, trusting only its pinned CA; the config may
+    # override the kit's address (the demo's free port), not whom it trusts.
+    dial = dataclasses.replace(kit, coordinator=config.coordinator)
+    return secure_channel(dial, options=options)

@@ -7,10 +7,9 @@ machine. The daemon calls, in this order:
                                                forbids (projected from the ledger)
     trainer_refused(config, key, round, why)   the trainer refused the round for its own
                                                budget (BudgetExhausted): a refusal too
-    before_upload(config, key, round, update, chunks)
-                                               after training and protecting, before the
-                                               first chunk is sent: records the round (or,
-                                               over budget, the refusal)
+    before_upload(config, key, round, update)  before the first chunk is sent: records
+                                               the round (or, over budget, the refusal)
+    before_receipt(config, key, round, ...)    before the signed receipt is sent: the upload
     after_apply(config, key, round, metrics)   the local validation gain of the new global
                                                adapter, for `accord audit contributions`
     keep_federation_head(state_dir, head, key, pinned=...)
@@ -35,8 +34,9 @@ Entries (kinds; floats as exact decimal strings, see `accord.crypto.ledger_chain
                         training on the same private records besides the update (a
                         baseline or personal model whose weights or accuracy are kept or
                         reported); absent or [] when none; composes into epsilon,
-              data_quality {filter, flagged, excluded},
-              upload {sha256 (over the chunks, in order, as the receipt), chunks, bytes}
+              data_quality {filter, flagged, excluded}
+    upload    round, upload {sha256 (over the chunks, in order, as the receipt), chunks,
+              bytes}; older ledgers hold `upload` in the round entry instead
     refusal   round, reason, by ("max_epsilon": the daemon's limit; "trainer": the
               trainer's own budget, e.g. target_epsilon's planned steps all spent),
               max_epsilon, epsilon (projected or reached), accountant, delta,
@@ -51,7 +51,6 @@ machine, so its steps are not in any run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -75,7 +74,7 @@ LEDGER_FILE = "ledger.jsonl"
 FEDERATION_HEAD_FILE = "federation_head.json"
 """In `state_dir`: the federation ledger's latest signed head this participant was shown."""
 
-ROUND, REFUSAL, APPLIED = "round", "refusal", "applied"
+ROUND, REFUSAL, APPLIED, UPLOAD = "round", "refusal", "applied", "upload"
 DP_SGD = "dp-sgd"
 NO_MECHANISM = "none"
 HEAD_FILE_VERSION = 1
@@ -255,13 +254,8 @@ class ParticipantLedger:
 
     # ---- writing ----
 
-    def record_round(
-        self, config: RoundConfig, update: LocalUpdate, chunks: Sequence[bytes]
-    ) -> chain.Entry:
+    def record_round(self, config: RoundConfig, update: LocalUpdate) -> chain.Entry:
         """Record a round's release: call before the first chunk is sent."""
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
         spent = getattr(update, "privacy", None)
         sample_dp: dict[str, Any] = {"mechanism": NO_MECHANISM}
         if spent is not None:
@@ -290,11 +284,6 @@ class ParticipantLedger:
                 "client_dp": client_dp_share(config),
                 **({"side_dp": side_dp} if side_dp else {}),
                 "data_quality": data_quality_counts(self._config),
-                "upload": {
-                    "sha256": digest.hexdigest(),
-                    "chunks": len(chunks),
-                    "bytes": sum(len(chunk) for chunk in chunks),
-                },
             },
         )
 
@@ -326,7 +315,6 @@ def before_upload(
     identity_private: bytes,
     round_config: RoundConfig,
     update: LocalUpdate,
-    chunks: Sequence[bytes],
 ) -> str | None:
     """Record the round before its first chunk is sent; or the refusal, returned.
 
@@ -337,8 +325,16 @@ def before_upload(
     ledger = ParticipantLedger.open(config, identity_private)
     refused = ledger.refusal_after_training(round_config.round, update)
     if refused is None:
-        ledger.record_round(round_config, update, chunks)
+        ledger.record_round(round_config, update)
     return refused
+
+
+def before_receipt(
+    config: ParticipantConfig, key: bytes, round: int, sha256: bytes, chunks: int, size: int
+) -> None:
+    """Record the upload's digest, chunks and bytes before its receipt (raises as above)."""
+    upload = {"sha256": sha256.hex(), "chunks": chunks, "bytes": size}
+    ParticipantLedger.open(config, key).file.append(UPLOAD, {"round": round, "upload": upload})
 
 
 def trainer_refused(

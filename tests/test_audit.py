@@ -169,10 +169,19 @@ def write_federation(root: Path, rounds: int = 3) -> dict[str, Any]:
                 privacy=spent(name, number),
             )
             refused = ledger.before_upload(
-                configs[name], keypair(name).private, round_config(number), update, chunks
+                configs[name], keypair(name).private, round_config(number), update
             )
             assert refused is None
-            federation.note_upload(number, name, hashlib.sha256(b"".join(chunks)).digest())
+            digest = hashlib.sha256(b"".join(chunks)).digest()
+            ledger.before_receipt(
+                configs[name],
+                keypair(name).private,
+                number,
+                digest,
+                len(chunks),
+                len(b"".join(chunks)),
+            )
+            federation.note_upload(number, name, digest)
         finished = SimpleNamespace(
             config=round_config(number),
             stage=Stage.DONE,
@@ -233,11 +242,11 @@ def test_a_clean_federation_verifies_everywhere(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("tamper", "problem", "where"),
     [
-        ("edit", "edited", "entry 6"),
-        ("drop", "missing", "entry 4"),
-        ("reorder", "reordered", "entry 4"),
+        ("edit", "edited", "entry 8"),
+        ("drop", "missing", "entry 6"),
+        ("reorder", "reordered", "entry 6"),
         ("signature", "bad signature", "entry 2"),
-        ("tail", "truncated", "entry 12"),
+        ("tail", "truncated", "entry 18"),
     ],
 )
 def test_tampering_with_a_participant_ledger_is_named(
@@ -246,16 +255,17 @@ def test_tampering_with_a_participant_ledger_is_named(
     write_federation(tmp_path)
     path = tmp_path / "participants" / "residential" / "ledger.jsonl"
     lines = path.read_text().splitlines()
+    # Each round writes its round, upload and applied entries, each with a checkpoint.
     if tamper == "edit":
-        lines[6] = lines[6].replace('"steps":30', '"steps":3')  # round 2's entry
+        lines[8] = lines[8].replace('"steps":30', '"steps":3')  # round 2's entry
     elif tamper == "drop":
-        del lines[4]
+        del lines[6]
     elif tamper == "reorder":
-        lines[4], lines[5] = lines[5], lines[4]
+        lines[6], lines[7] = lines[7], lines[6]
     elif tamper == "signature":
-        first, second = json.loads(lines[2]), json.loads(lines[4])
+        first, second = json.loads(lines[2]), json.loads(lines[6])
         first["signature"], second["signature"] = second["signature"], first["signature"]
-        lines[2], lines[4] = json.dumps(first), json.dumps(second)
+        lines[2], lines[6] = json.dumps(first), json.dumps(second)
     else:
         lines = lines[:-1]  # the last checkpoint
     path.write_text("\n".join(lines) + "\n")
@@ -275,7 +285,8 @@ def test_a_participant_ledger_cut_at_a_checkpoint_is_caught_by_the_federation_le
     write_federation(tmp_path)
     path = tmp_path / "participants" / "urban" / "ledger.jsonl"
     lines = path.read_text().splitlines()
-    path.write_text("\n".join(lines[:-4]) + "\n")  # round 3 and its applied entry, cleanly cut
+    # Round 3's round, upload and applied entries, cleanly cut.
+    path.write_text("\n".join(lines[:-6]) + "\n")
     code, report = audit_json("verify", str(tmp_path))
     assert code == 1
     urban = next(x for x in report["ledgers"] if x["name"] == "urban")
@@ -386,7 +397,7 @@ def test_budget_summary_counts_a_release_without_dp_as_unbounded(tmp_path) -> No
         base_dir=tmp_path,
     )
     plain = PrivateUpdate(delta=np.zeros(4, dtype=np.float32), sample_count=5, metrics={})
-    ledger.before_upload(config, keypair("solo").private, round_config(1), plain, [b"x"])
+    ledger.before_upload(config, keypair("solo").private, round_config(1), plain)
     summary = budget_summary(load([tmp_path]))
     solo = next(p for p in summary["participants"] if p["participant"] == "solo")
     assert solo["epsilon"] is None and solo["mechanism"] == "none"

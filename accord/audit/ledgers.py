@@ -234,10 +234,12 @@ def _cross_check(audit: Audit) -> None:
 
 
 def _upload_finding(participant: Ledger, round: int, digest: str) -> chain.Finding | None:
+    # The upload's digest is in its own `upload` entry (written before the receipt left),
+    # or, in ledgers written before uploads were streamed, in the `round` entry.
     rounds = [
         (entry.seq, dict(entry.body))
         for entry in participant.report.entries
-        if entry.kind == "round"
+        if entry.kind in ("round", "upload")
     ]
     matching = [(seq, body) for seq, body in rounds if body.get("round") == round]
     if any(dict(body.get("upload", {})).get("sha256") == digest for _, body in matching):
@@ -246,7 +248,7 @@ def _upload_finding(participant: Ledger, round: int, digest: str) -> chain.Findi
         return chain.Finding(
             chain.Problem.EDITED,
             f"its round {round} upload digest differs from the one the federation ledger received",
-            matching[0][0],
+            next((seq for seq, body in matching if "upload" in body), matching[0][0]),
         )
     last_round = max((int(body.get("round", 0)) for _, body in rounds), default=0)
     if last_round < round:

@@ -102,17 +102,25 @@ def entries(config: ParticipantConfig, kind: str) -> list[dict[str, Any]]:
 
 def test_a_round_is_recorded_with_its_mechanism_counts_and_upload_digest(tmp_path) -> None:
     config = settings(tmp_path, dp=dp())
+    digest = hashlib.sha256(b"".join(CHUNKS)).digest()
     for number in (1, 2):
         assert (
-            ledger.before_upload(config, KEY.private, round_config(number), update(number), CHUNKS)
-            is None
+            ledger.before_upload(config, KEY.private, round_config(number), update(number)) is None
+        )
+        # After the last chunk is protected, before the signed receipt is sent.
+        ledger.before_receipt(
+            config, KEY.private, number, digest, len(CHUNKS), sum(map(len, CHUNKS))
         )
     first, second = entries(config, ledger.ROUND)
     assert first["round"] == 1 and first["samples"] == 64 and first["profile"] == "none"
-    assert first["upload"] == {
-        "sha256": hashlib.sha256(b"".join(CHUNKS)).hexdigest(),
-        "chunks": 2,
-        "bytes": sum(map(len, CHUNKS)),
+    assert "upload" not in first  # written before the first chunk was made
+    assert entries(config, ledger.UPLOAD)[0] == {
+        "round": 1,
+        "upload": {
+            "sha256": hashlib.sha256(b"".join(CHUNKS)).hexdigest(),
+            "chunks": 2,
+            "bytes": sum(map(len, CHUNKS)),
+        },
     }
     assert first["sample_dp"] == {
         "mechanism": "dp-sgd",
@@ -140,13 +148,13 @@ def test_a_round_is_recorded_with_its_mechanism_counts_and_upload_digest(tmp_pat
 
 def test_without_dp_the_round_says_so(tmp_path) -> None:
     config = settings(tmp_path)
-    assert ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS) is None
+    assert ledger.before_upload(config, KEY.private, round_config(1), update(None)) is None
     assert entries(config, ledger.ROUND)[0]["sample_dp"] == {"mechanism": "none"}
 
 
 def test_dp_configured_but_not_reported_is_refused(tmp_path) -> None:
     config = settings(tmp_path, dp=dp())
-    refused = ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS)
+    refused = ledger.before_upload(config, KEY.private, round_config(1), update(None))
     assert refused is not None and "reported no DP-SGD accounting" in refused
     assert entries(config, ledger.ROUND) == []
     assert entries(config, ledger.REFUSAL)[0]["round"] == 1
@@ -156,12 +164,12 @@ def test_max_epsilon_refuses_after_training_then_before_the_round(tmp_path) -> N
     limit = (spent(1).epsilon + spent(2).epsilon) / 2
     config = settings(tmp_path, dp=dp(max_epsilon=limit))
     assert ledger.before_round(config, KEY.private, 1) is None  # nothing to project from
-    assert ledger.before_upload(config, KEY.private, round_config(1), update(1), CHUNKS) is None
+    assert ledger.before_upload(config, KEY.private, round_config(1), update(1)) is None
     # The projection of round 2 (round 1's run again) exceeds the limit: refused up front.
     refused = ledger.before_round(config, KEY.private, 2)
     assert refused is not None and "above [participant.dp] max_epsilon" in refused
     # A round that trained past the limit is refused before anything leaves.
-    refused = ledger.before_upload(config, KEY.private, round_config(2), update(2), CHUNKS)
+    refused = ledger.before_upload(config, KEY.private, round_config(2), update(2))
     assert refused is not None and "the update is not sent" in refused
     refusals = entries(config, ledger.REFUSAL)
     assert [r["round"] for r in refusals] == [2, 2]
@@ -186,7 +194,7 @@ def test_the_validation_gain_and_flagged_counts_are_recorded(tmp_path) -> None:
         "\n".join(json.dumps({"id": i, "check": "x"}) for i in ("a", "b", "a")) + "\n"
     )
     config = settings(tmp_path, data_dir=str(data), data_quality={"exclude_flagged": True})
-    ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS)
+    ledger.before_upload(config, KEY.private, round_config(1), update(None))
     assert entries(config, ledger.ROUND)[0]["data_quality"] == {
         "filter": "exclude",
         "flagged": 2,
@@ -204,13 +212,13 @@ def test_the_validation_gain_and_flagged_counts_are_recorded(tmp_path) -> None:
 
 def test_a_tampered_ledger_is_never_appended_to(tmp_path) -> None:
     config = settings(tmp_path)
-    ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS)
+    ledger.before_upload(config, KEY.private, round_config(1), update(None))
     path = config.state_dir / ledger.LEDGER_FILE
     lines = path.read_text().splitlines()
     lines[2] = lines[2].replace('"samples":64', '"samples":6400')
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(IntegrityError, match=r"entry 2, line 3: edited"):
-        ledger.before_upload(config, KEY.private, round_config(2), update(None), CHUNKS)
+        ledger.before_upload(config, KEY.private, round_config(2), update(None))
     with pytest.raises(IntegrityError, match="wrong key"):
         path.write_text("\n".join(lines[:2]) + "\n")
         ledger.ParticipantLedger.open(config, keypair("mallory").private)
@@ -218,7 +226,7 @@ def test_a_tampered_ledger_is_never_appended_to(tmp_path) -> None:
 
 def test_a_torn_last_line_is_set_aside_and_the_ledger_closed_again(tmp_path) -> None:
     config = settings(tmp_path)
-    ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS)
+    ledger.before_upload(config, KEY.private, round_config(1), update(None))
     path = config.state_dir / ledger.LEDGER_FILE
     data = path.read_bytes()
     path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 20])  # half a checkpoint line
