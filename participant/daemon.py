@@ -26,12 +26,10 @@ the round's aggregate, which holds its update.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -55,6 +53,7 @@ from accord.crypto.participant_round import ParticipantRound
 from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAborted
 from accord.participant import convert, exchange, transfers
 from accord.participant import privacy_ledger as ledger
+from accord.participant.clock import SYSTEM_CLOCK, Clock
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit.certificates import CertifiedRoster, certify_roster, load_certificate
 from accord.participant.kit.startup_kit import Kit, secure_channel
@@ -63,7 +62,9 @@ from accord.participant.rpc_errors import RETRY_CODES, accord_error, refusal, re
 from accord.participant.state_files import (
     load_identity,
     local_ceremony_key,
+    read_applied,
     read_round_uploaded,
+    write_applied,
     write_json,
 )
 from accord.participant.terms import check_own_settings, check_round, load_kit_terms
@@ -91,6 +92,7 @@ class ParticipantDaemon:
         log: structured logger.
         workers: where chunks are protected and revealed; None starts `config.workers`
             processes on first use. Closed when `run` returns.
+        clock: where the daemon reads time (deadlines, retry sleeps, certificate dates).
     """
 
     def __init__(
@@ -100,20 +102,10 @@ class ParticipantDaemon:
         log: logging.Logger,
         trainer: Trainer | None = None,
         workers: ChunkWorkers | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        if config.kit is None and not config.insecure_plaintext:
-            raise ConfigError(
-                "[participant] kit: required unless insecure_plaintext = true (run `accord "
-                'provision federation.toml --out DIR` and set kit = "DIR/kits/<name>")'
-            )
-        # Refuses a kit with exposed keys, a swapped CA or a certificate for another key.
-        self._kit: Kit | None = Kit.load(config.kit) if config.kit is not None else None
-        if self._kit is not None and self._kit.coordinator_ledger_key is None:
-            raise ConfigError(
-                f"[participant] kit = {str(config.kit)!r}: the kit pins no coordinator ledger "
-                "key (packaged before kits did); ask the operator to run `accord provision "
-                "ledger-key` and approve your request again, then `accord kit package` anew"
-            )
+        self._clock = clock
+        self._kit = _load_kit(config)
         self.config = config
         self._log = log
         self._identity_private = load_identity(config, self._kit)
@@ -194,7 +186,7 @@ class ParticipantDaemon:
             ConfigError: no answer within `connect_timeout_s`, or a refusal no retry can
                 fix (a failed TLS handshake, an unknown or revoked certificate).
         """
-        deadline = time.monotonic() + self.config.connect_timeout_s
+        deadline = self._clock.monotonic() + self.config.connect_timeout_s
         delays = transport.retry_delays()
         while True:
             try:
@@ -204,14 +196,14 @@ class ParticipantDaemon:
                 stop = refusal(error, kit=self.config.kit)
                 if stop is not None:
                     raise stop from None
-                if time.monotonic() > deadline:
+                if self._clock.monotonic() > deadline:
                     raise ConfigError(
                         f"[participant] coordinator = {self.config.coordinator!r}: no answer "
                         f"within {self.config.connect_timeout_s:g} s (is the coordinator running "
                         "there? Or does it refuse this kit's certificate? `accord kit check KIT` "
                         "tells)"
                     ) from None
-                time.sleep(next(delays))
+                self._clock.sleep(next(delays))
 
     def _enroll(self) -> float:
         ceremony_public = agreement.public_key(self._ceremony_private())
@@ -256,7 +248,7 @@ class ParticipantDaemon:
             self._identities = {e.participant_id: e.identity_public_key for e in entries}
             return
         ca = load_certificate(self._kit.ca_pem, str(self._kit.paths.ca_cert))
-        roster = certify_roster(entries, ca, now=dt.datetime.now(dt.timezone.utc))
+        roster = certify_roster(entries, ca, now=self._clock.now())
         for name, reason in sorted(roster.refused.items()):
             logs.event(
                 self._log, "member_refused", participant=name, reason=reason, level=logging.WARNING
@@ -385,7 +377,7 @@ class ParticipantDaemon:
                     # A stream broke off (the coordinator is restarting): ask again for the
                     # current task once it is back, instead of waiting for the next change.
                     seen_round, seen_stage = 0, pb.STAGE_UNSPECIFIED
-                    time.sleep(1.0)
+                    self._clock.sleep(1.0)
 
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
         """Drive this round's `ParticipantRound` with what the task carries.
@@ -555,7 +547,7 @@ class ParticipantDaemon:
         self._round_uploaded = config.round
         write_json(self.config.state_dir / UPLOAD_STATE, {"round_uploaded": config.round})
         self._set_state("training")
-        started = time.monotonic()
+        started = self._clock.monotonic()
         try:
             update = self._trainer.train_round(config.round)
         except BudgetExhausted as error:
@@ -565,9 +557,9 @@ class ParticipantDaemon:
                 self.config, self._identity_private, config.round, str(error)
             )
             self._stop_contributing(config.round, refused)
-        train_s = time.monotonic() - started
+        train_s = self._clock.monotonic() - started
         self._set_state("uploading")
-        started = time.monotonic()
+        started = self._clock.monotonic()
         # Protection is validated here and runs lazily, chunk by chunk, as the stream asks.
         chunks = exchange.protect_update(
             update,
@@ -594,13 +586,12 @@ class ParticipantDaemon:
         transfers.send_upload(
             self._stub, stream, round=config.round, timeout_s=self._transfer_timeout_s
         )
-        sent, count = stream.sent, stream.count
         self._pending_metrics = {
             **update.metrics,
             "sample_count": update.sample_count,
             "train_s": round(train_s, 4),
-            "upload_s": round(time.monotonic() - started, 4),
-            "bytes_up": sent,
+            "upload_s": round(self._clock.monotonic() - started, 4),
+            "bytes_up": stream.sent,
         }
         self._set_state("uploaded")
         logs.event(
@@ -609,8 +600,8 @@ class ParticipantDaemon:
             round=config.round,
             stage=Stage.UPLOAD.value,
             participant=self.config.name,
-            bytes=sent,
-            chunks=count,
+            bytes=stream.sent,
+            chunks=stream.count,
         )
 
     def _stop_contributing(self, round: int, reason: str) -> NoReturn:
@@ -632,20 +623,19 @@ class ParticipantDaemon:
             ProtocolError: this participant lacks the round's CKKS key.
         """
         self._set_state("downloading")
-        started = time.monotonic()
+        started = self._clock.monotonic()
         request = pb.AggregateRequest(header=self._header(round=number, stage=Stage.AGGREGATE))
         stream = transfers.AggregateStream(
             self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s), round=number
         )
         try:
-            first = stream.first
             config = convert.round_config_from_proto(
-                first.config, federation_id=self.config.federation_id
+                stream.first.config, federation_id=self.config.federation_id
             )
             check_round(self._terms, config)
             # Whose sum it is: the survivor set `threshold` members signed (consistency
             # round); the integrity tags then check that the aggregate is exactly their sum.
-            survivors = self._check_evidence(config, first)
+            survivors = self._check_evidence(config, stream.first)
             self._fetch_key(config)
             # Decrypted as the chunks stream in, on the workers.
             mean_delta = exchange.reveal_mean(
@@ -668,7 +658,7 @@ class ParticipantDaemon:
             "round": config.round,
             **pending,
             **{f"global_{k}": v for k, v in self._trainer.evaluate().items()},
-            "download_s": round(time.monotonic() - started, 4),
+            "download_s": round(self._clock.monotonic() - started, 4),
             "bytes_down": stream.received,
         }
         with self.config.metrics_file.open("a", encoding="utf-8") as handle:
@@ -754,27 +744,21 @@ class ParticipantDaemon:
 
     def _mark_applied(self, number: int, adapter_dir: Path | None) -> None:
         """Record that round `number` is taken into account (None: no new adapter)."""
-        state_file = self.config.state_dir / "state.json"
-        state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {}
-        if adapter_dir is not None:
-            state["adapter"] = str(adapter_dir.relative_to(self.config.state_dir))
-        state["round_applied"] = number
+        write_applied(self.config.state_dir, number, adapter_dir)
         self._round_applied = number
-        write_json(state_file, state)
 
     # ---- helpers ----
 
     def _resume(self) -> int:
         """Load the last applied adapter from the state folder; return its round (0: none)."""
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        state_file = self.config.state_dir / "state.json"
-        if not state_file.exists():
+        applied = read_applied(self.config.state_dir)
+        if applied is None:
             return 0
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-        if state.get("adapter"):
-            self._trainer.load(self.config.state_dir / state["adapter"])
-        logs.event(self._log, "resumed", round=state["round_applied"])
-        return int(state["round_applied"])
+        number, adapter_dir = applied
+        if adapter_dir is not None:
+            self._trainer.load(adapter_dir)
+        logs.event(self._log, "resumed", round=number)
+        return number
 
     def _header(self, *, round: int = 0, stage: Stage | None = None) -> pb.RequestHeader:
         return convert.header_to_proto(
@@ -790,13 +774,13 @@ class ParticipantDaemon:
 
     def _call(self, method: Callable[..., T], request: object, *, timeout: float = 30.0) -> T:
         """Call an idempotent RPC, retrying with backoff while the coordinator is unreachable."""
-        deadline = time.monotonic() + self.config.connect_timeout_s
+        deadline = self._clock.monotonic() + self.config.connect_timeout_s
         delays = transport.retry_delays()
         while True:
             try:
                 return method(request, timeout=timeout)
             except grpc.RpcError as error:
-                if not retryable(error) or time.monotonic() > deadline:
+                if not retryable(error) or self._clock.monotonic() > deadline:
                     raise accord_error(error) from None
                 delay = next(delays)
                 logs.event(
@@ -806,7 +790,7 @@ class ParticipantDaemon:
                     delay_s=round(delay, 3),
                     level=logging.WARNING,
                 )
-                time.sleep(delay)
+                self._clock.sleep(delay)
 
 
 def _dial(config: ParticipantConfig, kit: Kit | None) -> grpc.Channel:
@@ -814,7 +798,23 @@ def _dial(config: ParticipantConfig, kit: Kit | None) -> grpc.Channel:
     options = transport.client_options(config.max_message_bytes)
     if kit is None or config.insecure_plaintext:
         return grpc.insecure_channel(config.coordinator, options=options)
-    # mTLS with the kit's certificate, trusting only its pinned CA; the config may
-    # override the kit's address (the demo's free port), not whom it trusts.
+    # mTLS, trusting only the kit's pinned CA; the config may override its address, not CA.
     dial = dataclasses.replace(kit, coordinator=config.coordinator)
     return secure_channel(dial, options=options)
+
+
+def _load_kit(config: ParticipantConfig) -> Kit | None:
+    """The kit `config.kit` names (None: plaintext debugging); ConfigError if unusable."""
+    if config.kit is None and not config.insecure_plaintext:
+        raise ConfigError(
+            "[participant] kit: required unless insecure_plaintext = true (run `accord "
+            'provision federation.toml --out DIR` and set kit = "DIR/kits/<name>")'
+        )
+    kit = Kit.load(config.kit) if config.kit is not None else None
+    if kit is not None and kit.coordinator_ledger_key is None:
+        raise ConfigError(
+            f"[participant] kit = {str(config.kit)!r}: the kit pins no coordinator ledger "
+            "key (packaged before kits did); ask the operator to run `accord provision "
+            "ledger-key` and approve your request again, then `accord kit package` anew"
+        )
+    return kit
