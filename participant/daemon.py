@@ -38,8 +38,9 @@ import grpc
 
 from accord import __version__, errors
 from accord.core import logs, transport
-from accord.crypto import agreement, ceremony, consistency
+from accord.crypto import agreement, ceremony, consistency, member_tasks
 from accord.crypto.ckks import SecretContext
+from accord.crypto.member_tasks import Step
 from accord.crypto.messages import (
     AdvertiseKeys,
     ConfirmSurvivors,
@@ -51,7 +52,7 @@ from accord.crypto.messages import (
 )
 from accord.crypto.participant_round import ParticipantRound
 from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAborted
-from accord.participant import convert, exchange, transfers
+from accord.participant import ceremony_keys, convert, exchange, transfers
 from accord.participant import privacy_ledger as ledger
 from accord.participant.clock import SYSTEM_CLOCK, Clock
 from accord.participant.config import ParticipantConfig
@@ -380,7 +381,7 @@ class ParticipantDaemon:
                     self._clock.sleep(1.0)
 
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
-        """Drive this round's `ParticipantRound` with what the task carries.
+        """Perform what the task means for this member (`crypto.member_tasks.plan`).
 
         Raises:
             TermsDeparted: the round departs from the signed federation terms.
@@ -390,13 +391,23 @@ class ParticipantDaemon:
         if self._revocations is not None:
             label = f"round {config.round} from the coordinator"
             self._revocations.check(config.selected, what=label)
-        me = self.config.name
-        if stage is Stage.ABORTED:
+        current = self._round if self._round and self._round.config.round == config.round else None
+        plan = member_tasks.plan(
+            member_tasks.TaskFacts(
+                stage=stage,
+                round=config.round,
+                first_stage=config.first_stage,
+                survivor=self.config.name in task.survivors,
+                round_applied=self._round_applied,
+                machine=current.stage if current is not None else None,
+            )
+        )
+        if plan.forget:
             logs.event(self._log, "round_aborted", round=config.round, reason=task.message)
             self._round = None
             self._set_state("waiting")
             return
-        if config.round <= self._round_applied:
+        if not plan.live:
             return  # applied before a restart; never train or spend budget twice
         if (
             self.config.exit_before_stage == stage.value
@@ -404,14 +415,22 @@ class ParticipantDaemon:
         ):
             logs.event(self._log, "exiting_on_purpose", round=config.round, stage=stage.value)
             os._exit(DROPOUT_EXIT_STATUS)
-        current = self._round if self._round and self._round.config.round == config.round else None
-        if current is None and stage is Stage.AGGREGATE and me in task.survivors:
+        for move in plan.moves:
+            if (current.stage if current is not None else None) is not move.machine:
+                return  # the machine did not move on as planned (it refused, or aborted)
+            current = self._perform(move.step, current, config, task)
+
+    def _perform(
+        self, step: Step, current: ParticipantRound | None, config: RoundConfig, task: pb.Task
+    ) -> ParticipantRound | None:
+        """Do one move of a task's plan; return the round machine after it."""
+        me = self.config.name
+        if step is Step.REJOIN:
             # The aggregate holds this participant's update, but its round machine is gone
             # (this process restarted, or its download broke off while the coordinator
             # restarted): the key and the aggregate are all it needs to stay in step.
             self._download(config.round)
-            return
-        if current is None and stage is config.first_stage:
+        elif step is Step.START:
             self._know(config.selected, what=f"round {config.round}")
             refused = ledger.before_round(self.config, self._identity_private, config.round)
             if refused is not None:
@@ -421,23 +440,22 @@ class ParticipantDaemon:
                 config, me, self._identity_private, self._identities
             )
             self._send(current.start(), config)
-        if current is None:
-            return  # selected, but this process missed the round's start (e.g. restarted)
-        if stage is Stage.SHARE and current.stage is Stage.ADVERTISE:
+        elif current is None:
+            raise errors.InternalError(f"{step.value}: no round machine for round {config.round}")
+        elif step is Step.SEND_SHARES:
             self._send(current.receive(convert.neighbour_keys_from_proto(task, me)), config)
-        elif stage is Stage.UPLOAD:
-            if current.stage is Stage.SHARE:
-                current.receive(convert.relayed_shares_from_proto(task, me))
-            if current.stage is Stage.UPLOAD:
-                self._upload(current)
-        elif stage is Stage.CONSISTENCY and current.stage is Stage.CONSISTENCY:
-            if me in task.survivors:
-                self._send(current.receive(convert.consistency_call_from_proto(task, me)), config)
-        elif stage is Stage.UNMASK and current.stage is Stage.UNMASK and me in task.survivors:
+        elif step is Step.TAKE_SHARES:
+            current.receive(convert.relayed_shares_from_proto(task, me))
+        elif step is Step.UPLOAD:
+            self._upload(current)
+        elif step is Step.CONFIRM:
+            self._send(current.receive(convert.consistency_call_from_proto(task, me)), config)
+        elif step is Step.UNMASK:
             self._send(current.receive(convert.unmask_call_from_proto(task, me)), config)
-        elif stage is Stage.AGGREGATE and me in task.survivors:
+        else:  # Step.APPLY
             current.receive(convert.aggregate_ready_from_proto(task, me))
             self._download(config.round)
+        return current
 
     def _send(self, messages: list[ParticipantMessage], config: RoundConfig) -> None:
         """Send the round machine's signed messages, each with its RPC."""
@@ -468,28 +486,17 @@ class ParticipantDaemon:
             self._certified.check_ceremony_keys(
                 {name: key.ceremony_public for name, key in keys.items()}
             )
-        made = ceremony.make(
+        post = ceremony_keys.ceremony_post(
             keys,
             self._identities,
-            federation_id=self.config.federation_id,
+            config=self.config,
             key_epoch=task.key_epoch,
-            maker=self.config.name,
-            maker_identity_private=self._identity_private,
+            identity_private=self._identity_private,
             with_ckks=self._uses_ckks,
-        )
-        post = pb.CeremonyPost(
             header=self._header(),
-            key_epoch=made.key_epoch,
-            public_context=made.public,
-            secrets=[
-                pb.SealedSecret(
-                    recipient_id=name, envelope=envelope, signature=made.signatures[name]
-                )
-                for name, envelope in sorted(made.sealed.items())
-            ],
         )
         self._call(self._stub.PostCeremony, post)
-        logs.event(self._log, "key_ceremony_posted", key_epoch=made.key_epoch)
+        logs.event(self._log, "key_ceremony_posted", key_epoch=post.key_epoch)
 
     def _fetch_key(self, config: RoundConfig) -> None:
         """Make sure this participant holds the federation secret the round uses.
@@ -506,22 +513,15 @@ class ParticipantDaemon:
         if self._integrity_key is not None and self._key_epoch == config.key_epoch:
             return
         bundle = self._call(self._stub.FetchCeremony, pb.CeremonyRequest(header=self._header()))
-        if not bundle.ready or bundle.key_epoch != config.key_epoch or not bundle.sealed_secret:
-            raise ProtocolError(f"no CKKS key of epoch {config.key_epoch} for {self.config.name}")
+        ceremony_keys.check_bundle(bundle, config, self.config.name)
         self._know([bundle.maker_id], what=f"the CKKS key of epoch {bundle.key_epoch}")
-        opened = ceremony.open_secret(
-            bundle.sealed_secret,
-            self._ceremony_private(),
-            federation_id=self.config.federation_id,
-            key_epoch=bundle.key_epoch,
-            recipient=self.config.name,
-            public=bundle.public_context,
-            signature=bundle.signature,
-            maker=bundle.maker_id,
+        opened = ceremony_keys.open_bundle(
+            bundle,
+            config,
+            config=self.config,
+            ceremony_private=self._ceremony_private(),
             maker_identity_public=self._identities[bundle.maker_id],
         )
-        if config.profile.uses_ckks and opened.ckks is None:
-            raise ProtocolError(f"the key of epoch {bundle.key_epoch} holds no CKKS key")
         self._secret, self._integrity_key = opened.ckks, opened.integrity_key
         self._key_epoch = bundle.key_epoch
         logs.event(
