@@ -4,9 +4,9 @@
           -> loop: long-poll NextTask
                 UPLOAD     train locally, record the round in the privacy ledger
                            (privacy_ledger.py), then protect the update
-                           (accord.crypto.pipeline) and stream it, each chunk sent while
-                           the next is protected (streams.py); the upload is recorded
-                           too before the last chunk carries the signed receipt
+                           (accord.crypto.pipeline) while it streams (transfers.py); the
+                           upload is recorded too before the last chunk carries the
+                           signed receipt
                 CONSISTENCY check the survivor set (our own receipt in it) and sign it
                 UNMASK     reveal shares, only with `threshold` signatures over that set
                 AGGREGATE  stream the aggregate down, check whose sum it is (the signed
@@ -28,11 +28,9 @@ the round's aggregate, which holds its update.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -41,8 +39,9 @@ import grpc
 
 from accord import __version__, errors
 from accord.core import logs, transport
-from accord.crypto import agreement, ceremony, consistency
+from accord.crypto import agreement, ceremony, consistency, member_tasks
 from accord.crypto.ckks import SecretContext
+from accord.crypto.member_tasks import Step
 from accord.crypto.messages import (
     AdvertiseKeys,
     ConfirmSurvivors,
@@ -54,8 +53,9 @@ from accord.crypto.messages import (
 )
 from accord.crypto.participant_round import ParticipantRound
 from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAborted
-from accord.participant import exchange
+from accord.participant import ceremony_keys, exchange, transfers
 from accord.participant import privacy_ledger as ledger
+from accord.participant.clock import SYSTEM_CLOCK, Clock
 from accord.participant.config import ParticipantConfig
 from accord.participant.federation_head import keep_federation_head
 from accord.participant.kit.certificates import CertifiedRoster, certify_roster, load_certificate
@@ -65,17 +65,17 @@ from accord.participant.rpc_errors import RETRY_CODES, accord_error, refusal, re
 from accord.participant.state_files import (
     load_identity,
     local_ceremony_key,
+    read_applied,
     read_round_uploaded,
+    write_applied,
     write_json,
 )
-from accord.participant.streams import AggregateStream, Receipt, UploadStream
 from accord.participant.terms import check_own_settings, check_round, load_kit_terms
 from accord.participant.training.protocol import Trainer, make_trainer
 from accord.participant.workers import ChunkWorkers
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from accord.wire import tasks
-from accord.wire.ceremony import ceremony_post_to_proto
 from accord.wire.enrol import roster_from_proto
 from accord.wire.evidence import confirm_survivors_to_proto, evidence_from_proto
 from accord.wire.headers import Header, header_to_proto
@@ -84,6 +84,7 @@ from accord.wire.round_config import round_config_from_proto
 from accord.wire.stages import profile_from_proto, stage_from_proto
 
 T = TypeVar("T")
+
 
 UPLOAD_STATE = "upload.json"
 """In the state folder: the last round this participant trained and uploaded for."""
@@ -97,6 +98,9 @@ class ParticipantDaemon:
         trainer: local training; None builds the one `config.trainer` names
             (`make_trainer`).
         log: structured logger.
+        workers: where chunks are protected and revealed; None starts `config.workers`
+            processes on first use. Closed when `run` returns.
+        clock: where the daemon reads time (deadlines, retry sleeps, certificate dates).
         before_stage: called with each stage and round of this participant's rounds just
             before the daemon acts on it (a fault to inject: the demo's `--drop` ends the
             process there, `accord.demo.dropout`); None in production.
@@ -108,24 +112,15 @@ class ParticipantDaemon:
         *,
         log: logging.Logger,
         trainer: Trainer | None = None,
+        workers: ChunkWorkers | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         before_stage: Callable[[Stage, int], None] | None = None,
     ) -> None:
-        if config.kit is None and not config.insecure_plaintext:
-            raise ConfigError(
-                "[participant] kit: required unless insecure_plaintext = true (run `accord "
-                'provision federation.toml --out DIR` and set kit = "DIR/kits/<name>")'
-            )
-        # Refuses a kit with exposed keys, a swapped CA or a certificate for another key.
-        self._kit: Kit | None = Kit.load(config.kit) if config.kit is not None else None
-        if self._kit is not None and self._kit.coordinator_ledger_key is None:
-            raise ConfigError(
-                f"[participant] kit = {str(config.kit)!r}: the kit pins no coordinator ledger "
-                "key (packaged before kits did); ask the operator to run `accord provision "
-                "ledger-key` and approve your request again, then `accord kit package` anew"
-            )
+        self._clock = clock
+        self._before_stage = before_stage
+        self._kit = _load_kit(config)
         self.config = config
         self._log = log
-        self._before_stage = before_stage
         self._identity_private = load_identity(config, self._kit)
         self._trainer = trainer if trainer is not None else make_trainer(config)
         self._terms = (
@@ -149,7 +144,8 @@ class ParticipantDaemon:
         self._secret: SecretContext | None = None
         self._integrity_key: bytes | None = None
         self._uses_ckks = True  # the federation's profile, from Enroll
-        self._workers = ChunkWorkers(config.workers)  # processes start on first use
+        # Processes start on first use.
+        self._workers = workers if workers is not None else ChunkWorkers(config.workers)
         self._key_epoch = 0
         self._pending_metrics: dict[str, float] = {}
         self._transfer_timeout_s = 120.0
@@ -160,7 +156,7 @@ class ParticipantDaemon:
             else None
         )
         self._round_uploaded = read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
-        self._channel = _open_channel(config, self._kit)
+        self._channel = _dial(config, self._kit)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     # ---- lifecycle ----
@@ -203,7 +199,7 @@ class ParticipantDaemon:
             ConfigError: no answer within `connect_timeout_s`, or a refusal no retry can
                 fix (a failed TLS handshake, an unknown or revoked certificate).
         """
-        deadline = time.monotonic() + self.config.connect_timeout_s
+        deadline = self._clock.monotonic() + self.config.connect_timeout_s
         delays = transport.retry_delays()
         while True:
             try:
@@ -213,14 +209,14 @@ class ParticipantDaemon:
                 stop = refusal(error, kit=self.config.kit)
                 if stop is not None:
                     raise stop from None
-                if time.monotonic() > deadline:
+                if self._clock.monotonic() > deadline:
                     raise ConfigError(
                         f"[participant] coordinator = {self.config.coordinator!r}: no answer "
                         f"within {self.config.connect_timeout_s:g} s (is the coordinator running "
                         "there? Or does it refuse this kit's certificate? `accord kit check KIT` "
                         "tells)"
                     ) from None
-                time.sleep(next(delays))
+                self._clock.sleep(next(delays))
 
     def _enroll(self) -> float:
         ceremony_public = agreement.public_key(self._ceremony_private())
@@ -265,7 +261,7 @@ class ParticipantDaemon:
             self._identities = roster_from_proto(entries)
             return
         ca = load_certificate(self._kit.ca_pem, str(self._kit.paths.ca_cert))
-        roster = certify_roster(entries, ca, now=dt.datetime.now(dt.timezone.utc))
+        roster = certify_roster(entries, ca, now=self._clock.now())
         for name, reason in sorted(roster.refused.items()):
             logs.event(
                 self._log, "member_refused", participant=name, reason=reason, level=logging.WARNING
@@ -392,10 +388,10 @@ class ParticipantDaemon:
                     # A stream broke off (the coordinator is restarting): ask again for the
                     # current task once it is back, instead of waiting for the next change.
                     seen_round, seen_stage = 0, pb.STAGE_UNSPECIFIED
-                    time.sleep(1.0)
+                    self._clock.sleep(1.0)
 
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
-        """Drive this round's `ParticipantRound` with what the task carries.
+        """Perform what the task means for this member (`crypto.member_tasks.plan`).
 
         Raises:
             TermsDeparted: the round departs from the signed federation terms.
@@ -405,24 +401,42 @@ class ParticipantDaemon:
         if self._revocations is not None:
             label = f"round {config.round} from the coordinator"
             self._revocations.check(config.selected, what=label)
-        me = self.config.name
-        if stage is Stage.ABORTED:
+        current = self._round if self._round and self._round.config.round == config.round else None
+        plan = member_tasks.plan(
+            member_tasks.TaskFacts(
+                stage=stage,
+                round=config.round,
+                first_stage=config.first_stage,
+                survivor=self.config.name in task.survivors,
+                round_applied=self._round_applied,
+                machine=current.stage if current is not None else None,
+            )
+        )
+        if plan.forget:
             logs.event(self._log, "round_aborted", round=config.round, reason=task.message)
             self._round = None
             self._set_state("waiting")
             return
-        if config.round <= self._round_applied:
+        if not plan.live:
             return  # applied before a restart; never train or spend budget twice
         if self._before_stage is not None:
             self._before_stage(stage, config.round)
-        current = self._round if self._round and self._round.config.round == config.round else None
-        if current is None and stage is Stage.AGGREGATE and me in task.survivors:
+        for move in plan.moves:
+            if (current.stage if current is not None else None) is not move.machine:
+                return  # the machine did not move on as planned (it refused, or aborted)
+            current = self._perform(move.step, current, config, task)
+
+    def _perform(
+        self, step: Step, current: ParticipantRound | None, config: RoundConfig, task: pb.Task
+    ) -> ParticipantRound | None:
+        """Do one move of a task's plan; return the round machine after it."""
+        me = self.config.name
+        if step is Step.REJOIN:
             # The aggregate holds this participant's update, but its round machine is gone
             # (this process restarted, or its download broke off while the coordinator
             # restarted): the key and the aggregate are all it needs to stay in step.
             self._download(config.round)
-            return
-        if current is None and stage is config.first_stage:
+        elif step is Step.START:
             self._know(config.selected, what=f"round {config.round}")
             refused = ledger.before_round(self.config, self._identity_private, config.round)
             if refused is not None:
@@ -432,23 +446,22 @@ class ParticipantDaemon:
                 config, me, self._identity_private, self._identities
             )
             self._send(current.start(), config)
-        if current is None:
-            return  # selected, but this process missed the round's start (e.g. restarted)
-        if stage is Stage.SHARE and current.stage is Stage.ADVERTISE:
+        elif current is None:
+            raise errors.InternalError(f"{step.value}: no round machine for round {config.round}")
+        elif step is Step.SEND_SHARES:
             self._send(current.receive(tasks.neighbour_keys_from_proto(task, me)), config)
-        elif stage is Stage.UPLOAD:
-            if current.stage is Stage.SHARE:
-                current.receive(tasks.relayed_shares_from_proto(task, me))
-            if current.stage is Stage.UPLOAD:
-                self._upload(current)
-        elif stage is Stage.CONSISTENCY and current.stage is Stage.CONSISTENCY:
-            if me in task.survivors:
-                self._send(current.receive(tasks.consistency_call_from_proto(task, me)), config)
-        elif stage is Stage.UNMASK and current.stage is Stage.UNMASK and me in task.survivors:
+        elif step is Step.TAKE_SHARES:
+            current.receive(tasks.relayed_shares_from_proto(task, me))
+        elif step is Step.UPLOAD:
+            self._upload(current)
+        elif step is Step.CONFIRM:
+            self._send(current.receive(tasks.consistency_call_from_proto(task, me)), config)
+        elif step is Step.UNMASK:
             self._send(current.receive(tasks.unmask_call_from_proto(task, me)), config)
-        elif stage is Stage.AGGREGATE and me in task.survivors:
+        else:  # Step.APPLY
             current.receive(tasks.aggregate_ready_from_proto(task, me))
             self._download(config.round)
+        return current
 
     def _send(self, messages: list[ParticipantMessage], config: RoundConfig) -> None:
         """Send the round machine's signed messages, each with its RPC."""
@@ -477,18 +490,17 @@ class ParticipantDaemon:
             self._certified.check_ceremony_keys(
                 {name: key.ceremony_public for name, key in keys.items()}
             )
-        made = ceremony.make(
+        post = ceremony_keys.ceremony_post(
             keys,
             self._identities,
-            federation_id=self.config.federation_id,
+            config=self.config,
             key_epoch=task.key_epoch,
-            maker=self.config.name,
-            maker_identity_private=self._identity_private,
+            identity_private=self._identity_private,
             with_ckks=self._uses_ckks,
+            header=self._header(),
         )
-        post = ceremony_post_to_proto(made, header=self._header())
         self._call(self._stub.PostCeremony, post)
-        logs.event(self._log, "key_ceremony_posted", key_epoch=made.key_epoch)
+        logs.event(self._log, "key_ceremony_posted", key_epoch=post.key_epoch)
 
     def _fetch_key(self, config: RoundConfig) -> None:
         """Make sure this participant holds the federation secret the round uses.
@@ -505,22 +517,15 @@ class ParticipantDaemon:
         if self._integrity_key is not None and self._key_epoch == config.key_epoch:
             return
         bundle = self._call(self._stub.FetchCeremony, pb.CeremonyRequest(header=self._header()))
-        if not bundle.ready or bundle.key_epoch != config.key_epoch or not bundle.sealed_secret:
-            raise ProtocolError(f"no CKKS key of epoch {config.key_epoch} for {self.config.name}")
+        ceremony_keys.check_bundle(bundle, config, self.config.name)
         self._know([bundle.maker_id], what=f"the CKKS key of epoch {bundle.key_epoch}")
-        opened = ceremony.open_secret(
-            bundle.sealed_secret,
-            self._ceremony_private(),
-            federation_id=self.config.federation_id,
-            key_epoch=bundle.key_epoch,
-            recipient=self.config.name,
-            public=bundle.public_context,
-            signature=bundle.signature,
-            maker=bundle.maker_id,
+        opened = ceremony_keys.open_bundle(
+            bundle,
+            config,
+            config=self.config,
+            ceremony_private=self._ceremony_private(),
             maker_identity_public=self._identities[bundle.maker_id],
         )
-        if config.profile.uses_ckks and opened.ckks is None:
-            raise ProtocolError(f"the key of epoch {bundle.key_epoch} holds no CKKS key")
         self._secret, self._integrity_key = opened.ckks, opened.integrity_key
         self._key_epoch = bundle.key_epoch
         logs.event(
@@ -546,7 +551,7 @@ class ParticipantDaemon:
         self._round_uploaded = config.round
         write_json(self.config.state_dir / UPLOAD_STATE, {"round_uploaded": config.round})
         self._set_state("training")
-        started = time.monotonic()
+        started = self._clock.monotonic()
         try:
             update = self._trainer.train_round(config.round)
         except BudgetExhausted as error:
@@ -556,14 +561,10 @@ class ParticipantDaemon:
                 self.config, self._identity_private, config.round, str(error)
             )
             self._stop_contributing(config.round, refused)
-        train_s = time.monotonic() - started
+        train_s = self._clock.monotonic() - started
         self._set_state("uploading")
-        started = time.monotonic()
-        # The privacy ledger records the round before its first chunk is even protected
-        # (guarantee 4); what was sent is recorded before the receipt that ends the stream.
-        refused = ledger.before_upload(self.config, self._identity_private, config, update)
-        if refused is not None:
-            self._stop_contributing(config.round, refused)
+        started = self._clock.monotonic()
+        # Protection is validated here and runs lazily, chunk by chunk, as the stream asks.
         chunks = exchange.protect_update(
             update,
             config,
@@ -573,30 +574,27 @@ class ParticipantDaemon:
             participant=self.config.name,
             runner=self._workers,
         )
-
-        def seal(digest: bytes, count: int, size: int) -> Receipt:
-            ledger.upload_sent(
+        # The privacy ledger records the round before its first chunk leaves (guarantee 4),
+        # and the upload's digest after its last chunk is made, before the receipt leaves.
+        refused = ledger.before_upload(self.config, self._identity_private, config, update)
+        if refused is not None:
+            self._stop_contributing(config.round, refused)
+        stream = transfers.UploadStream(
+            chunks,
+            header=lambda: self._header(round=config.round, stage=Stage.UPLOAD),
+            before_receipt=lambda digest, count, size: ledger.upload_sent(
                 self.config, self._identity_private, config.round, digest, count, size
-            )
-            receipt = current.upload_done(digest, count)
-            return Receipt(receipt.sequence, receipt.signature)
-
-        stream = UploadStream(
-            chunks, lambda: self._header(round=config.round, stage=Stage.UPLOAD), seal
+            ),
+            receipt=current.upload_done,
         )
-        try:
-            response = self._stub.UploadUpdate(stream.messages(), timeout=self._transfer_timeout_s)
-        except grpc.RpcError:
-            stream.raise_failure()
-            raise
-        stream.raise_failure()
-        if response.digest != stream.digest:
-            raise ProtocolError(f"the coordinator's receipt for round {config.round} differs")
+        transfers.send_upload(
+            self._stub, stream, round=config.round, timeout_s=self._transfer_timeout_s
+        )
         self._pending_metrics = {
             **update.metrics,
             "sample_count": update.sample_count,
             "train_s": round(train_s, 4),
-            "upload_s": round(time.monotonic() - started, 4),
+            "upload_s": round(self._clock.monotonic() - started, 4),
             "bytes_up": stream.sent,
         }
         self._set_state("uploaded")
@@ -629,11 +627,12 @@ class ParticipantDaemon:
             ProtocolError: this participant lacks the round's CKKS key.
         """
         self._set_state("downloading")
-        started = time.monotonic()
+        started = self._clock.monotonic()
         request = pb.AggregateRequest(header=self._header(round=number, stage=Stage.AGGREGATE))
-        responses = self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s)
+        stream = transfers.AggregateStream(
+            self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s), round=number
+        )
         try:
-            stream = AggregateStream.open(responses, number)
             config = round_config_from_proto(
                 stream.first.config, federation_id=self.config.federation_id
             )
@@ -642,7 +641,7 @@ class ParticipantDaemon:
             # round); the integrity tags then check that the aggregate is exactly their sum.
             survivors = self._check_evidence(config, stream.first)
             self._fetch_key(config)
-            # Decrypts each chunk as it arrives, while the rest streams in.
+            # Decrypted as the chunks stream in, on the workers.
             mean_delta = exchange.reveal_mean(
                 stream.chunks(),
                 config,
@@ -652,7 +651,7 @@ class ParticipantDaemon:
                 runner=self._workers,
             )
         except BaseException:
-            responses.cancel()  # nothing of it is applied: stop the coordinator's stream
+            stream.cancel()
             raise
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
@@ -663,7 +662,7 @@ class ParticipantDaemon:
             "round": config.round,
             **pending,
             **{f"global_{k}": v for k, v in self._trainer.evaluate().items()},
-            "download_s": round(time.monotonic() - started, 4),
+            "download_s": round(self._clock.monotonic() - started, 4),
             "bytes_down": stream.received,
         }
         with self.config.metrics_file.open("a", encoding="utf-8") as handle:
@@ -749,27 +748,21 @@ class ParticipantDaemon:
 
     def _mark_applied(self, number: int, adapter_dir: Path | None) -> None:
         """Record that round `number` is taken into account (None: no new adapter)."""
-        state_file = self.config.state_dir / "state.json"
-        state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {}
-        if adapter_dir is not None:
-            state["adapter"] = str(adapter_dir.relative_to(self.config.state_dir))
-        state["round_applied"] = number
+        write_applied(self.config.state_dir, number, adapter_dir)
         self._round_applied = number
-        write_json(state_file, state)
 
     # ---- helpers ----
 
     def _resume(self) -> int:
         """Load the last applied adapter from the state folder; return its round (0: none)."""
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        state_file = self.config.state_dir / "state.json"
-        if not state_file.exists():
+        applied = read_applied(self.config.state_dir)
+        if applied is None:
             return 0
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-        if state.get("adapter"):
-            self._trainer.load(self.config.state_dir / state["adapter"])
-        logs.event(self._log, "resumed", round=state["round_applied"])
-        return int(state["round_applied"])
+        number, adapter_dir = applied
+        if adapter_dir is not None:
+            self._trainer.load(adapter_dir)
+        logs.event(self._log, "resumed", round=number)
+        return number
 
     def _header(self, *, round: int = 0, stage: Stage | None = None) -> pb.RequestHeader:
         return header_to_proto(
@@ -787,13 +780,13 @@ class ParticipantDaemon:
 
     def _call(self, method: Callable[..., T], request: object, *, timeout: float = 30.0) -> T:
         """Call an idempotent RPC, retrying with backoff while the coordinator is unreachable."""
-        deadline = time.monotonic() + self.config.connect_timeout_s
+        deadline = self._clock.monotonic() + self.config.connect_timeout_s
         delays = transport.retry_delays()
         while True:
             try:
                 return method(request, timeout=timeout)
             except grpc.RpcError as error:
-                if not retryable(error) or time.monotonic() > deadline:
+                if not retryable(error) or self._clock.monotonic() > deadline:
                     raise accord_error(error) from None
                 delay = next(delays)
                 logs.event(
@@ -803,14 +796,31 @@ class ParticipantDaemon:
                     delay_s=round(delay, 3),
                     level=logging.WARNING,
                 )
-                time.sleep(delay)
+                self._clock.sleep(delay)
 
 
-def _open_channel(config: ParticipantConfig, kit: Kit | None) -> grpc.Channel:
-    """The channel to the coordinator: mTLS with the kit, plaintext only without one."""
+def _dial(config: ParticipantConfig, kit: Kit | None) -> grpc.Channel:
+    """The channel to the coordinator: mTLS with the kit, else plaintext (loopback debugging)."""
     options = transport.client_options(config.max_message_bytes)
     if kit is None or config.insecure_plaintext:
         return grpc.insecure_channel(config.coordinator, options=options)
-    # mTLS with the kit's certificate, trusting only its pinned CA; the config may
-    # override the kit's address (the demo's free port), not whom it trusts.
-    return secure_channel(dataclasses.replace(kit, coordinator=config.coordinator), options=options)
+    # mTLS, trusting only the kit's pinned CA; the config may override its address, not CA.
+    dial = dataclasses.replace(kit, coordinator=config.coordinator)
+    return secure_channel(dial, options=options)
+
+
+def _load_kit(config: ParticipantConfig) -> Kit | None:
+    """The kit `config.kit` names (None: plaintext debugging); ConfigError if unusable."""
+    if config.kit is None and not config.insecure_plaintext:
+        raise ConfigError(
+            "[participant] kit: required unless insecure_plaintext = true (run `accord "
+            'provision federation.toml --out DIR` and set kit = "DIR/kits/<name>")'
+        )
+    kit = Kit.load(config.kit) if config.kit is not None else None
+    if kit is not None and kit.coordinator_ledger_key is None:
+        raise ConfigError(
+            f"[participant] kit = {str(config.kit)!r}: the kit pins no coordinator ledger "
+            "key (packaged before kits did); ask the operator to run `accord provision "
+            "ledger-key` and approve your request again, then `accord kit package` anew"
+        )
+    return kit

@@ -16,6 +16,9 @@ from accord.errors import ConfigError
 from accord.participant.config import ParticipantConfig
 from accord.participant.kit.startup_kit import Kit
 
+STATE_FILE = "state.json"
+"""In the state folder: the last applied round and, relative to the folder, its adapter."""
+
 
 def load_identity(config: ParticipantConfig, kit: Kit | None) -> bytes:
     """This participant's raw Ed25519 identity key: the kit's, else `identity_key`'s file.
@@ -53,6 +56,30 @@ def read_round_uploaded(path: Path) -> int:
     if not path.exists():
         return 0
     return int(json.loads(path.read_text(encoding="utf-8"))["round_uploaded"])
+
+
+def read_applied(state_dir: Path) -> tuple[int, Path | None] | None:
+    """`state.json`'s last applied round and adapter folder (None: nothing applied yet).
+
+    Makes the state folder when it is missing.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_file = state_dir / STATE_FILE
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    adapter = state_dir / state["adapter"] if state.get("adapter") else None
+    return int(state["round_applied"]), adapter
+
+
+def write_applied(state_dir: Path, number: int, adapter_dir: Path | None) -> None:
+    """Record in `state.json` that round `number` is applied (None: the adapter is unchanged)."""
+    state_file = state_dir / STATE_FILE
+    state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {}
+    if adapter_dir is not None:
+        state["adapter"] = str(adapter_dir.relative_to(state_dir))
+    state["round_applied"] = number
+    write_json(state_file, state)
 
 
 def write_json(path: Path, value: object) -> None:

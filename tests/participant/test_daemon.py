@@ -10,6 +10,7 @@ from accord.errors import ConfigError, NotAllowed
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.rpc_errors import accord_error
+from accord.participant.transfers import with_last
 
 
 class Refusal(grpc.RpcError):
@@ -26,6 +27,15 @@ def test_a_refusal_names_its_accord_error() -> None:
     assert str(error) == "'mallory' is not a participant"
     other = Refusal("Socket closed")
     assert accord_error(other) is other
+
+
+def test_the_last_chunk_is_flagged() -> None:
+    assert list(with_last(iter([b"a", b"b", b"c"]))) == [
+        (b"a", False),
+        (b"b", False),
+        (b"c", True),
+    ]
+    assert list(with_last(iter([]))) == []
 
 
 def test_plaintext_needs_the_flag_and_a_key_is_required(tmp_path) -> None:
@@ -189,3 +199,55 @@ def test_the_driver_refuses_a_round_that_departs_from_the_signed_terms(daemon, t
             daemon._on_task(Stage.UPLOAD, offered, task)
         assert message in str(caught.value)
         assert daemon._round is None  # no round machine was made, nothing was sent
+
+
+class SteppingClock:
+    """`tests.support.FakeClock` as the daemon's clock: sleeping moves it forward."""
+
+    def __init__(self) -> None:
+        from tests.support import FakeClock
+
+        self.fake = FakeClock()
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.fake()
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.fake.now += seconds
+
+    def now(self):
+        import datetime as dt
+
+        return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=self.fake())
+
+
+def test_the_daemon_gives_up_connecting_on_its_clock_without_sleeping(tmp_path) -> None:
+    """Nothing listens on the port: the retries sleep on the injected clock only."""
+    from accord.core import logs
+    from accord.crypto import identity
+    from tests.support import free_port
+
+    key_file = tmp_path / "identity.pem"
+    key_file.write_bytes(identity.dump_private(identity.generate_identity().private))
+    config = configfile.validate(
+        {
+            "name": "energy",
+            "state_dir": str(tmp_path),
+            "insecure_plaintext": True,
+            "coordinator": f"127.0.0.1:{free_port()}",
+            "connect_timeout_s": 2.0,
+        },
+        ParticipantConfig,
+        "participant",
+        base_dir=tmp_path,
+    )
+    clock = SteppingClock()
+    log = logs.configure("participant", tmp_path / "participant.log")
+    daemon = ParticipantDaemon(config, log=log, trainer=FakeTrainer(), clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no answer within 2 s"):
+        daemon.run()
+    # It retried with backoff until its clock passed the deadline, never sleeping for real.
+    assert len(clock.slept) >= 2 and sum(clock.slept) > 2.0
+    assert clock.fake() == pytest.approx(1000.0 + sum(clock.slept))  # only its sleeps moved it
