@@ -169,13 +169,14 @@ class CoordinatorRound:
 
     def expected(self) -> frozenset[str]:
         """Participants the current stage still waits for."""
-        received: Mapping[str, object] | None = {
+        waiting: dict[Stage, Mapping[str, object]] = {
             Stage.ADVERTISE: self._advertised,
             Stage.SHARE: self._shared,
             Stage.UPLOAD: self._uploaded,
             Stage.CONSISTENCY: self._confirmed,
             Stage.UNMASK: self._unmasked,
-        }.get(self._stage)
+        }
+        received = waiting.get(self._stage)
         if received is None:
             return frozenset()
         return frozenset(p for p in self._live if p not in received)

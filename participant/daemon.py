@@ -576,9 +576,9 @@ class ParticipantDaemon:
         )
         # The privacy ledger records the round before its first chunk leaves (guarantee 4),
         # and the upload's digest after its last chunk is made, before the receipt leaves.
-        refused = ledger.before_upload(self.config, self._identity_private, config, update)
-        if refused is not None:
-            self._stop_contributing(config.round, refused)
+        over_budget = ledger.before_upload(self.config, self._identity_private, config, update)
+        if over_budget is not None:
+            self._stop_contributing(config.round, over_budget)
         stream = transfers.UploadStream(
             chunks,
             header=lambda: self._header(round=config.round, stage=Stage.UPLOAD),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -186,20 +186,21 @@ def reveal_mean(
                 "and the survivor set"
             )
         body = integrity.check(
-            sums,  # uint32 for every secure profile
+            cast("npt.NDArray[np.uint32]", sums),  # uint32 for every secure profile
             integrity_key,
             federation_id=config.federation_id,
             round=config.round,
             survivors=survivors,
             modulus_bits=config.quant.modulus_bits,
         )
-        mean, total_weight = quantize.decode(body, config.quant)
+        mean, weight = quantize.decode(body, config.quant)
+        total_weight = float(weight)
     else:
         total_weight = float(sums[-1])
         mean = (
             (sums[:-1] / np.float32(total_weight)).astype(np.float32)
             if total_weight > 0
-            else sums[:-1]
+            else sums[:-1].astype(np.float32)
         )
     if total_weight <= 0:
         raise IntegrityError(f"the aggregate of round {config.round} carries no weight")

@@ -227,12 +227,12 @@ def _cross_check(audit: Audit) -> None:
                 )
         for body in coordinator.bodies("round"):
             for name, digest in sorted(dict(body.get("uploads", {})).items()):
-                participant = by_name.get(name)
-                if participant is None or participant.federation_id != coordinator.federation_id:
+                member = by_name.get(name)
+                if member is None or member.federation_id != coordinator.federation_id:
                     continue
-                finding = _upload_finding(participant, int(body["round"]), str(digest))
+                finding = _upload_finding(member, int(body["round"]), str(digest))
                 if finding is not None:
-                    participant.extra.append(finding)
+                    member.extra.append(finding)
 
 
 def _upload_finding(participant: Ledger, round: int, digest: str) -> Finding | None:

@@ -7,6 +7,8 @@ lifecycle instead (`waiting_stage_to_proto`): ENROLL, IDLE or FEDERATION_FINISHE
 
 from __future__ import annotations
 
+from typing import cast
+
 from accord.crypto.lifecycle import Lifecycle
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
@@ -22,16 +24,16 @@ _WAITING_STAGE = {
 }
 """The stage shown to a participant that takes no part in the current round."""
 
-_WAITING_LIFECYCLE = {
+_WAITING_LIFECYCLE: dict[int, Lifecycle] = {
     pb.ENROLL: Lifecycle.ENROLL,
     pb.IDLE: Lifecycle.IDLE,
     pb.FEDERATION_FINISHED: Lifecycle.FINISHED,
 }
 
 
-def stage_to_proto(stage: Stage | None) -> pb.Stage.ValueType:
+def stage_to_proto(stage: Stage | None) -> pb.Stage:
     """A round stage by name; None (outside a round) is `STAGE_UNSPECIFIED`."""
-    return pb.STAGE_UNSPECIFIED if stage is None else pb.Stage.Value(stage.name)
+    return pb.STAGE_UNSPECIFIED if stage is None else cast(pb.Stage, pb.Stage.Value(stage.name))
 
 
 def stage_from_proto(value: int) -> Stage | None:
@@ -40,7 +42,7 @@ def stage_from_proto(value: int) -> Stage | None:
     return Stage[name] if name in Stage.__members__ else None
 
 
-def waiting_stage_to_proto(lifecycle: Lifecycle) -> pb.Stage.ValueType:
+def waiting_stage_to_proto(lifecycle: Lifecycle) -> pb.Stage:
     """The stage shown outside a round: ENROLL, IDLE (between rounds, or in a round or
     key ceremony without this participant) or FEDERATION_FINISHED."""
     return _WAITING_STAGE[lifecycle]
@@ -52,14 +54,14 @@ def waiting_stage_from_proto(value: int) -> Lifecycle | None:
     return _WAITING_LIFECYCLE.get(value)
 
 
-def shown_stage(stage: Stage | None, lifecycle: Lifecycle) -> pb.Stage.ValueType:
+def shown_stage(stage: Stage | None, lifecycle: Lifecycle) -> pb.Stage:
     """The stage a task or status shows: the round's stage, else the lifecycle's."""
     return stage_to_proto(stage) if stage is not None else waiting_stage_to_proto(lifecycle)
 
 
-def profile_to_proto(profile: Profile) -> pb.Profile.ValueType:
+def profile_to_proto(profile: Profile) -> pb.Profile:
     """`Profile.CKKS_MASKS` -> `accord.v1.CKKS_MASKS`."""
-    return pb.Profile.Value(profile.name)
+    return cast(pb.Profile, pb.Profile.Value(profile.name))
 
 
 def profile_from_proto(value: int) -> Profile:

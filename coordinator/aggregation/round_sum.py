@@ -15,7 +15,7 @@ is checked here as it streams in, and the sum holds one model in all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 
 from accord.coordinator.aggregation.spool import Spool
 from accord.coordinator.aggregation.sum_ranges import (
@@ -169,7 +169,7 @@ class RoundSum:
         if header.chunk_index != index:
             raise Malformed(f"chunk {header.chunk_index} arrived where chunk {index} was due")
 
-    def check_complete(self, chunks: Sequence[bytes]) -> None:
+    def check_complete(self, chunks: Sized) -> None:
         """Raise `Malformed` unless `chunks` is a whole upload."""
         if len(chunks) != self.chunk_count:
             raise Malformed(f"the upload has {len(chunks)} of {self.chunk_count} chunks")
