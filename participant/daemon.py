@@ -30,7 +30,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -74,9 +73,6 @@ from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
-
-DROPOUT_EXIT_STATUS = 17
-"""Exit status of a daemon told to drop out at a stage (`exit_before_stage`)."""
 
 UPLOAD_STATE = "upload.json"
 """In the state folder: the last round this participant trained and uploaded for."""
@@ -153,6 +149,13 @@ class ParticipantDaemon:
             dial = dataclasses.replace(self._kit, coordinator=config.coordinator)
             self._channel = secure_channel(dial, options=options)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
+
+    def before_stage(self, stage: Stage, round: int) -> None:
+        """Called before this daemon acts on `round`'s task at `stage`; here, nothing.
+
+        The one fault-injection point: a subclass overrides it to fail there, as the
+        demo's `--drop` does (accord/demo/dropout_participant.py, which exits).
+        """
 
     # ---- lifecycle ----
 
@@ -406,12 +409,7 @@ class ParticipantDaemon:
             return
         if config.round <= self._round_applied:
             return  # applied before a restart; never train or spend budget twice
-        if (
-            self.config.exit_before_stage == stage.value
-            and self.config.exit_in_round == config.round
-        ):
-            logs.event(self._log, "exiting_on_purpose", round=config.round, stage=stage.value)
-            os._exit(DROPOUT_EXIT_STATUS)
+        self.before_stage(stage, config.round)
         current = self._round if self._round and self._round.config.round == config.round else None
         if current is None and stage is Stage.AGGREGATE and me in task.survivors:
             # The aggregate holds this participant's update, but its round machine is gone

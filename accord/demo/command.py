@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from accord.crypto.profile import Profile
-from accord.demo.faults import FaultPlan, Faults, plan
+from accord.demo.faults import FaultPlan, Faults, participant_arguments, plan
 from accord.demo.processes import (
     Child,
     restart_child,
@@ -282,7 +282,6 @@ def demo(
         address = f"127.0.0.1:{port}"
         for index, name in enumerate(names):
             kit = provisioned.kits[name] if provisioned is not None else None
-            dropped_at = fault_plan.drops.get(name)
             config = write_participant_config(
                 workdir,
                 name,
@@ -290,7 +289,6 @@ def demo(
                 seed=seed,
                 index=index,
                 kit=kit,
-                exit_before_stage=dropped_at.value if dropped_at is not None else None,
                 synthetic_parameters=bench_parameters,
                 trainer=trainer_name,
                 data=data,
@@ -298,9 +296,7 @@ def demo(
             )
             children.append(
                 start_child(
-                    name,
-                    ["accord.participant", "run", "--config", str(config)],
-                    config.parent,
+                    name, participant_arguments(config, fault_plan.drops.get(name)), config.parent
                 )
             )
         faults = Faults(

@@ -48,6 +48,12 @@ Its updates measure delta_l2 of about 25 with DP-SGD and 28-33 without (16,650 h
 parameters), below `DEMO_CLIP_NORM`, so clipping leaves them whole (docs/ml.md).
 """
 
+DEMO_TRAINER_PATHS = {
+    "lora-mlp": "accord.demo.lora_mlp:LoraMlpTrainer",
+    "synthetic": "accord.demo.synthetic_trainer:SyntheticTrainer",
+}
+"""The import path each demo trainer but multimodal goes by in a participant's `trainer`."""
+
 DEMO_CLIP_NORM = {"multimodal": 40.0, "lora-mlp": 1.0, "synthetic": 1.0}
 """The coordinator's clip_norm for each trainer: just above its updates' L2 norm."""
 
@@ -381,7 +387,6 @@ def participant_table(
     seed: int,
     index: int,
     kit: Path | None = None,
-    exit_before_stage: str | None = None,
     synthetic_parameters: int | None = None,
     trainer: str = DemoTrainer.MULTIMODAL.value,
     data: DemoData | None = None,
@@ -389,8 +394,7 @@ def participant_table(
 ) -> dict[str, object]:
     """One participant's `[participant]` table (`write_participant_config` writes it).
 
-    `exit_before_stage` (`--drop`) makes the daemon die before it sends that stage's
-    message in round 1. `synthetic_parameters` (`--bench-parameters`) selects the
+    `synthetic_parameters` (`--bench-parameters`) selects the
     benchmark-only synthetic trainer with an adapter of that size; otherwise `trainer`
     names it. The multimodal trainer gets the demo profile (`DEMO_TRAINING`, one torch
     thread per process), its folder of `data` with the shared test set and feature
@@ -402,14 +406,11 @@ def participant_table(
         "seed": seed * 1000 + index + 1,
         "model_seed": seed,
     }
-    if exit_before_stage is not None:
-        table["exit_before_stage"] = exit_before_stage
-        table["exit_in_round"] = 1
     if synthetic_parameters is not None:
-        table["trainer"] = "synthetic"
+        table["trainer"] = DEMO_TRAINER_PATHS["synthetic"]
         table["synthetic_parameters"] = synthetic_parameters
     elif trainer != DemoTrainer.MULTIMODAL.value:
-        table["trainer"] = trainer
+        table["trainer"] = DEMO_TRAINER_PATHS[trainer]
     else:
         table["trainer"] = trainer
         table.update(DEMO_TRAINING)

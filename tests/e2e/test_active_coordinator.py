@@ -33,6 +33,7 @@ from accord.crypto.messages import (
     UnmaskShares,
 )
 from accord.crypto.round import CoordinatorRound
+from accord.demo.synthetic_trainer import SyntheticTrainer
 from accord.federation.provision import (
     FederationFile,
     FederationSection,
@@ -42,7 +43,6 @@ from accord.federation.provision import (
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import startup_kit as kits
-from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from tests.e2e.test_member_keys import _wait
@@ -153,7 +153,7 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
                     "kit": str(provisioned.kits[name]),
                     "state_dir": str(tmp_path / name),
                     "poll_s": 0.5,
-                    "trainer": "synthetic",
+                    "trainer": "accord.demo.synthetic_trainer:SyntheticTrainer",
                     "synthetic_parameters": 64,
                 },
                 ParticipantConfig,

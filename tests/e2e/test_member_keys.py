@@ -31,6 +31,7 @@ from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.operator import provision
 from accord.core import configfile, logs
 from accord.crypto import agreement, ceremony
+from accord.demo.synthetic_trainer import SyntheticTrainer
 from accord.errors import Expired, ProtocolError
 from accord.federation.provision import (
     FederationFile,
@@ -43,7 +44,6 @@ from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.certificates import certify_roster, load_certificate
 from accord.participant.training.protocol import LocalUpdate
-from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from tests.support import free_port
@@ -233,7 +233,7 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
                 "kit": str(kit_dir),
                 "state_dir": str(tmp_path / name),
                 "poll_s": 0.5,
-                "trainer": "synthetic",
+                "trainer": "accord.demo.synthetic_trainer:SyntheticTrainer",
                 "synthetic_parameters": 64,
             },
             ParticipantConfig,

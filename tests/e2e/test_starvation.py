@@ -244,7 +244,7 @@ def test_honest_members_complete_a_round_while_a_hostile_member_holds_streams_op
                     "kit": str(federation.kits[name]),
                     "state_dir": str(tmp_path / name),
                     "poll_s": 0.2,
-                    "trainer": "synthetic",
+                    "trainer": "accord.demo.synthetic_trainer:SyntheticTrainer",
                     "synthetic_parameters": 64,
                     "dp": {"enabled": False},
                 },

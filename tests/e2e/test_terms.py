@@ -22,6 +22,7 @@ from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile, logs
 from accord.crypto import ceremony
 from accord.crypto.profile import Profile
+from accord.demo.synthetic_trainer import SyntheticTrainer
 from accord.errors import TermsDeparted
 from accord.federation.provision import (
     FederationFile,
@@ -33,7 +34,6 @@ from accord.federation.provision import (
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import startup_kit as kits
-from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from tests.support import free_port
@@ -50,7 +50,7 @@ def _participant_config(tmp_path: Path, name: str, kit_dir: Path) -> Participant
             "kit": str(kit_dir),
             "state_dir": str(tmp_path / name),
             "poll_s": 0.3,
-            "trainer": "synthetic",
+            "trainer": "accord.demo.synthetic_trainer:SyntheticTrainer",
             "synthetic_parameters": 64,
         },
         ParticipantConfig,
