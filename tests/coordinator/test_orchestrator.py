@@ -25,6 +25,7 @@ from accord.errors import (
     OutOfStage,
     Replayed,
 )
+from tests.support import FakeClock
 
 from .plaintext_federation import (
     ADAPTER_PARAMETERS,
@@ -35,14 +36,6 @@ from .plaintext_federation import (
     make_keys,
     upload_chunks,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
