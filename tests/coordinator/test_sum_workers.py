@@ -41,8 +41,9 @@ from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import ConfigError, InternalError, Malformed, RoundAborted
+from tests.support.ckks import shared_secret_context
 
-from ..crypto.harness import FederationHarness, shared_secret_context
+from ..crypto.harness import FederationHarness
 from .plaintext_federation import MODEL_HASH, make_config, make_keys, upload_chunks
 
 B = 16

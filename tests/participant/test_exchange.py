@@ -16,7 +16,7 @@ from accord.crypto.quantize import QuantSpec
 from accord.errors import IntegrityError, InternalError, Malformed
 from accord.participant.exchange import protect_update, reveal_mean
 from accord.participant.training.protocol import LocalUpdate
-from tests.crypto.harness import shared_secret_context
+from tests.support.ckks import shared_secret_context
 from tests.support.rounds import plain_sum
 
 PARAMETERS = 50
