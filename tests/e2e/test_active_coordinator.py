@@ -42,6 +42,7 @@ from tests.support import free_port
 from tests.support.federation import (
     kit_participant,
     provision_loopback,
+    stop_daemons,
     wait_until,
     write_coordinator_config,
 )
@@ -145,10 +146,7 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
             workers.append((daemon, worker))
         wait_until("round 1 ended", rounds_done)
     finally:
-        for daemon, _ in workers:
-            daemon.stop()
-        for _, worker in workers:
-            worker.join(timeout=30)
+        stop_daemons(workers)
         running.stop(grace_s=0)
 
     # The members shown the honest set revealed the victim's self-mask shares (that is the

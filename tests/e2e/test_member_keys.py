@@ -44,6 +44,7 @@ from tests.support.federation import (
     FEDERATION,
     kit_participant,
     provision_loopback,
+    stop_daemons,
     wait_until,
     write_coordinator_config,
 )
@@ -264,8 +265,5 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
         assert not events(log_file, "member_refused")
     finally:
         gate.set()
-        for daemon, _ in workers.values():
-            daemon.stop()
-        for _, worker in workers.values():
-            worker.join(timeout=30)
+        stop_daemons(workers.values())
         running.stop(grace_s=0)

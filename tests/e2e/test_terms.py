@@ -35,6 +35,7 @@ from tests.support.federation import (
     FEDERATION,
     kit_participant,
     provision_loopback,
+    stop_daemons,
     wait_until,
     write_coordinator_config,
 )
@@ -120,10 +121,7 @@ def test_a_hostile_first_enrolee_is_refused_and_the_honest_members_finish(
         states = {p.participant_id: p.state for p in status().participants}
         assert states["urban"] == "not enrolled"
     finally:
-        for daemon, _ in workers:
-            daemon.stop()
-        for _, worker in workers:
-            worker.join(timeout=30)
+        stop_daemons(workers)
         running.stop(grace_s=0)
 
 

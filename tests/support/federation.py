@@ -4,15 +4,17 @@
 `write_coordinator_config(folder, port)` writes `folder/coordinator.toml` that serves
 it (TLS folder and roster from `fed/coordinator`); `serve(config_file, log)` starts the
 real gRPC coordinator in this process and stops it on leaving. `kit_participant` is a
-participant of a kit on the synthetic trainer; `wait_until` polls a condition.
+participant of a kit on the synthetic trainer; `wait_until` polls a condition,
+and `stop_daemons` stops the daemons a test ran in threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from accord.federation.provision import (
     provision_federation,
 )
 from accord.participant.config import ParticipantConfig
+from accord.participant.daemon import ParticipantDaemon
 
 FEDERATION = "city-safety"
 
@@ -94,6 +97,15 @@ def kit_participant(kit: Path, state_dir: Path, **settings: Any) -> ParticipantC
         **settings,
     }
     return configfile.validate(table, ParticipantConfig, "participant")
+
+
+def stop_daemons(workers: Iterable[tuple[ParticipantDaemon, threading.Thread]]) -> None:
+    """Stop every daemon, then wait for its thread (a stopped daemon ends its `run`)."""
+    pairs = list(workers)
+    for daemon, _ in pairs:
+        daemon.stop()
+    for _, worker in pairs:
+        worker.join(timeout=30)
 
 
 def wait_until(what: str, condition: Callable[[], bool], timeout_s: float = 120) -> None:
