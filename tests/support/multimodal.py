@@ -2,7 +2,8 @@
 
 `small_city_benchmark(folder)` writes 3 enterprises of 80 training and 20 test samples
 (and the pooled test set); `tiny_model_config(tmp_path, data, **settings)` is energy's
-participant on the tiny dual encoder, evaluated on the pooled test set.
+participant on the tiny dual encoder, evaluated on the pooled test set;
+`checkpoint_trainer` tunes the towers of a local Hugging Face checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from accord.core import configfile
 from accord.participant.config import ParticipantConfig
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import models
+from accord.participant.training.multimodal import MultimodalTrainer
 
 
 def small_city_benchmark(folder: Path) -> dict[str, Path]:
@@ -40,3 +42,22 @@ def tiny_model_config(tmp_path: Path, data: dict[str, Path], **settings: Any) ->
         **settings.get("training", {}),
     }
     return configfile.validate(table, ParticipantConfig, "participant")
+
+
+def checkpoint_trainer(
+    state_dir: Path, checkpoint: Path, data: Path, *, name: str = "p", seed: int = 0
+) -> MultimodalTrainer:
+    """A trainer tuning the towers of the local checkpoint `checkpoint`: 3 steps of 8, rank 2."""
+    table = {
+        "name": name,
+        "insecure_plaintext": True,
+        "state_dir": str(state_dir),
+        "data_dir": str(data),
+        "base_model": str(checkpoint),
+        "seed": seed,
+        "local_steps": 3,
+        "batch_size": 8,
+        "lora_rank": 2,
+        "training": {"tune_towers": True},
+    }
+    return MultimodalTrainer(configfile.validate(table, ParticipantConfig, "participant"))
