@@ -394,11 +394,12 @@ def participant_table(
 ) -> dict[str, object]:
     """One participant's `[participant]` table (`write_participant_config` writes it).
 
-    `synthetic_parameters` (`--bench-parameters`) selects the
-    benchmark-only synthetic trainer with an adapter of that size; otherwise `trainer`
-    names it. The multimodal trainer gets the demo profile (`DEMO_TRAINING`, one torch
-    thread per process), its folder of `data` with the shared test set and feature
-    cache, and with `privacy` sample-level DP-SGD.
+    `synthetic_parameters` (`--bench-parameters`) selects the benchmark-only synthetic
+    trainer with an adapter of that size; otherwise `trainer` names it (other than
+    multimodal, by its import path in `DEMO_TRAINER_PATHS`). The multimodal trainer gets
+    the demo profile (`DEMO_TRAINING`, one torch thread per process), its folder of
+    `data` with the shared test set and feature cache, and with `privacy` sample-level
+    DP-SGD.
     """
     table: dict[str, object] = {
         "coordinator": coordinator,
