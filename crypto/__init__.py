@@ -10,7 +10,10 @@ The safe floor, for the services:
     pack, unpack                         quantized integers in CKKS reals (packing.py)
 
 The sharp floor, named as such: `masks`, `prg`, `shamir`, `agreement`, `identity`,
-`ckks`, `quantize`, `wire`, `graph`. docs/protocol.md is the contract they implement.
+`ckks` (and `ckks_seal`), `quantize`, `wire` (and `wire_layout`, `wire_payload`),
+`graph`, `unmasking`. docs/protocol.md is the contract they implement. Ledgers:
+`ledger_chain` (entries, heads, writing), `ledger_encoding`, `ledger_verify`,
+`ledger_report`, `ledger_trust`.
 """
 
 from accord.crypto.aggregate import UpdateSum

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.crypto import packing as packing_mod
-from accord.crypto import wire
+from accord.crypto import wire, wire_layout, wire_payload
 from accord.crypto.ckks import CiphertextAccumulator, LoadedCiphertext, PublicContext
 from accord.crypto.packing import PackingSpec
 from accord.crypto.profile import Profile
@@ -92,21 +92,7 @@ class UpdateSum:
         Raises:
             UsageError: the arguments do not fit together.
         """
-        if profile.uses_ckks:
-            if packing is None or public is None:
-                raise InternalError(f"profile {profile} needs a packing spec and a public context")
-            if packing.modulus_bits != modulus_bits:
-                raise InternalError(
-                    f"packing is for b = {packing.modulus_bits}, the round uses b = {modulus_bits}"
-                )
-            if packing.poly_modulus_degree != public.poly_modulus_degree:
-                raise InternalError(
-                    "the packing and the public context have different ring degrees"
-                )
-        elif packing is not None or public is not None:
-            raise InternalError(f"profile {profile} takes no packing spec and no public context")
-        if profile is not Profile.NONE and not 1 <= modulus_bits <= 32:
-            raise InternalError(f"modulus_bits = {modulus_bits!r}: must be in 1..32")
+        wire_layout.check_settings(profile, modulus_bits, packing, public, "public context")
         self.profile = profile
         self.element_count = element_count
         self.modulus_bits = modulus_bits
@@ -115,43 +101,39 @@ class UpdateSum:
         self.round = round
         self._public = public
         self._max_chunk_bytes = max_chunk_bytes
-        self._plan = wire.chunk_plan(element_count, profile, packing, target_chunk_bytes)
-        # Validate the settings once by building the header of chunk 0.
-        wire.layout_header(
-            profile=profile,
+        self._plan = wire_layout.checked_plan(
+            element_count,
+            profile,
+            packing,
+            target_chunk_bytes,
             federation_id=federation_id,
             round=round,
-            plan=self._plan,
-            chunk_index=0,
             modulus_bits=modulus_bits,
-            spec=packing,
         )
-        owned = range(len(self._plan)) if owned is None else owned
-        if owned.step != 1 or not 0 <= owned.start <= owned.stop <= len(self._plan):
-            raise InternalError(
-                f"owned = {owned!r}: must be a contiguous range within the "
-                f"{len(self._plan)} chunks of the plan"
-            )
-        self.owned = owned
+        self.owned = _owned_chunks(owned, len(self._plan))
         """The chunk indices this sum holds and adds."""
-        self.elements = _elements(self._plan, owned)
+        self.elements = _elements(self._plan, self.owned)
         """The elements this sum holds: those of its ``owned`` chunks."""
         self._uploads = np.zeros(len(self.owned), dtype=np.int64)
         self._fields: npt.NDArray[np.uint32] | None = None
         self._floats: npt.NDArray[np.float32] | None = None
         self._sums: list[CiphertextAccumulator] = []
-        if packing is not None and public is not None:
+        self._allocate()
+
+    def _allocate(self) -> None:
+        """The zero sums of the held elements: field elements, floats or ciphertexts."""
+        if self.packing is not None and self._public is not None:
             # CKKS chunks hold whole ciphertexts, so a chunk range starts on one.
-            count = packing.ciphertext_count(len(self.elements))
-            self._sums = [public.accumulator(packing) for _ in range(count)]
-        elif profile is Profile.NONE:
+            count = self.packing.ciphertext_count(len(self.elements))
+            self._sums = [self._public.accumulator(self.packing) for _ in range(count)]
+        elif self.profile is Profile.NONE:
             self._floats = np.zeros(len(self.elements), dtype=np.float32)
         else:
             self._fields = np.zeros(len(self.elements), dtype=np.uint32)
 
     @property
     def plan(self) -> list[tuple[int, int]]:
-        """``(element_start, element_count)`` of every chunk, as ``wire.chunk_plan`` lays it out."""
+        """Every chunk's ``(element_start, element_count)``, from ``wire_layout.chunk_plan``."""
         return list(self._plan)
 
     @property
@@ -189,8 +171,13 @@ class UpdateSum:
         The payload is not decoded (a coordinator whose workers hold the sum checks
         payloads there, ``prepare``). Raises as ``check``, except for payload errors.
         """
-        header, _ = wire.decode_chunk(chunk, max_bytes=self._max_chunk_bytes)
-        wire.require_layout(
+        header, _ = self._decode_frame(chunk)
+        return header
+
+    def _decode_frame(self, chunk: bytes) -> tuple[wire.ChunkHeader, bytes]:
+        """Size, CRC, structure and layout of a chunk; its header and undecoded payload."""
+        header, payload = wire.decode_chunk(chunk, max_bytes=self._max_chunk_bytes)
+        wire_layout.require_layout(
             header,
             profile=self.profile,
             federation_id=self.federation_id,
@@ -200,7 +187,7 @@ class UpdateSum:
             spec=self.packing,
             aggregate=False,
         )
-        return header
+        return header, payload
 
     def prepare(self, chunk: bytes) -> PreparedChunk:
         """Validate one upload chunk completely (as ``check``) and keep it decoded for
@@ -336,16 +323,18 @@ class UpdateSum:
             start, count = self._plan[index]
             low, high = start - self.elements.start, start + count - self.elements.start
             if self._fields is not None:
-                payload = wire.encode_field_payload(self._fields[low:high], self.modulus_bits)
+                payload = wire_payload.encode_field_payload(
+                    self._fields[low:high], self.modulus_bits
+                )
             elif self._floats is not None:
-                payload = wire.encode_float_payload(self._floats[low:high])
+                payload = wire_payload.encode_float_payload(self._floats[low:high])
             else:
                 first = self._first_ciphertext(start)
                 count_ct = self._spec().ciphertext_count(count)
-                payload = wire.encode_ciphertext_payload(
+                payload = wire_payload.encode_ciphertext_payload(
                     [total.to_bytes() for total in self._sums[first : first + count_ct]]
                 )
-            header = wire.layout_header(
+            header = wire_layout.layout_header(
                 profile=self.profile,
                 federation_id=self.federation_id,
                 round=self.round,
@@ -360,25 +349,17 @@ class UpdateSum:
 
     def _prepare(self, chunk: bytes) -> tuple[wire.ChunkHeader, Any]:
         """Decode and validate a chunk completely; return its header and decoded payload."""
-        header, payload = wire.decode_chunk(chunk, max_bytes=self._max_chunk_bytes)
-        wire.require_layout(
-            header,
-            profile=self.profile,
-            federation_id=self.federation_id,
-            round=self.round,
-            plan=self._plan,
-            modulus_bits=self.modulus_bits,
-            spec=self.packing,
-            aggregate=False,
-        )
+        header, payload = self._decode_frame(chunk)
         index, count = header.chunk_index, header.element_count
         if self.profile is Profile.NONE:
-            return header, wire.decode_float_payload(payload, count, chunk_index=index)
+            return header, wire_payload.decode_float_payload(payload, count, chunk_index=index)
         if not self.profile.uses_ckks:
-            fields = wire.decode_field_payload(payload, self.modulus_bits, count, chunk_index=index)
+            fields = wire_payload.decode_field_payload(
+                payload, self.modulus_bits, count, chunk_index=index
+            )
             return header, fields
         spec = self._spec()
-        blobs = wire.decode_ciphertext_payload(
+        blobs = wire_payload.decode_ciphertext_payload(
             payload, spec.ciphertext_count(count), chunk_index=index
         )
         assert self._public is not None  # guarded in __init__
@@ -419,3 +400,18 @@ def _elements(plan: list[tuple[int, int]], owned: range) -> range:
         return range(0)
     last_start, last_count = plan[owned.stop - 1]
     return range(plan[owned.start][0], last_start + last_count)
+
+
+def _owned_chunks(owned: range | None, chunk_count: int) -> range:
+    """The chunk indices a sum holds: ``owned``, or every chunk of the plan when None.
+
+    Raises:
+        InternalError: ``owned`` is not a contiguous range within the plan.
+    """
+    owned = range(chunk_count) if owned is None else owned
+    if owned.step != 1 or not 0 <= owned.start <= owned.stop <= chunk_count:
+        raise InternalError(
+            f"owned = {owned!r}: must be a contiguous range within the "
+            f"{chunk_count} chunks of the plan"
+        )
+    return owned

@@ -163,18 +163,7 @@ def make(
     Raises:
         BadSignature: a ceremony key is not signed by its owner's identity key.
     """
-    for participant, key in keys.items():
-        statement = ceremony_key_statement(
-            federation_id=federation_id,
-            participant=participant,
-            ceremony_public=key.ceremony_public,
-        )
-        identity.verify(
-            identities[participant],
-            statement,
-            key.signature,
-            what=f"the ceremony key of {participant}",
-        )
+    _verify_keys(keys, identities, federation_id)
     secret = SecretContext.generate(poly_modulus_degree) if with_ckks else None
     integrity_key = random_bytes(integrity.KEY_BYTES)
     secret_bytes = FederationSecret(integrity_key, secret).to_bytes()
@@ -188,7 +177,44 @@ def make(
         for participant, key in keys.items()
     }
     public = secret.public().to_bytes() if secret is not None else b""
-    signatures = {
+    signatures = _sign_sealed(maker_identity_private, federation_id, key_epoch, sealed, public)
+    return Ceremony(
+        key_epoch=key_epoch,
+        secret=secret,
+        public=public,
+        sealed=sealed,
+        signatures=signatures,
+        integrity_key=integrity_key,
+    )
+
+
+def _verify_keys(
+    keys: Mapping[str, CeremonyKey], identities: Mapping[str, bytes], federation_id: str
+) -> None:
+    """Raise ``BadSignature`` unless each ceremony key is signed by its owner's identity key."""
+    for participant, key in keys.items():
+        statement = ceremony_key_statement(
+            federation_id=federation_id,
+            participant=participant,
+            ceremony_public=key.ceremony_public,
+        )
+        identity.verify(
+            identities[participant],
+            statement,
+            key.signature,
+            what=f"the ceremony key of {participant}",
+        )
+
+
+def _sign_sealed(
+    maker_identity_private: bytes,
+    federation_id: str,
+    key_epoch: int,
+    sealed: Mapping[str, bytes],
+    public: bytes,
+) -> dict[str, bytes]:
+    """The maker's signature over each recipient's envelope and the public context."""
+    return {
         participant: identity.sign(
             maker_identity_private,
             sealed_statement(
@@ -201,14 +227,6 @@ def make(
         )
         for participant, envelope_bytes in sealed.items()
     }
-    return Ceremony(
-        key_epoch=key_epoch,
-        secret=secret,
-        public=public,
-        sealed=sealed,
-        signatures=signatures,
-        integrity_key=integrity_key,
-    )
 
 
 def open_secret(

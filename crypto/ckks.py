@@ -17,31 +17,16 @@ container for the exact integers that ``packing`` lays out (BatchCrypt, Zhang et
   No method returns a float decryption (Li and Micciancio, EUROCRYPT 2021: CKKS
   float decryptions published next to their ciphertexts reveal the secret key).
 
-Every serialized SEAL object is checked before SEAL parses it: the SEAL header must
-announce the exact length, and a zstd frame must regenerate at most a small multiple
-of a ciphertext's size (so a decompression bomb is refused before it inflates).
+Every serialized SEAL object is checked before SEAL parses it, and TenSEAL's path-only
+save and load go through private scratch files (``ckks_seal``, the module's only I/O).
 Loaded ciphertexts must have two polynomials at the data level in NTT form and the
-scale of the packing spec.
-
-TenSEAL serializes only through file paths. Every save and load goes through one
-private directory (mode 0700, under ``/dev/shm`` when present, per process), each
-file is removed as soon as it has been read, and the directory is removed at exit.
-That is the module's only I/O. Formats: ``to_bytes`` output starts with a version byte
+scale of the packing spec. Formats: ``to_bytes`` output starts with a version byte
 and a kind byte (secret or public), so one can never be loaded as the other.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import itertools
-import os
-import shutil
 import struct
-import tempfile
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +34,13 @@ import numpy.typing as npt
 import tenseal.sealapi as sealapi
 
 from accord.crypto import packing
+from accord.crypto.ckks_seal import (
+    MAX_BLOB_SLACK,
+    SCRATCH,
+    SEAL_ERRORS,
+    Parameters,
+    check_seal_blob,
+)
 from accord.crypto.packing import COEFF_MODULUS_BITS, PackingSpec
 from accord.errors import IntegrityError, InternalError, Malformed
 
@@ -67,294 +59,6 @@ _KIND_SECRET = 1
 _KIND_PUBLIC = 2
 _CONTEXT_HEADER = struct.Struct("<BBI")  # version, kind, poly_modulus_degree
 _LENGTH = struct.Struct("<I")
-
-_SEAL_HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compr, reserved, size
-_SEAL_MAGIC = 0xA15E
-_SEAL_MAJOR = 4
-_COMPR_NONE = 0
-_COMPR_ZSTD = 2
-_ZSTD_MAGIC = 0xFD2FB528
-_ZSTD_MAX_BLOCK = 128 * 1024
-_MAX_BLOB_SLACK = 128 * 1024
-"""Room above a two-polynomial ciphertext (or key) that a SEAL blob may regenerate to."""
-
-_MAX_PARAMS_BLOB = 4096
-"""Serialized encryption parameters are about 70 bytes."""
-
-_SEAL_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, OverflowError)
-"""What pybind11 turns SEAL's C++ exceptions into."""
-
-
-# ---------------------------------------------------------------------------
-# Private scratch files (sealapi saves and loads through paths only).
-
-
-class _Scratch:
-    """One private directory per process for sealapi's path-only save and load."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._dir: str | None = None
-        self._pid = -1
-        self._names = itertools.count()
-
-    def _directory(self) -> str:
-        directory = self._dir
-        if directory is not None and self._pid == os.getpid():
-            return directory
-        with self._lock:
-            if self._dir is None or self._pid != os.getpid():
-                base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-                self._dir = tempfile.mkdtemp(prefix="accord-seal-", dir=base)
-                self._pid = os.getpid()
-            return self._dir
-
-    def _path(self) -> str:
-        return os.path.join(self._directory(), f"{os.getpid()}-{next(self._names)}")
-
-    def save(self, saver: Callable[[str], None]) -> bytes:
-        path = self._path()
-        try:
-            saver(path)
-            with open(path, "rb") as handle:
-                return handle.read()
-        finally:
-            _unlink(path)
-
-    def load(self, loader: Callable[[str], None], data: bytes) -> None:
-        path = self._path()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            loader(path)
-        finally:
-            _unlink(path)
-
-    def cleanup(self) -> None:
-        with self._lock:
-            if self._dir is not None and self._pid == os.getpid():
-                shutil.rmtree(self._dir, ignore_errors=True)
-                self._dir = None
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-_SCRATCH = _Scratch()
-atexit.register(_SCRATCH.cleanup)
-
-
-# ---------------------------------------------------------------------------
-# Parameters shared by both sides.
-
-
-@dataclass(frozen=True)
-class _Parameters:
-    """CKKS parameters and the key-free SEAL objects built from them."""
-
-    poly_modulus_degree: int
-    parms: Any  # sealapi.EncryptionParameters
-    context: Any  # sealapi.SEALContext
-    encoder: Any  # sealapi.CKKSEncoder
-    evaluator: Any  # sealapi.Evaluator
-    data_parms_id: tuple[int, ...]
-
-    @classmethod
-    def create(cls, poly_modulus_degree: int) -> _Parameters:
-        if poly_modulus_degree not in COEFF_MODULUS_BITS:
-            choices = ", ".join(str(n) for n in COEFF_MODULUS_BITS)
-            raise InternalError(f"poly_modulus_degree = {poly_modulus_degree!r}: must be {choices}")
-        parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
-        parms.set_poly_modulus_degree(poly_modulus_degree)
-        parms.set_coeff_modulus(
-            sealapi.CoeffModulus.Create(
-                poly_modulus_degree, list(COEFF_MODULUS_BITS[poly_modulus_degree])
-            )
-        )
-        return cls._from_parms(poly_modulus_degree, parms)
-
-    @classmethod
-    def _from_parms(cls, poly_modulus_degree: int, parms: Any) -> _Parameters:
-        context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
-        if not context.parameters_set():
-            raise Malformed("the CKKS parameters are not valid at 128-bit security")
-        return cls(
-            poly_modulus_degree=poly_modulus_degree,
-            parms=parms,
-            context=context,
-            encoder=sealapi.CKKSEncoder(context),
-            evaluator=sealapi.Evaluator(context),
-            data_parms_id=tuple(context.first_parms_id()),
-        )
-
-    @classmethod
-    def from_bytes(cls, poly_modulus_degree: int, blob: bytes) -> _Parameters:
-        """Load parameters and insist they are exactly Accord's for this ring degree."""
-        if poly_modulus_degree not in COEFF_MODULUS_BITS:
-            raise Malformed(f"CKKS context: unknown ring degree {poly_modulus_degree}")
-        expected = cls.create(poly_modulus_degree)
-        _check_seal_blob(blob, _MAX_PARAMS_BLOB, "CKKS parameters")
-        parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
-        try:
-            _SCRATCH.load(parms.load, blob)
-        except _SEAL_ERRORS as err:
-            raise Malformed("CKKS parameters do not decode") from err
-        if (
-            parms.scheme() != sealapi.SCHEME_TYPE.CKKS
-            or parms.poly_modulus_degree() != poly_modulus_degree
-            or _moduli(parms) != _moduli(expected.parms)
-        ):
-            raise Malformed("CKKS parameters are not Accord's parameters")
-        return expected
-
-    def to_bytes(self) -> bytes:
-        return _SCRATCH.save(self.parms.save)
-
-    @property
-    def data_level_size(self) -> int:
-        return len(COEFF_MODULUS_BITS[self.poly_modulus_degree]) - 1
-
-    @property
-    def max_ciphertext_blob(self) -> int:
-        """Bytes a serialized two-polynomial data-level ciphertext may regenerate to."""
-        return 2 * 8 * self.poly_modulus_degree * self.data_level_size + _MAX_BLOB_SLACK
-
-    def check_spec(self, spec: PackingSpec) -> None:
-        if spec.poly_modulus_degree != self.poly_modulus_degree:
-            raise InternalError(
-                f"packing is for N = {spec.poly_modulus_degree}, the context for "
-                f"N = {self.poly_modulus_degree}"
-            )
-
-    def encode(self, reals: npt.ArrayLike, spec: PackingSpec) -> Any:
-        """Encode ``N`` packed reals as a plaintext at the data level and scale ``2^S``."""
-        self.check_spec(spec)
-        data = np.asarray(reals, dtype=np.float64)
-        if data.shape != (spec.reals_per_ciphertext,):
-            raise InternalError(
-                f"expected {spec.reals_per_ciphertext} reals, got shape {data.shape}"
-            )
-        # The noise analysis in packing holds only for payloads in [0, 2^(k*w)).
-        if not np.isfinite(data).all() or data.min() < 0 or data.max() >= 2.0**spec.payload_bits:
-            raise InternalError(f"reals must be finite and in [0, 2^{spec.payload_bits})")
-        half = spec.reals_per_ciphertext // 2
-        slots = data[:half] + 1j * data[half:]
-        plain = sealapi.Plaintext()
-        self.encoder.encode(slots.tolist(), spec.scale, plain)
-        return plain
-
-    def load_ciphertext(self, data: bytes, spec: PackingSpec | None, what: str) -> Any:
-        """Parse and validate one serialized ciphertext (Malformed when it is not one of ours)."""
-        if spec is not None:
-            self.check_spec(spec)
-        _check_seal_blob(data, self.max_ciphertext_blob, what)
-        ciphertext = sealapi.Ciphertext(self.context)
-        try:
-            _SCRATCH.load(lambda path: ciphertext.load(self.context, path), data)
-        except _SEAL_ERRORS as err:
-            raise Malformed(f"{what} does not decode") from err
-        if (
-            ciphertext.size() != 2
-            or not ciphertext.is_ntt_form()
-            or tuple(ciphertext.parms_id()) != self.data_parms_id
-            or ciphertext.poly_modulus_degree() != self.poly_modulus_degree
-            or ciphertext.coeff_modulus_size() != self.data_level_size
-            or (spec is not None and ciphertext.scale != spec.scale)
-        ):
-            raise Malformed(f"{what} does not fit the CKKS parameters or the packing")
-        return ciphertext
-
-
-def _moduli(parms: Any) -> list[int]:
-    return [int(modulus.value()) for modulus in parms.coeff_modulus()]
-
-
-def _check_seal_blob(data: bytes, max_regenerated: int, what: str) -> None:
-    """Refuse a SEAL blob whose header lies about its length or that would inflate too far."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InternalError(f"{what}: expected bytes")
-    view = memoryview(data)
-    if len(view) < _SEAL_HEADER.size:
-        raise Malformed(f"{what} is truncated")
-    magic, header_size, major, _minor, compr, reserved, size = _SEAL_HEADER.unpack_from(view)
-    if (
-        magic != _SEAL_MAGIC
-        or header_size != _SEAL_HEADER.size
-        or major != _SEAL_MAJOR
-        or reserved != 0
-        or size != len(view)
-    ):
-        raise Malformed(f"{what} has no valid SEAL header")
-    body = view[_SEAL_HEADER.size :]
-    if compr == _COMPR_NONE:
-        regenerated = len(body)
-    elif compr == _COMPR_ZSTD:
-        regenerated = _zstd_regenerated_bound(body, what)
-    else:
-        raise Malformed(f"{what} uses an unsupported compression")
-    if regenerated > max_regenerated:
-        raise Malformed(f"{what} would inflate beyond its size limit")
-
-
-def _zstd_regenerated_bound(frame: memoryview, what: str) -> int:
-    """Upper bound on the bytes one zstd frame decompresses to (RFC 8878, section 3.1.1)."""
-    end = len(frame)
-    if end < 6 or int.from_bytes(frame[:4], "little") != _ZSTD_MAGIC:
-        raise Malformed(f"{what} has no valid zstd frame")
-    descriptor = frame[4]
-    fcs_flag = descriptor >> 6
-    single_segment = (descriptor >> 5) & 1
-    if descriptor & 0x08:
-        raise Malformed(f"{what} has no valid zstd frame")
-    checksum = (descriptor >> 2) & 1
-    position = 5
-    window = 0
-    if not single_segment:
-        exponent, mantissa = frame[5] >> 3, frame[5] & 7
-        window = (1 << (10 + exponent)) + ((1 << (10 + exponent)) >> 3) * mantissa
-        position += 1
-    position += (0, 1, 2, 4)[descriptor & 0x03]
-    fcs_size = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
-    if position + fcs_size > end:
-        raise Malformed(f"{what} has a truncated zstd frame")
-    if single_segment:
-        # Without a window descriptor the window is the frame content size.
-        window = int.from_bytes(frame[position : position + fcs_size], "little")
-        window += 256 if fcs_size == 2 else 0
-    position += fcs_size
-    block_limit = min(window, _ZSTD_MAX_BLOCK)
-    total = 0
-    while True:
-        if position + 3 > end:
-            raise Malformed(f"{what} has a truncated zstd frame")
-        header = int.from_bytes(frame[position : position + 3], "little")
-        position += 3
-        last, block_type, block_size = header & 1, (header >> 1) & 3, header >> 3
-        if block_type == 0:  # raw
-            total += block_size
-            position += block_size
-        elif block_type == 1:  # run length: one byte repeated block_size times
-            total += block_size
-            position += 1
-        elif block_type == 2:  # compressed: regenerates at most min(window, 128 KiB)
-            total += block_limit
-            position += block_size
-        else:
-            raise Malformed(f"{what} has a reserved zstd block")
-        if position > end:
-            raise Malformed(f"{what} has a truncated zstd frame")
-        if last:
-            break
-    if position + 4 * checksum != end:
-        raise Malformed(f"{what} has trailing bytes after its zstd frame")
-    return total
 
 
 def _split_blobs(data: bytes, what: str, count: int) -> list[bytes]:
@@ -414,7 +118,7 @@ class LoadedCiphertext:
 class PublicContext:
     """The coordinator's CKKS context: parameters only, so it can add but never decrypt."""
 
-    def __init__(self, parameters: _Parameters) -> None:
+    def __init__(self, parameters: Parameters) -> None:
         """Internal; use ``SecretContext.public()`` or ``PublicContext.from_bytes``."""
         self._parameters = parameters
 
@@ -444,7 +148,7 @@ class PublicContext:
         what = "the public CKKS context"
         degree = _read_header(data, _KIND_PUBLIC, what)
         (blob,) = _split_blobs(data, what, 1)
-        return cls(_Parameters.from_bytes(degree, blob))
+        return cls(Parameters.from_bytes(degree, blob))
 
     def load(self, ciphertext: bytes, spec: PackingSpec | None = None) -> LoadedCiphertext:
         """Parse and validate one serialized ciphertext without adding it anywhere.
@@ -476,7 +180,7 @@ class PublicContext:
         if first.scale != second.scale:
             raise Malformed("the two ciphertexts have different scales")
         self._parameters.evaluator.add_inplace(first, second)
-        return _SCRATCH.save(first.save)
+        return SCRATCH.save(first.save)
 
     def accumulator(self, spec: PackingSpec) -> CiphertextAccumulator:
         """An empty running sum of ciphertexts packed with ``spec``."""
@@ -563,7 +267,7 @@ class CiphertextAccumulator:
         """
         if self._sum is None:
             raise InternalError("the accumulator is empty")
-        return _SCRATCH.save(self._sum.save)
+        return SCRATCH.save(self._sum.save)
 
 
 # ---------------------------------------------------------------------------
@@ -573,7 +277,7 @@ class CiphertextAccumulator:
 class SecretContext:
     """The federation's CKKS secret: participants only. Encrypts and decrypts packed integers."""
 
-    def __init__(self, parameters: _Parameters, secret_key: Any) -> None:
+    def __init__(self, parameters: Parameters, secret_key: Any) -> None:
         """Internal; use ``SecretContext.generate`` or ``SecretContext.from_bytes``."""
         self._parameters = parameters
         self._secret_key = secret_key
@@ -590,7 +294,7 @@ class SecretContext:
         Raises:
             UsageError: an unsupported ``N``.
         """
-        parameters = _Parameters.create(poly_modulus_degree)
+        parameters = Parameters.create(poly_modulus_degree)
         return cls(parameters, sealapi.KeyGenerator(parameters.context).secret_key())
 
     @property
@@ -605,7 +309,7 @@ class SecretContext:
             About 62 KB at ``N = 4096``. Seal them (``envelope.seal``) before they travel.
         """
         params = self._parameters.to_bytes()
-        key = _SCRATCH.save(self._secret_key.save)
+        key = SCRATCH.save(self._secret_key.save)
         header = _CONTEXT_HEADER.pack(FORMAT_VERSION, _KIND_SECRET, self.poly_modulus_degree)
         return header + _LENGTH.pack(len(params)) + params + _LENGTH.pack(len(key)) + key
 
@@ -620,13 +324,13 @@ class SecretContext:
         what = "the secret CKKS context"
         degree = _read_header(data, _KIND_SECRET, what)
         params_blob, key_blob = _split_blobs(data, what, 2)
-        parameters = _Parameters.from_bytes(degree, params_blob)
-        key_limit = 8 * degree * len(COEFF_MODULUS_BITS[degree]) + _MAX_BLOB_SLACK
-        _check_seal_blob(key_blob, key_limit, "the CKKS secret key")
+        parameters = Parameters.from_bytes(degree, params_blob)
+        key_limit = 8 * degree * len(COEFF_MODULUS_BITS[degree]) + MAX_BLOB_SLACK
+        check_seal_blob(key_blob, key_limit, "the CKKS secret key")
         secret_key = sealapi.SecretKey()
         try:
-            _SCRATCH.load(lambda path: secret_key.load(parameters.context, path), key_blob)
-        except _SEAL_ERRORS as err:
+            SCRATCH.load(lambda path: secret_key.load(parameters.context, path), key_blob)
+        except SEAL_ERRORS as err:
             raise Malformed("the CKKS secret key does not decode") from err
         return cls(parameters, secret_key)
 
@@ -649,7 +353,7 @@ class SecretContext:
         """
         plain = self._parameters.encode(reals, spec)
         serializable = self._encryptor.encrypt_symmetric(plain)
-        return _SCRATCH.save(serializable.save)
+        return SCRATCH.save(serializable.save)
 
     def decrypt_packed(
         self, ciphertext: bytes, spec: PackingSpec, count: int
@@ -676,7 +380,7 @@ class SecretContext:
         try:
             self._decryptor.decrypt(loaded, plain)
             slots = np.asarray(self._parameters.encoder.decode_complex(plain))
-        except _SEAL_ERRORS as err:
+        except SEAL_ERRORS as err:
             raise IntegrityError("a ciphertext does not decrypt") from err
         reals = np.concatenate([slots.real, slots.imag])
         return packing.unpack(reals, spec, count)

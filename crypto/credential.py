@@ -182,28 +182,8 @@ def verify_member(
             The message names the member and what failed.
     """
     who = f"the roster entry of {participant_id}"
-    if not certificate_der:
-        raise ProtocolError(f"{who} carries no certificate from the federation's CA")
-    try:
-        certificate = x509.load_der_x509_certificate(bytes(certificate_der))
-    except ValueError:
-        raise ProtocolError(f"{who}: its certificate is not a DER X.509 certificate") from None
-    try:
-        certificate.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise BadSignature(
-            f"{who}: its certificate is not signed by the federation's CA (the pinned ca.pem)"
-        ) from None
-    if now < certificate.not_valid_before_utc:
-        raise ProtocolError(
-            f"{who}: its certificate is not valid before "
-            f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (is this clock behind?)"
-        )
-    if now >= certificate.not_valid_after_utc:
-        raise ProtocolError(
-            f"{who}: its certificate expired on "
-            f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({REISSUE_FIX})"
-        )
+    certificate = _signed_certificate(ca, certificate_der, who)
+    _require_valid_at(certificate, now, who)
     names = [a.value for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if names != [participant_id]:
         raise ProtocolError(f"{who}: its certificate is made out to {names!r}")
@@ -230,6 +210,42 @@ def verify_member(
             "coordinator relayed another key)"
         )
     return keys
+
+
+def _signed_certificate(ca: x509.Certificate, certificate_der: bytes, who: str) -> x509.Certificate:
+    """The member's certificate, once it parses and ``ca`` signed it.
+
+    Raises:
+        ProtocolError: no certificate, or not a DER X.509 certificate.
+        BadSignature: not signed by ``ca``.
+    """
+    if not certificate_der:
+        raise ProtocolError(f"{who} carries no certificate from the federation's CA")
+    try:
+        certificate = x509.load_der_x509_certificate(bytes(certificate_der))
+    except ValueError:
+        raise ProtocolError(f"{who}: its certificate is not a DER X.509 certificate") from None
+    try:
+        certificate.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise BadSignature(
+            f"{who}: its certificate is not signed by the federation's CA (the pinned ca.pem)"
+        ) from None
+    return certificate
+
+
+def _require_valid_at(certificate: x509.Certificate, now: dt.datetime, who: str) -> None:
+    """Raise ``ProtocolError`` unless the certificate is valid at ``now``."""
+    if now < certificate.not_valid_before_utc:
+        raise ProtocolError(
+            f"{who}: its certificate is not valid before "
+            f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (is this clock behind?)"
+        )
+    if now >= certificate.not_valid_after_utc:
+        raise ProtocolError(
+            f"{who}: its certificate expired on "
+            f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({REISSUE_FIX})"
+        )
 
 
 def _tlv(tag: int, value: bytes) -> bytes:

@@ -60,7 +60,7 @@ from accord.crypto.messages import (
     sign,
     verify,
 )
-from accord.crypto.round import (
+from accord.crypto.unmasking import (
     SELF_MASK_SEED_BYTES,
     round_neighbours,
     share_holders,

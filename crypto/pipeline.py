@@ -1,7 +1,7 @@
 """The participant's side of an update: protect it chunk by chunk, reveal the aggregate.
 
 Theory of operation (DESIGN.md section 2; docs/protocol.md). ``protect`` walks the
-``wire.chunk_plan`` of the quantized update and, for each chunk only:
+``wire_layout.chunk_plan`` of the quantized update and, for each chunk only:
 
 1. adds the pairwise and self masks mod ``2^b`` (``masks.apply``; Bonawitz et al.
    2017, SecAgg+ of Bell et al. 2020) when the profile masks;
@@ -38,7 +38,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from accord.crypto import masks, wire
+from accord.crypto import masks, wire, wire_layout, wire_payload
 from accord.crypto.ckks import SecretContext
 from accord.crypto.packing import PackingSpec, pack
 from accord.crypto.profile import Profile
@@ -152,9 +152,33 @@ def protect(
             Raised by this call, before any chunk is produced.
     """
     array = np.asarray(values)
+    terms = tuple(mask_terms)
+    _check_update(array, terms, profile, modulus_bits, packing, secret)
+    jobs = _protect_jobs(
+        array,
+        terms,
+        profile=profile,
+        federation_id=federation_id,
+        round=round,
+        modulus_bits=modulus_bits,
+        packing=packing,
+        target_chunk_bytes=target_chunk_bytes,
+    )
+    return runner.map(protect_chunk, jobs, secret)
+
+
+def _check_update(
+    array: npt.NDArray[np.generic],
+    terms: tuple[masks.MaskTerm, ...],
+    profile: Profile,
+    modulus_bits: int,
+    packing: PackingSpec | None,
+    secret: SecretContext | None,
+) -> None:
+    """Raise unless ``protect``'s values and mask terms fit the profile and its settings."""
     if array.ndim != 1 or array.size < 1:
         raise InternalError("protect: values must be a non-empty 1-D array")
-    _check_profile_arguments(profile, modulus_bits, packing, secret)
+    wire_layout.check_settings(profile, modulus_bits, packing, secret, "secret context")
     if profile is Profile.NONE:
         if not np.issubdtype(array.dtype, np.floating):
             raise InternalError("protect: profile none takes float values")
@@ -166,21 +190,33 @@ def protect(
             raise InternalError("protect: secure profiles take integer field elements (uint32)")
         if int(array.min()) < 0 or int(array.max()) >> modulus_bits:
             raise InternalError(f"protect: values must lie in [0, 2^{modulus_bits})")
-    terms = list(mask_terms)
     if terms and not profile.uses_masks:
         raise InternalError(f"protect: profile {profile} takes no mask terms")
-    plan = wire.chunk_plan(array.size, profile, packing, target_chunk_bytes)
-    wire.layout_header(
-        profile=profile,
+
+
+def _protect_jobs(
+    array: npt.NDArray[np.generic],
+    terms: tuple[masks.MaskTerm, ...],
+    *,
+    profile: Profile,
+    federation_id: str,
+    round: int,
+    modulus_bits: int,
+    packing: PackingSpec | None,
+    target_chunk_bytes: int,
+) -> Iterator[ProtectJob]:
+    """Plan the chunks and check the header settings now; the jobs themselves come lazily."""
+    plan = wire_layout.checked_plan(
+        array.size,
+        profile,
+        packing,
+        target_chunk_bytes,
         federation_id=federation_id,
         round=round,
-        plan=plan,
-        chunk_index=0,
         modulus_bits=modulus_bits,
-        spec=packing,
     )
-    frozen_plan, frozen_terms = tuple(plan), tuple(terms)
-    jobs = (
+    frozen_plan = tuple(plan)
+    return (
         ProtectJob(
             index=index,
             piece=array[start : start + count],
@@ -188,14 +224,13 @@ def protect(
             profile=profile,
             federation_id=federation_id,
             round=round,
-            terms=frozen_terms,
+            terms=terms,
             modulus_bits=modulus_bits,
             packing=packing,
             plan=frozen_plan,
         )
         for index, (start, count) in enumerate(plan)
     )
-    return runner.map(protect_chunk, jobs, secret)
 
 
 def protect_chunk(secret: SecretContext | None, job: ProtectJob) -> bytes:
@@ -216,17 +251,17 @@ def _protect_chunk(secret: SecretContext | None, job: ProtectJob) -> bytes:
         piece = masks.apply(piece, job.start, list(job.terms), job.modulus_bits)
     if packing is not None and secret is not None:
         per = packing.elements_per_ciphertext
-        payload = wire.encode_ciphertext_payload(
+        payload = wire_payload.encode_ciphertext_payload(
             [
                 secret.encrypt(pack(piece[offset : offset + per], packing), packing)
                 for offset in range(0, count, per)
             ]
         )
     elif job.profile is Profile.NONE:
-        payload = wire.encode_float_payload(piece)
+        payload = wire_payload.encode_float_payload(piece)
     else:
-        payload = wire.encode_field_payload(piece, job.modulus_bits)
-    header = wire.layout_header(
+        payload = wire_payload.encode_field_payload(piece, job.modulus_bits)
+    header = wire_layout.layout_header(
         profile=job.profile,
         federation_id=job.federation_id,
         round=job.round,
@@ -276,49 +311,88 @@ def reveal(
             message names the chunk and the ciphertext.
         UsageError: the arguments do not fit the profile.
     """
-    _check_profile_arguments(profile, modulus_bits, packing, secret)
-    plan = wire.chunk_plan(element_count, profile, packing, target_chunk_bytes)
-    out: npt.NDArray[np.uint32] | npt.NDArray[np.float32]
-    if profile is Profile.NONE:
-        out = np.zeros(element_count, dtype=np.float32)
-    else:
-        out = np.zeros(element_count, dtype=np.uint32)
+    wire_layout.check_settings(profile, modulus_bits, packing, secret, "secret context")
+    plan = wire_layout.chunk_plan(element_count, profile, packing, target_chunk_bytes)
+    out = _zeros(profile, element_count)
     seen = np.zeros(len(plan), dtype=bool)
-
-    def ciphertext_jobs() -> Iterator[RevealJob]:
-        for chunk in chunks:
-            header, payload = wire.decode_chunk(chunk, max_bytes=max_chunk_bytes)
-            wire.require_layout(
-                header,
-                profile=profile,
-                federation_id=federation_id,
-                round=round,
-                plan=plan,
-                modulus_bits=modulus_bits,
-                spec=packing,
-                aggregate=True,
-            )
-            index, start, count = header.chunk_index, header.element_start, header.element_count
-            if seen[index]:
-                raise Malformed(f"chunk {index}: received twice")
-            seen[index] = True
-            if profile is Profile.NONE:
-                out[start : start + count] = wire.decode_float_payload(
-                    payload, count, chunk_index=index
-                )
-            elif packing is None or secret is None:
-                out[start : start + count] = wire.decode_field_payload(
-                    payload, modulus_bits, count, chunk_index=index
-                )
-            else:
-                yield RevealJob(index, bytes(payload), start, count, packing)
-
-    for start, values in runner.map(reveal_chunk, ciphertext_jobs(), secret):
+    jobs = _reveal_jobs(
+        chunks,
+        out,
+        seen,
+        profile=profile,
+        federation_id=federation_id,
+        round=round,
+        plan=plan,
+        modulus_bits=modulus_bits,
+        packing=packing,
+        secret=secret,
+        max_chunk_bytes=max_chunk_bytes,
+    )
+    for start, values in runner.map(reveal_chunk, jobs, secret):
         out[start : start + values.size] = values
+    _require_every_chunk(seen)
+    return out
+
+
+def _zeros(profile: Profile, count: int) -> npt.NDArray[np.uint32] | npt.NDArray[np.float32]:
+    """The aggregate before any chunk: float32 sums for ``none``, else field sums (uint32)."""
+    if profile is Profile.NONE:
+        return np.zeros(count, dtype=np.float32)
+    return np.zeros(count, dtype=np.uint32)
+
+
+def _reveal_jobs(
+    chunks: Iterable[bytes],
+    out: npt.NDArray[np.uint32] | npt.NDArray[np.float32],
+    seen: npt.NDArray[np.bool_],
+    *,
+    profile: Profile,
+    federation_id: str | None,
+    round: int | None,
+    plan: Sequence[tuple[int, int]],
+    modulus_bits: int,
+    packing: PackingSpec | None,
+    secret: SecretContext | None,
+    max_chunk_bytes: int,
+) -> Iterator[RevealJob]:
+    """Check each chunk's header as it arrives, in order, and mark it ``seen``.
+
+    A plaintext chunk is written into ``out`` at once; a ciphertext chunk is yielded
+    as a job for ``reveal_chunk``, so a pool decrypts while the rest streams in.
+    """
+    for chunk in chunks:
+        header, payload = wire.decode_chunk(chunk, max_bytes=max_chunk_bytes)
+        wire_layout.require_layout(
+            header,
+            profile=profile,
+            federation_id=federation_id,
+            round=round,
+            plan=plan,
+            modulus_bits=modulus_bits,
+            spec=packing,
+            aggregate=True,
+        )
+        index, start, count = header.chunk_index, header.element_start, header.element_count
+        if seen[index]:
+            raise Malformed(f"chunk {index}: received twice")
+        seen[index] = True
+        if profile is Profile.NONE:
+            out[start : start + count] = wire_payload.decode_float_payload(
+                payload, count, chunk_index=index
+            )
+        elif packing is None or secret is None:
+            out[start : start + count] = wire_payload.decode_field_payload(
+                payload, modulus_bits, count, chunk_index=index
+            )
+        else:
+            yield RevealJob(index, bytes(payload), start, count, packing)
+
+
+def _require_every_chunk(seen: npt.NDArray[np.bool_]) -> None:
+    """Raise ``Malformed`` naming the first chunk of the aggregate that never arrived."""
     if not seen.all():
         missing = int(np.flatnonzero(~seen)[0])
         raise Malformed(f"chunk {missing}: missing from the aggregate")
-    return out
 
 
 def reveal_chunk(
@@ -335,7 +409,7 @@ def reveal_chunk(
         raise InternalError(f"chunk {job.index}: decrypting needs the secret context")
     packing = job.packing
     per = packing.elements_per_ciphertext
-    blobs = wire.decode_ciphertext_payload(
+    blobs = wire_payload.decode_ciphertext_payload(
         job.payload, packing.ciphertext_count(job.count), chunk_index=job.index
     )
     values = np.empty(job.count, dtype=np.uint32)
@@ -349,28 +423,3 @@ def reveal_chunk(
         except IntegrityError as err:
             raise IntegrityError(f"chunk {job.index}: ciphertext {number}: {err}") from err
     return job.start, values
-
-
-def _check_profile_arguments(
-    profile: Profile,
-    modulus_bits: int,
-    packing: PackingSpec | None,
-    secret: SecretContext | None,
-) -> None:
-    if not isinstance(profile, Profile):
-        raise InternalError(f"profile must be a Profile, got {type(profile).__name__}")
-    if profile.uses_ckks:
-        if packing is None or secret is None:
-            raise InternalError(f"profile {profile} needs a packing spec and a secret context")
-        if packing.modulus_bits != modulus_bits:
-            raise InternalError(
-                f"packing is for b = {packing.modulus_bits}, the round uses b = {modulus_bits}"
-            )
-        if packing.poly_modulus_degree != secret.poly_modulus_degree:
-            raise InternalError("the packing and the secret context have different ring degrees")
-    elif packing is not None or secret is not None:
-        raise InternalError(f"profile {profile} takes no packing spec and no secret context")
-    if profile is not Profile.NONE and not (
-        isinstance(modulus_bits, int) and 1 <= modulus_bits <= 32
-    ):
-        raise InternalError(f"modulus_bits = {modulus_bits!r}: must be an integer in 1..32")

@@ -34,11 +34,11 @@ plaintext `none` skips the consistency stage too (UPLOAD -> AGGREGATE).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from accord.crypto import agreement, consistency, graph, masks, shamir
+from accord.crypto import consistency, masks
 from accord.crypto.messages import (
     Aborted,
     AdvertiseKeys,
@@ -59,6 +59,7 @@ from accord.crypto.messages import (
     UploadDone,
     verify,
 )
+from accord.crypto.unmasking import check_unmask_shares, mask_correction, round_neighbours
 from accord.errors import (
     ConfigError,
     IntegrityError,
@@ -68,21 +69,6 @@ from accord.errors import (
     Replayed,
     RoundAborted,
 )
-
-MASKING_KEY_BYTES = 32
-SELF_MASK_SEED_BYTES = 16
-
-
-def round_neighbours(config: RoundConfig) -> dict[str, tuple[str, ...]]:
-    """Each selected participant's neighbours (everyone else for small federations)."""
-    if not config.profile.uses_masks:
-        return {p: () for p in config.selected}
-    return graph.neighbours(config.selected, config.neighbour_degree, config.graph_seed)
-
-
-def share_holders(owner: str, neighbours: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
-    """Who holds a share of `owner`'s secrets; share x-coordinate = 1-based position here."""
-    return tuple(sorted({owner, *neighbours[owner]}))
 
 
 @dataclass(frozen=True)
@@ -183,20 +169,14 @@ class CoordinatorRound:
 
     def expected(self) -> frozenset[str]:
         """Participants the current stage still waits for."""
-        received: Mapping[str, object] = {
+        received: Mapping[str, object] | None = {
             Stage.ADVERTISE: self._advertised,
             Stage.SHARE: self._shared,
             Stage.UPLOAD: self._uploaded,
             Stage.CONSISTENCY: self._confirmed,
             Stage.UNMASK: self._unmasked,
-        }.get(self._stage, {})
-        if self._stage not in (
-            Stage.ADVERTISE,
-            Stage.SHARE,
-            Stage.UPLOAD,
-            Stage.CONSISTENCY,
-            Stage.UNMASK,
-        ):
+        }.get(self._stage)
+        if received is None:
             return frozenset()
         return frozenset(p for p in self._live if p not in received)
 
@@ -333,20 +313,7 @@ class CoordinatorRound:
     def _check_unmask(self, message: UnmaskShares) -> None:
         self._check_first(self._unmasked, message)
         survivors, dropped = self._survivors_and_dropped()
-        want_self = {u for u in survivors if message.sender in share_holders(u, self._neighbours)}
-        want_keys = {v for v in dropped if message.sender in share_holders(v, self._neighbours)}
-        for label, rows, wanted in (
-            ("self-mask", message.self_mask_shares, want_self),
-            ("masking-key", message.masking_key_shares, want_keys),
-        ):
-            owners = [owner for owner, _ in rows]
-            if len(set(owners)) != len(owners) or set(owners) != wanted:
-                raise Malformed(f"{label} shares from {message.sender}: wrong set of owners")
-            for owner, data in rows:
-                share = shamir.Share.from_bytes(data)
-                holders = share_holders(owner, self._neighbours)
-                if share.x != holders.index(message.sender) + 1:
-                    raise Malformed(f"{label} share of {owner} from {message.sender}: wrong index")
+        check_unmask_shares(message, survivors, dropped, self._neighbours)
 
     # ---- applies (only after the checks passed) ----
 
@@ -429,22 +396,23 @@ class CoordinatorRound:
         aborted = self._shrink(set(self._confirmed), "signing the survivor set")
         if aborted is not None:
             return aborted
-        assert self._survivor_set is not None
-        signatures = tuple(self._confirmed[u] for u in sorted(self._confirmed))
+        evidence = self._evidence()
+        survivors, dropped = evidence.survivor_set.survivors, evidence.survivor_set.dropped
         if not self.config.profile.uses_masks:
-            self._outcome = RoundOutcome(
-                survivors=self._survivor_set.survivors,
-                dropped=self._survivor_set.dropped,
-                correction=(),
-                evidence=SurvivorEvidence(self._survivor_set, signatures),
-            )
+            self._outcome = RoundOutcome(survivors, dropped, correction=(), evidence=evidence)
             return self._aggregate_ready()
         self._stage = Stage.UNMASK
-        survivors, dropped = self._survivor_set.survivors, self._survivor_set.dropped
+        signatures = evidence.signatures
         return [
             UnmaskCall(recipient=u, survivors=survivors, dropped=dropped, signatures=signatures)
             for u in sorted(self._live)
         ]
+
+    def _evidence(self) -> SurvivorEvidence:
+        """The survivor set with every signature over it, in signer order."""
+        assert self._survivor_set is not None
+        signatures = tuple(self._confirmed[u] for u in sorted(self._confirmed))
+        return SurvivorEvidence(self._survivor_set, signatures)
 
     def _aggregate_ready(self) -> list[CoordinatorMessage]:
         """Enter AGGREGATE: tell every survivor, with the evidence of whose sum it is."""
@@ -458,60 +426,24 @@ class CoordinatorRound:
         ]
 
     def _survivors_and_dropped(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        survivors = tuple(sorted(self._uploaded))
         dropped = tuple(sorted(set(self._shared) - set(self._uploaded)))
-        return survivors, dropped
+        return tuple(sorted(self._uploaded)), dropped
 
     def _close_unmask(self) -> list[CoordinatorMessage]:
         survivors, dropped = self._survivors_and_dropped()
-        responders = set(self._unmasked)
-        if len(responders) < self.config.threshold:
+        if len(self._unmasked) < self.config.threshold:
             return self.abort(
-                f"only {len(responders)} of {self.config.threshold} needed participants "
+                f"only {len(self._unmasked)} of {self.config.threshold} needed participants "
                 "answered the unmask call"
             )
         try:
-            self_seeds = {
-                u: self._rebuild(u, "self_mask_shares", SELF_MASK_SEED_BYTES) for u in survivors
-            }
-            dropped_pairs = []
-            for v in dropped:
-                masking_private = self._rebuild(v, "masking_key_shares", MASKING_KEY_BYTES)
-                if agreement.public_key(masking_private) != self._advertised[v].masking_public:
-                    raise IntegrityError(f"the masking key rebuilt for {v}")
-                for u in self._neighbours[v]:
-                    if u in survivors:
-                        seed = agreement.pairwise_seed(
-                            masking_private,
-                            self._advertised[u].masking_public,
-                            federation_id=self.config.federation_id,
-                            round=self.config.round,
-                            u=u,
-                            v=v,
-                        )
-                        dropped_pairs.append((u, v, seed))
+            correction = mask_correction(
+                self.config, self._neighbours, self._advertised, self._unmasked, survivors, dropped
+            )
         except (RoundAborted, IntegrityError) as error:
             return self.abort(f"unmasking failed: {error}")
-        assert self._survivor_set is not None
-        self._outcome = RoundOutcome(
-            survivors=survivors,
-            dropped=dropped,
-            correction=tuple(masks.correction_terms(self_seeds, dropped_pairs)),
-            evidence=SurvivorEvidence(
-                self._survivor_set,
-                tuple(self._confirmed[u] for u in sorted(self._confirmed)),
-            ),
-        )
+        self._outcome = RoundOutcome(survivors, dropped, correction, evidence=self._evidence())
         return self._aggregate_ready()
-
-    def _rebuild(self, owner: str, field: str, length: int) -> bytes:
-        shares = [
-            shamir.Share.from_bytes(data)
-            for message in self._unmasked.values()
-            for share_owner, data in getattr(message, field)
-            if share_owner == owner
-        ]
-        return shamir.combine(shares, self.config.threshold, length)
 
     def _close_aggregate(self) -> list[CoordinatorMessage]:
         self._stage = Stage.DONE

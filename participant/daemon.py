@@ -2,13 +2,15 @@
 
     enrol -> heartbeat thread (separate from training)
           -> loop: long-poll NextTask
-                UPLOAD     train locally, protect the update (accord.crypto.pipeline),
-                           record it in the privacy ledger (ledger.py), then stream
-                           it in chunks; the last chunk carries the signed receipt
+                UPLOAD     train locally, record the round in the privacy ledger
+                           (privacy_ledger.py), then protect the update
+                           (accord.crypto.pipeline) and stream it, each chunk sent while
+                           the next is protected (streams.py); the upload is recorded
+                           too before the last chunk carries the signed receipt
                 CONSISTENCY check the survivor set (our own receipt in it) and sign it
                 UNMASK     reveal shares, only with `threshold` signatures over that set
                 AGGREGATE  stream the aggregate down, check whose sum it is (the signed
-                           survivor set), reveal it, apply the mean change,
+                           survivor set), reveal it as it arrives, apply the mean change,
                            checkpoint the global adapter (PEFT format) and metrics, then
                            ConfirmApplied: the coordinator's receipt that it applied
                 ABORTED    forget the round
@@ -27,12 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -56,6 +57,7 @@ from accord.errors import BudgetExhausted, ConfigError, ProtocolError, RoundAbor
 from accord.participant import convert, exchange
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
+from accord.participant.federation_head import keep_federation_head
 from accord.participant.kit.certificates import CertifiedRoster, certify_roster, load_certificate
 from accord.participant.kit.startup_kit import Kit, secure_channel
 from accord.participant.revocations import RevocationKeeper
@@ -66,6 +68,7 @@ from accord.participant.state_files import (
     read_round_uploaded,
     write_json,
 )
+from accord.participant.streams import AggregateStream, Receipt, UploadStream
 from accord.participant.terms import check_own_settings, check_round, load_kit_terms
 from accord.participant.training.protocol import Trainer, make_trainer
 from accord.participant.workers import ChunkWorkers
@@ -86,10 +89,18 @@ class ParticipantDaemon:
         trainer: local training; None builds the one `config.trainer` names
             (`make_trainer`).
         log: structured logger.
+        before_stage: called with each stage and round of this participant's rounds just
+            before the daemon acts on it (a fault to inject: the demo's `--drop` ends the
+            process there, `accord.demo.dropout`); None in production.
     """
 
     def __init__(
-        self, config: ParticipantConfig, *, log: logging.Logger, trainer: Trainer | None = None
+        self,
+        config: ParticipantConfig,
+        *,
+        log: logging.Logger,
+        trainer: Trainer | None = None,
+        before_stage: Callable[[Stage, int], None] | None = None,
     ) -> None:
         if config.kit is None and not config.insecure_plaintext:
             raise ConfigError(
@@ -106,6 +117,7 @@ class ParticipantDaemon:
             )
         self.config = config
         self._log = log
+        self._before_stage = before_stage
         self._identity_private = load_identity(config, self._kit)
         self._trainer = trainer if trainer is not None else make_trainer(config)
         self._terms = (
@@ -140,22 +152,8 @@ class ParticipantDaemon:
             else None
         )
         self._round_uploaded = read_round_uploaded(self.config.state_dir / UPLOAD_STATE)
-        options = transport.client_options(config.max_message_bytes)
-        if self._kit is None or config.insecure_plaintext:
-            self._channel = grpc.insecure_channel(config.coordinator, options=options)
-        else:
-            # mTLS with the kit's certificate, trusting only its pinned CA; the config may
-            # override the kit's address (the demo's free port), not whom it trusts.
-            dial = dataclasses.replace(self._kit, coordinator=config.coordinator)
-            self._channel = secure_channel(dial, options=options)
+        self._channel = _open_channel(config, self._kit)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
-
-    def before_stage(self, stage: Stage, round: int) -> None:
-        """Called before this daemon acts on `round`'s task at `stage`; here, nothing.
-
-        The one fault-injection point: a subclass overrides it to fail there, as the
-        demo's `--drop` does (accord/demo/dropout_participant.py, which exits).
-        """
 
     # ---- lifecycle ----
 
@@ -314,7 +312,7 @@ class ParticipantDaemon:
             task = self._call(self._stub.NextTask, request, timeout=self.config.poll_s + 30)
             # Every task carries the federation ledger's signed head: kept, and with a kit
             # refused (IntegrityError, the daemon stops) unless its pinned key signed it.
-            ledger.keep_federation_head(
+            keep_federation_head(
                 self.config.state_dir,
                 task.ledger_head,
                 task.ledger_public_key,
@@ -409,7 +407,8 @@ class ParticipantDaemon:
             return
         if config.round <= self._round_applied:
             return  # applied before a restart; never train or spend budget twice
-        self.before_stage(stage, config.round)
+        if self._before_stage is not None:
+            self._before_stage(stage, config.round)
         current = self._round if self._round and self._round.config.round == config.round else None
         if current is None and stage is Stage.AGGREGATE and me in task.survivors:
             # The aggregate holds this participant's update, but its round machine is gone
@@ -566,45 +565,45 @@ class ParticipantDaemon:
         train_s = time.monotonic() - started
         self._set_state("uploading")
         started = time.monotonic()
-        chunks = list(
-            exchange.protect_update(
-                update,
-                config,
-                current.mask_terms(),
-                secret=self._secret,
-                integrity_key=self._integrity_key,
-                participant=self.config.name,
-                runner=self._workers,
-            )
-        )
-        # The privacy ledger records the round before its first chunk leaves (guarantee 4).
-        refused = ledger.before_upload(self.config, self._identity_private, config, update, chunks)
+        # The privacy ledger records the round before its first chunk is even protected
+        # (guarantee 4); what was sent is recorded before the receipt that ends the stream.
+        refused = ledger.before_upload(self.config, self._identity_private, config, update)
         if refused is not None:
             self._stop_contributing(config.round, refused)
-        digest, count, sent = hashlib.sha256(), 0, 0
+        chunks = exchange.protect_update(
+            update,
+            config,
+            current.mask_terms(),
+            secret=self._secret,
+            integrity_key=self._integrity_key,
+            participant=self.config.name,
+            runner=self._workers,
+        )
 
-        def messages() -> Iterator[pb.UpdateChunk]:
-            nonlocal count, sent
-            for chunk, last in _with_last(iter(chunks)):
-                digest.update(chunk)
-                count += 1
-                sent += len(chunk)
-                header = self._header(round=config.round, stage=Stage.UPLOAD)
-                if last:
-                    receipt = current.upload_done(digest.digest(), count)
-                    header.sequence = receipt.sequence
-                    header.signature = receipt.signature
-                yield pb.UpdateChunk(header=header, chunk=chunk)
+        def seal(digest: bytes, count: int, size: int) -> Receipt:
+            ledger.upload_sent(
+                self.config, self._identity_private, config.round, digest, count, size
+            )
+            receipt = current.upload_done(digest, count)
+            return Receipt(receipt.sequence, receipt.signature)
 
-        response = self._stub.UploadUpdate(messages(), timeout=self._transfer_timeout_s)
-        if response.digest != digest.digest():
+        stream = UploadStream(
+            chunks, lambda: self._header(round=config.round, stage=Stage.UPLOAD), seal
+        )
+        try:
+            response = self._stub.UploadUpdate(stream.messages(), timeout=self._transfer_timeout_s)
+        except grpc.RpcError:
+            stream.raise_failure()
+            raise
+        stream.raise_failure()
+        if response.digest != stream.digest:
             raise ProtocolError(f"the coordinator's receipt for round {config.round} differs")
         self._pending_metrics = {
             **update.metrics,
             "sample_count": update.sample_count,
             "train_s": round(train_s, 4),
             "upload_s": round(time.monotonic() - started, 4),
-            "bytes_up": sent,
+            "bytes_up": stream.sent,
         }
         self._set_state("uploaded")
         logs.event(
@@ -613,8 +612,8 @@ class ParticipantDaemon:
             round=config.round,
             stage=Stage.UPLOAD.value,
             participant=self.config.name,
-            bytes=sent,
-            chunks=count,
+            bytes=stream.sent,
+            chunks=stream.count,
         )
 
     def _stop_contributing(self, round: int, reason: str) -> NoReturn:
@@ -638,36 +637,29 @@ class ParticipantDaemon:
         self._set_state("downloading")
         started = time.monotonic()
         request = pb.AggregateRequest(header=self._header(round=number, stage=Stage.AGGREGATE))
-        received: list[bytes] = []
-        first: pb.AggregateChunk | None = None
+        responses = self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s)
         try:
-            for message in self._stub.DownloadAggregate(request, timeout=self._transfer_timeout_s):
-                if first is None:
-                    first = message
-                received.append(message.chunk)
-        except grpc.RpcError as error:
-            what = accord_error(error)
-            if isinstance(what, errors.AccordError):
-                raise what from None
+            stream = AggregateStream.open(responses, number)
+            config = convert.round_config_from_proto(
+                stream.first.config, federation_id=self.config.federation_id
+            )
+            check_round(self._terms, config)
+            # Whose sum it is: the survivor set `threshold` members signed (consistency
+            # round); the integrity tags then check that the aggregate is exactly their sum.
+            survivors = self._check_evidence(config, stream.first)
+            self._fetch_key(config)
+            # Decrypts each chunk as it arrives, while the rest streams in.
+            mean_delta = exchange.reveal_mean(
+                stream.chunks(),
+                config,
+                secret=self._secret,
+                integrity_key=self._integrity_key,
+                survivors=survivors,
+                runner=self._workers,
+            )
+        except BaseException:
+            responses.cancel()  # nothing of it is applied: stop the coordinator's stream
             raise
-        if first is None or first.config.round != number:
-            raise ProtocolError(f"the aggregate of round {number} came without its round config")
-        config = convert.round_config_from_proto(
-            first.config, federation_id=self.config.federation_id
-        )
-        check_round(self._terms, config)
-        # Whose sum it is: the survivor set `threshold` members signed (consistency round);
-        # the integrity tags then check that the aggregate is exactly their sum.
-        survivors = self._check_evidence(config, first)
-        self._fetch_key(config)
-        mean_delta = exchange.reveal_mean(
-            received,
-            config,
-            secret=self._secret,
-            integrity_key=self._integrity_key,
-            survivors=survivors,
-            runner=self._workers,
-        )
         self._trainer.apply(mean_delta)
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
         self._trainer.save(adapter_dir)
@@ -678,7 +670,7 @@ class ParticipantDaemon:
             **pending,
             **{f"global_{k}": v for k, v in self._trainer.evaluate().items()},
             "download_s": round(time.monotonic() - started, 4),
-            "bytes_down": sum(len(c) for c in received),
+            "bytes_down": stream.received,
         }
         with self.config.metrics_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(metrics) + "\n")
@@ -818,14 +810,11 @@ class ParticipantDaemon:
                 time.sleep(delay)
 
 
-def _with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """Yield each item with a flag that is True for the last one (one item of lookahead)."""
-    iterator = iter(items)
-    try:
-        previous = next(iterator)
-    except StopIteration:
-        return
-    for item in iterator:
-        yield previous, False
-        previous = item
-    yield previous, True
+def _open_channel(config: ParticipantConfig, kit: Kit | None) -> grpc.Channel:
+    """The channel to the coordinator: mTLS with the kit, plaintext only without one."""
+    options = transport.client_options(config.max_message_bytes)
+    if kit is None or config.insecure_plaintext:
+        return grpc.insecure_channel(config.coordinator, options=options)
+    # mTLS with the kit's certificate, trusting only its pinned CA; the config may
+    # override the kit's address (the demo's free port), not whom it trusts.
+    return secure_channel(dataclasses.replace(kit, coordinator=config.coordinator), options=options)

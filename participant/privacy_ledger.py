@@ -7,10 +7,13 @@ machine. The daemon calls, in this order:
                                                forbids (projected from the ledger)
     trainer_refused(config, key, round, why)   the trainer refused the round for its own
                                                budget (BudgetExhausted): a refusal too
-    before_upload(config, key, round, update, chunks)
-                                               after training and protecting, before the
-                                               first chunk is sent: records the round (or,
-                                               over budget, the refusal)
+    before_upload(config, key, round, update)  after training, before the first chunk
+                                               is protected and sent: records the round
+                                               (or, over budget, the refusal)
+    upload_sent(config, key, round, digest, chunks, bytes)
+                                               after the last chunk is protected, before
+                                               the signed receipt that ends the upload
+                                               stream leaves: what was sent
     after_apply(config, key, round, metrics)   the local validation gain of the new global
                                                adapter, for `accord audit contributions`
     keep_federation_head(state_dir, head, key, pinned=...)
@@ -35,8 +38,10 @@ Entries (kinds; floats as exact decimal strings, see `accord.crypto.ledger_chain
                         training on the same private records besides the update (a
                         baseline or personal model whose weights or accuracy are kept or
                         reported); absent or [] when none; composes into epsilon,
-              data_quality {filter, flagged, excluded},
-              upload {sha256 (over the chunks, in order, as the receipt), chunks, bytes}
+              data_quality {filter, flagged, excluded}
+    upload    round, upload {sha256 (over the chunks, in order, as the receipt), chunks,
+              bytes}. Ledgers written before uploads were streamed as they were protected
+              carry `upload` inside the `round` entry; `accord audit` reads both.
     refusal   round, reason, by ("max_epsilon": the daemon's limit; "trainer": the
               trainer's own budget, e.g. target_epsilon's planned steps all spent),
               max_epsilon, epsilon (projected or reached), accountant, delta,
@@ -51,18 +56,14 @@ machine, so its steps are not in any run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accord.core.ledger_store import LedgerFile
 from accord.crypto import ledger_chain as chain
-from accord.crypto.ledger_chain import decimal
-from accord.errors import BadSignature, IntegrityError
+from accord.crypto.ledger_encoding import decimal
 from accord.participant.config import ParticipantConfig
 
 if TYPE_CHECKING:  # torch and peft stay unimported for `accord audit verify`
@@ -72,13 +73,9 @@ if TYPE_CHECKING:  # torch and peft stay unimported for `accord audit verify`
 LEDGER_FILE = "ledger.jsonl"
 """In `state_dir`: this participant's privacy ledger."""
 
-FEDERATION_HEAD_FILE = "federation_head.json"
-"""In `state_dir`: the federation ledger's latest signed head this participant was shown."""
-
-ROUND, REFUSAL, APPLIED = "round", "refusal", "applied"
+ROUND, UPLOAD, REFUSAL, APPLIED = "round", "upload", "refusal", "applied"
 DP_SGD = "dp-sgd"
 NO_MECHANISM = "none"
-HEAD_FILE_VERSION = 1
 
 Run = tuple[float, float, int]
 """(noise_multiplier, sample_rate, steps): one released run of DP-SGD steps."""
@@ -255,13 +252,8 @@ class ParticipantLedger:
 
     # ---- writing ----
 
-    def record_round(
-        self, config: RoundConfig, update: LocalUpdate, chunks: Sequence[bytes]
-    ) -> chain.Entry:
+    def record_round(self, config: RoundConfig, update: LocalUpdate) -> chain.Entry:
         """Record a round's release: call before the first chunk is sent."""
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
         spent = getattr(update, "privacy", None)
         sample_dp: dict[str, Any] = {"mechanism": NO_MECHANISM}
         if spent is not None:
@@ -290,13 +282,13 @@ class ParticipantLedger:
                 "client_dp": client_dp_share(config),
                 **({"side_dp": side_dp} if side_dp else {}),
                 "data_quality": data_quality_counts(self._config),
-                "upload": {
-                    "sha256": digest.hexdigest(),
-                    "chunks": len(chunks),
-                    "bytes": sum(len(chunk) for chunk in chunks),
-                },
             },
         )
+
+    def record_upload(self, round: int, digest: bytes, chunks: int, size: int) -> chain.Entry:
+        """Record what a round's upload sent: call before its signed receipt leaves."""
+        upload = {"sha256": digest.hex(), "chunks": chunks, "bytes": size}
+        return self.file.append(UPLOAD, {"round": round, "upload": upload})
 
     def record_applied(self, round: int, metrics: Mapping[str, Any]) -> chain.Entry | None:
         """Record the local validation gain of the new global adapter (None: nothing measured).
@@ -326,9 +318,8 @@ def before_upload(
     identity_private: bytes,
     round_config: RoundConfig,
     update: LocalUpdate,
-    chunks: Sequence[bytes],
 ) -> str | None:
-    """Record the round before its first chunk is sent; or the refusal, returned.
+    """Record the round before its first chunk is protected and sent; or the refusal.
 
     Raises:
         IntegrityError: the ledger does not verify (nothing is sent then either).
@@ -337,8 +328,28 @@ def before_upload(
     ledger = ParticipantLedger.open(config, identity_private)
     refused = ledger.refusal_after_training(round_config.round, update)
     if refused is None:
-        ledger.record_round(round_config, update, chunks)
+        ledger.record_round(round_config, update)
     return refused
+
+
+def upload_sent(
+    config: ParticipantConfig,
+    identity_private: bytes,
+    round: int,
+    digest: bytes,
+    chunks: int,
+    size: int,
+) -> None:
+    """Record the upload of `round` (SHA-256 over its chunks): before its receipt leaves.
+
+    The coordinator accepts an upload only with the receipt its last chunk carries, so
+    every upload the federation ledger records is in this ledger first.
+
+    Raises:
+        IntegrityError: the ledger does not verify (the receipt is not sent).
+        OSError: the ledger cannot be written (the receipt is not sent).
+    """
+    ParticipantLedger.open(config, identity_private).record_upload(round, digest, chunks, size)
 
 
 def trainer_refused(
@@ -353,125 +364,6 @@ def after_apply(
 ) -> None:
     """Record the validation gain of the round's new global adapter."""
     ParticipantLedger.open(config, identity_private).record_applied(round, metrics)
-
-
-def keep_federation_head(
-    state_dir: Path, head: bytes, public_key: bytes, *, pinned: bytes | None = None
-) -> None:
-    """Keep the federation ledger's signed head, if it verifies and moves forward.
-
-    With a startup kit, `pinned` is the coordinator's ledger key the kit pins (certified
-    by the CA at provisioning): a head that is missing, signed by another key or not
-    verifying under it is refused with `IntegrityError`, and the daemon stops, since its
-    coordinator is not the one it was provisioned for. Without a kit (insecure
-    plaintext only) the first key seen is kept (trust on first use). Either way a head
-    behind the kept one (the coordinator's ledger lost entries) is never kept; it is
-    noted under `anomalies` for `accord audit verify`, as are, without a pin, a head that
-    does not verify and a changed key.
-
-    Raises:
-        IntegrityError: `pinned` is given and the head is not signed by it.
-    """
-    if pinned is not None:
-        _check_pinned(head, public_key, pinned)
-    if not head:
-        return
-    path = state_dir / FEDERATION_HEAD_FILE
-    try:
-        kept = _read_head_file(path)
-    except IntegrityError:
-        return  # a damaged file is evidence too: `accord audit verify` reports it
-    anomalies: list[str] = list(kept.get("anomalies", []))
-    trusted = kept.get("public_key")
-    if pinned is not None and trusted is not None and trusted != pinned.hex():
-        # Kept on first use before the kit pinned the key: the pin wins, the old key is noted.
-        anomalies.append(
-            f"the kept head was signed by {trusted[:16]}..., not by the coordinator ledger key "
-            f"the kit pins ({pinned.hex()[:16]}...); replaced"
-        )
-        kept = {"anomalies": anomalies}
-        trusted = None
-    note: str | None
-    try:
-        signed = chain.SignedHead.from_bytes(head)
-        chain.verify_head(signed, public_key)
-    except (IntegrityError, BadSignature) as error:
-        note = f"a head that does not verify was shown ({type(error).__name__})"
-    else:
-        note = None
-        previous = kept.get("head")
-        if trusted is not None and trusted != public_key.hex():
-            note = (
-                f"the coordinator's ledger key changed from {trusted[:16]}... to "
-                f"{public_key.hex()[:16]}...; the new head was not kept"
-            )
-        elif previous is not None:
-            old = chain.SignedHead.from_json(previous)
-            if signed.count < old.count or (
-                signed.count == old.count and signed.head_hash != old.head_hash
-            ):
-                note = (
-                    f"a head of {signed.count} entries was shown after one of {old.count}: the "
-                    "federation ledger went back or forked"
-                )
-            elif signed.count == old.count:
-                return  # nothing new
-        if note is None:
-            _write_json(
-                path,
-                {
-                    "version": HEAD_FILE_VERSION,
-                    "public_key": public_key.hex(),
-                    "head": signed.to_json(),
-                    "anomalies": anomalies,
-                },
-            )
-            return
-    if note in anomalies:
-        return
-    anomalies.append(note)
-    _write_json(path, {**kept, "version": HEAD_FILE_VERSION, "anomalies": anomalies})
-
-
-def _check_pinned(head: bytes, public_key: bytes, pinned: bytes) -> None:
-    """Refuse a federation ledger head that the kit's pinned key did not sign."""
-    fix = (
-        "this is not the ledger of the coordinator the kit was provisioned for; check the "
-        "coordinator address, or re-package the kit if the federation was provisioned anew"
-    )
-    if not head:
-        raise IntegrityError(
-            "the coordinator's task carries no signed federation ledger head, but the kit pins "
-            f"its ledger key ({pinned.hex()[:16]}...): {fix}"
-        )
-    if public_key != pinned:
-        raise IntegrityError(
-            f"the federation ledger head is signed by key {public_key.hex()[:16]}..., not by the "
-            f"coordinator ledger key the kit pins ({pinned.hex()[:16]}...): {fix}"
-        )
-    try:
-        chain.verify_head(chain.SignedHead.from_bytes(head), pinned)
-    except (IntegrityError, BadSignature):
-        raise IntegrityError(
-            "the federation ledger head does not verify under the coordinator ledger key the "
-            f"kit pins ({pinned.hex()[:16]}...): {fix}"
-        ) from None
-
-
-def read_federation_head(path: Path) -> tuple[bytes | None, chain.SignedHead | None, list[str]]:
-    """The kept key, head and anomalies of a `federation_head.json`.
-
-    Raises:
-        IntegrityError: the file is not a kept head.
-    """
-    kept = _read_head_file(path)
-    key = kept.get("public_key")
-    head = kept.get("head")
-    return (
-        bytes.fromhex(key) if isinstance(key, str) else None,
-        chain.SignedHead.from_json(head) if head is not None else None,
-        [str(a) for a in kept.get("anomalies", [])],
-    )
 
 
 # ---- helpers ----
@@ -567,22 +459,3 @@ def _epsilon(accountant: str, runs: Sequence[Run], delta: float) -> float:
     from accord.participant.training import privacy
 
     return privacy.epsilon(accountant, list(runs), delta)
-
-
-def _read_head_file(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise IntegrityError(f"{path}: not a kept federation head") from None
-    if not isinstance(data, dict) or data.get("version") != HEAD_FILE_VERSION:
-        raise IntegrityError(f"{path}: not a kept federation head (format version)")
-    return data
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(staging, path)

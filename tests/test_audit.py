@@ -30,6 +30,7 @@ from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
+from accord.participant.federation_head import keep_federation_head
 from accord.participant.training import privacy
 from accord.participant.training.protocol import LocalUpdate
 
@@ -168,10 +169,12 @@ def write_federation(root: Path, rounds: int = 3) -> dict[str, Any]:
                 metrics={"accuracy_before": 0.5 + 0.01 * number},
                 privacy=spent(name, number),
             )
-            refused = ledger.before_upload(
-                configs[name], keypair(name).private, round_config(number), update, chunks
-            )
+            key = keypair(name).private
+            refused = ledger.before_upload(configs[name], key, round_config(number), update)
             assert refused is None
+            digest = hashlib.sha256(b"".join(chunks)).digest()
+            size = sum(map(len, chunks))
+            ledger.upload_sent(configs[name], key, number, digest, len(chunks), size)
             federation.note_upload(number, name, hashlib.sha256(b"".join(chunks)).digest())
         finished = SimpleNamespace(
             config=round_config(number),
@@ -181,7 +184,7 @@ def write_federation(root: Path, rounds: int = 3) -> dict[str, Any]:
         )
         federation.round_finished(finished, [b"aggregate", str(number).encode()], federation_size=3)  # type: ignore[arg-type]
         for name in NAMES:
-            ledger.keep_federation_head(
+            keep_federation_head(
                 configs[name].state_dir, federation.signed_head, federation.public_key
             )
             metrics = {
@@ -233,11 +236,11 @@ def test_a_clean_federation_verifies_everywhere(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("tamper", "problem", "where"),
     [
-        ("edit", "edited", "entry 6"),
+        ("edit", "edited", "entry 8"),
         ("drop", "missing", "entry 4"),
         ("reorder", "reordered", "entry 4"),
         ("signature", "bad signature", "entry 2"),
-        ("tail", "truncated", "entry 12"),
+        ("tail", "truncated", "entry 18"),
     ],
 )
 def test_tampering_with_a_participant_ledger_is_named(
@@ -247,7 +250,7 @@ def test_tampering_with_a_participant_ledger_is_named(
     path = tmp_path / "participants" / "residential" / "ledger.jsonl"
     lines = path.read_text().splitlines()
     if tamper == "edit":
-        lines[6] = lines[6].replace('"steps":30', '"steps":3')  # round 2's entry
+        lines[8] = lines[8].replace('"steps":30', '"steps":3')  # round 2's entry
     elif tamper == "drop":
         del lines[4]
     elif tamper == "reorder":
@@ -275,7 +278,7 @@ def test_a_participant_ledger_cut_at_a_checkpoint_is_caught_by_the_federation_le
     write_federation(tmp_path)
     path = tmp_path / "participants" / "urban" / "ledger.jsonl"
     lines = path.read_text().splitlines()
-    path.write_text("\n".join(lines[:-4]) + "\n")  # round 3 and its applied entry, cleanly cut
+    path.write_text("\n".join(lines[:-6]) + "\n")  # round 3, its upload and applied entries
     code, report = audit_json("verify", str(tmp_path))
     assert code == 1
     urban = next(x for x in report["ledgers"] if x["name"] == "urban")
@@ -386,7 +389,7 @@ def test_budget_summary_counts_a_release_without_dp_as_unbounded(tmp_path) -> No
         base_dir=tmp_path,
     )
     plain = PrivateUpdate(delta=np.zeros(4, dtype=np.float32), sample_count=5, metrics={})
-    ledger.before_upload(config, keypair("solo").private, round_config(1), plain, [b"x"])
+    ledger.before_upload(config, keypair("solo").private, round_config(1), plain)
     summary = budget_summary(load([tmp_path]))
     solo = next(p for p in summary["participants"] if p["participant"] == "solo")
     assert solo["epsilon"] is None and solo["mechanism"] == "none"

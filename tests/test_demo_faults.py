@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -12,11 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from accord.cli.main import app
-from accord.crypto import identity
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
-from accord.demo.faults import DROPOUT_EXIT_STATUS, FaultPlan, participant_arguments, plan
+from accord.demo.faults import DROPOUT_EXIT_STATUS, FaultPlan, plan
 from accord.errors import UsageError
+from accord.participant.config import ParticipantConfig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FOUR = ["energy", "residential", "urban", "p4"]
 
@@ -99,81 +100,24 @@ def test_the_cli_refuses_before_it_touches_the_work_folder(tmp_path: Path) -> No
     assert not workdir.exists()
 
 
-DROPPING = """
-import sys
-from pathlib import Path
-
-from accord.core import configfile, logs
-from accord.crypto import identity
-from accord.crypto.messages import Stage
-from accord.demo.dropout_participant import DroppingDaemon
-from accord.participant.config import ParticipantConfig
-
-config = configfile.load(Path("participant.toml"), ParticipantConfig, "participant")
-daemon = DroppingDaemon(
-    config, log=logs.configure("participant", config.log_file), stage=Stage.UPLOAD, round=2
-)
-daemon.before_stage(Stage.UPLOAD, 1)
-daemon.before_stage(Stage.SHARE, 2)
-print("still running", flush=True)
-daemon.before_stage(Stage.UPLOAD, 2)
-print("after its stage", flush=True)
-"""
-
-
-def _participant_folder(tmp_path: Path) -> Path:
-    (tmp_path / "identity.pem").write_bytes(
-        identity.dump_private(identity.generate_identity().private)
+def test_the_dropout_hook_ends_the_process_at_its_stage_and_round_only() -> None:
+    # In a child process: the hook ends it abruptly (os._exit), as a dead host would.
+    script = (
+        "from accord.crypto.messages import Stage\n"
+        "from accord.demo.dropout import exit_before\n"
+        "hook = exit_before(Stage.UPLOAD, 2)\n"
+        "hook(Stage.UPLOAD, 1); hook(Stage.SHARE, 2); hook(Stage.UNMASK, 2)\n"
+        "print('still running', flush=True)\n"
+        "hook(Stage.UPLOAD, 2)\n"
+        "print('not reached')\n"
     )
-    (tmp_path / "identity.pem").chmod(0o600)
-    (tmp_path / "participant.toml").write_text(
-        "[participant]\n"
-        'name = "energy"\n'
-        'state_dir = "."\n'
-        'identity_key = "identity.pem"\n'
-        "insecure_plaintext = true\n"
-        'trainer = "accord.demo.synthetic_trainer:SyntheticTrainer"\n'
-        "synthetic_parameters = 8\n",
-        encoding="utf-8",
-    )
-    return tmp_path
-
-
-def test_the_dropout_participant_exits_with_the_demos_status_at_its_stage_and_round_only(
-    tmp_path: Path,
-) -> None:
-    folder = _participant_folder(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-c", DROPPING], cwd=folder, capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == DROPOUT_EXIT_STATUS, result.stderr
-    assert "still running" in result.stdout and "after its stage" not in result.stdout
-    events = [json.loads(line) for line in (folder / "participant.log").read_text().splitlines()]
-    dropped = [e for e in events if e.get("event") == "exiting_on_purpose"]
-    assert [(e["round"], e["stage"]) for e in dropped] == [(2, "upload")]
+    assert result.stdout == "still running\n"
 
 
-def test_the_demo_starts_a_dropped_participant_as_the_dropout_entry_point(tmp_path: Path) -> None:
-    config = tmp_path / "participant.toml"
-    assert participant_arguments(config, None) == [
-        "accord.participant",
-        "run",
-        "--config",
-        str(config),
-    ]
-    arguments = participant_arguments(config, Stage.SHARE)
-    assert arguments == [
-        "accord.demo.dropout_participant",
-        "--config",
-        str(config),
-        "--exit-before-stage",
-        "share",
-        "--round",
-        "1",
-    ]
-    # The entry point reports a bad config as every Accord command does: one line, status 2.
-    result = subprocess.run(
-        [sys.executable, "-m", *arguments], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert "ConfigError" in result.stderr and "no such file" in result.stderr
+def test_the_participant_package_carries_no_fault_hook() -> None:
+    fields = ParticipantConfig.model_fields
+    assert not [name for name in fields if name.startswith("exit_")]
+    source = (ROOT / "participant").rglob("*.py")
+    assert not [path for path in source if "os._exit" in path.read_text(encoding="utf-8")]

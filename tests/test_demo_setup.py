@@ -16,6 +16,7 @@ from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile
 from accord.crypto.profile import Profile
 from accord.demo import command as demo
+from accord.demo import data as demo_data
 from accord.demo import report as demo_report
 from accord.demo import setup as demo_setup
 from accord.demo.faults import plan
@@ -25,17 +26,17 @@ FOUR = demo_setup.participant_names(4)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, demo_setup.DemoData]:
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, demo_data.DemoData]:
     workdir = tmp_path_factory.mktemp("demo")
-    return workdir, demo_setup.write_demo_data(workdir, FOUR, seed=0)
+    return workdir, demo_data.write_demo_data(workdir, FOUR, seed=0)
 
 
 def test_every_participant_gets_its_own_skewed_enterprise_and_all_share_one_test_set(
-    data: tuple[Path, demo_setup.DemoData],
+    data: tuple[Path, demo_data.DemoData],
 ) -> None:
     workdir, written = data
     assert set(written.folders) == set(FOUR)
-    described = json.loads((workdir / "data" / demo_setup.BENCHMARK_FILE).read_text())
+    described = json.loads((workdir / "data" / demo_data.BENCHMARK_FILE).read_text())
     assert described["benchmark"] == "city-safety" and described["settings"]["synthetic"]
     mixes = []
     for name in FOUR:
@@ -58,7 +59,7 @@ def test_every_participant_gets_its_own_skewed_enterprise_and_all_share_one_test
 
 
 def test_a_multimodal_participant_trains_the_demo_profile_with_dp(
-    data: tuple[Path, demo_setup.DemoData],
+    data: tuple[Path, demo_data.DemoData],
 ) -> None:
     workdir, written = data
     (workdir / "participants" / "p4").mkdir(parents=True)

@@ -75,7 +75,7 @@ def opening_entry(lines: Sequence[str]) -> dict[str, Any]:
 
 
 def kept_head(path: Path) -> KeptHead:
-    from accord.participant.privacy_ledger import read_federation_head
+    from accord.participant.federation_head import read_federation_head
 
     holder = path.parent.name
     ledger_path = path.parent / LEDGER_FILE

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from accord.core.ledger_store import read_lines
-from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_report import Finding, Problem, Report
+from accord.crypto.ledger_trust import missing_members
+from accord.crypto.ledger_verify import verify_chain
 from accord.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -44,7 +46,7 @@ class Ledger:
         key_source: where the verifying key came from ("roster", "--coordinator-key ...",
             "the kits (...)" that pin the coordinator's key, "kept heads", "the ledger
             itself").
-        report: what `crypto.ledger.verify_chain` found.
+        report: what `crypto.ledger_verify.verify_chain` found.
         extra: findings from the cross-checks between ledgers.
         authenticated: the verifying key chains to the pinned CA (or the auditor named it).
     """
@@ -54,12 +56,12 @@ class Ledger:
     name: str
     federation_id: str
     key_source: str
-    report: chain.Report
-    extra: list[chain.Finding] = field(default_factory=list)
+    report: Report
+    extra: list[Finding] = field(default_factory=list)
     authenticated: bool = False
 
     @property
-    def findings(self) -> list[chain.Finding]:
+    def findings(self) -> list[Finding]:
         return [*self.report.findings, *self.extra]
 
     @property
@@ -188,13 +190,13 @@ def load(
         if role == "coordinator":
             name = "coordinator"
             key, source, kept = federation_ledger_key(opening, heads, notes, pinned)
-            report = chain.verify_chain(lines, key, heads=kept)
+            report = verify_chain(lines, key, heads=kept)
             authenticated = pinned is not None and key == pinned[0]
         else:
             name = str(opening.get("participant", path.parent.name))
             key = keys.get(name)
             source = ROSTER_SOURCE if key is not None else "the ledger itself"
-            report = chain.verify_chain(lines, key)
+            report = verify_chain(lines, key)
             authenticated = key is not None
         ledgers.append(
             Ledger(path, role, name, federation_id, source, report, authenticated=authenticated)
@@ -213,7 +215,7 @@ def _cross_check(audit: Audit) -> None:
         x.name: x.path for x in audit.ledgers if x.role not in ("participant", "coordinator")
     }
     for coordinator in audit.coordinators:
-        missing = chain.missing_members(coordinator.bodies("round"), list(by_name))
+        missing = missing_members(coordinator.bodies("round"), list(by_name))
         for participant, rounds in missing.items():
             if participant not in {m.participant for m in audit.missing}:
                 found = unreadable.get(participant)
@@ -221,7 +223,7 @@ def _cross_check(audit: Audit) -> None:
         for head in audit.heads:
             for anomaly in head.anomalies:
                 coordinator.extra.append(
-                    chain.Finding(chain.Problem.BAD_HEAD, f"{head.holder} noted: {anomaly}")
+                    Finding(Problem.BAD_HEAD, f"{head.holder} noted: {anomaly}")
                 )
         for body in coordinator.bodies("round"):
             for name, digest in sorted(dict(body.get("uploads", {})).items()):
@@ -233,29 +235,33 @@ def _cross_check(audit: Audit) -> None:
                     participant.extra.append(finding)
 
 
-def _upload_finding(participant: Ledger, round: int, digest: str) -> chain.Finding | None:
+def _upload_finding(participant: Ledger, round: int, digest: str) -> Finding | None:
+    # The digest is an `upload` entry's; in ledgers from before uploads were streamed as
+    # they were protected, the `round` entry's.
     rounds = [
         (entry.seq, dict(entry.body))
         for entry in participant.report.entries
-        if entry.kind == "round"
+        if entry.kind in ("round", "upload")
     ]
-    matching = [(seq, body) for seq, body in rounds if body.get("round") == round]
+    matching = [
+        (seq, body) for seq, body in rounds if body.get("round") == round and "upload" in body
+    ]
     if any(dict(body.get("upload", {})).get("sha256") == digest for _, body in matching):
         return None
     if matching:
-        return chain.Finding(
-            chain.Problem.EDITED,
+        return Finding(
+            Problem.EDITED,
             f"its round {round} upload digest differs from the one the federation ledger received",
             matching[0][0],
         )
     last_round = max((int(body.get("round", 0)) for _, body in rounds), default=0)
     if last_round < round:
-        return chain.Finding(
-            chain.Problem.TRUNCATED,
+        return Finding(
+            Problem.TRUNCATED,
             f"the federation ledger received its round {round} upload; this ledger ends at "
             f"round {last_round}: its tail was cut off",
         )
-    return chain.Finding(
-        chain.Problem.MISSING,
+    return Finding(
+        Problem.MISSING,
         f"the federation ledger received its round {round} upload; this ledger has no entry for it",
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_trust import certified_identity
 from accord.errors import ConfigError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -92,9 +93,7 @@ def roster_keys(
         for entry in snapshot.entries:
             where = f"the roster entry of {entry.participant_id} in {path}"
             try:
-                certified = chain.certified_identity(
-                    ca, entry.certificate_der, entry.participant_id
-                )
+                certified = certified_identity(ca, entry.certificate_der, entry.participant_id)
             except (BadSignature, ValueError) as error:
                 notes.append(f"{where} is not trusted: {error}")
                 continue

@@ -28,6 +28,8 @@ from typing import Any
 from accord.core.private_files import refuse_if_readable
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_report import Problem
+from accord.crypto.ledger_verify import verify_chain
 from accord.errors import ConfigError, IntegrityError
 
 TORN_SUFFIX = ".torn"
@@ -85,14 +87,14 @@ class LedgerFile:
             _fsync_folder(path.parent)
             return cls(path, ledger_id, identity_private, (first, closing))
         torn = _remove_torn_tail(path)
-        report = chain.verify_chain(read_lines(path), public)
+        report = verify_chain(read_lines(path), public)
         findings = list(report.findings)
         last = report.entries[-1] if report.entries else None
         reopened = (
             torn
             and last is not None
             and len(findings) == 1
-            and findings[0].problem is chain.Problem.TRUNCATED
+            and findings[0].problem is Problem.TRUNCATED
             and findings[0].seq == last.seq
         )
         if reopened and last is not None:
@@ -150,7 +152,7 @@ class LedgerFile:
 
 
 def read_lines(path: Path) -> list[str]:
-    """The file's lines (without newlines), for `crypto.ledger.verify_chain`.
+    """The file's lines (without newlines), for `crypto.ledger_verify.verify_chain`.
 
     Raises:
         ConfigError: the file does not exist or is not UTF-8 text.

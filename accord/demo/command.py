@@ -24,7 +24,7 @@ each could run on its own host. Layout of the work folder (kept afterwards):
 What the participants train (`--trainer`): by default the multimodal trainer
 (`participant/training/multimodal.py`: the bundled MiniLM + EfficientNet-Lite0 towers,
 frozen, with a fusion head trained by FFA-LoRA's rules) on the synthetic city-safety
-benchmark (`participant/data/incident_sets.py`), enterprise i of N going to participant i, so
+benchmark (`participant/data/city_safety.py`), enterprise i of N going to participant i, so
 that the label skew between enterprises holds for any N >= 2. Each trains with
 sample-level DP-SGD (`--target-epsilon` at delta 1e-5 over all rounds, RDP
 accountant; `--no-dp` turns it off) and reports, besides the federated global
@@ -49,21 +49,27 @@ NAME:ROUND` kill a process with SIGKILL mid-round and start it again
 (`accord.demo.faults`); the summary records each event, and per round who was
 selected, who survived and who dropped.
 
-This module tells the story of a run; what is written before anything starts is in
-`accord.demo.setup`, the child processes in `accord.demo.processes`, and the watching
-and the summary in `accord.demo.report`.
+This module tells the story of a run as named steps: plan (`accord.demo.options`, which
+also declares every option), set up, run the federation, report. What is written before
+anything starts is in `accord.demo.setup`, the child processes in
+`accord.demo.processes`, and the watching and the summary in `accord.demo.report`.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from accord.crypto.profile import Profile
-from accord.demo.faults import FaultPlan, Faults, participant_arguments, plan
+from accord.demo import options
+from accord.demo.data import DemoData, write_demo_data
+from accord.demo.dropout import participant_entry
+from accord.demo.faults import FaultPlan, Faults
+from accord.demo.options import DemoOptions, DemoPlan, plan_demo
 from accord.demo.processes import (
     Child,
     restart_child,
@@ -73,27 +79,23 @@ from accord.demo.processes import (
     wait_for_port,
 )
 from accord.demo.setup import (
-    DEMO_CLIENT_NOISE,
     DEMO_CLIP_NORM,
     DemoPrivacy,
     DemoTrainer,
-    check_threshold,
     demo_terms,
     free_port,
-    participant_names,
     participant_table,
     prepare_workdir,
     provision_demo,
     write_coordinator_config,
-    write_demo_data,
     write_participant_config,
 )
-from accord.errors import UsageError
 
 if TYPE_CHECKING:
     import grpc
 
     from accord.federation.provision import ProvisionedFederation
+    from accord.proto.v1 import federation_pb2 as pb
 
 SLOW_START_ENROLL_DEADLINE_S = 300.0
 """How long round 1 waits for every multimodal participant: each first loads the towers
@@ -101,206 +103,163 @@ and caches their features (tens of seconds per participant on a busy 2-core mach
 
 
 def demo(
-    participants: int = typer.Option(
-        3, "--participants", "-n", min=2, max=64, help="Participants."
-    ),
-    rounds: int = typer.Option(5, "--rounds", "-r", min=1, help="Rounds of federated averaging."),
-    profile: Profile = typer.Option(
-        Profile.CKKS_MASKS.value,
-        "--profile",
-        help="How updates are protected: ckks+masks, ckks, masks, or none (plaintext).",
-    ),
-    workdir: Path = typer.Option(
-        Path("accord-demo"),
-        "--workdir",
-        help="Folder for every config, log, state and adapter; kept afterwards.",
-    ),
-    json_path: Path | None = typer.Option(
-        None, "--json", help="Also write the machine-readable summary here."
-    ),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the base model and data."),
-    trainer: DemoTrainer = typer.Option(
-        DemoTrainer.MULTIMODAL.value,
-        "--trainer",
-        metavar="NAME",
-        help="What the participants train: multimodal (the bundled image + text model on the "
-        "synthetic city-safety benchmark, the default) or lora-mlp (a tiny LoRA MLP on "
-        "synthetic data, seconds; for tests).",
-    ),
-    no_dp: bool = typer.Option(
-        False,
-        "--no-dp",
-        help="Train without sample-level DP-SGD. By default every multimodal participant "
-        "trains with it, the budget spread over all rounds, and its ledger records it.",
-    ),
-    client_noise: float = typer.Option(
-        DEMO_CLIENT_NOISE,
-        "--client-noise",
-        min=0.0,
-        help="Client-level noise multiplier of the aggregate (each participant adds its share "
-        "of Skellam noise before masking); 0 turns it off. Off in plaintext and in "
-        "--bench-parameters runs, which measure the protocol alone.",
-    ),
-    target_epsilon: float = typer.Option(
-        8.0,
-        "--target-epsilon",
-        min=0.01,
-        help="Each participant's sample-level epsilon over all rounds, at delta 1e-5 (RDP).",
-    ),
-    insecure_plaintext: bool = typer.Option(
-        False,
-        "--insecure-plaintext",
-        help="Run without TLS on loopback (debugging; required by --profile none). Otherwise "
-        "the demo provisions a CA and startup kits in DIR/provision and uses mTLS throughout.",
-    ),
-    timeout_s: float = typer.Option(600.0, "--timeout-s", min=1.0, help="Give up after this."),
-    threshold: int | None = typer.Option(
-        None,
-        "--threshold",
-        "-t",
-        help="Least participants whose inputs a round sums (default: two thirds of them, at "
-        "least 2).",
-    ),
-    drop: list[str] | None = typer.Option(
-        None,
-        "--drop",
-        metavar="NAME:STAGE",
-        help="Kill participant NAME right before it sends its STAGE message in round 1 "
-        "(advertise, share, upload, unmask; ckks and none have only upload); it stays gone "
-        "and the round completes with the rest. Repeatable, at most n - threshold.",
-    ),
-    restart_coordinator: str | None = typer.Option(
-        None,
-        "--restart-coordinator",
-        metavar="ROUND[:STAGE]",
-        help="SIGKILL the coordinator once round ROUND is in STAGE (upload, the default, "
-        "unmask or aggregate) or later, and start it again: it resumes from its store, the "
-        "participants ride through.",
-    ),
-    restart_participant: list[str] | None = typer.Option(
-        None,
-        "--restart-participant",
-        metavar="NAME:ROUND",
-        help="SIGKILL participant NAME when round ROUND starts and start it again: it resumes "
-        "from its state folder and takes part again. Repeatable.",
-    ),
-    stage_deadline_s: float = typer.Option(
-        30.0,
-        "--stage-deadline-s",
-        min=1.0,
-        help="Seconds a round stage waits for a participant that does not answer (a dropped one).",
-    ),
-    store: str | None = typer.Option(
-        None,
-        "--store",
-        hidden=True,
-        help="The coordinator's store URL (e.g. postgresql://...); default SQLite in "
-        "DIR/coordinator.",
-    ),
-    bench_parameters: int | None = typer.Option(
-        None,
-        "--bench-parameters",
-        min=1,
-        hidden=True,
-        help="Benchmarks only (bench/round_bench.py): participants use the synthetic trainer "
-        "with an adapter of this many parameters and no training.",
-    ),
+    participants: int = options.PARTICIPANTS,
+    rounds: int = options.ROUNDS,
+    profile: Profile = options.PROFILE,
+    workdir: Path = options.WORKDIR,
+    json_path: Path | None = options.JSON_PATH,
+    seed: int = options.SEED,
+    trainer: DemoTrainer = options.TRAINER,
+    no_dp: bool = options.NO_DP,
+    client_noise: float = options.CLIENT_NOISE,
+    target_epsilon: float = options.TARGET_EPSILON,
+    insecure_plaintext: bool = options.INSECURE_PLAINTEXT,
+    timeout_s: float = options.TIMEOUT_S,
+    threshold: int | None = options.THRESHOLD,
+    drop: list[str] | None = options.DROP,
+    restart_coordinator: str | None = options.RESTART_COORDINATOR,
+    restart_participant: list[str] | None = options.RESTART_PARTICIPANT,
+    stage_deadline_s: float = options.STAGE_DEADLINE_S,
+    store: str | None = options.STORE,
+    bench_parameters: int | None = options.BENCH_PARAMETERS,
 ) -> None:
     """Run the demo; see the module docstring for what it leaves in `--workdir`."""
-    from accord.demo import report as demo_report
-
-    check_demo_flags(profile, insecure_plaintext)
-    names = participant_names(participants)
-    threshold = check_threshold(threshold, len(names))
-    fault_plan = plan(
-        names,
-        profile,
-        threshold=threshold,
+    given = DemoOptions(
+        participants=participants,
         rounds=rounds,
-        drops=drop or (),
+        profile=profile,
+        workdir=workdir,
+        json_path=json_path,
+        seed=seed,
+        trainer=trainer,
+        no_dp=no_dp,
+        client_noise=client_noise,
+        target_epsilon=target_epsilon,
+        insecure_plaintext=insecure_plaintext,
+        timeout_s=timeout_s,
+        threshold=threshold,
+        drop=drop,
         restart_coordinator=restart_coordinator,
-        restart_participants=restart_participant or (),
+        restart_participant=restart_participant,
+        stage_deadline_s=stage_deadline_s,
+        store=store,
+        bench_parameters=bench_parameters,
     )
-    trainer_name = "synthetic" if bench_parameters is not None else trainer.value
-    multimodal = trainer_name == DemoTrainer.MULTIMODAL.value
-    workdir = workdir.resolve()
+    run = plan_demo(given)
+    setup = set_up(run)
+    outcome = run_federation(run, setup)
+    report(run, outcome)
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    """What is on disk before any process starts, and the port the coordinator takes.
+
+    `privacy` is None when the participants train without DP-SGD (`--no-dp`, or a trainer
+    other than the multimodal one); `provisioned` is None with `--insecure-plaintext`.
+    """
+
+    data: DemoData | None
+    privacy: DemoPrivacy | None
+    port: int
+    provisioned: ProvisionedFederation | None
+    coordinator_config: Path
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """How the run ended: the last status, the faults' events, every child process."""
+
+    final: pb.StatusResponse
+    faults: Faults
+    children: list[Child]
+    started_s: float
+
+
+def set_up(run: DemoPlan) -> DemoSetup:
+    """Write the work folder: the data, the federation's kits (mTLS), the coordinator's file."""
+    given, workdir = run.options, run.workdir
     prepare_workdir(workdir)
-    data = write_demo_data(workdir, names, seed=seed) if multimodal else None
-    private = DemoPrivacy(target_epsilon, rounds + fault_plan_restarts(fault_plan))
+    data = write_demo_data(workdir, run.names, seed=given.seed) if run.multimodal else None
+    private = DemoPrivacy(given.target_epsilon, given.rounds + fault_plan_restarts(run.faults))
+    privacy = private if run.multimodal and not given.no_dp else None
     # The port goes into the kits and the participants' configs, and a restarted
     # coordinator must serve on it again, so it is chosen before anything starts.
     port = free_port()
-    client_noise = client_noise if bench_parameters is None else 0.0
     provisioned: ProvisionedFederation | None = None
-    if not insecure_plaintext:
-        # The CA signs the federation's terms (threshold, cohort, model, adapter size, ...):
-        # members and coordinator refuse whatever departs from them.
-        terms = demo_terms(
-            workdir,
-            profile,
-            rounds=rounds,
-            threshold=threshold,
-            clip_norm=DEMO_CLIP_NORM[trainer_name],
-            client_noise=client_noise,
-            participant_table=participant_table(
-                names[0],
-                f"127.0.0.1:{port}",
-                seed=seed,
-                index=0,
-                synthetic_parameters=bench_parameters,
-                trainer=trainer_name,
-                data=data,
-                privacy=private if multimodal and not no_dp else None,
-            ),
-        )
-        provisioned = provision_demo(workdir, names, profile, port=port, terms=terms)
+    if not given.insecure_plaintext:
+        provisioned = _provision(run, data, privacy, port)
     coordinator_config = write_coordinator_config(
         workdir,
-        names,
-        profile,
-        rounds,
+        run.names,
+        given.profile,
+        given.rounds,
         provisioned=provisioned,
-        threshold=threshold,
-        stage_deadline_s=stage_deadline_s,
-        enroll_deadline_s=_enroll_deadline_s(fault_plan, stage_deadline_s, slow_start=multimodal),
-        store_url=store,
+        threshold=run.threshold,
+        stage_deadline_s=given.stage_deadline_s,
+        enroll_deadline_s=_enroll_deadline_s(
+            run.faults, given.stage_deadline_s, slow_start=run.multimodal
+        ),
+        store_url=given.store,
         port=port,
-        clip_norm=DEMO_CLIP_NORM[trainer_name],
-        client_noise=client_noise,
+        clip_norm=DEMO_CLIP_NORM[run.trainer],
+        client_noise=run.client_noise,
     )
+    return DemoSetup(data, privacy, port, provisioned, coordinator_config)
+
+
+def _provision(
+    run: DemoPlan, data: DemoData | None, privacy: DemoPrivacy | None, port: int
+) -> ProvisionedFederation:
+    """Provision the federation for `127.0.0.1:<port>` under the terms the CA signs."""
+    given = run.options
+    # The CA signs the federation's terms (threshold, cohort, model, adapter size, ...):
+    # members and coordinator refuse whatever departs from them.
+    terms = demo_terms(
+        run.workdir,
+        given.profile,
+        rounds=given.rounds,
+        threshold=run.threshold,
+        clip_norm=DEMO_CLIP_NORM[run.trainer],
+        client_noise=run.client_noise,
+        participant_table=participant_table(
+            run.names[0],
+            f"127.0.0.1:{port}",
+            seed=given.seed,
+            index=0,
+            synthetic_parameters=given.bench_parameters,
+            trainer=run.trainer,
+            data=data,
+            privacy=privacy,
+        ),
+    )
+    return provision_demo(run.workdir, run.names, given.profile, port=port, terms=terms)
+
+
+def run_federation(run: DemoPlan, setup: DemoSetup) -> DemoOutcome:
+    """Start the coordinator and the participants, and watch them with progress to the end.
+
+    Raises:
+        typer.Exit: 130 on Ctrl-C, once every child is stopped.
+    """
+    from accord.demo import report as demo_report
+
+    workdir = run.workdir
     started = time.monotonic()
     children: list[Child] = []
     faults: Faults | None = None
     try:
         coordinator = start_child(
             "coordinator",
-            ["accord.coordinator", "serve", "--config", str(coordinator_config)],
+            ["accord.coordinator", "serve", "--config", str(setup.coordinator_config)],
             workdir / "coordinator",
         )
         children.append(coordinator)
         port = wait_for_port(workdir / "coordinator" / "port", coordinator)
         address = f"127.0.0.1:{port}"
-        for index, name in enumerate(names):
-            kit = provisioned.kits[name] if provisioned is not None else None
-            config = write_participant_config(
-                workdir,
-                name,
-                address,
-                seed=seed,
-                index=index,
-                kit=kit,
-                synthetic_parameters=bench_parameters,
-                trainer=trainer_name,
-                data=data,
-                privacy=private if multimodal and not no_dp else None,
-            )
-            children.append(
-                start_child(
-                    name, participant_arguments(config, fault_plan.drops.get(name)), config.parent
-                )
-            )
+        _start_participants(run, setup, address, children)
         faults = Faults(
-            fault_plan,
+            run.faults,
             coordinator=coordinator,
             participants=children[1:],
             restart=restart_child,
@@ -311,9 +270,9 @@ def demo(
             address,
             coordinator,
             children[1:],
-            profile=profile,
-            timeout_s=timeout_s,
-            credentials=_watch_credentials(provisioned),
+            profile=run.options.profile,
+            timeout_s=run.options.timeout_s,
+            credentials=_watch_credentials(setup.provisioned),
             faults=faults,
         )
     except KeyboardInterrupt:
@@ -324,26 +283,60 @@ def demo(
         stop_children(children)
     assert faults is not None  # set before `watch`, which is the only way here
     faults.finish()
+    return DemoOutcome(final, faults, children, started)
+
+
+def _start_participants(
+    run: DemoPlan, setup: DemoSetup, address: str, children: list[Child]
+) -> None:
+    """Write each participant's file and start its process, in order, onto `children`.
+
+    Each joins `children` as soon as it starts, so that Ctrl-C stops those already running.
+    """
+    given = run.options
+    for index, name in enumerate(run.names):
+        kit = setup.provisioned.kits[name] if setup.provisioned is not None else None
+        dropped_at = run.faults.drops.get(name)
+        config = write_participant_config(
+            run.workdir,
+            name,
+            address,
+            seed=given.seed,
+            index=index,
+            kit=kit,
+            synthetic_parameters=given.bench_parameters,
+            trainer=run.trainer,
+            data=setup.data,
+            privacy=setup.privacy,
+        )
+        children.append(start_child(name, participant_entry(config, dropped_at), config.parent))
+
+
+def report(run: DemoPlan, outcome: DemoOutcome) -> None:
+    """Write and print the summary, then how to audit the ledgers the run left."""
+    from accord.demo import report as demo_report
+
+    workdir = run.workdir
     summary = demo_report.summary(
-        final,
+        outcome.final,
         workdir=workdir,
-        names=names,
-        wall_s=time.monotonic() - started,
-        transport="plaintext" if insecure_plaintext else "mtls",
-        threshold=threshold,
-        events=faults.events,
+        names=run.names,
+        wall_s=time.monotonic() - outcome.started_s,
+        transport="plaintext" if run.options.insecure_plaintext else "mtls",
+        threshold=run.threshold,
+        events=outcome.faults.events,
         processes={
             child.name: {
                 "exit_status": child.process.returncode,
                 "dropped_at": child.dropped_at,
                 "restarts": child.restarts,
             }
-            for child in children
+            for child in outcome.children
         },
     )
     demo_report.write_json(summary, workdir / "summary.json")
-    if json_path is not None:
-        demo_report.write_json(summary, json_path)
+    if run.options.json_path is not None:
+        demo_report.write_json(summary, run.options.json_path)
     demo_report.print_summary(summary)
     # Keys are trusted only as far as they chain to the CA (docs/audit.md); a plaintext
     # demo has none, so its audit is a consistency check, asked for by name.
@@ -356,19 +349,6 @@ def demo(
         f"  accord audit budget --ledger {workdir}{pin} --plot {workdir / 'epsilon.png'}\n"
         f"  accord audit contributions --ledger {workdir}{pin}"
     )
-
-
-def check_demo_flags(profile: Profile, insecure_plaintext: bool) -> None:
-    """Refuse the one combination the design forbids.
-
-    Raises:
-        UsageError: the plaintext profile without `--insecure-plaintext`.
-    """
-    if profile is Profile.NONE and not insecure_plaintext:
-        raise UsageError(
-            "--profile none sends updates in clear and is kept for benchmarks only; add "
-            "--insecure-plaintext to run it (which also drops TLS), or use a secure profile"
-        )
 
 
 def _enroll_deadline_s(

@@ -1,9 +1,10 @@
 """What `accord demo` does to a running federation to show recovery: drops and restarts.
 
     --drop NAME:STAGE        NAME's daemon dies abruptly (exit status 17) right before it
-                             sends its STAGE message in round 1 (it runs as
-                             `accord.demo.dropout_participant`), and stays gone; the round completes
-                             with the others when at least the threshold remain
+                             sends its STAGE message in round 1 (`accord.demo.dropout`:
+                             the daemon with a `before_stage` hook), and stays gone; the
+                             round completes with the others when at least the threshold
+                             remain
     --restart-coordinator R[:STAGE]
                              SIGKILL the coordinator once round R (or a later one) is in
                              STAGE (`upload`, the default, `unmask` or `aggregate`) or a
@@ -29,7 +30,6 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accord.crypto.messages import Stage
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from accord.proto.v1 import federation_pb2 as pb
 
 DROPOUT_EXIT_STATUS = 17
-"""The exit status of a daemon that dropped out on purpose (`dropout_participant.py`)."""
+"""The exit status of a daemon that dropped out on purpose (`accord.demo.dropout`)."""
 
 DROP_ROUND = 1
 """The round in which `--drop` takes effect."""
@@ -67,23 +67,6 @@ def drop_stages(profile: Profile) -> tuple[Stage, ...]:
     if profile.uses_masks:
         return MASKING_STAGES
     return (Stage.UPLOAD, Stage.CONSISTENCY) if profile.is_secure else (Stage.UPLOAD,)
-
-
-def participant_arguments(config: Path, drop: Stage | None) -> list[str]:
-    """`python -m` arguments of a participant's process: its daemon, or with `drop` (its
-    `--drop` stage) the daemon that exits before it sends that stage's message in `DROP_ROUND`.
-    """
-    if drop is None:
-        return ["accord.participant", "run", "--config", str(config)]
-    return [
-        "accord.demo.dropout_participant",
-        "--config",
-        str(config),
-        "--exit-before-stage",
-        drop.value,
-        "--round",
-        str(DROP_ROUND),
-    ]
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,16 @@
 """What `accord demo` writes before any process starts: its folder, data, kits and configs.
 
-`prepare_workdir` clears what a previous demo left, `write_demo_data` writes the
-city-safety benchmark for the multimodal trainer, `provision_demo` provisions the
+`prepare_workdir` clears what a previous demo left, `provision_demo` provisions the
 federation for a loopback port chosen first (`free_port`), and one TOML file is written
-per role (`write_coordinator_config`, `write_participant_config`). The layout of the work
-folder is in `accord.demo.command`'s docstring.
+per role (`write_coordinator_config`, `write_participant_config`); the multimodal
+trainer's data is written by `accord.demo.data`. The layout of the work folder is in
+`accord.demo.command`'s docstring.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import os
 import shutil
 import socket
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from accord.core.kitformat import TERMS_FILE, split_address
 from accord.crypto.profile import Profile
+from accord.demo.data import DATA_DIR, FEATURES_DIR, DemoData
 from accord.errors import UsageError
 
 if TYPE_CHECKING:
@@ -70,10 +70,6 @@ drowns three updates. `accord demo --client-noise Z` turns it on (secure profile
 demo's summary and `accord audit budget` then print its epsilon beside the record-level
 one. Client-level DP pays off with hundreds of participants (docs/audit.md)."""
 
-DATA_DIR = "data"
-FEATURES_DIR = "features"
-BENCHMARK_FILE = "benchmark.json"
-
 MARKER = ".accord-demo"
 """A work folder holding this file may be wiped by the next demo run."""
 
@@ -89,63 +85,6 @@ class DemoPrivacy:
 
     target_epsilon: float
     rounds: int
-
-
-@dataclass(frozen=True)
-class DemoData:
-    """Where `write_demo_data` put each participant's data and the shared test set."""
-
-    folders: dict[str, Path]
-    pooled_test: Path
-    feature_cache: Path
-
-
-def write_demo_data(workdir: Path, names: Sequence[str], *, seed: int) -> DemoData:
-    """Write the city-safety benchmark for `names`: enterprise i's data to participant i.
-
-    `DIR/data/<name>/` holds that participant's train and test splits, `DIR/data/
-    pooled-test/` every test split (the shared evaluation set), and `benchmark.json`
-    each participant's enterprise (domain) and label counts.
-    """
-    from accord.participant.data import folder as datasets
-    from accord.participant.data import incident_sets as benchmarks
-
-    bench = benchmarks.city_safety_benchmark(len(names), seed=seed)
-    root = workdir / DATA_DIR
-    folders: dict[str, Path] = {}
-    described: dict[str, object] = {}
-    for name, enterprise in zip(names, bench.enterprises, strict=True):
-        folders[name] = root / name
-        datasets.write_dataset(enterprise.train + enterprise.test, folders[name], bench.labels)
-        described[name] = {
-            "enterprise": enterprise.name,
-            "train": len(enterprise.train),
-            "test": len(enterprise.test),
-            "train_labels": dict(
-                zip(
-                    bench.labels,
-                    benchmarks.label_counts(enterprise.train, bench.labels),
-                    strict=True,
-                )
-            ),
-        }
-    pooled = root / benchmarks.POOLED_TEST
-    datasets.write_dataset(bench.pooled_test, pooled, bench.labels)
-    (root / BENCHMARK_FILE).write_text(
-        json.dumps(
-            {
-                "benchmark": bench.name,
-                "settings": bench.settings,
-                "labels": list(bench.labels),
-                "pooled_test": len(bench.pooled_test),
-                "participants": described,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    return DemoData(folders=folders, pooled_test=pooled, feature_cache=workdir / FEATURES_DIR)
 
 
 def default_threshold(participants: int) -> int:
@@ -347,17 +286,7 @@ def write_coordinator_config(
     if client_noise > 0 and profile is not Profile.NONE:
         # Client-level DP of the aggregate; plaintext has nothing to hide the shares in.
         table["client_dp"] = {"noise_multiplier": client_noise, "delta": DEMO_DP_DELTA}
-    if provisioned is None:
-        table["identity_keys"] = _make_identity_keys(workdir, names)
-        table["insecure_plaintext"] = True
-    else:
-        kit = provisioned.kits[names[0]]
-        table["listen_port"] = split_address(_kit_coordinator(kit))[1]
-        table["tls_dir"] = str(provisioned.coordinator_dir)
-        table["roster"] = str(provisioned.roster_path)
-        terms = provisioned.coordinator_dir / TERMS_FILE
-        if terms.exists():
-            table["terms"] = str(terms)
+    table.update(_transport_entries(workdir, names, provisioned))
     config = configfile.validate(table, CoordinatorConfig, "coordinator", base_dir=folder)
     path = folder / "coordinator.toml"
     path.write_text(configfile.dumps(config, "coordinator", relative_to=folder), encoding="utf-8")
@@ -395,11 +324,10 @@ def participant_table(
     """One participant's `[participant]` table (`write_participant_config` writes it).
 
     `synthetic_parameters` (`--bench-parameters`) selects the benchmark-only synthetic
-    trainer with an adapter of that size; otherwise `trainer` names it (other than
-    multimodal, by its import path in `DEMO_TRAINER_PATHS`). The multimodal trainer gets
-    the demo profile (`DEMO_TRAINING`, one torch thread per process), its folder of
-    `data` with the shared test set and feature cache, and with `privacy` sample-level
-    DP-SGD.
+    trainer with an adapter of that size; otherwise `trainer` names it (by its import path
+    in `DEMO_TRAINER_PATHS`, but multimodal). The multimodal trainer gets the demo profile
+    (`DEMO_TRAINING`, one torch thread per process), its folder of `data` with the shared
+    test set and feature cache, and with `privacy` sample-level DP-SGD.
     """
     table: dict[str, object] = {
         "coordinator": coordinator,
@@ -425,23 +353,50 @@ def participant_table(
             training["feature_cache_dir"] = str(data.feature_cache)
         table["training"] = training
         if privacy is not None:
-            table["dp"] = {
-                "enabled": True,
-                "target_epsilon": privacy.target_epsilon,
-                "delta": DEMO_DP_DELTA,
-                "rounds": privacy.rounds,
-                "accountant": "rdp",
-            }
-    if kit is None:
-        table.update(
-            name=name,
-            federation_id=DEMO_FEDERATION,
-            identity_key="identity.pem",
-            insecure_plaintext=True,
-        )
-    else:
-        table["kit"] = str(kit)
+            table["dp"] = _dp_table(privacy)
+    table.update(_identity_entries(name, kit))
     return table
+
+
+def _dp_table(privacy: DemoPrivacy) -> dict[str, object]:
+    """The `[participant.dp]` table: sample-level DP-SGD to `privacy`'s target (RDP)."""
+    return {
+        "enabled": True,
+        "target_epsilon": privacy.target_epsilon,
+        "delta": DEMO_DP_DELTA,
+        "rounds": privacy.rounds,
+        "accountant": "rdp",
+    }
+
+
+def _identity_entries(name: str, kit: Path | None) -> dict[str, object]:
+    """The startup kit's path, or without one the plaintext identity the demo made."""
+    if kit is None:
+        return {
+            "name": name,
+            "federation_id": DEMO_FEDERATION,
+            "identity_key": "identity.pem",
+            "insecure_plaintext": True,
+        }
+    return {"kit": str(kit)}
+
+
+def _transport_entries(
+    workdir: Path, names: Sequence[str], provisioned: ProvisionedFederation | None
+) -> dict[str, object]:
+    """mTLS from the provisioned files on the kits' port, or plaintext with made keys."""
+    if provisioned is None:
+        return {"identity_keys": _make_identity_keys(workdir, names), "insecure_plaintext": True}
+    kit = provisioned.kits[names[0]]
+    entries: dict[str, object] = {
+        "listen_port": split_address(_kit_coordinator(kit))[1],
+        "tls_dir": str(provisioned.coordinator_dir),
+        "roster": str(provisioned.roster_path),
+    }
+    terms = provisioned.coordinator_dir / TERMS_FILE
+    if terms.exists():
+        entries["terms"] = str(terms)
+    return entries
 
 
 def _make_identity_keys(workdir: Path, names: Sequence[str]) -> dict[str, str]:

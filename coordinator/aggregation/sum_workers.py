@@ -49,7 +49,7 @@ from typing import Literal
 
 from accord import errors
 from accord.coordinator.aggregation.spool import Spool
-from accord.crypto import masks, wire
+from accord.crypto import masks, wire, wire_layout
 from accord.crypto.aggregate import PreparedChunk, UpdateSum
 from accord.crypto.ckks import PublicContext
 from accord.crypto.messages import RoundConfig
@@ -103,7 +103,7 @@ class SumSpec:
     def chunk_count(self) -> int:
         """Chunks in one complete upload."""
         config = self.config
-        plan = wire.chunk_plan(
+        plan = wire_layout.chunk_plan(
             config.element_count, config.profile, config.packing, self.target_chunk_bytes
         )
         return len(plan)

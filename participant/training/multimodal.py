@@ -57,8 +57,8 @@ from torch import nn
 
 from accord.errors import ConfigError, InternalError
 from accord.participant.config import ParticipantConfig
+from accord.participant.data import city_safety
 from accord.participant.data import folder as datasets
-from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import local as train
 from accord.participant.training import models, privacy
 from accord.participant.training.privacy import PrivacySpent, SideTraining
@@ -550,7 +550,7 @@ def _items(
     """Train, test and shared-test items, and the label names (see module docstring)."""
     training = config.training
     if config.data_dir is None:
-        bench = benchmarks.city_safety_benchmark(SYNTHETIC_ENTERPRISES, seed=config.model_seed)
+        bench = city_safety.city_safety_benchmark(SYNTHETIC_ENTERPRISES, seed=config.model_seed)
         labels = tuple(training.labels) if training.labels else bench.labels
         enterprise = bench.enterprises[config.seed % SYNTHETIC_ENTERPRISES]
         index = {name: i for i, name in enumerate(labels)}
@@ -584,7 +584,7 @@ def _model_labels(config: ParticipantConfig) -> tuple[str, ...]:
     """The label names without reading any data: as `_items` finds them."""
     if config.training.labels or config.data_dir is not None:
         return _labels(config)
-    return benchmarks.CITY_LABELS
+    return city_safety.CITY_LABELS
 
 
 def _labels(config: ParticipantConfig) -> tuple[str, ...]:

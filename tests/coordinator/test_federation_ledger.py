@@ -17,8 +17,8 @@ from accord.coordinator.store.database import open_store
 from accord.coordinator.store.persistence import FederationRecords
 from accord.core.ledger_store import read_lines, write_private_key
 from accord.crypto import identity, integrity
-from accord.crypto import ledger_chain as chain
 from accord.crypto.ledger_key import check
+from accord.crypto.ledger_verify import verify_chain
 from accord.crypto.profile import Profile
 from accord.errors import BadSignature, ConfigError, UsageError
 
@@ -35,7 +35,7 @@ from .test_orchestrator import FakeClock, header, upload
 
 def round_entries(state_dir) -> list[dict]:
     lines = read_lines(state_dir / federation_ledger.LEDGER_FILE)
-    report = chain.verify_chain(lines, None)
+    report = verify_chain(lines, None)
     assert report.ok, [str(f) for f in report.findings]
     return [dict(e.body) for e in report.entries if e.kind == federation_ledger.ROUND]
 

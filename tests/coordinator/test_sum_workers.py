@@ -31,7 +31,7 @@ from accord.coordinator.aggregation.sum_workers import SumSpec, SumWorkers, spli
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.records import Header
 from accord.core import logs
-from accord.crypto import masks, pipeline, wire
+from accord.crypto import masks, pipeline, wire, wire_payload
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.ckks import PublicContext, SecretContext
 from accord.crypto.lifecycle import Lifecycle
@@ -387,11 +387,11 @@ def _with_bad_ciphertext(chunk: bytes, config: RoundConfig) -> bytes:
     """`chunk` with its first ciphertext zeroed: a sound frame around a bad payload."""
     head, payload = wire.decode_chunk(chunk)
     assert config.packing is not None
-    blobs = wire.decode_ciphertext_payload(
+    blobs = wire_payload.decode_ciphertext_payload(
         payload, config.packing.ciphertext_count(head.element_count), chunk_index=head.chunk_index
     )
     blobs[0] = bytes(len(blobs[0]))
-    body = wire.encode_ciphertext_payload(blobs)
+    body = wire_payload.encode_ciphertext_payload(blobs)
     return wire.encode_chunk(replace(head, payload_len=len(body)), body)
 
 

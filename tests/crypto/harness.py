@@ -23,7 +23,7 @@ from accord.crypto.participant_round import ParticipantRound
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.crypto.round import CoordinatorRound
-from accord.crypto.wire import chunk_plan
+from accord.crypto.wire_layout import chunk_plan
 from tests.support.ckks import shared_secret_context
 
 

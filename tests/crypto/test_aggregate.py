@@ -10,7 +10,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from accord.crypto import pipeline, wire
+from accord.crypto import pipeline, wire, wire_payload
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.masks import MaskTerm, correction
 from accord.crypto.packing import PackingSpec, choose_packing, pack
@@ -127,9 +127,11 @@ def test_check_validates_without_adding(profile: Profile) -> None:
 def tamper_ciphertext(chunk: bytes) -> bytes:
     """A chunk with a valid CRC whose last ciphertext is garbage."""
     header, payload = wire.decode_chunk(chunk)
-    blobs = wire.decode_ciphertext_payload(payload, spec().ciphertext_count(header.element_count))
+    blobs = wire_payload.decode_ciphertext_payload(
+        payload, spec().ciphertext_count(header.element_count)
+    )
     blobs[-1] = blobs[-1][:16] + bytes(len(blobs[-1]) - 16)
-    payload = wire.encode_ciphertext_payload(blobs)
+    payload = wire_payload.encode_ciphertext_payload(blobs)
     fields = {**header.__dict__, "payload_len": len(payload)}
     return wire.encode_chunk(wire.ChunkHeader(**fields), payload)
 
@@ -225,7 +227,7 @@ def test_a_ciphertext_at_another_scale_is_refused() -> None:
     chunk = upload(Profile.CKKS, inputs(Profile.CKKS, 8), [])[0]
     header, payload = wire.decode_chunk(chunk)
     foreign = shared_secret_context().encrypt(pack(inputs(Profile.CKKS, 9)[:4096], other), other)
-    payload = wire.encode_ciphertext_payload([foreign])
+    payload = wire_payload.encode_ciphertext_payload([foreign])
     bad = wire.encode_chunk(
         wire.ChunkHeader(**{**header.__dict__, "payload_len": len(payload)}), payload
     )

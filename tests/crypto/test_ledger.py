@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from accord.crypto import identity
+from accord.crypto import identity, ledger_verify
 from accord.crypto import ledger_chain as chain
-from accord.crypto.ledger_chain import Problem
+from accord.crypto import ledger_encoding as encoding
+from accord.crypto.ledger_report import Finding, Problem, Report
+from accord.crypto.ledger_verify import verify_chain
 from accord.errors import BadSignature, IntegrityError, InternalError, UsageError
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
@@ -31,7 +33,7 @@ def build(rounds: int = 3) -> list[chain.Entry]:
     entries = [chain.open_ledger(LEDGER_ID, KEY.private, {"role": "participant"})]
     entries.append(chain.checkpoint(entries[-1].head, LEDGER_ID, KEY.private))
     for number in range(1, rounds + 1):
-        body = {"round": number, "epsilon": chain.decimal(0.5 * number), "samples": 100}
+        body = {"round": number, "epsilon": encoding.decimal(0.5 * number), "samples": 100}
         entries.append(chain.append(entries[-1].head, "round", body, KEY.private))
         entries.append(chain.checkpoint(entries[-1].head, LEDGER_ID, KEY.private))
     return entries
@@ -41,7 +43,7 @@ def lines_of(entries: list[chain.Entry]) -> list[str]:
     return [entry.to_line() for entry in entries]
 
 
-def problems(report: chain.Report) -> list[tuple[Problem, int | None]]:
+def problems(report: Report) -> list[tuple[Problem, int | None]]:
     return [(finding.problem, finding.seq) for finding in report.findings]
 
 
@@ -71,7 +73,7 @@ def test_the_library_writes_the_stored_ledger_byte_for_byte() -> None:
         assert entry.to_line() == row["line"]
         assert chain.Entry.from_line(row["line"]) == entry
         head = entry.head
-    report = chain.verify_chain([row["line"] for row in rows], public)
+    report = verify_chain([row["line"] for row in rows], public)
     assert report.ok and report.count == len(rows)
     signed = chain.sign_head(head, document["ledger_id"], secret)
     assert signed.to_bytes() == document["signed_head"].encode("ascii")
@@ -83,21 +85,21 @@ def test_the_library_writes_the_stored_ledger_byte_for_byte() -> None:
 
 
 def test_canonical_json_is_sorted_compact_ascii_and_refuses_floats() -> None:
-    assert chain.canonical_json({"b": 1, "a": ["é", None, True]}) == (
+    assert encoding.canonical_json({"b": 1, "a": ["é", None, True]}) == (
         b'{"a":["\\u00e9",null,true],"b":1}'
     )
     with pytest.raises(UsageError, match=r"floats are not canonical"):
-        chain.canonical_json({"epsilon": 1.5})
+        encoding.canonical_json({"epsilon": 1.5})
     with pytest.raises(UsageError, match="2\\^53"):
-        chain.canonical_json({"n": 1 << 60})
-    assert chain.decimal(1e-5) == "1e-05" and float(chain.decimal(0.1)) == 0.1
+        encoding.canonical_json({"n": 1 << 60})
+    assert encoding.decimal(1e-5) == "1e-05" and float(encoding.decimal(0.1)) == 0.1
     with pytest.raises(UsageError, match="finite"):
-        chain.decimal(float("nan"))
+        encoding.decimal(float("nan"))
 
 
 def test_a_clean_ledger_verifies_with_its_key_and_names_itself() -> None:
     entries = build()
-    report = chain.verify_chain(lines_of(entries), KEY.public)
+    report = verify_chain(lines_of(entries), KEY.public)
     assert report.ok, report.findings
     assert report.ledger_id == LEDGER_ID and report.public_key == KEY.public
     assert not report.key_from_ledger
@@ -105,7 +107,7 @@ def test_a_clean_ledger_verifies_with_its_key_and_names_itself() -> None:
     assert report.latest_head is not None and report.latest_head.count == len(entries) - 1
     report.check()
     # Without a key the ledger's own is used, and the report says so.
-    assert chain.verify_chain(lines_of(entries)).key_from_ledger
+    assert verify_chain(lines_of(entries)).key_from_ledger
 
 
 def test_signed_heads_verify_only_with_the_writers_key() -> None:
@@ -123,7 +125,7 @@ def test_signed_heads_verify_only_with_the_writers_key() -> None:
 def test_an_edited_number_is_named_as_an_edit_of_that_entry() -> None:
     lines = lines_of(build())
     lines[4] = edit_body(lines[4], {"epsilon": "0.01"})
-    report = chain.verify_chain(lines, KEY.public)
+    report = verify_chain(lines, KEY.public)
     assert problems(report) == [(Problem.EDITED, 4)]
     assert report.findings[0].line == 5
     assert "no longer matches its hash" in str(report.findings[0])
@@ -141,14 +143,14 @@ def test_an_edit_whose_hash_was_recomputed_is_still_an_edit() -> None:
         kind=target.kind,
         prev_hash=target.prev_hash,
         body=body,
-        hash=chain.entry_hash(
+        hash=encoding.entry_hash(
             version=1, seq=target.seq, kind=target.kind, prev_hash=target.prev_hash, body=body
         ),
         signature=target.signature,
     )
     lines = lines_of(entries)
     lines[4] = forged.to_line()
-    report = chain.verify_chain(lines, KEY.public)
+    report = verify_chain(lines, KEY.public)
     assert problems(report) == [(Problem.EDITED, 4)]
     assert "entry 5 still names the original" in report.findings[0].detail
 
@@ -156,7 +158,7 @@ def test_an_edit_whose_hash_was_recomputed_is_still_an_edit() -> None:
 def test_a_dropped_entry_is_named_as_missing() -> None:
     lines = lines_of(build())
     del lines[4]
-    report = chain.verify_chain(lines, KEY.public)
+    report = verify_chain(lines, KEY.public)
     assert problems(report) == [(Problem.MISSING, 4)]
     assert "entry 4 is not in the ledger" in str(report.findings[0])
 
@@ -164,13 +166,13 @@ def test_a_dropped_entry_is_named_as_missing() -> None:
 def test_reordered_entries_are_named() -> None:
     lines = lines_of(build())
     lines[4], lines[5] = lines[5], lines[4]
-    report = chain.verify_chain(lines, KEY.public)
+    report = verify_chain(lines, KEY.public)
     assert problems(report) == [(Problem.REORDERED, 4)]
     assert "entry 4, line 6: reordered: it comes after entry 5" in str(report.findings[0])
     # Moving entry 6 before 4: both entries it jumped over now come after it.
     lines = lines_of(build())
     lines.insert(4, lines.pop(6))
-    assert problems(chain.verify_chain(lines, KEY.public)) == [
+    assert problems(verify_chain(lines, KEY.public)) == [
         (Problem.REORDERED, 4),
         (Problem.REORDERED, 5),
     ]
@@ -180,7 +182,7 @@ def test_swapped_signatures_are_named_on_both_entries() -> None:
     entries = build()
     lines = [json.loads(line) for line in lines_of(entries)]
     lines[2]["signature"], lines[4]["signature"] = lines[4]["signature"], lines[2]["signature"]
-    report = chain.verify_chain([json.dumps(line) for line in lines], KEY.public)
+    report = verify_chain([json.dumps(line) for line in lines], KEY.public)
     assert problems(report) == [(Problem.BAD_SIGNATURE, 2), (Problem.BAD_SIGNATURE, 4)]
 
 
@@ -188,11 +190,11 @@ def test_a_cut_tail_is_found_by_the_closing_checkpoint_or_a_kept_head() -> None:
     entries = build()
     lines = lines_of(entries)
     # Cut between an entry and its checkpoint: the ledger no longer ends with one.
-    assert problems(chain.verify_chain(lines[:-1], KEY.public)) == [(Problem.TRUNCATED, 6)]
+    assert problems(verify_chain(lines[:-1], KEY.public)) == [(Problem.TRUNCATED, 6)]
     # Cut at a checkpoint: only a head kept elsewhere shows it.
-    assert chain.verify_chain(lines[:-2], KEY.public).ok
+    assert verify_chain(lines[:-2], KEY.public).ok
     kept = chain.head_of_checkpoint(entries[-1])
-    report = chain.verify_chain(lines[:-2], KEY.public, heads=[("the coordinator", kept)])
+    report = verify_chain(lines[:-2], KEY.public, heads=[("the coordinator", kept)])
     assert problems(report) == [(Problem.TRUNCATED, 6)]
     assert "kept by the coordinator covers 7 entries; the ledger has 6" in str(report.findings[0])
 
@@ -201,17 +203,17 @@ def test_a_rewritten_history_is_forked_against_a_kept_head() -> None:
     entries = build()
     kept = chain.head_of_checkpoint(entries[-1])
     rewritten = entries[:4]
-    body = {"round": 2, "epsilon": chain.decimal(0.1), "samples": 100}
+    body = {"round": 2, "epsilon": encoding.decimal(0.1), "samples": 100}
     rewritten.append(chain.append(rewritten[-1].head, "round", body, KEY.private))
     rewritten.append(chain.checkpoint(rewritten[-1].head, LEDGER_ID, KEY.private))
     rewritten.append(chain.append(rewritten[-1].head, "round", body, KEY.private))
     rewritten.append(chain.checkpoint(rewritten[-1].head, LEDGER_ID, KEY.private))
-    report = chain.verify_chain(lines_of(rewritten), KEY.public, heads=[("energy", kept)])
+    report = verify_chain(lines_of(rewritten), KEY.public, heads=[("energy", kept)])
     assert problems(report) == [(Problem.FORKED, 6)]
 
 
 def test_another_writers_key_is_named_once() -> None:
-    report = chain.verify_chain(lines_of(build()), OTHER.public)
+    report = verify_chain(lines_of(build()), OTHER.public)
     assert problems(report) == [(Problem.WRONG_KEY, 0)]
     assert report.verified == frozenset()
 
@@ -220,7 +222,7 @@ def test_a_head_of_another_key_or_ledger_is_a_bad_head() -> None:
     entries = build()
     foreign = chain.sign_head(entries[-1].head, LEDGER_ID, OTHER.private)
     other_ledger = chain.sign_head(entries[-1].head, "x/coordinator", KEY.private)
-    report = chain.verify_chain(
+    report = verify_chain(
         lines_of(entries), KEY.public, heads=[("a", foreign), ("b", other_ledger)]
     )
     assert [f.problem for f in report.findings] == [Problem.BAD_HEAD, Problem.BAD_HEAD]
@@ -236,7 +238,7 @@ def test_malformed_and_duplicated_lines_and_bad_checkpoints_are_named() -> None:
         KEY.private,
     )
     tampered = [*lines, wrong.to_line(), lines[1], "not json", ""]
-    report = chain.verify_chain(tampered, KEY.public)
+    report = verify_chain(tampered, KEY.public)
     assert problems(report) == [
         (Problem.MALFORMED, None),
         (Problem.DUPLICATED, 1),
@@ -250,7 +252,7 @@ def test_a_chain_link_to_a_foreign_entry_is_broken() -> None:
     entries = build(1)
     stranger = chain.append(chain.Head(4, b"\x01" * 32), "round", {"round": 9}, KEY.private)
     closing = chain.checkpoint(stranger.head, LEDGER_ID, KEY.private)
-    report = chain.verify_chain(lines_of([*entries, stranger, closing]), KEY.public)
+    report = verify_chain(lines_of([*entries, stranger, closing]), KEY.public)
     assert problems(report) == [(Problem.CHAIN_BROKEN, 4)]
 
 
@@ -261,3 +263,20 @@ def test_append_refuses_bad_kinds_and_bodies() -> None:
         chain.append(chain.Head(), "round", {"epsilon": 1.0}, KEY.private)
     with pytest.raises(InternalError, match="set by open_ledger"):
         chain.open_ledger(LEDGER_ID, KEY.private, {"public_key": "x"})
+
+
+def test_a_check_in_kind_checks_runs_on_every_entry_of_its_kind_not_yet_found_edited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_round_two(entry: chain.Entry, ledger: Any) -> Finding | None:
+        if entry.body["round"] != 2:
+            return None
+        return Finding(Problem.MALFORMED, "round 2 is refused", entry.seq, ledger.lines[entry.seq])
+
+    monkeypatch.setitem(ledger_verify.KIND_CHECKS, "round", no_round_two)
+    lines = lines_of(build(3))
+    lines[6] = edit_body(lines[6], {"round": 2})  # round 3, now claiming to be round 2
+    report = verify_chain(lines, KEY.public)
+    assert problems(report) == [(Problem.EDITED, 6), (Problem.MALFORMED, 4)]
+    assert report.findings[1].line == 5
+    assert report.latest_head is not None and report.latest_head.count == 5

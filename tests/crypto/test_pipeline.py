@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.crypto import pipeline, wire
+from accord.crypto import pipeline, wire, wire_layout
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.masks import MaskTerm, correction, correction_terms, pairwise_sign
 from accord.crypto.packing import choose_packing
@@ -92,7 +92,7 @@ def run_round(
                 for v in ids[n - dropped :]
             ],
         )
-        for start, size in wire.chunk_plan(count, profile, spec, target):
+        for start, size in wire_layout.chunk_plan(count, profile, spec, target):
             total.add_correction(start, correction(start, size, fix, b))
     out = pipeline.reveal(
         total.chunks(),
@@ -299,3 +299,36 @@ def test_protect_is_lazy() -> None:
     first = next(iter(chunks))
     header, _ = wire.decode_chunk(first)
     assert (header.chunk_index, header.chunk_count) == (0, 3)
+
+
+def test_both_sides_refuse_settings_that_do_not_fit_naming_their_own_context() -> None:
+    spec = choose_packing(16, 10)
+    values = np.zeros(10, dtype=np.uint32)
+    common = dict(federation_id=FED, round=1, mask_terms=[], modulus_bits=16)
+    with pytest.raises(InternalError, match="needs a packing spec and a secret context"):
+        pipeline.protect(values, profile=Profile.CKKS, packing=spec, secret=None, **common)
+    with pytest.raises(InternalError, match="takes no packing spec and no secret context"):
+        pipeline.protect(values, profile=Profile.MASKS, packing=spec, secret=None, **common)
+    with pytest.raises(InternalError, match="ring degrees"):
+        pipeline.reveal(
+            [],
+            profile=Profile.CKKS,
+            element_count=10,
+            modulus_bits=16,
+            packing=choose_packing(16, 10, poly_modulus_degree=8192),
+            secret=shared_secret_context(),
+        )
+    with pytest.raises(InternalError, match="needs a packing spec and a public context"):
+        UpdateSum(
+            Profile.CKKS, 10, modulus_bits=16, packing=spec, public=None, federation_id=FED, round=1
+        )
+    with pytest.raises(InternalError, match=r"must be an integer in 1\.\.32"):
+        UpdateSum(
+            Profile.MASKS,
+            10,
+            modulus_bits=40,
+            packing=None,
+            public=None,
+            federation_id=FED,
+            round=1,
+        )

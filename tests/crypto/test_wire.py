@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.crypto import wire
+from accord.crypto import wire, wire_layout, wire_payload
 from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
-from accord.crypto.wire import ChunkHeader, chunk_plan, decode_chunk, encode_chunk
+from accord.crypto.wire import ChunkHeader, decode_chunk, encode_chunk
+from accord.crypto.wire_layout import chunk_plan
 from accord.errors import IntegrityError, InternalError, Malformed, Oversized
 
 SPEC = choose_packing(16, 10)
@@ -202,36 +203,36 @@ def test_chunk_plan_refuses_bad_arguments() -> None:
 @pytest.mark.parametrize(("b", "width"), [(8, 2), (16, 2), (24, 4), (32, 4)])
 def test_field_payloads_use_the_narrowest_width(b: int, width: int) -> None:
     values = np.array([0, 1, 2**b - 1], dtype=np.uint32)
-    payload = wire.encode_field_payload(values, b)
-    assert len(payload) == 3 * width == 3 * wire.element_width(Profile.MASKS, b)
-    np.testing.assert_array_equal(wire.decode_field_payload(payload, b, 3), values)
+    payload = wire_payload.encode_field_payload(values, b)
+    assert len(payload) == 3 * width == 3 * wire_payload.element_width(Profile.MASKS, b)
+    np.testing.assert_array_equal(wire_payload.decode_field_payload(payload, b, 3), values)
     with pytest.raises(Malformed):
-        wire.decode_field_payload(payload, b, 4)
+        wire_payload.decode_field_payload(payload, b, 4)
 
 
 def test_field_payloads_refuse_values_outside_the_group() -> None:
-    payload = wire.encode_field_payload(np.array([300], dtype=np.uint32), 12)
+    payload = wire_payload.encode_field_payload(np.array([300], dtype=np.uint32), 12)
     with pytest.raises(Malformed, match="chunk 4: payload holds values outside"):
-        wire.decode_field_payload(payload, 8, 1, chunk_index=4)
+        wire_payload.decode_field_payload(payload, 8, 1, chunk_index=4)
 
 
 def test_float_payloads_refuse_non_finite_values() -> None:
-    good = wire.encode_float_payload(np.array([1.5, -2.0], dtype=np.float32))
-    np.testing.assert_array_equal(wire.decode_float_payload(good, 2), [1.5, -2.0])
+    good = wire_payload.encode_float_payload(np.array([1.5, -2.0], dtype=np.float32))
+    np.testing.assert_array_equal(wire_payload.decode_float_payload(good, 2), [1.5, -2.0])
     for bad in (np.nan, np.inf):
         with pytest.raises(Malformed):
-            wire.decode_float_payload(wire.encode_float_payload(np.array([bad])), 1)
+            wire_payload.decode_float_payload(wire_payload.encode_float_payload(np.array([bad])), 1)
 
 
 def test_ciphertext_payload_framing() -> None:
     blobs = [b"abc", b"defgh"]
-    payload = wire.encode_ciphertext_payload(blobs)
-    assert wire.decode_ciphertext_payload(payload, 2) == blobs
+    payload = wire_payload.encode_ciphertext_payload(blobs)
+    assert wire_payload.decode_ciphertext_payload(payload, 2) == blobs
     for bad, count in ((payload, 1), (payload, 3), (payload[:-1], 2), (payload + b"\x00", 2)):
         with pytest.raises(Malformed):
-            wire.decode_ciphertext_payload(bad, count)
+            wire_payload.decode_ciphertext_payload(bad, count)
     with pytest.raises(Malformed):
-        wire.decode_ciphertext_payload(struct.pack("<I", 0), 1)
+        wire_payload.decode_ciphertext_payload(struct.pack("<I", 0), 1)
 
 
 def test_require_layout_names_the_first_wrong_field() -> None:
@@ -245,8 +246,8 @@ def test_require_layout_names_the_first_wrong_field() -> None:
         spec=None,
         aggregate=False,
     )
-    good = wire.layout_header(chunk_index=1, payload_len=100, **kwargs)
-    wire.require_layout(good, **kwargs)
+    good = wire_layout.layout_header(chunk_index=1, payload_len=100, **kwargs)
+    wire_layout.require_layout(good, **kwargs)
     for change, field in (
         ({"round": 4}, "round"),
         ({"federation_id": "g"}, "federation_id"),
@@ -257,4 +258,4 @@ def test_require_layout_names_the_first_wrong_field() -> None:
     ):
         bad = ChunkHeader(**{**good.__dict__, **change})
         with pytest.raises(Malformed, match=f"chunk 1: {field} = "):
-            wire.require_layout(bad, **kwargs)
+            wire_layout.require_layout(bad, **kwargs)

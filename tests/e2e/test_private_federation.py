@@ -27,9 +27,9 @@ from accord.core.ledger_store import write_private_key
 from accord.crypto import identity
 from accord.errors import BudgetExhausted, IntegrityError
 from accord.federation.provision import ProvisionedFederation
-from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
+from accord.participant.federation_head import FEDERATION_HEAD_FILE, read_federation_head
 from accord.participant.kit.startup_kit import Kit
 from accord.participant.training.protocol import LocalUpdate
 from tests.support import free_port
@@ -166,8 +166,8 @@ def test_client_level_noise_a_trainer_refusal_and_pinned_heads_end_to_end(tmp_pa
     (coordinator,) = audit.coordinators
     assert coordinator.key_source.startswith("a kit certified by the CA (")
     for name in NAMES:
-        key, head, anomalies = ledger.read_federation_head(
-            tmp_path / "participants" / name / ledger.FEDERATION_HEAD_FILE
+        key, head, anomalies = read_federation_head(
+            tmp_path / "participants" / name / FEDERATION_HEAD_FILE
         )
         assert key == pinned and head is not None and anomalies == []
 
@@ -217,4 +217,4 @@ def test_a_coordinator_signing_with_another_ledger_key_is_refused(tmp_path) -> N
     refused = outcomes["energy"]
     assert isinstance(refused, IntegrityError), refused
     assert "not by the coordinator ledger key the kit pins" in str(refused)
-    assert not (tmp_path / "participants" / "energy" / ledger.FEDERATION_HEAD_FILE).exists()
+    assert not (tmp_path / "participants" / "energy" / FEDERATION_HEAD_FILE).exists()

@@ -26,7 +26,7 @@ import struct
 import zlib
 from collections.abc import Callable
 
-from accord.crypto import ceremony, envelope, identity, wire
+from accord.crypto import ceremony, envelope, identity, wire, wire_payload
 from accord.crypto.agreement import public_key
 from accord.crypto.profile import Profile
 from accord.errors import BadSignature, IntegrityError, Malformed, Oversized
@@ -68,15 +68,15 @@ def chunk_decoder(data: bytes) -> None:
         header, payload = wire.decode_chunk(body, max_bytes=MAX_CHUNK_BYTES)
         index = header.chunk_index
         if header.profile is Profile.NONE:
-            wire.decode_float_payload(payload, header.element_count, chunk_index=index)
+            wire_payload.decode_float_payload(payload, header.element_count, chunk_index=index)
         elif header.profile is Profile.MASKS:
-            wire.decode_field_payload(
+            wire_payload.decode_field_payload(
                 payload, header.modulus_bits, header.element_count, chunk_index=index
             )
         else:
             per_ciphertext = max(1, header.poly_degree * header.fields_per_real)
             count = -(-header.element_count // per_ciphertext)
-            wire.decode_ciphertext_payload(payload, count, chunk_index=index)
+            wire_payload.decode_ciphertext_payload(payload, count, chunk_index=index)
     except CHUNK_ERRORS:
         return
 
@@ -133,8 +133,8 @@ def seeds(target: str) -> tuple[bytes, ...]:
     if target == "chunk":
         found = []
         for profile, payload, extra in (
-            (Profile.NONE, wire.encode_float_payload([1.5, -2.0]), {}),
-            (Profile.MASKS, wire.encode_field_payload([1, 2], 16), {"modulus_bits": 16}),
+            (Profile.NONE, wire_payload.encode_float_payload([1.5, -2.0]), {}),
+            (Profile.MASKS, wire_payload.encode_field_payload([1, 2], 16), {"modulus_bits": 16}),
         ):
             header = wire.ChunkHeader(
                 profile=profile,

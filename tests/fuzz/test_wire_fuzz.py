@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accord.crypto import wire
+from accord.crypto import wire, wire_payload
 from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.wire import ChunkHeader, decode_chunk, encode_chunk
@@ -163,9 +163,9 @@ def test_payload_decoders_refuse_anything_but_their_layout_with_malformed(
     payload: bytes, count: int, bits: int, ciphertexts: int
 ) -> None:
     for decode in (
-        lambda: wire.decode_float_payload(payload, count, chunk_index=1),
-        lambda: wire.decode_field_payload(payload, bits, count, chunk_index=1),
-        lambda: wire.decode_ciphertext_payload(payload, ciphertexts, chunk_index=1),
+        lambda: wire_payload.decode_float_payload(payload, count, chunk_index=1),
+        lambda: wire_payload.decode_field_payload(payload, bits, count, chunk_index=1),
+        lambda: wire_payload.decode_ciphertext_payload(payload, ciphertexts, chunk_index=1),
     ):
         with contextlib.suppress(Malformed):
             decode()

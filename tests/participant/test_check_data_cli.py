@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from accord.cli.main import app
+from accord.participant.data import digit_incidents
 from accord.participant.data import folder as datasets
-from accord.participant.data import incident_sets as benchmarks
 from accord.participant.data import quality as data_quality
 from accord.participant.training import models
 
@@ -18,7 +18,7 @@ from accord.participant.training import models
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """Forty 8x8 digits as incidents, plus an exact copy of one and a line with no image."""
-    bench = benchmarks.digits_benchmark(2, source="digits", limit=120, frame_size=32)
+    bench = digit_incidents.digits_benchmark(2, source="digits", limit=120, frame_size=32)
     examples = [e for enterprise in bench.enterprises for e in enterprise.train][:40]
     assert len(examples) == 40
     first = examples[0]

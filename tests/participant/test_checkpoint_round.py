@@ -16,7 +16,7 @@ from accord.crypto import integrity, quantize
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
 from accord.participant import exchange
-from accord.participant.data import incident_sets
+from accord.participant.data import city_safety, incident_sets
 from accord.participant.training import local as train
 from accord.participant.training.multimodal import MultimodalTrainer
 from tests.crypto.harness import FederationHarness
@@ -34,7 +34,7 @@ def trainer(
 
 def test_two_participants_run_a_secure_lora_round_on_a_local_checkpoint(tmp_path: Path) -> None:
     checkpoint = make_siglip(tmp_path / "siglip")
-    bench = incident_sets.city_safety_benchmark(2, train_per_enterprise=24, test_per_enterprise=6)
+    bench = city_safety.city_safety_benchmark(2, train_per_enterprise=24, test_per_enterprise=6)
     folders = incident_sets.write_benchmark(bench, tmp_path / "data")
     trainers = [
         trainer(tmp_path, checkpoint, folders[enterprise.name], f"p{i:02d}", seed=i + 1)

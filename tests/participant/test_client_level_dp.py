@@ -225,12 +225,7 @@ def test_the_participant_ledger_records_the_share_it_added(tmp_path) -> None:
         "participant",
     )
     update = updates()[0]
-    chunks = list(
-        exchange.protect_update(
-            update, config, [], integrity_key=INTEGRITY_KEY, participant="energy"
-        )
-    )
-    assert ledger.before_upload(settings, pair.private, config, update, chunks) is None
+    assert ledger.before_upload(settings, pair.private, config, update) is None
     file = LedgerFile.open(
         settings.state_dir / ledger.LEDGER_FILE,
         ledger.ledger_id(settings.federation_id, "energy"),

@@ -8,7 +8,7 @@ import pytest
 from accord.core import configfile
 from accord.errors import ConfigError, NotAllowed
 from accord.participant.config import ParticipantConfig
-from accord.participant.daemon import ParticipantDaemon, _with_last
+from accord.participant.daemon import ParticipantDaemon
 from accord.participant.rpc_errors import accord_error
 
 
@@ -26,15 +26,6 @@ def test_a_refusal_names_its_accord_error() -> None:
     assert str(error) == "'mallory' is not a participant"
     other = Refusal("Socket closed")
     assert accord_error(other) is other
-
-
-def test_the_last_chunk_is_flagged() -> None:
-    assert list(_with_last(iter([b"a", b"b", b"c"]))) == [
-        (b"a", False),
-        (b"b", False),
-        (b"c", True),
-    ]
-    assert list(_with_last(iter([]))) == []
 
 
 def test_plaintext_needs_the_flag_and_a_key_is_required(tmp_path) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from accord.core import configfile
 from accord.participant.config import ParticipantConfig
+from accord.participant.data import city_safety
 from accord.participant.data import folder as datasets
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.data import quality as data_quality
@@ -63,14 +64,14 @@ def test_the_command_prints_a_report_and_writes_the_file(tmp_path, capsys) -> No
 
 
 def test_flipped_labels_are_found_with_the_global_model(tmp_path) -> None:
-    bench = benchmarks.city_safety_benchmark(
+    bench = city_safety.city_safety_benchmark(
         3, train_per_enterprise=160, test_per_enterprise=30, seed=2
     )
     energy = bench.enterprises[0]
     rng = np.random.default_rng(1)
     flipped: set[str] = set()
     train = []
-    domain_labels = benchmarks.CITY_DOMAINS["energy"]
+    domain_labels = city_safety.CITY_DOMAINS["energy"]
     for example in energy.train:
         if rng.random() < 0.2:
             wrong = str(rng.choice([x for x in domain_labels if x != example.label]))
@@ -107,7 +108,7 @@ def test_flipped_labels_are_found_with_the_global_model(tmp_path) -> None:
 
 
 def test_the_command_uses_the_participants_model_when_given_its_config(tmp_path, capsys) -> None:
-    bench = benchmarks.city_safety_benchmark(2, train_per_enterprise=20, test_per_enterprise=5)
+    bench = city_safety.city_safety_benchmark(2, train_per_enterprise=20, test_per_enterprise=5)
     folder = benchmarks.write_benchmark(bench, tmp_path / "data")[bench.enterprises[0].name]
     config = tmp_path / "participant.toml"
     config.write_text(

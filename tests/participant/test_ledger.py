@@ -18,12 +18,18 @@ from accord.core import configfile
 from accord.core.ledger_store import TORN_SUFFIX, LedgerFile, read_lines
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_verify import verify_chain
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import IntegrityError, RoundAborted
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
+from accord.participant.federation_head import (
+    FEDERATION_HEAD_FILE,
+    keep_federation_head,
+    read_federation_head,
+)
 from accord.participant.training import privacy
 from accord.participant.training.protocol import LocalUpdate
 from tests.support.trainers import FakeTrainer
@@ -92,6 +98,17 @@ def update(rounds: int | None, samples: int = 64) -> LocalUpdate:
 CHUNKS = [b"first chunk", b"second"]
 
 
+def release(config: ParticipantConfig, round: RoundConfig, update: LocalUpdate) -> str | None:
+    """What the daemon records of one upload: the round, then (not refused) what was sent."""
+    refused = ledger.before_upload(config, KEY.private, round, update)
+    if refused is None:
+        digest = hashlib.sha256(b"".join(CHUNKS)).digest()
+        ledger.upload_sent(
+            config, KEY.private, round.round, digest, len(CHUNKS), sum(map(len, CHUNKS))
+        )
+    return refused
+
+
 def entries(config: ParticipantConfig, kind: str) -> list[dict[str, Any]]:
     file = LedgerFile.open(
         config.state_dir / ledger.LEDGER_FILE,
@@ -104,13 +121,13 @@ def entries(config: ParticipantConfig, kind: str) -> list[dict[str, Any]]:
 def test_a_round_is_recorded_with_its_mechanism_counts_and_upload_digest(tmp_path) -> None:
     config = settings(tmp_path, dp=dp())
     for number in (1, 2):
-        assert (
-            ledger.before_upload(config, KEY.private, round_config(number), update(number), CHUNKS)
-            is None
-        )
+        assert release(config, round_config(number), update(number)) is None
     first, second = entries(config, ledger.ROUND)
     assert first["round"] == 1 and first["samples"] == 64 and first["profile"] == "none"
-    assert first["upload"] == {
+    assert "upload" not in first  # recorded before a chunk is protected: no digest yet
+    uploads = entries(config, ledger.UPLOAD)
+    assert [u["round"] for u in uploads] == [1, 2]
+    assert uploads[0]["upload"] == {
         "sha256": hashlib.sha256(b"".join(CHUNKS)).hexdigest(),
         "chunks": 2,
         "bytes": sum(map(len, CHUNKS)),
@@ -134,20 +151,20 @@ def test_a_round_is_recorded_with_its_mechanism_counts_and_upload_digest(tmp_pat
     opened = ledger.ParticipantLedger.open(config, KEY.private)
     assert opened.runs() == [(SIGMA, RATE, STEPS), (SIGMA, RATE, STEPS)]
     # The file verifies with the participant's identity key, and ends with a checkpoint.
-    report = chain.verify_chain(read_lines(config.state_dir / "ledger.jsonl"), KEY.public)
+    report = verify_chain(read_lines(config.state_dir / "ledger.jsonl"), KEY.public)
     assert report.ok and report.entries[-1].kind == chain.CHECKPOINT
     assert report.ledger_id == "accord-demo/participant/energy"
 
 
 def test_without_dp_the_round_says_so(tmp_path) -> None:
     config = settings(tmp_path)
-    assert ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS) is None
+    assert release(config, round_config(1), update(None)) is None
     assert entries(config, ledger.ROUND)[0]["sample_dp"] == {"mechanism": "none"}
 
 
 def test_dp_configured_but_not_reported_is_refused(tmp_path) -> None:
     config = settings(tmp_path, dp=dp())
-    refused = ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS)
+    refused = release(config, round_config(1), update(None))
     assert refused is not None and "reported no DP-SGD accounting" in refused
     assert entries(config, ledger.ROUND) == []
     assert entries(config, ledger.REFUSAL)[0]["round"] == 1
@@ -157,12 +174,12 @@ def test_max_epsilon_refuses_after_training_then_before_the_round(tmp_path) -> N
     limit = (spent(1).epsilon + spent(2).epsilon) / 2
     config = settings(tmp_path, dp=dp(max_epsilon=limit))
     assert ledger.before_round(config, KEY.private, 1) is None  # nothing to project from
-    assert ledger.before_upload(config, KEY.private, round_config(1), update(1), CHUNKS) is None
+    assert release(config, round_config(1), update(1)) is None
     # The projection of round 2 (round 1's run again) exceeds the limit: refused up front.
     refused = ledger.before_round(config, KEY.private, 2)
     assert refused is not None and "above [participant.dp] max_epsilon" in refused
     # A round that trained past the limit is refused before anything leaves.
-    refused = ledger.before_upload(config, KEY.private, round_config(2), update(2), CHUNKS)
+    refused = release(config, round_config(2), update(2))
     assert refused is not None and "the update is not sent" in refused
     refusals = entries(config, ledger.REFUSAL)
     assert [r["round"] for r in refusals] == [2, 2]
@@ -187,7 +204,7 @@ def test_the_validation_gain_and_flagged_counts_are_recorded(tmp_path) -> None:
         "\n".join(json.dumps({"id": i, "check": "x"}) for i in ("a", "b", "a")) + "\n"
     )
     config = settings(tmp_path, data_dir=str(data), data_quality={"exclude_flagged": True})
-    ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS)
+    release(config, round_config(1), update(None))
     assert entries(config, ledger.ROUND)[0]["data_quality"] == {
         "filter": "exclude",
         "flagged": 2,
@@ -205,13 +222,13 @@ def test_the_validation_gain_and_flagged_counts_are_recorded(tmp_path) -> None:
 
 def test_a_tampered_ledger_is_never_appended_to(tmp_path) -> None:
     config = settings(tmp_path)
-    ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS)
+    release(config, round_config(1), update(None))
     path = config.state_dir / ledger.LEDGER_FILE
     lines = path.read_text().splitlines()
     lines[2] = lines[2].replace('"samples":64', '"samples":6400')
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(IntegrityError, match=r"entry 2, line 3: edited"):
-        ledger.before_upload(config, KEY.private, round_config(2), update(None), CHUNKS)
+        release(config, round_config(2), update(None))
     with pytest.raises(IntegrityError, match="wrong key"):
         path.write_text("\n".join(lines[:2]) + "\n")
         ledger.ParticipantLedger.open(config, keypair("mallory").private)
@@ -219,14 +236,14 @@ def test_a_tampered_ledger_is_never_appended_to(tmp_path) -> None:
 
 def test_a_torn_last_line_is_set_aside_and_the_ledger_closed_again(tmp_path) -> None:
     config = settings(tmp_path)
-    ledger.before_upload(config, KEY.private, round_config(1), update(None), CHUNKS)
+    release(config, round_config(1), update(None))
     path = config.state_dir / ledger.LEDGER_FILE
     data = path.read_bytes()
     path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 20])  # half a checkpoint line
     opened = ledger.ParticipantLedger.open(config, KEY.private)
     assert (path.parent / (path.name + TORN_SUFFIX)).exists()
     assert opened.file.entries[-1].kind == chain.CHECKPOINT
-    assert chain.verify_chain(read_lines(path), KEY.public).ok
+    assert verify_chain(read_lines(path), KEY.public).ok
     assert len(entries(config, ledger.ROUND)) == 1
 
 
@@ -238,17 +255,17 @@ def test_the_federation_head_is_kept_when_it_moves_forward_and_anomalies_noted(t
         )
         for count in (1, 3)
     ]
-    ledger.keep_federation_head(tmp_path, b"", b"")
-    assert not (tmp_path / ledger.FEDERATION_HEAD_FILE).exists()
-    ledger.keep_federation_head(tmp_path, heads[1].to_bytes(), coordinator.public)
-    ledger.keep_federation_head(tmp_path, heads[0].to_bytes(), coordinator.public)  # went back
-    ledger.keep_federation_head(tmp_path, heads[1].to_bytes(), keypair("other").public)  # bad sig
+    keep_federation_head(tmp_path, b"", b"")
+    assert not (tmp_path / FEDERATION_HEAD_FILE).exists()
+    keep_federation_head(tmp_path, heads[1].to_bytes(), coordinator.public)
+    keep_federation_head(tmp_path, heads[0].to_bytes(), coordinator.public)  # went back
+    keep_federation_head(tmp_path, heads[1].to_bytes(), keypair("other").public)  # bad sig
     impostor = keypair("impostor")
     forged = chain.sign_head(
         chain.Head(5, b"\x05" * 32), "accord-demo/coordinator", impostor.private
     )
-    ledger.keep_federation_head(tmp_path, forged.to_bytes(), impostor.public)  # key changed
-    key, head, anomalies = ledger.read_federation_head(tmp_path / ledger.FEDERATION_HEAD_FILE)
+    keep_federation_head(tmp_path, forged.to_bytes(), impostor.public)  # key changed
+    key, head, anomalies = read_federation_head(tmp_path / FEDERATION_HEAD_FILE)
     assert key == coordinator.public and head == heads[1]
     assert len(anomalies) == 3
     assert "went back or forked" in anomalies[0]
@@ -359,7 +376,5 @@ def test_a_participant_out_of_budget_stops_and_the_federation_continues(tmp_path
     assert second["survivors"] == ["energy", "residential"] and second["quorum"] == 2
     # Every participant kept the federation ledger's head it was last shown.
     for name in NAMES:
-        key, head, anomalies = ledger.read_federation_head(
-            tmp_path / name / ledger.FEDERATION_HEAD_FILE
-        )
+        key, head, anomalies = read_federation_head(tmp_path / name / FEDERATION_HEAD_FILE)
         assert head is not None and key is not None and anomalies == []

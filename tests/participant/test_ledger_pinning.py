@@ -18,6 +18,7 @@ from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
 from accord.crypto.ledger_key import to_pem
+from accord.crypto.ledger_report import Problem
 from accord.errors import ConfigError, IntegrityError
 from accord.federation.provision import (
     FederationFile,
@@ -26,8 +27,12 @@ from accord.federation.provision import (
     ProvisionedFederation,
     provision_federation,
 )
-from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
+from accord.participant.federation_head import (
+    FEDERATION_HEAD_FILE,
+    keep_federation_head,
+    read_federation_head,
+)
 from accord.participant.kit import preflight
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.preflight import CheckStatus
@@ -138,20 +143,18 @@ def test_only_heads_signed_by_the_pinned_key_are_kept(tmp_path) -> None:
     good = chain.sign_head(chain.Head(3, b"\x03" * 32), ledger_id, coordinator.private)
     forged = chain.sign_head(chain.Head(5, b"\x05" * 32), ledger_id, impostor.private)
     with pytest.raises(IntegrityError, match="not by the coordinator ledger key the kit pins"):
-        ledger.keep_federation_head(
+        keep_federation_head(
             tmp_path, forged.to_bytes(), impostor.public, pinned=coordinator.public
         )
     with pytest.raises(IntegrityError, match="does not verify"):
-        ledger.keep_federation_head(
+        keep_federation_head(
             tmp_path, forged.to_bytes(), coordinator.public, pinned=coordinator.public
         )
     with pytest.raises(IntegrityError, match="no signed federation ledger head"):
-        ledger.keep_federation_head(tmp_path, b"", b"", pinned=coordinator.public)
-    assert not (tmp_path / ledger.FEDERATION_HEAD_FILE).exists()
-    ledger.keep_federation_head(
-        tmp_path, good.to_bytes(), coordinator.public, pinned=coordinator.public
-    )
-    key, head, anomalies = ledger.read_federation_head(tmp_path / ledger.FEDERATION_HEAD_FILE)
+        keep_federation_head(tmp_path, b"", b"", pinned=coordinator.public)
+    assert not (tmp_path / FEDERATION_HEAD_FILE).exists()
+    keep_federation_head(tmp_path, good.to_bytes(), coordinator.public, pinned=coordinator.public)
+    key, head, anomalies = read_federation_head(tmp_path / FEDERATION_HEAD_FILE)
     assert (key, head, anomalies) == (coordinator.public, good, [])
 
 
@@ -160,10 +163,10 @@ def test_a_head_kept_on_first_use_gives_way_to_the_pinned_key(tmp_path) -> None:
     pinned = identity.generate_identity()
     ledger_id = f"{FEDERATION}/coordinator"
     old = chain.sign_head(chain.Head(2, b"\x02" * 32), ledger_id, first_seen.private)
-    ledger.keep_federation_head(tmp_path, old.to_bytes(), first_seen.public)
+    keep_federation_head(tmp_path, old.to_bytes(), first_seen.public)
     new = chain.sign_head(chain.Head(4, b"\x04" * 32), ledger_id, pinned.private)
-    ledger.keep_federation_head(tmp_path, new.to_bytes(), pinned.public, pinned=pinned.public)
-    key, head, anomalies = ledger.read_federation_head(tmp_path / ledger.FEDERATION_HEAD_FILE)
+    keep_federation_head(tmp_path, new.to_bytes(), pinned.public, pinned=pinned.public)
+    key, head, anomalies = read_federation_head(tmp_path / FEDERATION_HEAD_FILE)
     assert (key, head) == (pinned.public, new)
     assert len(anomalies) == 1 and "replaced" in anomalies[0]
 
@@ -183,6 +186,6 @@ def test_audit_verify_checks_the_federation_ledger_with_the_pinned_key(tmp_path,
     other = identity.generate_identity().public.hex()
     wrong = load([state], coordinator_key=other)
     assert not wrong.ok
-    assert any(f.problem is chain.Problem.WRONG_KEY for f in wrong.coordinators[0].findings)
+    assert any(f.problem is Problem.WRONG_KEY for f in wrong.coordinators[0].findings)
     with pytest.raises(ConfigError, match="--coordinator-key"):
         load([state], coordinator_key="not-a-key")

@@ -192,11 +192,12 @@ def test_a_folder_of_another_kind_is_refused(tmp_path) -> None:
 
 
 def test_a_participant_trains_a_checkpoint_named_in_its_config(tmp_path) -> None:
+    from accord.participant.data import city_safety
     from accord.participant.data import incident_sets as benchmarks
     from tests.support.multimodal import checkpoint_trainer
 
     folder = make_siglip(tmp_path / "siglip")
-    bench = benchmarks.city_safety_benchmark(2, train_per_enterprise=24, test_per_enterprise=6)
+    bench = city_safety.city_safety_benchmark(2, train_per_enterprise=24, test_per_enterprise=6)
     data = benchmarks.write_benchmark(bench, tmp_path / "data")[bench.enterprises[1].name]
     trainer = checkpoint_trainer(tmp_path / "s", folder, data)
     update = trainer.train_round(1)

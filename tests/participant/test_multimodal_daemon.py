@@ -27,6 +27,7 @@ from accord.errors import ConfigError, RoundAborted
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
+from accord.participant.data import digit_incidents
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import models
 from accord.participant.training.protocol import Trainer
@@ -44,7 +45,7 @@ KEYS = {name: keypair(name) for name in NAMES}
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    bench = benchmarks.digits_benchmark(len(NAMES), source="digits", limit=240, frame_size=32)
+    bench = digit_incidents.digits_benchmark(len(NAMES), source="digits", limit=240, frame_size=32)
     written = benchmarks.write_benchmark(bench, tmp_path_factory.mktemp("digits"))
     folders = [written[e.name] for e in bench.enterprises]
     return {**dict(zip(NAMES, folders, strict=True)), "pooled": written[benchmarks.POOLED_TEST]}

@@ -13,6 +13,7 @@ from torch import nn
 from accord.core import configfile
 from accord.errors import ConfigError, RoundAborted
 from accord.participant.config import ParticipantConfig
+from accord.participant.data import city_safety
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import local as train
 from accord.participant.training import models, privacy
@@ -107,7 +108,7 @@ def test_batchnorm_stays_in_eval_mode_and_lora_layers_train() -> None:
 
 
 def test_the_tiny_towers_batchnorm_statistics_survive_a_private_round(tmp_path) -> None:
-    bench = benchmarks.city_safety_benchmark(2, train_per_enterprise=40, test_per_enterprise=8)
+    bench = city_safety.city_safety_benchmark(2, train_per_enterprise=40, test_per_enterprise=8)
     folder = benchmarks.write_benchmark(bench, tmp_path / "data")[bench.enterprises[0].name]
     config = configfile.validate(
         {
@@ -184,7 +185,7 @@ def test_bad_settings_are_config_errors() -> None:
 
 
 def test_the_trainer_records_privacy_before_returning_and_resumes_it(tmp_path) -> None:
-    bench = benchmarks.city_safety_benchmark(2, train_per_enterprise=40, test_per_enterprise=8)
+    bench = city_safety.city_safety_benchmark(2, train_per_enterprise=40, test_per_enterprise=8)
     folder = benchmarks.write_benchmark(bench, tmp_path / "data")[bench.enterprises[0].name]
     table = {
         "name": "p",

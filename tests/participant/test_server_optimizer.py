@@ -10,6 +10,7 @@ import pytest
 from accord.core import configfile
 from accord.errors import ConfigError, IntegrityError
 from accord.participant.config import ParticipantConfig
+from accord.participant.data import city_safety
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import models
 from accord.participant.training.multimodal import MultimodalTrainer
@@ -74,7 +75,7 @@ def test_state_of_another_rule_and_bad_aggregates_are_refused(tmp_path: Path) ->
 
 
 def test_trainers_of_different_enterprises_stay_identical(tmp_path: Path) -> None:
-    bench = benchmarks.city_safety_benchmark(2, train_per_enterprise=30, test_per_enterprise=6)
+    bench = city_safety.city_safety_benchmark(2, train_per_enterprise=30, test_per_enterprise=6)
     folders = benchmarks.write_benchmark(bench, tmp_path / "data")
     trainers = []
     for index, enterprise in enumerate(bench.enterprises):

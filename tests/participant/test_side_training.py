@@ -85,7 +85,7 @@ def test_local_only_steps_are_persisted_ledgered_and_composed(tmp_path, data) ->
     assert (config.state_dir / LOCAL_ONLY_FILE).exists()
 
     book = ledger.ParticipantLedger.open(config, KEY.private)
-    entry = book.record_round(round_config(1), update, [b"chunk"])
+    entry = book.record_round(round_config(1), update)
     (recorded,) = entry.body["side_dp"]
     assert recorded["purpose"] == "local_only" and recorded["steps"] == 4
     assert len(book.runs()) == 2  # the update's run and the baseline's

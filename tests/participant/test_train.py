@@ -12,7 +12,7 @@ from torch import nn
 from accord.core import configfile
 from accord.errors import ConfigError, RoundAborted
 from accord.participant.config import ParticipantConfig
-from accord.participant.data import incident_sets as benchmarks
+from accord.participant.data import city_safety
 from accord.participant.training import local as train
 from accord.participant.training import models
 from accord.participant.training.multimodal import (
@@ -23,7 +23,7 @@ from accord.participant.training.multimodal import (
 from accord.participant.training.protocol import Trainer
 from tests.support.multimodal import small_city_benchmark, tiny_model_config
 
-LABELS = benchmarks.CITY_LABELS
+LABELS = city_safety.CITY_LABELS
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from typing import Any
 
 from accord.core import configfile
 from accord.participant.config import ParticipantConfig
+from accord.participant.data import city_safety
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import models
 from accord.participant.training.multimodal import MultimodalTrainer
@@ -20,7 +21,7 @@ from accord.participant.training.multimodal import MultimodalTrainer
 
 def small_city_benchmark(folder: Path) -> dict[str, Path]:
     """Write the small benchmark into `folder`; its data folders by enterprise (and pooled)."""
-    bench = benchmarks.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
+    bench = city_safety.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
     return benchmarks.write_benchmark(bench, folder)
 
 

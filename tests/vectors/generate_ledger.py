@@ -26,6 +26,8 @@ from generate import check, material, ref_ed25519_public, ref_ed25519_sign, ref_
 
 from accord.crypto import identity
 from accord.crypto import ledger_chain as ledger
+from accord.crypto.ledger_encoding import decimal
+from accord.crypto.ledger_verify import verify_chain
 
 HERE = Path(__file__).resolve().parent
 FORMAT_VERSION = 1
@@ -41,19 +43,19 @@ ENTRIES: list[tuple[str, dict[str, Any]]] = [
             "sample_dp": {
                 "mechanism": "dp-sgd",
                 "accountant": "rdp",
-                "noise_multiplier": ledger.decimal(1.1),
-                "sample_rate": ledger.decimal(0.0625),
+                "noise_multiplier": decimal(1.1),
+                "sample_rate": decimal(0.0625),
                 "steps": 20,
                 "steps_total": 20,
-                "max_grad_norm": ledger.decimal(1.0),
-                "delta": ledger.decimal(1e-5),
-                "epsilon": ledger.decimal(2.718281828459045),
+                "max_grad_norm": decimal(1.0),
+                "delta": decimal(1e-5),
+                "epsilon": decimal(2.718281828459045),
             },
             "note": "caf\u00e9 \u2713",
             "upload": {"sha256": hashlib.sha256(b"chunks").hexdigest(), "chunks": 3},
         },
     ),
-    ("applied", {"round": 1, "validation": {"metric": "accuracy", "gain": ledger.decimal(0.05)}}),
+    ("applied", {"round": 1, "validation": {"metric": "accuracy", "gain": decimal(0.05)}}),
 ]
 
 
@@ -146,7 +148,7 @@ def ledger_vectors() -> dict[str, Any]:
         check(entry.hash == digest, f"ledger entry {entry.seq} hash")
         rows.append({"kind": entry.kind, "body": dict(entry.body), "line": line})
         prev = digest
-    check(ledger.verify_chain([row["line"] for row in rows], public).ok, "the ledger verifies")
+    check(verify_chain([row["line"] for row in rows], public).ok, "the ledger verifies")
 
     head = ledger.sign_head(made[-1].head, LEDGER_ID, secret)
     head_signature = ref_ed25519_sign(
