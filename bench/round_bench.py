@@ -2,7 +2,7 @@
 
 Each run is one `accord demo` (separate coordinator and participant processes on
 loopback) with the hidden `--bench-parameters N`: every participant uses the
-benchmark-only `SyntheticTrainer` (participant/training/synthetic.py), whose "training"
+benchmark-only `SyntheticTrainer` (accord/demo/synthetic_trainer.py), whose "training"
 returns a precomputed random delta, so a round's time is the protocol's: encoding,
 masking, encryption, gRPC transfer, aggregation, decryption and applying the mean.
 Round and stage times come from the coordinator's records in the demo's `--json`

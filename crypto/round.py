@@ -176,8 +176,7 @@ class CoordinatorRound:
             Stage.CONSISTENCY: self._confirmed,
             Stage.UNMASK: self._unmasked,
         }
-        received = waiting.get(self._stage)
-        if received is None:
+        if (received := waiting.get(self._stage)) is None:
             return frozenset()
         return frozenset(p for p in self._live if p not in received)
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from accord.core.configfile import resolve_path
 from accord.core.transport import DEFAULT_MAX_MESSAGE_BYTES
+from accord.participant.training.protocol import MULTIMODAL, reports_dp_accounting, trainer_class
 from accord.participant.training.settings import (
     BUNDLED_BASE_MODEL,
     DataQualityConfig,
@@ -28,9 +29,6 @@ from accord.participant.training.settings import (
 )
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-
-PRIVATE_TRAINERS = ("multimodal",)
-"""Trainers that run DP-SGD and report its accounting (`PrivateUpdate.privacy`)."""
 
 
 class ParticipantConfig(BaseModel):
@@ -77,7 +75,7 @@ class ParticipantConfig(BaseModel):
         0, ge=0, description="seed of the base model and first adapter; the same for everyone"
     )
     samples: int = Field(
-        256, ge=1, description="lora-mlp only: synthetic training samples (its FedAvg weight)"
+        256, ge=1, description="demo trainers only: synthetic training samples (the FedAvg weight)"
     )
     local_steps: int = Field(20, ge=1, description="optimizer steps per round")
     batch_size: int = Field(32, ge=1, description="samples per optimizer step")
@@ -116,13 +114,15 @@ class ParticipantConfig(BaseModel):
         ge=1 << 20,
         description="largest gRPC message accepted, in bytes (at least 1 MiB)",
     )
-    trainer: Literal["multimodal", "lora-mlp", "synthetic"] = Field(
-        "multimodal",
+    trainer: str = Field(
+        MULTIMODAL,
         description="local training: multimodal (the default: LoRA on base_model's image and "
         "text towers with a fusion head, on data_dir, DP-SGD when [participant.dp] enabled), "
-        "lora-mlp (tests: a tiny LoRA MLP on synthetic regression data, no DP) or synthetic "
-        "(benchmarks only: a bare float32 vector of synthetic_parameters, instant seeded "
-        "updates, no DP)",
+        "or the import path package.module:Class of a class built as Class(config) that "
+        "implements participant/training/protocol.py's Trainer: e.g. "
+        "accord.demo.lora_mlp:LoraMlpTrainer (tests: a tiny LoRA MLP on synthetic regression "
+        "data, no DP) or accord.demo.synthetic_trainer:SyntheticTrainer (benchmarks only: a "
+        "bare float32 vector of synthetic_parameters, instant seeded updates, no DP)",
     )
     synthetic_parameters: int = Field(
         1_000_000, ge=1, description="adapter size of the synthetic trainer (benchmarks only)"
@@ -178,13 +178,20 @@ class ParticipantConfig(BaseModel):
 
     @model_validator(mode="after")
     def _dp_needs_a_private_trainer(self) -> ParticipantConfig:
-        if self.dp.enabled and self.trainer not in PRIVATE_TRAINERS:
+        if self.dp.enabled and not reports_dp_accounting(self.trainer):
             raise ValueError(
                 f"[participant.dp] enabled = true, but trainer = {self.trainer!r} trains "
                 "without DP-SGD and reports no privacy accounting, so no update could be sent; "
                 'set trainer = "multimodal" or [participant.dp] enabled = false'
             )
         return self
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer(cls, value: str) -> str:
+        if value != MULTIMODAL:
+            trainer_class(value)  # its ValueError names what is wrong; pydantic, the field
+        return value
 
     @field_validator("workers")
     @classmethod

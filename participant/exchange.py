@@ -165,7 +165,7 @@ def reveal_mean(
     Raises:
         IntegrityError: the aggregate is not the sum of the uploads of `survivors`, or
             the total weight is not positive.
-        UsageError: a secure profile without an integrity key or survivors.
+        InternalError: a secure profile without an integrity key or survivors.
         Malformed, Oversized: a chunk does not belong to this round's aggregate.
     """
     sums = pipeline.reveal(
@@ -197,11 +197,7 @@ def reveal_mean(
         total_weight = float(weight)
     else:
         total_weight = float(sums[-1])
-        mean = (
-            (sums[:-1] / np.float32(total_weight)).astype(np.float32)
-            if total_weight > 0
-            else sums[:-1].astype(np.float32)
-        )
+        mean = (sums[:-1] / np.float32(total_weight or 1.0)).astype(np.float32)  # > 0: below
     if total_weight <= 0:
         raise IntegrityError(f"the aggregate of round {config.round} carries no weight")
     return mean

@@ -405,28 +405,9 @@ def test_budget_summary_counts_a_release_without_dp_as_unbounded(tmp_path) -> No
 
 def make_ca(name: str = "Accord CA") -> tuple[Any, Any]:
     """A self-signed P-256 CA as `accord provision` makes one (key, certificate)."""
-    import datetime as dt
+    from tests.support.pki import make_ca as self_signed_ca
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, certificate
+    return self_signed_ca(name)
 
 
 def member_certificate(ca_key: Any, ca: Any, name: str, identity_public: bytes) -> str:

@@ -90,7 +90,17 @@ def test_the_tiny_trainer_stays_available_without_dp(tmp_path: Path) -> None:
         tmp_path, "energy", "127.0.0.1:1", seed=0, index=0, trainer="lora-mlp"
     )
     config = configfile.load(path, ParticipantConfig, "participant")
-    assert config.trainer == "lora-mlp" and not config.dp.enabled
+    assert config.trainer == "accord.demo.lora_mlp:LoraMlpTrainer" and not config.dp.enabled
+
+
+def test_the_demo_names_its_trainers_by_an_import_path_the_participant_loads() -> None:
+    from accord.participant.training.protocol import trainer_class
+
+    loaded = {name: trainer_class(path) for name, path in demo_setup.DEMO_TRAINER_PATHS.items()}
+    assert {name: c.__name__ for name, c in loaded.items()} == {
+        "lora-mlp": "LoraMlpTrainer",
+        "synthetic": "SyntheticTrainer",
+    }
 
 
 @pytest.mark.parametrize(("trainer", "clip_norm"), [("multimodal", 40.0), ("lora-mlp", 1.0)])

@@ -34,7 +34,6 @@ BACKLOG_FUNCTIONS = {
     "participant/daemon.py:_download": 64,
     "participant/daemon.py:_upload": 66,
     "participant/daemon.py:_work": 82,
-    "participant/exchange.py:reveal_mean": 61,
     "participant/training/local.py:train_local": 122,
     "participant/training/multimodal.py:__init__": 94,
 }

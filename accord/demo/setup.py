@@ -48,6 +48,12 @@ Its updates measure delta_l2 of about 25 with DP-SGD and 28-33 without (16,650 h
 parameters), below `DEMO_CLIP_NORM`, so clipping leaves them whole (docs/ml.md).
 """
 
+DEMO_TRAINER_PATHS = {
+    "lora-mlp": "accord.demo.lora_mlp:LoraMlpTrainer",
+    "synthetic": "accord.demo.synthetic_trainer:SyntheticTrainer",
+}
+"""The import path each demo trainer but multimodal goes by in a participant's `trainer`."""
+
 DEMO_CLIP_NORM = {"multimodal": 40.0, "lora-mlp": 1.0, "synthetic": 1.0}
 """The coordinator's clip_norm for each trainer: just above its updates' L2 norm."""
 
@@ -317,11 +323,11 @@ def participant_table(
 ) -> dict[str, object]:
     """One participant's `[participant]` table (`write_participant_config` writes it).
 
-    `synthetic_parameters` (`--bench-parameters`) selects the
-    benchmark-only synthetic trainer with an adapter of that size; otherwise `trainer`
-    names it. The multimodal trainer gets the demo profile (`DEMO_TRAINING`, one torch
-    thread per process), its folder of `data` with the shared test set and feature
-    cache, and with `privacy` sample-level DP-SGD.
+    `synthetic_parameters` (`--bench-parameters`) selects the benchmark-only synthetic
+    trainer with an adapter of that size; otherwise `trainer` names it (by its import path
+    in `DEMO_TRAINER_PATHS`, but multimodal). The multimodal trainer gets the demo profile
+    (`DEMO_TRAINING`, one torch thread per process), its folder of `data` with the shared
+    test set and feature cache, and with `privacy` sample-level DP-SGD.
     """
     table: dict[str, object] = {
         "coordinator": coordinator,
@@ -330,10 +336,10 @@ def participant_table(
         "model_seed": seed,
     }
     if synthetic_parameters is not None:
-        table["trainer"] = "synthetic"
+        table["trainer"] = DEMO_TRAINER_PATHS["synthetic"]
         table["synthetic_parameters"] = synthetic_parameters
     elif trainer != DemoTrainer.MULTIMODAL.value:
-        table["trainer"] = trainer
+        table["trainer"] = DEMO_TRAINER_PATHS[trainer]
     else:
         table["trainer"] = trainer
         table.update(DEMO_TRAINING)

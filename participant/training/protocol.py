@@ -1,42 +1,37 @@
-"""Local training behind a small protocol, and the tests' trainer: LoRA on a tiny MLP.
+"""Local training behind a small protocol, and how the participant finds its trainer.
 
 The daemon only needs a `Trainer`: the adapter as one float32 vector in a stable
 parameter order, a round of local training that returns the change to that vector,
 and a way to apply the federation's mean change and to save the adapter in PEFT's
-format; `make_trainer` builds the one `config.trainer` names. The daemon's default is
-`multimodal_trainer.MultimodalTrainer` (`trainer = "multimodal"`); `LoraMlpTrainer`
-(`trainer = "lora-mlp"`, no DP) stays for tests that exercise the protocol rather than
-learning.
-
-`LoraMlpTrainer` wraps a 2-layer MLP with peft LoRA on both Linear layers and fits a
-regression task on synthetic data. The base model, the first adapter and the task's
-teacher come from `model_seed` (the same everywhere, so all participants start from
-one global adapter); each participant's inputs are shifted by its own `seed`, so the
-data is heterogeneous like the enterprises' is.
+format; `make_trainer` builds the one `config.trainer` names. The default is
+`multimodal.MultimodalTrainer` (`trainer = "multimodal"`). Any other value is the
+import path `package.module:Class` of a class built as `Class(config)` that implements
+`Trainer` (`trainer_class` loads it): the demo's and benchmarks' trainers live on the
+top floor (`accord.demo.lora_mlp:LoraMlpTrainer`,
+`accord.demo.synthetic_trainer:SyntheticTrainer`), so this package never imports them.
+A trainer class that runs DP-SGD and reports its accounting says so with a true class
+attribute `reports_dp_accounting`; `[participant.dp] enabled = true` refuses any other.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
+import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
-from safetensors.torch import load_file
 
-from accord.participant.config import ParticipantConfig
+if TYPE_CHECKING:  # config.py validates `trainer` with `trainer_class` below
+    from accord.participant.config import ParticipantConfig
 
-INPUT_FEATURES = 16
-HIDDEN_FEATURES = 32
-OUTPUT_FEATURES = 4
-TARGET_MODULES = ("fc1", "fc2")
-EVAL_FRACTION = 0.25
+MULTIMODAL = "multimodal"
+"""The `trainer` value of the participant's own trainer, `MultimodalTrainer`."""
+
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+"""`package.module:Class`, the form of any other `trainer` value."""
 
 
 @dataclass(frozen=True)
@@ -88,187 +83,47 @@ class Trainer(Protocol):
         ...
 
 
-class TinyMlp(torch.nn.Module):
-    """The default base model: Linear -> ReLU -> Linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = torch.nn.Linear(INPUT_FEATURES, HIDDEN_FEATURES)
-        self.fc2 = torch.nn.Linear(HIDDEN_FEATURES, OUTPUT_FEATURES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(torch.relu(self.fc1(x)))
-
-
-def build_base_model(model_seed: int) -> TinyMlp:
-    """The frozen base model every participant (and a test) rebuilds from `model_seed`."""
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(model_seed)
-    model = TinyMlp()
-    torch.random.set_rng_state(generator_state)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model
-
-
-def lora_config(rank: int) -> LoraConfig:
-    """The adapter's shape: rank-`rank` LoRA on both Linear layers."""
-    return LoraConfig(
-        r=rank, lora_alpha=2 * rank, target_modules=list(TARGET_MODULES), lora_dropout=0.0
-    )
-
-
-class LoraMlpTrainer:
-    """LoRA fine-tuning of `TinyMlp` on synthetic regression data (see module docstring)."""
-
-    def __init__(self, config: ParticipantConfig) -> None:
-        torch.set_num_threads(1)
-        self._config = config
-        base = build_base_model(config.model_seed)
-        self._base_model_hash = _hash_model(base, config.lora_rank)
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(config.model_seed + 1)
-        self._model = get_peft_model(base, lora_config(config.lora_rank))
-        torch.random.set_rng_state(generator_state)
-        self._names = [n for n, p in self._model.named_parameters() if p.requires_grad]
-        self._global = self._vector()
-        self._train_x, self._train_y, self._eval_x, self._eval_y = _synthetic_data(config)
-
-    @property
-    def parameter_count(self) -> int:
-        return int(self._global.size)
-
-    @property
-    def base_model_hash(self) -> str:
-        return self._base_model_hash
-
-    def train_round(self, round: int) -> LocalUpdate:
-        before = self.evaluate()["eval_loss"]
-        generator = torch.Generator().manual_seed(self._config.seed * 1_000_003 + round)
-        optimizer = torch.optim.SGD(
-            [p for p in self._model.parameters() if p.requires_grad],
-            lr=self._config.learning_rate,
-        )
-        self._model.train()
-        samples = self._train_x.shape[0]
-        train_loss = 0.0
-        for _ in range(self._config.local_steps):
-            batch = torch.randint(0, samples, (self._config.batch_size,), generator=generator)
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(
-                self._model(self._train_x[batch]), self._train_y[batch]
-            )
-            loss.backward()
-            optimizer.step()
-            train_loss = float(loss.detach())
-        after = self._eval_loss()
-        delta = self._vector() - self._global
-        self._load_vector(self._global)
-        metrics = {"eval_loss_before": before, "eval_loss_after": after, "train_loss": train_loss}
-        return LocalUpdate(delta=delta, sample_count=samples, metrics=metrics)
-
-    def apply(self, mean_delta: npt.NDArray[np.float32]) -> None:
-        if mean_delta.shape != self._global.shape:
-            raise ValueError(
-                f"mean delta of shape {mean_delta.shape}, adapter {self._global.shape}"
-            )
-        self._global = (self._global + mean_delta).astype(np.float32)
-        self._load_vector(self._global)
-
-    def evaluate(self) -> dict[str, float]:
-        return {"eval_loss": self._eval_loss()}
-
-    def save(self, directory: Path) -> None:
-        staging = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        self._model.save_pretrained(str(staging))
-        (staging / "accord.json").write_text(
-            json.dumps(
-                {"base_model_hash": self._base_model_hash, "model_seed": self._config.model_seed}
-            ),
-            encoding="utf-8",
-        )
-        shutil.rmtree(directory, ignore_errors=True)
-        staging.rename(directory)
-
-    def load(self, directory: Path) -> None:
-        weights = load_file(str(directory / "adapter_model.safetensors"))
-        set_peft_model_state_dict(self._model, weights)
-        self._global = self._vector()
-
-    # ---- helpers ----
-
-    def _parameters(self) -> list[torch.nn.Parameter]:
-        named = dict(self._model.named_parameters())
-        return [named[name] for name in self._names]
-
-    def _vector(self) -> npt.NDArray[np.float32]:
-        with torch.no_grad():
-            flat = torch.cat([p.detach().reshape(-1) for p in self._parameters()])
-        return flat.numpy().astype(np.float32, copy=True)
-
-    def _load_vector(self, vector: npt.NDArray[np.float32]) -> None:
-        offset = 0
-        with torch.no_grad():
-            for parameter in self._parameters():
-                count = parameter.numel()
-                piece = torch.from_numpy(vector[offset : offset + count].copy())
-                parameter.copy_(piece.reshape(parameter.shape))
-                offset += count
-
-    def _eval_loss(self) -> float:
-        self._model.eval()
-        with torch.no_grad():
-            return float(torch.nn.functional.mse_loss(self._model(self._eval_x), self._eval_y))
-
-
 def make_trainer(config: ParticipantConfig, *, with_data: bool = True) -> Trainer:
-    """The trainer `config.trainer` names: multimodal (default), lora-mlp or synthetic.
+    """The trainer `config.trainer` names: multimodal (default) or a class by import path.
 
     The multimodal trainer loads its base model and caches the towers' features here,
     before the daemon enrols (seconds per participant; see docs/ml.md). `with_data=False`
-    builds its model only, reading no data (enough to describe it; the other trainers
-    make their synthetic data in memory either way).
+    builds its model only, reading no data (enough to describe it; a trainer named by
+    import path is built as `Class(config)` either way).
     """
-    if config.trainer == "multimodal":
+    if config.trainer == MULTIMODAL:
         from accord.participant.training.multimodal import MultimodalTrainer
 
         return MultimodalTrainer(config, with_data=with_data)
-    if config.trainer == "synthetic":
-        from accord.participant.training.synthetic import SyntheticTrainer
-
-        return SyntheticTrainer(config)
-    return LoraMlpTrainer(config)
+    trainer: Trainer = trainer_class(config.trainer)(config)
+    return trainer
 
 
-def load_adapter_model(directory: Path, model_seed: int) -> PeftModel:
-    """Load a saved global adapter onto a freshly built base model (for checks and tests)."""
-    return PeftModel.from_pretrained(build_base_model(model_seed), str(directory))
+def trainer_class(path: str) -> type:
+    """Import the class `path` (`package.module:Class`) names.
+
+    Raises:
+        ValueError: `path` is not of that form, or names nothing importable or no class
+            (pydantic reports it against the `trainer` field).
+    """
+    if not IMPORT_PATH.match(path):
+        raise ValueError(
+            f"{path!r}: expected {MULTIMODAL!r} or the import path package.module:Class "
+            "of a trainer class"
+        )
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"{path!r}: cannot import {module_name} ({error})") from None
+    found = getattr(module, class_name, None)
+    if not isinstance(found, type):
+        raise ValueError(f"{path!r}: {module_name} has no class {class_name}")
+    return found
 
 
-def _hash_model(model: torch.nn.Module, rank: int) -> str:
-    digest = hashlib.sha256(
-        f"TinyMlp/{INPUT_FEATURES}/{HIDDEN_FEATURES}/{OUTPUT_FEATURES}".encode()
-    )
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().numpy().tobytes())
-    digest.update(f"lora/{rank}/{','.join(TARGET_MODULES)}".encode())
-    return digest.hexdigest()
-
-
-def _synthetic_data(
-    config: ParticipantConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inputs shifted by the participant's seed; targets from a teacher shared by all."""
-    teacher_rng = np.random.default_rng(config.model_seed + 2)
-    teacher = teacher_rng.normal(0.0, 0.5, size=(INPUT_FEATURES, OUTPUT_FEATURES))
-    rng = np.random.default_rng(config.seed)
-    shift = rng.normal(0.0, 0.5, size=INPUT_FEATURES)
-    total = config.samples + max(1, int(config.samples * EVAL_FRACTION))
-    x = rng.normal(0.0, 1.0, size=(total, INPUT_FEATURES)) + shift
-    y = np.tanh(x @ teacher) + rng.normal(0.0, 0.05, size=(total, OUTPUT_FEATURES))
-    xs = torch.from_numpy(x.astype(np.float32))
-    ys = torch.from_numpy(y.astype(np.float32))
-    n = config.samples
-    return xs[:n], ys[:n], xs[n:], ys[n:]
+def reports_dp_accounting(trainer: str) -> bool:
+    """Whether the trainer `trainer` names runs DP-SGD and reports its accounting."""
+    if trainer == MULTIMODAL:
+        return True
+    return bool(getattr(trainer_class(trainer), "reports_dp_accounting", False))

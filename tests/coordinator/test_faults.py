@@ -23,7 +23,7 @@ from accord.coordinator.store.rows import RoundStatus
 from accord.crypto.messages import Stage
 from accord.errors import RoundAborted
 
-from .plaintext_federation import ADAPTER_PARAMETERS, NAMES, json_logger, make_config, make_keys
+from .plaintext_federation import ADAPTER_PARAMETERS, NAMES, json_logger, make_config
 from .test_orchestrator import FakeClock, header, upload
 from .test_persistence import enrol_everyone, finish_round
 
@@ -37,11 +37,6 @@ class DiskThatFills(Store):
         if self.full:
             raise OSError(errno.ENOSPC, "No space left on device")
         return super().put_aggregate(round, chunks)
-
-
-@pytest.fixture
-def keys():
-    return make_keys()
 
 
 def start(tmp_path, keys, store: Store, **settings) -> Orchestrator:

@@ -25,6 +25,7 @@ from accord.errors import (
     Replayed,
 )
 from accord.wire.headers import Header
+from tests.support import FakeClock
 
 from .plaintext_federation import (
     ADAPTER_PARAMETERS,
@@ -32,22 +33,8 @@ from .plaintext_federation import (
     NAMES,
     json_logger,
     make_config,
-    make_keys,
     upload_chunks,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def keys():
-    return make_keys()
 
 
 @pytest.fixture

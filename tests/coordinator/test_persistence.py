@@ -32,13 +32,6 @@ def store_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_schema_url")
 
 
-@pytest.fixture
-def keys():
-    from .plaintext_federation import make_keys
-
-    return make_keys()
-
-
 def start(tmp_path, keys, store_url, log, clock=None, **settings):
     """A coordinator process: a fresh orchestrator over the shared store."""
     store = open_store(store_url)

@@ -21,14 +21,8 @@ from .plaintext_federation import (
     NAMES,
     json_logger,
     make_config,
-    make_keys,
     upload_chunks,
 )
-
-
-@pytest.fixture
-def keys():
-    return make_keys()
 
 
 @pytest.fixture

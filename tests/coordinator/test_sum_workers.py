@@ -42,8 +42,9 @@ from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.errors import ConfigError, InternalError, Malformed, RoundAborted
 from accord.wire.headers import Header
+from tests.support.ckks import shared_secret_context
 
-from ..crypto.harness import FederationHarness, shared_secret_context
+from ..crypto.harness import FederationHarness
 from .plaintext_federation import MODEL_HASH, make_config, make_keys, upload_chunks
 
 B = 16

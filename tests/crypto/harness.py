@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 
 import numpy as np
 
 from accord.crypto import identity, pipeline
 from accord.crypto.aggregate import UpdateSum
-from accord.crypto.ckks import SecretContext
 from accord.crypto.masks import correction
 from accord.crypto.messages import CoordinatorMessage, ParticipantMessage, RoundConfig, Stage
 from accord.crypto.packing import choose_packing
@@ -26,6 +24,7 @@ from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.crypto.round import CoordinatorRound
 from accord.crypto.wire_layout import chunk_plan
+from tests.support.ckks import shared_secret_context
 
 
 def seeded_bytes(label: str) -> Callable[[int], bytes]:
@@ -41,12 +40,6 @@ def seeded_bytes(label: str) -> Callable[[int], bytes]:
         return out[:n]
 
     return draw
-
-
-@cache
-def shared_secret_context() -> SecretContext:
-    """One CKKS key for the whole test session: key generation is the slow part."""
-    return SecretContext.generate()
 
 
 @dataclass

@@ -12,11 +12,11 @@ import pytest
 
 from accord.crypto import pipeline, wire, wire_payload
 from accord.crypto.aggregate import UpdateSum
-from accord.crypto.ckks import SecretContext
 from accord.crypto.masks import MaskTerm, correction
 from accord.crypto.packing import PackingSpec, choose_packing, pack
 from accord.crypto.profile import Profile
 from accord.errors import IntegrityError, InternalError, Malformed, Oversized
+from tests.support.ckks import shared_secret_context
 
 FED = "fed-agg"
 ROUND = 4
@@ -24,11 +24,6 @@ B = 16
 N_MAX = 3
 TARGET = 40_000  # one ciphertext per CKKS chunk, 10,000 elements per masks chunk
 COUNT = 2 * 8192 + 123  # three ciphertexts at k = 2, three masks chunks
-
-
-@cache
-def secret() -> SecretContext:
-    return SecretContext.generate()
 
 
 @cache
@@ -40,7 +35,7 @@ def new_sum(profile: Profile, **change: object) -> UpdateSum:
     kwargs: dict[str, object] = dict(
         modulus_bits=B,
         packing=spec() if profile.uses_ckks else None,
-        public=secret().public() if profile.uses_ckks else None,
+        public=shared_secret_context().public() if profile.uses_ckks else None,
         federation_id=FED,
         round=ROUND,
         target_chunk_bytes=TARGET,
@@ -66,7 +61,7 @@ def upload(
         mask_terms=terms if profile.uses_masks else [],
         modulus_bits=B,
         packing=spec() if profile.uses_ckks else None,
-        secret=secret() if profile.uses_ckks else None,
+        secret=shared_secret_context() if profile.uses_ckks else None,
         target_chunk_bytes=TARGET,
     )
     kwargs.update(change)
@@ -80,7 +75,7 @@ def reveal(profile: Profile, chunks: list[bytes]) -> np.ndarray:
         element_count=COUNT,
         modulus_bits=B,
         packing=spec() if profile.uses_ckks else None,
-        secret=secret() if profile.uses_ckks else None,
+        secret=shared_secret_context() if profile.uses_ckks else None,
         federation_id=FED,
         round=ROUND,
         target_chunk_bytes=TARGET,
@@ -231,7 +226,7 @@ def test_a_ciphertext_at_another_scale_is_refused() -> None:
     total = new_sum(Profile.CKKS)
     chunk = upload(Profile.CKKS, inputs(Profile.CKKS, 8), [])[0]
     header, payload = wire.decode_chunk(chunk)
-    foreign = secret().encrypt(pack(inputs(Profile.CKKS, 9)[:4096], other), other)
+    foreign = shared_secret_context().encrypt(pack(inputs(Profile.CKKS, 9)[:4096], other), other)
     payload = wire_payload.encode_ciphertext_payload([foreign])
     bad = wire.encode_chunk(
         wire.ChunkHeader(**{**header.__dict__, "payload_len": len(payload)}), payload

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,9 @@ from accord.crypto.ckks import (
 )
 from accord.crypto.packing import PackingSpec, choose_packing, pack
 from accord.errors import IntegrityError, InternalError, Malformed
+from tests.support.ckks import shared_secret_context, stranger_secret_context
 
 N = 4096
-
-
-@cache
-def secret() -> SecretContext:
-    return SecretContext.generate()
-
-
-@cache
-def other_secret() -> SecretContext:
-    return SecretContext.generate()
 
 
 def values(spec: PackingSpec, count: int, seed: int) -> np.ndarray:
@@ -39,13 +29,13 @@ def values(spec: PackingSpec, count: int, seed: int) -> np.ndarray:
 
 
 def encrypt(spec: PackingSpec, v: np.ndarray, ctx: SecretContext | None = None) -> bytes:
-    return (ctx or secret()).encrypt(pack(v, spec), spec)
+    return (ctx or shared_secret_context()).encrypt(pack(v, spec), spec)
 
 
 def test_encrypt_then_decrypt_packed_is_exact() -> None:
     spec = choose_packing(16, 10)
     v = values(spec, 5000, 1)
-    out = secret().decrypt_packed(encrypt(spec, v), spec, 5000)
+    out = shared_secret_context().decrypt_packed(encrypt(spec, v), spec, 5000)
     assert out.dtype == np.uint32
     np.testing.assert_array_equal(out, v)
 
@@ -63,28 +53,30 @@ def test_the_coordinator_sums_n_uploads_and_a_correction_exactly(b: int, n: int)
     count = spec.elements_per_ciphertext - 7
     inputs = [values(spec, count, seed) for seed in range(n)]
     correction = values(spec, count, 999)
-    public = PublicContext.from_bytes(secret().public().to_bytes())
+    public = PublicContext.from_bytes(shared_secret_context().public().to_bytes())
     total = public.accumulator(spec)
     for v in inputs:
         total.add(encrypt(spec, v))
     total.add_plain(pack(correction, spec), spec)
     assert total.summands == n + 1
     expected = (np.sum(inputs, axis=0, dtype=np.uint64) + correction) % 2**b
-    out = secret().decrypt_packed(total.to_bytes(), spec, count)
+    out = shared_secret_context().decrypt_packed(total.to_bytes(), spec, count)
     np.testing.assert_array_equal(out, expected)
 
 
 def test_public_add_of_two_ciphertexts() -> None:
     spec = choose_packing(12, 4)
     a, b = values(spec, 300, 3), values(spec, 300, 4)
-    summed = secret().public().add(encrypt(spec, a), encrypt(spec, b))
-    np.testing.assert_array_equal(secret().decrypt_packed(summed, spec, 300), (a + b) % 2**12)
+    summed = shared_secret_context().public().add(encrypt(spec, a), encrypt(spec, b))
+    np.testing.assert_array_equal(
+        shared_secret_context().decrypt_packed(summed, spec, 300), (a + b) % 2**12
+    )
 
 
 def test_accumulator_takes_preloaded_ciphertexts() -> None:
     spec = choose_packing(16, 10)
     v = values(spec, 50, 5)
-    public = secret().public()
+    public = shared_secret_context().public()
     ciphertext = encrypt(spec, v)
     loaded = public.load(ciphertext, spec)
     total = CiphertextAccumulator(public, spec)
@@ -94,13 +86,14 @@ def test_accumulator_takes_preloaded_ciphertexts() -> None:
         total.add(loaded)  # the sum took it over
     total.add(public.load(ciphertext, spec))
     np.testing.assert_array_equal(
-        secret().decrypt_packed(total.to_bytes(), spec, 50), (2 * v.astype(np.uint64)) % 2**16
+        shared_secret_context().decrypt_packed(total.to_bytes(), spec, 50),
+        (2 * v.astype(np.uint64)) % 2**16,
     )
 
 
 def test_an_empty_accumulator_refuses_plaintexts_and_serialization() -> None:
     spec = choose_packing(16, 10)
-    total = secret().public().accumulator(spec)
+    total = shared_secret_context().public().accumulator(spec)
     with pytest.raises(InternalError):
         total.add_plain(pack(values(spec, 5, 6), spec), spec)
     with pytest.raises(InternalError):
@@ -108,19 +101,19 @@ def test_an_empty_accumulator_refuses_plaintexts_and_serialization() -> None:
 
 
 def test_secret_context_round_trips_through_versioned_bytes() -> None:
-    data = secret().to_bytes()
+    data = shared_secret_context().to_bytes()
     assert data[0] == FORMAT_VERSION
     loaded = SecretContext.from_bytes(data)
     spec = choose_packing(16, 10)
     v = values(spec, 100, 7)
     np.testing.assert_array_equal(loaded.decrypt_packed(encrypt(spec, v), spec, 100), v)
     np.testing.assert_array_equal(
-        secret().decrypt_packed(loaded.encrypt(pack(v, spec), spec), spec, 100), v
+        shared_secret_context().decrypt_packed(loaded.encrypt(pack(v, spec), spec), spec, 100), v
     )
 
 
 def test_public_context_round_trips_and_is_tiny() -> None:
-    data = secret().public().to_bytes()
+    data = shared_secret_context().public().to_bytes()
     assert data[0] == FORMAT_VERSION
     assert len(data) < 200
     assert PublicContext.from_bytes(data).to_bytes() == data
@@ -128,9 +121,9 @@ def test_public_context_round_trips_and_is_tiny() -> None:
 
 def test_one_kind_of_context_never_loads_as_the_other() -> None:
     with pytest.raises(Malformed, match="different kind"):
-        PublicContext.from_bytes(secret().to_bytes())
+        PublicContext.from_bytes(shared_secret_context().to_bytes())
     with pytest.raises(Malformed, match="different kind"):
-        SecretContext.from_bytes(secret().public().to_bytes())
+        SecretContext.from_bytes(shared_secret_context().public().to_bytes())
 
 
 @pytest.mark.parametrize(
@@ -145,9 +138,9 @@ def test_one_kind_of_context_never_loads_as_the_other() -> None:
 )
 def test_context_bytes_are_checked(mutate: Any) -> None:
     with pytest.raises(Malformed):
-        SecretContext.from_bytes(mutate(secret().to_bytes()))
+        SecretContext.from_bytes(mutate(shared_secret_context().to_bytes()))
     with pytest.raises(Malformed):
-        PublicContext.from_bytes(mutate(secret().public().to_bytes()))
+        PublicContext.from_bytes(mutate(shared_secret_context().public().to_bytes()))
 
 
 def test_a_context_with_foreign_parameters_is_refused(tmp_path: Path) -> None:
@@ -197,20 +190,20 @@ def reachable(root: object) -> list[object]:
 
 def test_the_public_context_holds_no_key_of_any_kind() -> None:
     spec = choose_packing(16, 10)
-    public = PublicContext.from_bytes(secret().public().to_bytes())
+    public = PublicContext.from_bytes(shared_secret_context().public().to_bytes())
     total = public.accumulator(spec)
     total.add(encrypt(spec, values(spec, 10, 8)))
     objects = reachable(public) + reachable(total)
     assert not [o for o in objects if isinstance(o, KEY_TYPES)]
     assert not [name for name in dir(public) + dir(total) if "decrypt" in name]
     # The secret context, by contrast, does hold one: the walk would find it.
-    assert [o for o in reachable(secret()) if isinstance(o, sealapi.SecretKey)]
+    assert [o for o in reachable(shared_secret_context()) if isinstance(o, sealapi.SecretKey)]
 
 
 def test_the_public_bytes_contain_no_secret_key() -> None:
-    secret_bytes = secret().to_bytes()
+    secret_bytes = shared_secret_context().to_bytes()
     key_blob = secret_bytes[-60000:]  # the tail of the serialized secret key
-    public_bytes = secret().public().to_bytes()
+    public_bytes = shared_secret_context().public().to_bytes()
     assert len(public_bytes) < 200 < len(key_blob)
     assert not any(key_blob[i : i + 32] in public_bytes for i in range(0, len(key_blob) - 32, 32))
 
@@ -221,7 +214,7 @@ def test_a_fresh_key_of_the_same_parameters_decrypts_garbage(tmp_path: Path) -> 
     ciphertext = encrypt(spec, v)
     # Through the only decryption path: refused, never a wrong answer.
     with pytest.raises(IntegrityError):
-        other_secret().decrypt_packed(ciphertext, spec, v.size)
+        stranger_secret_context().decrypt_packed(ciphertext, spec, v.size)
     # Through raw SEAL, as a coordinator that made its own key would: garbage.
     parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
     parms.set_poly_modulus_degree(N)
@@ -269,9 +262,9 @@ def zstd_block(last: bool, kind: int, size: int, body: bytes) -> bytes:
 def test_hostile_ciphertext_bytes_are_refused_before_seal_parses_them(blob: bytes) -> None:
     spec = choose_packing(16, 10)
     with pytest.raises(Malformed):
-        secret().public().load(blob, spec)
+        shared_secret_context().public().load(blob, spec)
     with pytest.raises(Malformed):
-        secret().decrypt_packed(blob, spec, 1)
+        shared_secret_context().decrypt_packed(blob, spec, 1)
 
 
 def test_a_ciphertext_that_lies_about_its_length_is_refused() -> None:
@@ -279,7 +272,7 @@ def test_a_ciphertext_that_lies_about_its_length_is_refused() -> None:
     good = encrypt(spec, values(spec, 10, 10))
     for bad in (good[:-1], good + b"\x00", good[:100]):
         with pytest.raises(Malformed):
-            secret().public().load(bad, spec)
+            shared_secret_context().public().load(bad, spec)
 
 
 def test_a_ciphertext_for_another_packing_or_ring_is_refused() -> None:
@@ -287,8 +280,8 @@ def test_a_ciphertext_for_another_packing_or_ring_is_refused() -> None:
     spec8 = choose_packing(8, 100)  # scale 2^17 instead of 2^15
     ciphertext = encrypt(spec16, values(spec16, 10, 11))
     with pytest.raises(Malformed, match="packing"):
-        secret().public().load(ciphertext, spec8)
-    total = secret().public().accumulator(spec8)
+        shared_secret_context().public().load(ciphertext, spec8)
+    total = shared_secret_context().public().accumulator(spec8)
     with pytest.raises(Malformed):
         total.add(ciphertext)
     assert total.is_empty
@@ -301,9 +294,9 @@ def test_the_larger_ring_works_end_to_end_and_rejects_the_smaller() -> None:
     ciphertext = big.encrypt(pack(v, spec), spec)
     np.testing.assert_array_equal(big.decrypt_packed(ciphertext, spec, 10000), v)
     with pytest.raises(Malformed):
-        secret().public().load(ciphertext)
+        shared_secret_context().public().load(ciphertext)
     with pytest.raises(InternalError):
-        secret().encrypt(pack(v[:10], spec), spec)
+        shared_secret_context().encrypt(pack(v[:10], spec), spec)
 
 
 @pytest.mark.parametrize(
@@ -312,7 +305,7 @@ def test_the_larger_ring_works_end_to_end_and_rejects_the_smaller() -> None:
 )
 def test_encrypt_refuses_reals_outside_the_packing(reals: np.ndarray) -> None:
     with pytest.raises(InternalError):
-        secret().encrypt(reals, choose_packing(16, 10))
+        shared_secret_context().encrypt(reals, choose_packing(16, 10))
 
 
 def test_generate_refuses_an_unknown_ring_degree() -> None:

@@ -23,6 +23,7 @@ from accord.crypto.credential import (
     verify_member,
 )
 from accord.errors import BadSignature, Malformed, ProtocolError
+from tests.support import pki
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 URBAN = MemberKeys("urban", identity_public=bytes(range(32)), ceremony_public=bytes(32 * [7]))
@@ -30,25 +31,10 @@ OTHER_KEY = bytes(32 * [0xEE])
 
 
 def make_ca(federation: str = "city-safety") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, federation),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"Accord CA {federation}"),
-        ]
+    before = NOW - dt.timedelta(days=10)
+    return pki.make_ca(
+        f"Accord CA {federation}", organization=federation, not_before=before, days=3660
     )
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=10))
-        .not_valid_after(NOW + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, certificate
 
 
 CA_KEY, CA = make_ca()

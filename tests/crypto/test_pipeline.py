@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from functools import cache
 
 import numpy as np
 import pytest
@@ -12,24 +11,14 @@ from hypothesis import strategies as st
 
 from accord.crypto import pipeline, wire, wire_layout
 from accord.crypto.aggregate import UpdateSum
-from accord.crypto.ckks import SecretContext
 from accord.crypto.masks import MaskTerm, correction, correction_terms, pairwise_sign
 from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.errors import IntegrityError, InternalError, Malformed
+from tests.support.ckks import shared_secret_context, stranger_secret_context
 
 SECURE = [Profile.CKKS_MASKS, Profile.CKKS, Profile.MASKS]
 FED = "fed-pipe"
-
-
-@cache
-def secret() -> SecretContext:
-    return SecretContext.generate()
-
-
-@cache
-def stranger() -> SecretContext:
-    return SecretContext.generate()
 
 
 def run_round(
@@ -46,7 +35,7 @@ def run_round(
     rng = np.random.default_rng(seed)
     ids = [f"p{i:03d}" for i in range(n)]
     spec = choose_packing(b, n) if profile.uses_ckks else None
-    ctx = secret() if profile.uses_ckks else None
+    ctx = shared_secret_context() if profile.uses_ckks else None
     pair_seed = {(u, v): rng.bytes(16) for u, v in itertools.combinations(ids, 2)}
     self_seed = {u: rng.bytes(16) for u in ids}
 
@@ -182,7 +171,7 @@ def test_upload_bytes_per_parameter_meet_the_target_for_ten_participants(
             mask_terms=[MaskTerm(b"k" * 16, 1)],
             modulus_bits=b,
             packing=spec,
-            secret=secret(),
+            secret=shared_secret_context(),
         )
     )
     assert len(chunks) == 4
@@ -199,7 +188,7 @@ def protect_kwargs(profile: Profile, **change: object) -> dict[str, object]:
         mask_terms=[],
         modulus_bits=16,
         packing=choose_packing(16, 4) if profile.uses_ckks else None,
-        secret=secret() if profile.uses_ckks else None,
+        secret=shared_secret_context() if profile.uses_ckks else None,
     )
     kwargs.update(change)
     return kwargs
@@ -237,7 +226,7 @@ def aggregate_of_one(
         count,
         modulus_bits=16,
         packing=spec,
-        public=secret().public() if spec else None,
+        public=shared_secret_context().public() if spec else None,
         federation_id=FED,
         round=1,
         target_chunk_bytes=40_000,
@@ -251,7 +240,7 @@ def aggregate_of_one(
         element_count=count,
         modulus_bits=16,
         packing=spec,
-        secret=secret() if spec else None,
+        secret=shared_secret_context() if spec else None,
         federation_id=FED,
         round=1,
         target_chunk_bytes=40_000,
@@ -298,7 +287,7 @@ def test_reveal_refuses_another_round_or_federation() -> None:
 def test_reveal_with_the_wrong_key_names_the_chunk_and_ciphertext() -> None:
     chunks, kwargs = aggregate_of_one(Profile.CKKS)
     with pytest.raises(IntegrityError, match="chunk 0: ciphertext 0"):
-        pipeline.reveal(chunks, **{**kwargs, "secret": stranger()})
+        pipeline.reveal(chunks, **{**kwargs, "secret": stranger_secret_context()})
 
 
 def test_protect_is_lazy() -> None:
@@ -327,7 +316,7 @@ def test_both_sides_refuse_settings_that_do_not_fit_naming_their_own_context() -
             element_count=10,
             modulus_bits=16,
             packing=choose_packing(16, 10, poly_modulus_degree=8192),
-            secret=secret(),
+            secret=shared_secret_context(),
         )
     with pytest.raises(InternalError, match="needs a packing spec and a public context"):
         UpdateSum(

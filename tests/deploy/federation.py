@@ -81,7 +81,7 @@ def participant_toml(path: Path, *, kit: str, state_dir: str, seed: int) -> Path
         f"kit = {json.dumps(kit)}",
         f"state_dir = {json.dumps(state_dir)}",
         f"seed = {seed}",
-        'trainer = "lora-mlp"',
+        'trainer = "accord.demo.lora_mlp:LoraMlpTrainer"',
         "poll_s = 2.0",
         "connect_timeout_s = 60.0",
     ]

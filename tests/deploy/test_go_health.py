@@ -22,23 +22,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from accord.coordinator import server
-from accord.coordinator.config import CoordinatorConfig
-from accord.core import configfile, logs
-from accord.federation.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    ProvisionedFederation,
-    provision_federation,
-)
+from accord.core import logs
+from accord.federation.provision import ProvisionedFederation
 from tests.support import free_port
+from tests.support.federation import provision_loopback, serve, write_coordinator_config
 
 from .tools import build_go_health
 
 pytestmark = pytest.mark.e2e
-
-FEDERATION = "city-safety"
 
 
 @dataclass
@@ -55,30 +46,10 @@ def go_health(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[Running]:
     port = free_port()
-    provisioned = provision_federation(
-        FederationFile(
-            federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),
-            participants=(ParticipantSection(name="energy"), ParticipantSection(name="urban")),
-        ),
-        tmp_path / "fed",
-    )
-    config_file = tmp_path / "coordinator.toml"
-    config_file.write_text(
-        "[coordinator]\n"
-        f'federation_id = "{FEDERATION}"\n'
-        f"listen_port = {port}\n"
-        'state_dir = "state"\n'
-        'profile = "masks"\n'
-        'tls_dir = "fed/coordinator"\n'
-        'roster = "fed/coordinator/roster.json"\n'
-    )
-    config = configfile.load(config_file, CoordinatorConfig, "coordinator")
-    config.state_dir.mkdir()
-    running = server.start(config, log=logs.configure("coordinator", tmp_path / "c.log"))
-    try:
+    provisioned = provision_loopback(tmp_path, port, ("energy", "urban"))
+    log = logs.configure("coordinator", tmp_path / "c.log")
+    with serve(write_coordinator_config(tmp_path, port), log):
         yield Running(provisioned, f"127.0.0.1:{port}")
-    finally:
-        running.stop(grace_s=0)
 
 
 def _probe(binary: Path, address: str, kit: Path, *extra: str) -> subprocess.CompletedProcess[str]:

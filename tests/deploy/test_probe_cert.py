@@ -10,7 +10,6 @@ passes the handshake and the health check but cannot enroll or speak for anyone.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,61 +19,37 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from accord.coordinator import server
-from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.operator.server_certs import (
     PROBE_CERT_FILE,
     PROBE_KEY_FILE,
     issue_probe_cert,
     probe_common_name,
 )
-from accord.core import configfile, logs
+from accord.core import logs
 from accord.core.kitformat import PARTICIPANT_ID_PATTERN
 from accord.crypto.credential import MEMBER_KEYS_OID
 from accord.errors import UsageError
-from accord.federation.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    ProvisionedFederation,
-    provision_federation,
-)
+from accord.federation.provision import ProvisionedFederation
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
+from tests.support import free_port
+from tests.support.federation import (
+    FEDERATION,
+    provision_loopback,
+    serve,
+    write_coordinator_config,
+)
 
 pytestmark = pytest.mark.e2e
-
-FEDERATION = "city-safety"
 
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[ProvisionedFederation, str]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    provisioned = provision_federation(
-        FederationFile(
-            federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),
-            participants=(ParticipantSection(name="energy"), ParticipantSection(name="urban")),
-        ),
-        tmp_path / "fed",
-    )
-    (tmp_path / "c.toml").write_text(
-        "[coordinator]\n"
-        f'federation_id = "{FEDERATION}"\n'
-        f"listen_port = {port}\n"
-        'state_dir = "state"\n'
-        'profile = "masks"\n'
-        'tls_dir = "fed/coordinator"\n'
-        'roster = "fed/coordinator/roster.json"\n'
-    )
-    config = configfile.load(tmp_path / "c.toml", CoordinatorConfig, "coordinator")
-    config.state_dir.mkdir()
-    started = server.start(config, log=logs.configure("coordinator", tmp_path / "c.log"))
-    try:
+    port = free_port()
+    provisioned = provision_loopback(tmp_path, port, ("energy", "urban"))
+    log = logs.configure("coordinator", tmp_path / "c.log")
+    with serve(write_coordinator_config(tmp_path, port), log):
         yield provisioned, f"127.0.0.1:{port}"
-    finally:
-        started.stop(grace_s=0)
 
 
 def _probe_channel(folder: Path, address: str) -> grpc.Channel:
@@ -130,13 +105,7 @@ def test_the_probe_passes_the_health_check_but_cannot_enroll(
 
 
 def test_a_probe_certificate_is_never_overwritten(tmp_path: Path) -> None:
-    provisioned = provision_federation(
-        FederationFile(
-            federation=FederationSection(id=FEDERATION, coordinator="127.0.0.1:50051"),
-            participants=(ParticipantSection(name="energy"),),
-        ),
-        tmp_path / "fed",
-    )
+    provisioned = provision_loopback(tmp_path, 50051, ("energy",))
     before = (provisioned.coordinator_dir / "probe.pem").read_bytes()
     with pytest.raises(UsageError, match=r"probe\.key exists"):
         issue_probe_cert(provisioned.ca_dir, provisioned.coordinator_dir)

@@ -33,21 +33,19 @@ from accord.crypto.messages import (
     UnmaskShares,
 )
 from accord.crypto.round import CoordinatorRound
-from accord.federation.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    provision_federation,
-)
-from accord.participant.config import ParticipantConfig
+from accord.demo.synthetic_trainer import SyntheticTrainer
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import startup_kit as kits
-from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
-from tests.e2e.test_member_keys import _wait
-from tests.e2e.test_mtls import FEDERATION
 from tests.support import free_port
+from tests.support.federation import (
+    kit_participant,
+    provision_loopback,
+    stop_daemons,
+    wait_until,
+    write_coordinator_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -113,27 +111,13 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
     monkeypatch.setattr(driver_module, "CoordinatorRound", SplitViewRound)
     SplitViewRound.revealed = []
     port = free_port()
-    provisioned = provision_federation(
-        FederationFile(
-            federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),
-            participants=tuple(ParticipantSection(name=name) for name in NAMES),
-        ),
-        tmp_path / "fed",
+    provisioned = provision_loopback(tmp_path, port, NAMES)
+    config_file = write_coordinator_config(
+        tmp_path,
+        port,
+        settings="rounds = 1\nthreshold = 3\nstage_deadline_s = 4\nheartbeat_interval_s = 0.5\n",
     )
-    (tmp_path / "coordinator.toml").write_text(
-        "[coordinator]\n"
-        f'federation_id = "{FEDERATION}"\n'
-        f"listen_port = {port}\n"
-        'state_dir = "state"\n'
-        'profile = "masks"\n'
-        "rounds = 1\n"
-        "threshold = 3\n"
-        "stage_deadline_s = 4\n"
-        "heartbeat_interval_s = 0.5\n"
-        'tls_dir = "fed/coordinator"\n'
-        'roster = "fed/coordinator/roster.json"\n'
-    )
-    config = configfile.load(tmp_path / "coordinator.toml", CoordinatorConfig, "coordinator")
+    config = configfile.load(config_file, CoordinatorConfig, "coordinator")
     running = server.start(config, log=logs.configure("coordinator", tmp_path / "c.log"))
     participant_log = tmp_path / "participants.log"
     log = logs.configure("participant", participant_log)
@@ -148,17 +132,7 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
 
     try:
         for name in NAMES:
-            participant = configfile.validate(
-                {
-                    "kit": str(provisioned.kits[name]),
-                    "state_dir": str(tmp_path / name),
-                    "poll_s": 0.5,
-                    "trainer": "synthetic",
-                    "synthetic_parameters": 64,
-                },
-                ParticipantConfig,
-                "participant",
-            )
+            participant = kit_participant(provisioned.kits[name], tmp_path / name)
             daemon = ParticipantDaemon(participant, log=log, trainer=SyntheticTrainer(participant))
 
             def run(daemon: ParticipantDaemon = daemon) -> None:
@@ -170,12 +144,9 @@ def test_a_split_view_of_the_survivors_gets_no_masking_key_share_of_the_victim(
             worker = threading.Thread(target=run, name=f"daemon-{name}", daemon=True)
             worker.start()
             workers.append((daemon, worker))
-        _wait("round 1 ended", rounds_done)
+        wait_until("round 1 ended", rounds_done)
     finally:
-        for daemon, _ in workers:
-            daemon.stop()
-        for _, worker in workers:
-            worker.join(timeout=30)
+        stop_daemons(workers)
         running.stop(grace_s=0)
 
     # The members shown the honest set revealed the victim's self-mask shares (that is the

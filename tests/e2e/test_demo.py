@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from accord.participant.training.protocol import load_adapter_model
+from accord.demo.lora_mlp import load_adapter_model
 
 from .demo_run import run_demo
 

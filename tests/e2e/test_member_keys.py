@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,25 +30,27 @@ from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.operator.approve import approve
 from accord.core import configfile, logs
 from accord.crypto import agreement, ceremony
+from accord.demo.synthetic_trainer import SyntheticTrainer
 from accord.errors import Expired, ProtocolError
-from accord.federation.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    provision_federation,
-)
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import packaging
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.certificates import certify_roster, load_certificate
 from accord.participant.training.protocol import LocalUpdate
-from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from tests.support import free_port
+from tests.support.federation import (
+    FEDERATION,
+    kit_participant,
+    provision_loopback,
+    stop_daemons,
+    wait_until,
+    write_coordinator_config,
+)
 
-from .test_mtls import FEDERATION, NAMES, FakeTrainer, Federation, enroll, federation
+from .test_mtls import NAMES, Federation, enroll, fake_trainer, federation
 
 __all__ = ["federation"]  # the running mTLS coordinator of test_mtls, as a fixture here
 
@@ -89,7 +90,7 @@ def kit_daemon(federation: Federation, name: str, tmp_path: Path) -> Participant
         "participant",
     )
     log = logs.configure("participant", tmp_path / "participant.log")
-    return ParticipantDaemon(config, log=log, trainer=FakeTrainer())  # type: ignore[arg-type]
+    return ParticipantDaemon(config, log=log, trainer=fake_trainer())
 
 
 def events(log_file: Path, name: str) -> list[dict[str, Any]]:
@@ -190,36 +191,16 @@ def _status(address_kit: Path) -> pb.StatusResponse:
         return pb_grpc.CoordinatorStub(channel).GetStatus(pb.StatusRequest(), timeout=5)
 
 
-def _wait(what: str, condition: Callable[[], bool], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.1)
-
-
 def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    provisioned = provision_federation(
-        FederationFile(
-            federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),
-            participants=(ParticipantSection(name="energy"), ParticipantSection(name="urban")),
-        ),
-        tmp_path / "fed",
-    )
-    config_file = tmp_path / "coordinator.toml"
-    config_file.write_text(
-        "[coordinator]\n"
-        f'federation_id = "{FEDERATION}"\n'
-        f"listen_port = {port}\n"
-        'state_dir = "state"\n'
-        'profile = "ckks+masks"\n'
-        "rounds = 2\n"
-        "threshold = 2\n"
-        "heartbeat_interval_s = 0.5\n"
-        'tls_dir = "fed/coordinator"\n'
-        'roster = "fed/coordinator/roster.json"\n'
+    provisioned = provision_loopback(tmp_path, port, ("energy", "urban"))
+    config_file = write_coordinator_config(
+        tmp_path,
+        port,
+        profile="ckks+masks",
+        settings="rounds = 2\nthreshold = 2\nheartbeat_interval_s = 0.5\n",
     )
     log_file = tmp_path / "federation.log"
     log = logs.configure("coordinator", log_file)
@@ -229,17 +210,7 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
     stopped: dict[str, str] = {}
 
     def start(name: str, kit_dir: Path, *, gated: bool = False) -> None:
-        config = configfile.validate(
-            {
-                "kit": str(kit_dir),
-                "state_dir": str(tmp_path / name),
-                "poll_s": 0.5,
-                "trainer": "synthetic",
-                "synthetic_parameters": 64,
-            },
-            ParticipantConfig,
-            "participant",
-        )
+        config = kit_participant(kit_dir, tmp_path / name)
         trainer: Any = SyntheticTrainer(config)
         if gated:
             trainer = GatedTrainer(trainer, gate, round=1)
@@ -261,7 +232,7 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
     try:
         start("energy", energy_kit, gated=True)
         start("urban", provisioned.kits["urban"])
-        _wait("round 1 runs", lambda: _status(energy_kit).round == 1)
+        wait_until("round 1 runs", lambda: _status(energy_kit).round == 1)
 
         request = packaging.request("water", tmp_path / "water-request")
         response = approve(request, provisioned.ca_dir)
@@ -269,7 +240,7 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
             tmp_path / "water-request", response, provisioned.ca_fingerprint, tmp_path / "water-kit"
         )
         start("water", water_kit)
-        _wait(
+        wait_until(
             "water enrolled",
             lambda: any(
                 p.participant_id == "water" and p.state != "not enrolled"
@@ -277,7 +248,7 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
             ),
         )
         gate.set()
-        _wait("the federation finished", lambda: _status(energy_kit).rounds_completed >= 2)
+        wait_until("the federation finished", lambda: _status(energy_kit).rounds_completed >= 2)
 
         summary = {r.round: r for r in _status(energy_kit).recent_rounds}
         assert list(summary[1].selected) == ["energy", "urban"]
@@ -295,8 +266,5 @@ def test_a_participant_approved_while_the_coordinator_runs_joins_the_next_round(
         assert not events(log_file, "member_refused")
     finally:
         gate.set()
-        for daemon, _ in workers.values():
-            daemon.stop()
-        for _, worker in workers.values():
-            worker.join(timeout=30)
+        stop_daemons(workers.values())
         running.stop(grace_s=0)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import pytest
@@ -25,13 +25,7 @@ from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.operator.approve import revoke
 from accord.core import configfile, logs
 from accord.errors import AccordError, ConfigError
-from accord.federation.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    ProvisionedFederation,
-    provision_federation,
-)
+from accord.federation.provision import ProvisionedFederation
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit.preflight import check
@@ -40,23 +34,19 @@ from accord.participant.rpc_errors import refusal
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from tests.support import free_port
+from tests.support.federation import (
+    FEDERATION,
+    provision_loopback,
+    serve,
+    write_coordinator_config,
+)
+from tests.support.trainers import FakeTrainer
 
 pytestmark = pytest.mark.e2e
 
-FEDERATION = "city-safety"
 NAMES = ("energy", "residential", "urban")
 MODEL_HASH = "ab" * 32
 ADAPTER_PARAMETERS = 10
-
-
-def _provision(folder: Path, port: int, federation: str = FEDERATION) -> ProvisionedFederation:
-    return provision_federation(
-        FederationFile(
-            federation=FederationSection(id=federation, coordinator=f"127.0.0.1:{port}"),
-            participants=tuple(ParticipantSection(name=name) for name in NAMES),
-        ),
-        folder,
-    )
 
 
 @dataclass
@@ -77,24 +67,10 @@ class Federation:
 @pytest.fixture
 def federation(tmp_path: Path) -> Iterator[Federation]:
     port = free_port()
-    provisioned = _provision(tmp_path / "fed", port)
-    config_file = tmp_path / "coordinator.toml"
-    config_file.write_text(
-        "[coordinator]\n"
-        f'federation_id = "{FEDERATION}"\n'
-        f"listen_port = {port}\n"
-        'state_dir = "state"\n'
-        'profile = "masks"\n'
-        'tls_dir = "fed/coordinator"\n'
-        'roster = "fed/coordinator/roster.json"\n'
-    )
-    config = configfile.load(config_file, CoordinatorConfig, "coordinator")
-    config.state_dir.mkdir()
-    running = server.start(config, log=logs.configure("coordinator", tmp_path / "c.log"))
-    try:
+    provisioned = provision_loopback(tmp_path, port, NAMES)
+    log = logs.configure("coordinator", tmp_path / "c.log")
+    with serve(write_coordinator_config(tmp_path, port), log) as running:
         yield Federation(provisioned, running, f"127.0.0.1:{port}")
-    finally:
-        running.stop(grace_s=0)
 
 
 def header(name: str, federation: str = FEDERATION) -> pb.RequestHeader:
@@ -145,7 +121,7 @@ def test_a_kit_enrolls_over_mtls_with_the_rosters_identity_keys(federation: Fede
 def test_a_client_certificate_of_another_ca_fails_the_handshake(
     federation: Federation, tmp_path: Path
 ) -> None:
-    other = _provision(tmp_path / "other", 1, federation="other")
+    other = provision_loopback(tmp_path / "other", 1, NAMES, id="other")
     impostor = Kit.load(other.kits["energy"])
     trusted_ca = federation.kit("energy").ca_pem
     for credentials in (
@@ -215,7 +191,7 @@ def test_the_daemon_stops_at_once_when_its_kit_is_revoked(
         "participant",
     )
     daemon = ParticipantDaemon(
-        config, log=logs.configure("participant", tmp_path / "p.log"), trainer=FakeTrainer()
+        config, log=logs.configure("participant", tmp_path / "p.log"), trainer=fake_trainer()
     )
     started = time.monotonic()
     with pytest.raises(AccordError, match="energy is revoked"):
@@ -235,7 +211,7 @@ def test_the_daemon_connects_with_its_kit(federation: Federation, tmp_path: Path
         "participant",
     )
     daemon = ParticipantDaemon(
-        config, log=logs.configure("participant", tmp_path / "p.log"), trainer=FakeTrainer()
+        config, log=logs.configure("participant", tmp_path / "p.log"), trainer=fake_trainer()
     )
     worker = threading.Thread(target=daemon.run, daemon=True)
     worker.start()
@@ -277,7 +253,7 @@ def test_a_plaintext_client_cannot_talk_to_the_tls_server(federation: Federation
 def test_a_coordinator_the_kit_does_not_trust_is_a_refusal(
     federation: Federation, tmp_path: Path
 ) -> None:
-    other = _provision(tmp_path / "other", 1, federation="other")
+    other = provision_loopback(tmp_path / "other", 1, NAMES, id="other")
     mine = federation.kit("energy")
     foreign = Kit.load(other.kits["energy"])
     # The kit pins another CA than the one that signed the coordinator's certificate.
@@ -298,14 +274,15 @@ def _enrolled(answer: pb.StatusResponse, name: str) -> bool:
     return any(p.participant_id == name and p.state != "not enrolled" for p in answer.participants)
 
 
-class FakeTrainer:
+def fake_trainer() -> FakeTrainer:
     """Enough of a `Trainer` to enrol and wait: no round ever starts in these tests."""
 
-    parameter_count = ADAPTER_PARAMETERS
-    base_model_hash = MODEL_HASH
+    def no_round(round: int) -> NoReturn:
+        raise AssertionError(f"no round runs in these tests, yet the daemon trained {round}")
 
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"no round runs in these tests, yet the daemon called {name}")
+    return FakeTrainer(
+        parameter_count=ADAPTER_PARAMETERS, base_model_hash=MODEL_HASH, train=no_round
+    )
 
 
 def test_the_demo_writes_an_mtls_federation(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from accord.audit.ledgers import load
@@ -27,66 +26,36 @@ from accord.core import configfile, logs
 from accord.core.ledger_store import write_private_key
 from accord.crypto import identity
 from accord.errors import BudgetExhausted, IntegrityError
-from accord.federation.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    ProvisionedFederation,
-    provision_federation,
-)
+from accord.federation.provision import ProvisionedFederation
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.federation_head import FEDERATION_HEAD_FILE, read_federation_head
 from accord.participant.kit.startup_kit import Kit
 from accord.participant.training.protocol import LocalUpdate
 from tests.support import free_port
+from tests.support.federation import FEDERATION, provision_loopback
+from tests.support.trainers import FakeTrainer
 
 pytestmark = pytest.mark.e2e
 
-FEDERATION = "city-safety"
 NAMES = ("energy", "residential", "urban")
 PARAMETERS = 64
 
 
-class SmallTrainer:
+def small_trainer(seed: int, refuse_from: int | None = None) -> FakeTrainer:
     """A trainer in miniature; with `refuse_from` its own budget runs out at that round."""
 
-    parameter_count = PARAMETERS
-    base_model_hash = "cd" * 32
-
-    def __init__(self, seed: int, refuse_from: int | None = None) -> None:
-        self._rng = np.random.default_rng(seed)
-        self._refuse_from = refuse_from
-
-    def train_round(self, round: int) -> LocalUpdate:
-        if self._refuse_from is not None and round >= self._refuse_from:
+    def train(round: int) -> LocalUpdate:
+        if refuse_from is not None and round >= refuse_from:
             raise BudgetExhausted(
                 "privacy budget spent: 40 noisy steps of the 40 that target_epsilon = 8.0 covers"
             )
-        delta = self._rng.normal(scale=0.05, size=PARAMETERS).astype(np.float32)
-        return LocalUpdate(delta=delta, sample_count=50, metrics={"local_steps": 4.0})
+        return trainer.seeded_update()
 
-    def apply(self, mean_delta: Any) -> None:
-        pass
-
-    def evaluate(self) -> dict[str, float]:
-        return {"eval_loss": 0.5}
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def load(self, directory: Path) -> None:
-        pass
-
-
-def provisioned(tmp_path: Path, port: int) -> ProvisionedFederation:
-    return provision_federation(
-        FederationFile(
-            federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),
-            participants=tuple(ParticipantSection(name=name) for name in NAMES),
-        ),
-        tmp_path / "fed",
+    trainer = FakeTrainer(
+        parameter_count=PARAMETERS, base_model_hash="cd" * 32, seed=seed, train=train
     )
+    return trainer
 
 
 def coordinator_config(tmp_path: Path, fed: ProvisionedFederation, port: int) -> CoordinatorConfig:
@@ -152,7 +121,7 @@ def run_all(daemons: dict[str, ParticipantDaemon]) -> dict[str, BaseException | 
 
 def test_client_level_noise_a_trainer_refusal_and_pinned_heads_end_to_end(tmp_path) -> None:
     port = free_port()
-    fed = provisioned(tmp_path, port)
+    fed = provision_loopback(tmp_path, port, NAMES)
     running = server.start(
         coordinator_config(tmp_path, fed, port),
         log=logs.configure("coordinator", tmp_path / "coordinator.log"),
@@ -163,7 +132,7 @@ def test_client_level_noise_a_trainer_refusal_and_pinned_heads_end_to_end(tmp_pa
                 tmp_path,
                 fed,
                 name,
-                SmallTrainer(index, refuse_from=2 if name == "urban" else None),
+                small_trainer(index, refuse_from=2 if name == "urban" else None),
             )
             for index, name in enumerate(NAMES)
         }
@@ -232,7 +201,7 @@ def test_client_level_noise_a_trainer_refusal_and_pinned_heads_end_to_end(tmp_pa
 
 def test_a_coordinator_signing_with_another_ledger_key_is_refused(tmp_path) -> None:
     port = free_port()
-    fed = provisioned(tmp_path, port)
+    fed = provision_loopback(tmp_path, port, NAMES)
     # The coordinator's folder gets another key than the one the CA certified.
     key_file = fed.coordinator_dir / federation_ledger.PROVISIONED_KEY_FILE
     key_file.unlink()
@@ -242,7 +211,7 @@ def test_a_coordinator_signing_with_another_ledger_key_is_refused(tmp_path) -> N
         log=logs.configure("coordinator", tmp_path / "coordinator.log"),
     )
     try:
-        outcomes = run_all({"energy": daemon(tmp_path, fed, "energy", SmallTrainer(0))})
+        outcomes = run_all({"energy": daemon(tmp_path, fed, "energy", small_trainer(0))})
     finally:
         running.stop(grace_s=0)
     refused = outcomes["energy"]

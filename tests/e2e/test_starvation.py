@@ -19,24 +19,23 @@ import grpc
 import pytest
 
 from accord.coordinator import server
-from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.operator.approve import revoke
-from accord.core import configfile, logs
-from accord.federation.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
-    provision_federation,
-)
-from accord.participant.config import ParticipantConfig
+from accord.core import logs
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit.startup_kit import Kit, secure_channel
 from accord.participant.rpc_errors import retryable
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from tests.support import free_port
+from tests.support.federation import (
+    FEDERATION,
+    kit_participant,
+    provision_loopback,
+    serve,
+    write_coordinator_config,
+)
 
-from .test_mtls import FEDERATION, enroll, header
+from .test_mtls import enroll, header
 
 pytestmark = pytest.mark.e2e
 
@@ -56,33 +55,12 @@ class Running:
 @contextlib.contextmanager
 def _serve(tmp_path: Path, settings: str = "") -> Iterator[Running]:
     port = free_port()
-    provisioned = provision_federation(
-        FederationFile(
-            federation=FederationSection(id=FEDERATION, coordinator=f"127.0.0.1:{port}"),
-            participants=tuple(
-                ParticipantSection(name=name) for name in (*HONEST, HOSTILE, REVOKED)
-            ),
-        ),
-        tmp_path / "fed",
+    provisioned = provision_loopback(tmp_path, port, (*HONEST, HOSTILE, REVOKED))
+    config_file = write_coordinator_config(
+        tmp_path, port, settings=f"stream_idle_s = {IDLE_S}\n" + settings
     )
-    config_file = tmp_path / "coordinator.toml"
-    config_file.write_text(
-        "[coordinator]\n"
-        f'federation_id = "{FEDERATION}"\n'
-        f"listen_port = {port}\n"
-        'state_dir = "state"\n'
-        'profile = "masks"\n'
-        f"stream_idle_s = {IDLE_S}\n"
-        'tls_dir = "fed/coordinator"\n'
-        'roster = "fed/coordinator/roster.json"\n' + settings
-    )
-    config = configfile.load(config_file, CoordinatorConfig, "coordinator")
-    config.state_dir.mkdir()
-    running = server.start(config, log=logs.configure("coordinator", tmp_path / "c.log"))
-    try:
+    with serve(config_file, logs.configure("coordinator", tmp_path / "c.log")) as running:
         yield Running(provisioned.kits, running, provisioned.ca_dir)
-    finally:
-        running.stop(grace_s=0)
 
 
 @pytest.fixture
@@ -239,17 +217,8 @@ def test_honest_members_complete_a_round_while_a_hostile_member_holds_streams_op
         held = _hold_streams(federation, hold)
         daemons = []
         for name in HONEST:
-            config = configfile.validate(
-                {
-                    "kit": str(federation.kits[name]),
-                    "state_dir": str(tmp_path / name),
-                    "poll_s": 0.2,
-                    "trainer": "synthetic",
-                    "synthetic_parameters": 64,
-                    "dp": {"enabled": False},
-                },
-                ParticipantConfig,
-                "participant",
+            config = kit_participant(
+                federation.kits[name], tmp_path / name, poll_s=0.2, dp={"enabled": False}
             )
             daemon = ParticipantDaemon(
                 config, log=logs.configure("participant", tmp_path / f"{name}.log")

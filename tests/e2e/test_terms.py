@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -22,47 +20,29 @@ from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile, logs
 from accord.crypto import ceremony
 from accord.crypto.profile import Profile
+from accord.demo.synthetic_trainer import SyntheticTrainer
 from accord.errors import TermsDeparted
 from accord.federation.provision import (
-    FederationFile,
-    FederationSection,
-    ParticipantSection,
     TermsSection,
-    provision_federation,
 )
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.kit import startup_kit as kits
-from accord.participant.training.synthetic import SyntheticTrainer
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 from tests.support import free_port
+from tests.support.federation import (
+    FEDERATION,
+    kit_participant,
+    provision_loopback,
+    stop_daemons,
+    wait_until,
+    write_coordinator_config,
+)
 
 pytestmark = pytest.mark.e2e
 
-FEDERATION = "city-safety"
 NAMES = ("energy", "residential", "urban")
-
-
-def _participant_config(tmp_path: Path, name: str, kit_dir: Path) -> ParticipantConfig:
-    return configfile.validate(
-        {
-            "kit": str(kit_dir),
-            "state_dir": str(tmp_path / name),
-            "poll_s": 0.3,
-            "trainer": "synthetic",
-            "synthetic_parameters": 64,
-        },
-        ParticipantConfig,
-        "participant",
-    )
-
-
-def _wait(what: str, condition: Callable[[], bool], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.1)
 
 
 def _provision(tmp_path: Path, port: int) -> tuple[Path, Path]:
@@ -75,30 +55,15 @@ def _provision(tmp_path: Path, port: int) -> tuple[Path, Path]:
         adapter_parameters=probe.parameter_count,
         rounds=1,
     )
-    provisioned = provision_federation(
-        FederationFile(
-            federation=FederationSection(
-                id=FEDERATION, coordinator=f"127.0.0.1:{port}", profile=Profile.MASKS
-            ),
-            participants=tuple(ParticipantSection(name=name) for name in NAMES),
-            terms=terms,
-        ),
-        tmp_path / "fed",
-    )
-    config_file = tmp_path / "coordinator.toml"
-    config_file.write_text(
-        "[coordinator]\n"
-        f'federation_id = "{FEDERATION}"\n'
-        f"listen_port = {port}\n"
-        'state_dir = "state"\n'
-        'profile = "masks"\n'
-        "rounds = 1\n"
+    provisioned = provision_loopback(tmp_path, port, NAMES, profile=Profile.MASKS, terms=terms)
+    config_file = write_coordinator_config(
+        tmp_path,
+        port,
+        settings="rounds = 1\n"
         "threshold = 2\n"
         "enroll_deadline_s = 2\n"
         "heartbeat_interval_s = 0.5\n"
-        'tls_dir = "fed/coordinator"\n'
-        'roster = "fed/coordinator/roster.json"\n'
-        'terms = "fed/coordinator/terms.signed"\n'
+        'terms = "fed/coordinator/terms.signed"\n',
     )
     return config_file, provisioned.root
 
@@ -136,7 +101,7 @@ def test_a_hostile_first_enrolee_is_refused_and_the_honest_members_finish(
                 assert caught.value.details().startswith("TermsDeparted: urban: ")
                 assert "departs from the signed terms" in caught.value.details()
         for name in NAMES[:2]:
-            config = _participant_config(tmp_path, name, root / "kits" / name)
+            config = kit_participant(root / "kits" / name, tmp_path / name, poll_s=0.3)
             daemon = ParticipantDaemon(
                 config,
                 log=logging.getLogger("accord.participant"),
@@ -150,16 +115,13 @@ def test_a_hostile_first_enrolee_is_refused_and_the_honest_members_finish(
             with kits.secure_channel(kits.Kit.load(root / "kits" / "energy")) as channel:
                 return pb_grpc.CoordinatorStub(channel).GetStatus(pb.StatusRequest(), timeout=5)
 
-        _wait("the honest round completed", lambda: status().rounds_completed >= 1)
+        wait_until("the honest round completed", lambda: status().rounds_completed >= 1)
         (summary,) = [r for r in status().recent_rounds if r.outcome == pb.DONE]
         assert list(summary.selected) == ["energy", "residential"]
         states = {p.participant_id: p.state for p in status().participants}
         assert states["urban"] == "not enrolled"
     finally:
-        for daemon, _ in workers:
-            daemon.stop()
-        for _, worker in workers:
-            worker.join(timeout=30)
+        stop_daemons(workers)
         running.stop(grace_s=0)
 
 

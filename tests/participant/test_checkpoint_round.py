@@ -12,17 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from accord.core import configfile
 from accord.crypto import integrity, quantize
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
 from accord.participant import exchange
-from accord.participant.config import ParticipantConfig
 from accord.participant.data import city_safety, incident_sets
 from accord.participant.training import local as train
 from accord.participant.training.multimodal import MultimodalTrainer
 from tests.crypto.harness import FederationHarness
 from tests.participant.test_models import make_siglip
+from tests.support.multimodal import checkpoint_trainer
 
 INTEGRITY_KEY = bytes(range(32))
 
@@ -30,23 +29,7 @@ INTEGRITY_KEY = bytes(range(32))
 def trainer(
     tmp_path: Path, checkpoint: Path, data: Path, name: str, seed: int
 ) -> MultimodalTrainer:
-    config = configfile.validate(
-        {
-            "name": name,
-            "insecure_plaintext": True,
-            "state_dir": str(tmp_path / name),
-            "data_dir": str(data),
-            "base_model": str(checkpoint),
-            "seed": seed,
-            "local_steps": 3,
-            "batch_size": 8,
-            "lora_rank": 2,
-            "training": {"tune_towers": True},
-        },
-        ParticipantConfig,
-        "participant",
-    )
-    return MultimodalTrainer(config)
+    return checkpoint_trainer(tmp_path / name, checkpoint, data, name=name, seed=seed)
 
 
 def test_two_participants_run_a_secure_lora_round_on_a_local_checkpoint(tmp_path: Path) -> None:

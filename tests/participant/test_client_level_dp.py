@@ -18,7 +18,6 @@ from accord.coordinator.store.persistence import round_config_from_json, round_c
 from accord.core import configfile
 from accord.core.ledger_store import LedgerFile
 from accord.crypto import integrity, pipeline, quantize
-from accord.crypto.aggregate import UpdateSum
 from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
@@ -29,6 +28,7 @@ from accord.participant.config import ParticipantConfig
 from accord.participant.training.privacy import CsprngGaussian
 from accord.participant.training.protocol import LocalUpdate
 from accord.wire.round_config import round_config_from_proto, round_config_to_proto
+from tests.support.rounds import plain_sum
 
 NAMES = ("energy", "residential", "urban")
 PARAMETERS = 20_000
@@ -77,15 +77,7 @@ def key(name: str) -> bytes:
 
 def aggregate(config: RoundConfig, *, noisy: bool) -> np.ndarray:
     """The survivors' sum through the real pipeline (masks profile, no masks to cancel)."""
-    total = UpdateSum(
-        config.profile,
-        config.element_count,
-        modulus_bits=config.quant.modulus_bits,
-        packing=None,
-        public=None,
-        federation_id=config.federation_id,
-        round=config.round,
-    )
+    total = plain_sum(config)
     used = config if noisy else dataclasses.replace(config, client_noise=None)
     for index, (name, update) in enumerate(zip(NAMES, updates(), strict=True)):
         chunks = exchange.protect_update(

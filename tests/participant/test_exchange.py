@@ -16,7 +16,8 @@ from accord.crypto.quantize import QuantSpec
 from accord.errors import IntegrityError, InternalError, Malformed
 from accord.participant.exchange import protect_update, reveal_mean
 from accord.participant.training.protocol import LocalUpdate
-from tests.crypto.harness import shared_secret_context
+from tests.support.ckks import shared_secret_context
+from tests.support.rounds import plain_sum
 
 PARAMETERS = 50
 
@@ -34,15 +35,7 @@ def plaintext_round(round: int = 1) -> RoundConfig:
 
 
 def aggregate(config: RoundConfig, updates: list[LocalUpdate]) -> list[bytes]:
-    total = UpdateSum(
-        config.profile,
-        config.element_count,
-        modulus_bits=16,
-        packing=None,
-        public=None,
-        federation_id=config.federation_id,
-        round=config.round,
-    )
+    total = plain_sum(config)
     for update in updates:
         for chunk in protect_update(update, config, []):
             total.add(chunk)

@@ -32,6 +32,7 @@ from accord.participant.federation_head import (
 )
 from accord.participant.training import privacy
 from accord.participant.training.protocol import LocalUpdate
+from tests.support.trainers import FakeTrainer
 
 NAMES = ("energy", "residential", "urban")
 SIGMA, RATE, STEPS = 1.0, 0.1, 40
@@ -275,36 +276,19 @@ def test_the_federation_head_is_kept_when_it_moves_forward_and_anomalies_noted(t
 # ---- a federation in which one participant's budget runs out ----
 
 
-class FakeTrainer:
+def dp_trainer() -> FakeTrainer:
     """A DP trainer in miniature: a fixed run per round and the accounting it implies."""
 
-    parameter_count = 10
-    base_model_hash = "ab" * 32
-
-    def __init__(self) -> None:
-        self.rounds = 0
-
-    def train_round(self, round: int) -> LocalUpdate:
-        self.rounds += 1
-        delta = np.full(10, 0.01, dtype=np.float32)
+    def train(round: int) -> LocalUpdate:
         return DpUpdate(
-            delta=delta,
+            delta=np.full(10, 0.01, dtype=np.float32),
             sample_count=64,
-            metrics={"eval_loss_before": 1.0 / self.rounds, "local_steps": float(STEPS)},
-            privacy=spent(self.rounds),
+            metrics={"eval_loss_before": 1.0 / trainer.rounds, "local_steps": float(STEPS)},
+            privacy=spent(trainer.rounds),
         )
 
-    def apply(self, mean_delta: Any) -> None:
-        pass
-
-    def evaluate(self) -> dict[str, float]:
-        return {"eval_loss": 0.5 / max(1, self.rounds)}
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def load(self, directory: Path) -> None:
-        pass
+    trainer = FakeTrainer(train=train)
+    return trainer
 
 
 @pytest.mark.e2e
@@ -351,7 +335,7 @@ def test_a_participant_out_of_budget_stops_and_the_federation_continues(tmp_path
                 poll_s=1.0,
                 dp=dp(max_epsilon=limit) if name == "urban" else dp(),
             )
-            daemon = ParticipantDaemon(config, log=log, trainer=FakeTrainer())  # type: ignore[arg-type]
+            daemon = ParticipantDaemon(config, log=log, trainer=dp_trainer())
 
             def work(daemon: ParticipantDaemon = daemon, name: str = name) -> None:
                 try:

@@ -124,7 +124,11 @@ def test_a_kit_packaged_before_kits_pinned_the_key_is_refused_by_the_daemon(tmp_
     found = preflight.check(folder, online=False).get("coordinator ledger key")
     assert found.status is CheckStatus.FAIL and "accord provision ledger-key" in found.fix
     config = configfile.validate(
-        {"kit": str(folder), "state_dir": str(tmp_path / "state"), "trainer": "lora-mlp"},
+        {
+            "kit": str(folder),
+            "state_dir": str(tmp_path / "state"),
+            "trainer": "accord.demo.lora_mlp:LoraMlpTrainer",
+        },
         ParticipantConfig,
         "participant",
     )

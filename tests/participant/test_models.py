@@ -192,31 +192,14 @@ def test_a_folder_of_another_kind_is_refused(tmp_path) -> None:
 
 
 def test_a_participant_trains_a_checkpoint_named_in_its_config(tmp_path) -> None:
-    from accord.core import configfile
-    from accord.participant.config import ParticipantConfig
     from accord.participant.data import city_safety
     from accord.participant.data import incident_sets as benchmarks
-    from accord.participant.training.multimodal import MultimodalTrainer
+    from tests.support.multimodal import checkpoint_trainer
 
     folder = make_siglip(tmp_path / "siglip")
     bench = city_safety.city_safety_benchmark(2, train_per_enterprise=24, test_per_enterprise=6)
     data = benchmarks.write_benchmark(bench, tmp_path / "data")[bench.enterprises[1].name]
-    config = configfile.validate(
-        {
-            "name": "p",
-            "insecure_plaintext": True,
-            "state_dir": str(tmp_path / "s"),
-            "data_dir": str(data),
-            "base_model": str(folder),
-            "local_steps": 3,
-            "batch_size": 8,
-            "lora_rank": 2,
-            "training": {"tune_towers": True},
-        },
-        ParticipantConfig,
-        "participant",
-    )
-    trainer = MultimodalTrainer(config)
+    trainer = checkpoint_trainer(tmp_path / "s", folder, data)
     update = trainer.train_round(1)
     assert update.delta.shape == (trainer.parameter_count,)
     assert any("q_proj.lora_B" in n for n in train.trainable_names(trainer.model))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from accord.core import configfile
 from accord.core.ledger_store import LedgerFile
 from accord.crypto import identity
+from accord.demo.lora_mlp import LoraMlpTrainer
 from accord.errors import ConfigError, RoundAborted
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
@@ -28,7 +30,7 @@ from accord.participant.daemon import ParticipantDaemon
 from accord.participant.data import digit_incidents
 from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import models
-from accord.participant.training.protocol import LoraMlpTrainer, Trainer
+from accord.participant.training.protocol import Trainer
 
 NAMES = ("energy", "residential")
 TARGET_EPSILON = 8.0
@@ -132,15 +134,35 @@ def test_the_multimodal_trainer_is_the_default_and_rdp_the_default_accountant() 
     assert config.dp.accountant == "rdp"
 
 
-@pytest.mark.parametrize("trainer", ["lora-mlp", "synthetic"])
+@pytest.mark.parametrize(
+    "trainer",
+    ["accord.demo.lora_mlp:LoraMlpTrainer", "accord.demo.synthetic_trainer:SyntheticTrainer"],
+)
 def test_dp_with_a_trainer_that_has_no_dp_is_a_config_error(trainer: str) -> None:
     table = {
         "name": "energy",
         "trainer": trainer,
         "dp": {"enabled": True, "target_epsilon": TARGET_EPSILON},
     }
-    with pytest.raises(ConfigError, match=f"trainer = '{trainer}' trains without DP-SGD"):
+    with pytest.raises(ConfigError, match=f"trainer = '{re.escape(trainer)}' trains without DP"):
         configfile.validate(table, ParticipantConfig, "participant")
+
+
+@pytest.mark.parametrize(
+    ("trainer", "why"),
+    [
+        ("lora-mlp", "expected 'multimodal' or the import path package.module:Class"),
+        ("accord.demo.no_such_module:Trainer", "cannot import accord.demo.no_such_module"),
+        ("accord.demo.lora_mlp:NoSuchTrainer", "accord.demo.lora_mlp has no class NoSuchTrainer"),
+        ("accord.demo.lora_mlp:INPUT_FEATURES", "accord.demo.lora_mlp has no class INPUT_FEATURES"),
+    ],
+)
+def test_a_trainer_that_names_no_importable_class_is_a_config_error(trainer: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[participant\] trainer") as raised:
+        configfile.validate(
+            {"name": "energy", "trainer": trainer}, ParticipantConfig, "participant"
+        )
+    assert why in str(raised.value)
 
 
 # ---- a round over gRPC ----

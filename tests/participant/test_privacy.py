@@ -148,8 +148,9 @@ def test_a_target_epsilon_is_met_over_the_planned_steps_and_then_refused() -> No
     model = nn.Linear(5, 2)
     history: privacy.History = []
     settings = dp_settings(noise_multiplier=None, target_epsilon=3.0, planned_steps=8)
-    for _ in range(2):
-        result = train.train_local(
+
+    def local_round(history: privacy.History) -> train.RoundResult:
+        return train.train_local(
             model,
             problem(),
             settings,
@@ -157,18 +158,14 @@ def test_a_target_epsilon_is_met_over_the_planned_steps_and_then_refused() -> No
             history=history,
             noise_source=privacy.CsprngGaussian(KEY),
         )
+
+    for _ in range(2):
+        result = local_round(history)
         history = result.history
     assert result.privacy is not None and result.privacy.steps == 8
     assert 2.7 <= result.privacy.epsilon <= 3.0 * 1.01
     with pytest.raises(RoundAborted, match="privacy budget spent"):
-        train.train_local(
-            model,
-            problem(),
-            settings,
-            generator=torch.Generator().manual_seed(0),
-            history=history,
-            noise_source=privacy.CsprngGaussian(KEY),
-        )
+        local_round(history)
 
 
 def test_the_history_survives_a_restart_and_keeps_its_accountant(tmp_path: Path) -> None:

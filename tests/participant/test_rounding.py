@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 
 from accord.crypto import integrity, quantize
-from accord.crypto.aggregate import UpdateSum
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.participant.exchange import protect_update, reveal_mean
 from accord.participant.training.protocol import LocalUpdate
+from tests.support.rounds import plain_sum
 
 PARAMETERS = 200
 SECRET = bytes(range(32))
@@ -42,15 +42,7 @@ def updates() -> list[LocalUpdate]:
 
 
 def mean(config: RoundConfig, secret: bytes | None) -> np.ndarray:
-    total = UpdateSum(
-        config.profile,
-        config.element_count,
-        modulus_bits=config.quant.modulus_bits,
-        packing=None,
-        public=None,
-        federation_id=config.federation_id,
-        round=config.round,
-    )
+    total = plain_sum(config)
     for index, update in enumerate(updates()):
         rng = None
         if secret is not None:

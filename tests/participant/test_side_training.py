@@ -12,46 +12,32 @@ import pytest
 
 from accord.audit.ledgers import load
 from accord.audit.reports import budget_summary
-from accord.core import configfile
 from accord.crypto import identity
 from accord.crypto.messages import RoundConfig
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
-from accord.participant.data import city_safety
-from accord.participant.data import incident_sets as benchmarks
-from accord.participant.training import models, privacy
+from accord.participant.training import privacy
 from accord.participant.training.multimodal import (
     LOCAL_ONLY_FILE,
     LOCAL_ONLY_PRIVACY_FILE,
     PERSONAL_FILE,
     MultimodalTrainer,
 )
+from tests.support.multimodal import small_city_benchmark, tiny_model_config
 
 KEY = identity.generate_identity(lambda n: hashlib.sha256(b"energy").digest()[:n])
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    bench = city_safety.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
-    return benchmarks.write_benchmark(bench, tmp_path_factory.mktemp("city"))
+    return small_city_benchmark(tmp_path_factory.mktemp("city"))
 
 
 def make_config(tmp_path: Path, data: dict[str, Path], **training: object) -> ParticipantConfig:
-    table = {
-        "name": "energy",
-        "insecure_plaintext": True,
-        "state_dir": str(tmp_path / "state"),
-        "data_dir": str(data["energy"]),
-        "base_model": models.TINY_MODEL,
-        "local_steps": 4,
-        "batch_size": 32,
-        "learning_rate": 0.05,
-        "dp": {"enabled": True, "noise_multiplier": 1.0, "accountant": "rdp"},
-        "training": {"eval_data_dir": str(data[benchmarks.POOLED_TEST]), **training},
-    }
-    return configfile.validate(table, ParticipantConfig, "participant")
+    dp = {"enabled": True, "noise_multiplier": 1.0, "accountant": "rdp"}
+    return tiny_model_config(tmp_path, data, local_steps=4, dp=dp, training=training)
 
 
 def round_config(round: int) -> RoundConfig:

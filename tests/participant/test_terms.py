@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from accord.core.kitformat import TERMS_FILE
 from accord.crypto.messages import RoundConfig
@@ -197,14 +198,14 @@ def _approve_and_package(root: Path, ca: Path, request: Path) -> tuple[int, str]
     return packaged.exit_code, packaged.output
 
 
-def test_provision_terms_signs_them_and_approve_carries_them_into_the_kit(tmp_path: Path) -> None:
+def _provision_terms(tmp_path: Path, ca: Path, federation: str) -> Result:
+    """`accord provision terms` of the federation file `federation` with the CA in `ca`."""
     from typer.testing import CliRunner
 
     from accord.cli.main import app
 
-    ca, request = _split_flow(tmp_path)
-    (tmp_path / "federation.toml").write_text(FEDERATION)
-    signed = CliRunner().invoke(
+    (tmp_path / "federation.toml").write_text(federation)
+    return CliRunner().invoke(
         app,
         [
             "provision",
@@ -216,6 +217,12 @@ def test_provision_terms_signs_them_and_approve_carries_them_into_the_kit(tmp_pa
             str(tmp_path / "op" / "coordinator"),
         ],
     )
+
+
+def test_provision_terms_signs_them_and_approve_carries_them_into_the_kit(tmp_path: Path) -> None:
+
+    ca, request = _split_flow(tmp_path)
+    signed = _provision_terms(tmp_path, ca, FEDERATION)
     assert signed.exit_code == 0, signed.output
     assert (tmp_path / "op" / "coordinator" / TERMS_FILE).read_bytes() == (
         ca / TERMS_FILE
@@ -245,9 +252,6 @@ def test_a_response_whose_terms_the_ca_did_not_sign_is_not_packaged(tmp_path: Pa
 
 
 def test_provision_terms_without_a_terms_table_names_the_fix(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from accord.cli.main import app
 
     ca, _ = _split_flow(tmp_path)
     without = (
@@ -255,19 +259,7 @@ def test_provision_terms_without_a_terms_table_names_the_fix(tmp_path: Path) -> 
         + "[[participants]]"
         + FEDERATION.split("[[participants]]", 1)[1]
     )
-    (tmp_path / "federation.toml").write_text(without)
-    result = CliRunner().invoke(
-        app,
-        [
-            "provision",
-            "terms",
-            str(tmp_path / "federation.toml"),
-            "--ca",
-            str(ca),
-            "--coordinator-dir",
-            str(tmp_path / "op" / "coordinator"),
-        ],
-    )
+    result = _provision_terms(tmp_path, ca, without)
     assert result.exit_code == 2
     assert "no [terms] table" in result.output and "describe-model" in result.output
     assert not (ca / TERMS_FILE).exists()

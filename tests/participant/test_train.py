@@ -13,7 +13,6 @@ from accord.core import configfile
 from accord.errors import ConfigError, RoundAborted
 from accord.participant.config import ParticipantConfig
 from accord.participant.data import city_safety
-from accord.participant.data import incident_sets as benchmarks
 from accord.participant.training import local as train
 from accord.participant.training import models
 from accord.participant.training.multimodal import (
@@ -22,33 +21,14 @@ from accord.participant.training.multimodal import (
     load_adapter_model,
 )
 from accord.participant.training.protocol import Trainer
+from tests.support.multimodal import small_city_benchmark, tiny_model_config
 
 LABELS = city_safety.CITY_LABELS
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    bench = city_safety.city_safety_benchmark(3, train_per_enterprise=80, test_per_enterprise=20)
-    return benchmarks.write_benchmark(bench, tmp_path_factory.mktemp("city"))
-
-
-def make_config(tmp_path: Path, data: dict[str, Path], **settings: object) -> ParticipantConfig:
-    table = {
-        "name": "energy",
-        "insecure_plaintext": True,
-        "state_dir": str(tmp_path / "state"),
-        "data_dir": str(data["energy"]),
-        "base_model": models.TINY_MODEL,
-        "local_steps": 5,
-        "batch_size": 32,
-        "learning_rate": 0.05,
-        **settings,
-    }
-    table["training"] = {
-        "eval_data_dir": str(data[benchmarks.POOLED_TEST]),
-        **settings.get("training", {}),
-    }  # type: ignore[dict-item]
-    return configfile.validate(table, ParticipantConfig, "participant")
+    return small_city_benchmark(tmp_path_factory.mktemp("city"))
 
 
 def tiny_base(seed: int = 0) -> models.BaseModel:
@@ -215,7 +195,7 @@ def test_weights_that_never_update_are_an_error() -> None:
 
 @pytest.fixture(scope="module")
 def trainer(tmp_path_factory, data) -> MultimodalTrainer:
-    config = make_config(
+    config = tiny_model_config(
         tmp_path_factory.mktemp("trainer"), data, training={"report_local_only": True}
     )
     return MultimodalTrainer(config)
@@ -234,11 +214,13 @@ def test_participants_of_one_federation_share_hash_and_first_adapter(
     tmp_path, data, trainer
 ) -> None:
     other = MultimodalTrainer(
-        make_config(tmp_path, data, name="residential", seed=5, data_dir=str(data["residential"]))
+        tiny_model_config(
+            tmp_path, data, name="residential", seed=5, data_dir=str(data["residential"])
+        )
     )
     assert other.base_model_hash == trainer.base_model_hash
     np.testing.assert_array_equal(other._global, trainer._global)
-    different = MultimodalTrainer(make_config(tmp_path, data, model_seed=1))
+    different = MultimodalTrainer(tiny_model_config(tmp_path, data, model_seed=1))
     assert different.base_model_hash != trainer.base_model_hash
 
 
@@ -272,7 +254,7 @@ def test_the_saved_adapter_loads_with_peft_and_restores_the_trainer(
     trainer.save(tmp_path / "round-0001")
     files = {p.name for p in (tmp_path / "round-0001").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors"} <= files
-    config = make_config(tmp_path, data)
+    config = tiny_model_config(tmp_path, data)
     peft_model = load_adapter_model(tmp_path / "round-0001", config)
     names = train.trainable_names(trainer.model)
     loaded = dict(peft_model.named_parameters())
@@ -285,7 +267,7 @@ def test_the_saved_adapter_loads_with_peft_and_restores_the_trainer(
 
 
 def test_tuning_the_towers_trains_their_b_matrices(tmp_path, data) -> None:
-    config = make_config(tmp_path, data, local_steps=2, training={"tune_towers": True})
+    config = tiny_model_config(tmp_path, data, local_steps=2, training={"tune_towers": True})
     tuned = MultimodalTrainer(config)
     names = train.trainable_names(tuned.model)
     assert any("text_tower" in n and "lora_B" in n for n in names)
@@ -301,13 +283,13 @@ def test_flagged_samples_can_be_excluded(tmp_path, data) -> None:
         for line in (data["energy"] / "manifest.jsonl").read_text().splitlines()[:10]
     ]
     flagged.write_text("".join(f'{{"id": "{i}"}}\n' for i in ids))
-    config = make_config(
+    config = tiny_model_config(
         tmp_path, data, data_quality={"exclude_flagged": True, "flagged_file": str(flagged)}
     )
     assert MultimodalTrainer(config).train_round(1).sample_count == 70
     with pytest.raises(ConfigError, match="run `accord participant check-data` first"):
         MultimodalTrainer(
-            make_config(
+            tiny_model_config(
                 tmp_path,
                 data,
                 data_quality={

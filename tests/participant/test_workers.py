@@ -6,7 +6,6 @@ import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import pytest
@@ -19,20 +18,11 @@ from accord.crypto.packing import choose_packing
 from accord.crypto.profile import Profile
 from accord.errors import ConfigError, IntegrityError, RoundAborted
 from accord.participant.workers import ChunkWorkers, worker_count
+from tests.support.ckks import shared_secret_context, stranger_secret_context
 
 FED = "fed-workers"
 B = 16
 TARGET = 40_000  # small chunks: several per update
-
-
-@cache
-def secret() -> SecretContext:
-    return SecretContext.generate()
-
-
-@cache
-def stranger() -> SecretContext:
-    return SecretContext.generate()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +51,7 @@ def _protect(values: np.ndarray, profile: Profile, terms: list[MaskTerm], runner
             mask_terms=terms,
             modulus_bits=B,
             packing=choose_packing(B, 3) if uses_ckks else None,
-            secret=secret() if uses_ckks else None,
+            secret=shared_secret_context() if uses_ckks else None,
             target_chunk_bytes=TARGET,
             runner=runner,
         )
@@ -89,7 +79,7 @@ def _update_sum(count: int) -> UpdateSum:
         count,
         modulus_bits=B,
         packing=choose_packing(B, 3),
-        public=secret().public(),
+        public=shared_secret_context().public(),
         federation_id=FED,
         round=3,
         target_chunk_bytes=TARGET,
@@ -126,8 +116,8 @@ def test_ckks_masks_aggregate_is_byte_identical_with_one_and_two_workers(
         for chunk in chunks:
             total.add(chunk)
     aggregate = list(total.chunks())
-    serial = _reveal(aggregate, count, pipeline.SERIAL, secret())
-    spread = _reveal(list(reversed(aggregate)), count, pool, secret())
+    serial = _reveal(aggregate, count, pipeline.SERIAL, shared_secret_context())
+    spread = _reveal(list(reversed(aggregate)), count, pool, shared_secret_context())
     expected = (np.sum([inputs[u].astype(np.int64) for u in ids], axis=0) % 2**B).astype(np.uint32)
     assert serial.tobytes() == expected.tobytes()
     assert spread.tobytes() == serial.tobytes()
@@ -145,7 +135,7 @@ def test_a_worker_error_is_the_same_class_and_message_naming_the_chunk(
     errors = []
     for runner in (pipeline.SERIAL, pool):
         with pytest.raises(IntegrityError) as caught:
-            _reveal(chunks, count, runner, stranger())
+            _reveal(chunks, count, runner, stranger_secret_context())
         errors.append(str(caught.value))
     assert errors[0].startswith("chunk 0: ciphertext 0:")
     assert errors[1] == errors[0]

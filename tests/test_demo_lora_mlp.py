@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from accord.core import configfile
+from accord.demo.lora_mlp import LoraMlpTrainer, load_adapter_model
 from accord.participant.config import ParticipantConfig
-from accord.participant.training.protocol import LoraMlpTrainer, load_adapter_model
 
 
 def make_trainer(tmp_path: Path, **settings: object) -> LoraMlpTrainer:

@@ -4,8 +4,10 @@
 without the training: the adapter is `synthetic_parameters` float32 values (all zero
 at the start, the same everywhere), `train_round` returns a fixed small random change
 (seeded by the participant's `seed`, L2 norm 0.5, under the default clip bound of 1)
-scaled by the round, and `apply` adds the federation's mean. Chosen with
-`trainer = "synthetic"` in the participant's config; nothing else uses it.
+scaled by the round, and `apply` adds the federation's mean. A participant runs it when
+its config names it by import path, `trainer =
+"accord.demo.synthetic_trainer:SyntheticTrainer"` (`accord demo
+--bench-parameters N` writes that); the participant package never imports it.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from accord.core import configfile
+from accord.demo.synthetic_trainer import SyntheticTrainer
 from accord.participant.config import ParticipantConfig
-from accord.participant.training.synthetic import SyntheticTrainer
 
 
 def make_trainer(tmp_path: Path, **settings: object) -> SyntheticTrainer:
@@ -16,7 +16,7 @@ def make_trainer(tmp_path: Path, **settings: object) -> SyntheticTrainer:
         {
             "name": "energy",
             "state_dir": str(tmp_path),
-            "trainer": "synthetic",
+            "trainer": "accord.demo.synthetic_trainer:SyntheticTrainer",
             "synthetic_parameters": 1000,
             **settings,
         },
@@ -53,4 +53,4 @@ def test_the_synthetic_trainer_is_never_the_default(tmp_path: Path) -> None:
     config = configfile.validate(
         {"name": "energy", "state_dir": str(tmp_path)}, ParticipantConfig, "participant"
     )
-    assert config.trainer == "multimodal"  # benchmarks name "synthetic" explicitly
+    assert config.trainer == "multimodal"  # benchmarks name the synthetic one
