@@ -18,7 +18,7 @@ BACKLOG_MODULES = {
     "accord/demo/report.py": 505,
     "participant/daemon.py": 826,
     "participant/privacy_ledger.py": 461,
-    "participant/training/multimodal.py": 638,
+    "participant/training/multimodal.py": 637,
     "participant/training/privacy.py": 500,
 }
 

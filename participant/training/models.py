@@ -345,3 +345,10 @@ def _tensor_bytes(tensor: torch.Tensor) -> bytes:
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().tobytes()
     return tensor.numpy().tobytes()
+
+
+def fusion_head(peft_model: nn.Module) -> nn.Module:
+    """The fusion head a PEFT-wrapped `DualEncoder` trains (its `modules_to_save` copy)."""
+    network: Any = peft_model
+    head: nn.Module = network.base_model.model.incident_head.modules_to_save["default"]
+    return head

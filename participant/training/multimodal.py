@@ -396,7 +396,7 @@ class MultimodalTrainer:
         """
         text, image = self._record_features(records)
         train.set_vector(self._model, self._names, self._global)
-        head = self._model.base_model.model.incident_head.modules_to_save["default"]
+        head = models.fusion_head(self._model)
         head.eval()
         with torch.no_grad():
             outputs = [
@@ -428,8 +428,7 @@ class MultimodalTrainer:
     def _trained_module(self) -> tuple[nn.Module, train.Forward]:
         """What a round trains: the head on cached features, or the whole PEFT model."""
         if self._cached:
-            head = self._model.base_model.model.incident_head.modules_to_save["default"]
-            return head, train.call_module
+            return models.fusion_head(self._model), train.call_module
         return self._model, train.call_module
 
     def _train_from(
@@ -508,7 +507,7 @@ class MultimodalTrainer:
 
     def _compute_features(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """The frozen towers' features of `items`, in batches of `feature_batch_size`."""
-        network = self._model.base_model.model
+        network: Any = self._model.base_model.model  # the DualEncoder PEFT wraps
         network.eval()
         batch = self._config.training.feature_batch_size
         texts, images = [], []
