@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from accord.errors import ConfigError
-from accord.participant.data import incident_sets, non_iid
+from accord.participant.data import city_safety, digit_incidents, incident_sets, non_iid
 from accord.participant.data.folder import Example
 
 
 @pytest.fixture(scope="module")
 def digits() -> incident_sets.Benchmark:
     # Near-IID labels (large alpha), so that only the options below make enterprises differ.
-    return incident_sets.digits_benchmark(
+    return digit_incidents.digits_benchmark(
         3, source="digits", seed=1, dirichlet_alpha=100.0, vague_share=0.0, limit=300
     )
 
@@ -112,7 +112,7 @@ def test_coverage_ceiling_counts_test_samples_of_seen_labels() -> None:
 
 
 def test_coverage_ceiling_of_a_label_skewed_benchmark_is_below_one() -> None:
-    skewed = incident_sets.city_safety_benchmark(
+    skewed = city_safety.city_safety_benchmark(
         3, train_per_enterprise=40, test_per_enterprise=10, frame_size=16
     )
     pooled = skewed.pooled_test
