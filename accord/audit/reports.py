@@ -15,7 +15,7 @@ else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
     pass
 
 
-from accord.audit.ledgers import Audit
+from accord.audit.ledgers import Audit, Ledger, Missing
 
 # ---- budgets ----
 
@@ -26,86 +26,15 @@ def budget_summary(
     """Epsilon per participant and for the federation, as `accord audit budget --json` prints."""
     participants: list[dict[str, Any]] = []
     all_runs: list[accounting.Run] = []
-    unbounded = False
-    deltas: list[float] = []
+    # A missing member's runs are unknown: no epsilon of its, nor the federation's, is bounded.
+    unbounded = bool(audit.missing)
     for ledger in audit.participants:
-        rounds = ledger.bodies("round")
-        dp_rounds = [b["sample_dp"] for b in rounds if b["sample_dp"].get("mechanism") == "dp-sgd"]
-        own_delta = delta if delta is not None else _last_delta(dp_rounds)
-        deltas.append(own_delta)
-        # Side trainings (local-only baseline, personal model) trained on the same records
-        # and kept or reported: they compose with the released updates, round by round.
-        schedule = [
-            (int(b["round"]), _run(dp))
-            for b in rounds
-            for dp in [b["sample_dp"], *(b.get("side_dp") or [])]
-        ]
-        curve = list(dict(accounting.epsilon_over_rounds(schedule, own_delta, accountant)).items())
-        runs = [run for _, run in schedule if run is not None]
-        released = [r for r in (_run(b["sample_dp"]) for b in rounds) if r is not None]
-        side_steps: dict[str, int] = {}
-        for b in rounds:
-            for dp in b.get("side_dp") or []:
-                purpose = str(dp.get("purpose", "side"))
-                side_steps[purpose] = side_steps.get(purpose, 0) + int(dp.get("steps", 0))
-        without_dp = any(run is None for _, run in schedule)
-        unbounded = unbounded or without_dp
+        row, runs, bounded = _participant_budget(ledger, delta, accountant)
+        participants.append(row)
         all_runs.extend(runs)
-        value = curve[-1][1] if curve else 0.0
-        last = dp_rounds[-1] if dp_rounds else {}
-        participants.append(
-            {
-                "participant": ledger.name,
-                "ledger": str(ledger.path),
-                "missing": False,
-                "verified": ledger.ok,
-                "rounds": len(rounds),
-                "refusals": len(ledger.bodies("refusal")),
-                "mechanism": "dp-sgd"
-                if dp_rounds and not without_dp
-                else ("none" if rounds else "no rounds"),
-                "steps": sum(run[2] for run in runs),
-                "noise_multipliers": sorted({run[0] for run in runs}),
-                "sample_rates": sorted({run[1] for run in runs}),
-                "max_grad_norm": _number(last.get("max_grad_norm")),
-                "delta": own_delta,
-                "epsilon": _finite(value),
-                "epsilon_released_updates": _finite(
-                    math.inf
-                    if any(_run(b["sample_dp"]) is None for b in rounds)
-                    else accounting.epsilon(released, own_delta, accountant)
-                ),
-                "side_trainings": side_steps,
-                "epsilon_recorded": _number(last.get("epsilon")),
-                "accountant_recorded": last.get("accountant"),
-                "epsilon_by_round": [[r, _finite(e)] for r, e in curve],
-            }
-        )
-    for missing in audit.missing:
-        # Its runs are unknown, so no epsilon of its, nor the federation's, can be bounded.
-        unbounded = True
-        participants.append(
-            {
-                "participant": missing.participant,
-                "ledger": None,
-                "missing": True,
-                "verified": False,
-                "rounds": len(missing.rounds),
-                "refusals": None,
-                "mechanism": "unknown (no ledger)",
-                "steps": None,
-                "noise_multipliers": [],
-                "sample_rates": [],
-                "max_grad_norm": None,
-                "delta": delta,
-                "epsilon": None,
-                "epsilon_released_updates": None,
-                "side_trainings": {},
-                "epsilon_recorded": None,
-                "accountant_recorded": None,
-                "epsilon_by_round": [],
-            }
-        )
+        unbounded = unbounded or not bounded
+    participants += [_missing_budget(missing, delta) for missing in audit.missing]
+    deltas = [p["delta"] for p in participants if not p["missing"]]
     federation_delta = delta if delta is not None else max(deltas, default=1e-5)
     epsilons = [p["epsilon"] for p in participants]
     record_max = None if any(e is None for e in epsilons) else max(epsilons, default=0.0)
@@ -134,6 +63,83 @@ def budget_summary(
     }
 
 
+def _participant_budget(
+    ledger: Ledger, delta: float | None, accountant: str
+) -> tuple[dict[str, Any], list[accounting.Run], bool]:
+    """One participant's row of `budget_summary`, its DP-SGD runs, and whether all are DP."""
+    rounds = ledger.bodies("round")
+    dp_rounds = [b["sample_dp"] for b in rounds if b["sample_dp"].get("mechanism") == "dp-sgd"]
+    own_delta = delta if delta is not None else _last_delta(dp_rounds)
+    # Side trainings (local-only baseline, personal model) trained on the same records
+    # and kept or reported: they compose with the released updates, round by round.
+    schedule = [
+        (int(b["round"]), _run(dp))
+        for b in rounds
+        for dp in [b["sample_dp"], *(b.get("side_dp") or [])]
+    ]
+    curve = list(dict(accounting.epsilon_over_rounds(schedule, own_delta, accountant)).items())
+    runs = [run for _, run in schedule if run is not None]
+    released = [r for r in (_run(b["sample_dp"]) for b in rounds) if r is not None]
+    side_steps: dict[str, int] = {}
+    for b in rounds:
+        for dp in b.get("side_dp") or []:
+            purpose = str(dp.get("purpose", "side"))
+            side_steps[purpose] = side_steps.get(purpose, 0) + int(dp.get("steps", 0))
+    without_dp = any(run is None for _, run in schedule)
+    last = dp_rounds[-1] if dp_rounds else {}
+    row = {
+        "participant": ledger.name,
+        "ledger": str(ledger.path),
+        "missing": False,
+        "verified": ledger.ok,
+        "rounds": len(rounds),
+        "refusals": len(ledger.bodies("refusal")),
+        "mechanism": "dp-sgd"
+        if dp_rounds and not without_dp
+        else ("none" if rounds else "no rounds"),
+        "steps": sum(run[2] for run in runs),
+        "noise_multipliers": sorted({run[0] for run in runs}),
+        "sample_rates": sorted({run[1] for run in runs}),
+        "max_grad_norm": _number(last.get("max_grad_norm")),
+        "delta": own_delta,
+        "epsilon": _finite(curve[-1][1] if curve else 0.0),
+        "epsilon_released_updates": _finite(
+            math.inf
+            if any(_run(b["sample_dp"]) is None for b in rounds)
+            else accounting.epsilon(released, own_delta, accountant)
+        ),
+        "side_trainings": side_steps,
+        "epsilon_recorded": _number(last.get("epsilon")),
+        "accountant_recorded": last.get("accountant"),
+        "epsilon_by_round": [[r, _finite(e)] for r, e in curve],
+    }
+    return row, runs, not without_dp
+
+
+def _missing_budget(missing: Missing, delta: float | None) -> dict[str, Any]:
+    """The row of a member the federation ledger names but whose ledger is missing."""
+    return {
+        "participant": missing.participant,
+        "ledger": None,
+        "missing": True,
+        "verified": False,
+        "rounds": len(missing.rounds),
+        "refusals": None,
+        "mechanism": "unknown (no ledger)",
+        "steps": None,
+        "noise_multipliers": [],
+        "sample_rates": [],
+        "max_grad_norm": None,
+        "delta": delta,
+        "epsilon": None,
+        "epsilon_released_updates": None,
+        "side_trainings": {},
+        "epsilon_recorded": None,
+        "accountant_recorded": None,
+        "epsilon_by_round": [],
+    }
+
+
 def _client_level(audit: Audit, delta: float | None, accountant: str) -> dict[str, Any]:
     """The federation's client-level epsilon, recomputed from the federation ledger.
 
@@ -157,39 +163,17 @@ def _client_level(audit: Audit, delta: float | None, accountant: str) -> dict[st
             "rounds": len(rounds),
             "note": "client-level noise is off: the aggregate carries no client-level DP guarantee",
         }
-    runs: list[accounting.Run] = []
-    curve: list[tuple[int, accounting.Run | None]] = []
-    configured: set[float] = set()
-    honest: set[float] = set()
-    deltas: list[float] = []
-    for body in rounds:
-        client = dict(body.get("client_dp", {}))
-        if client.get("mechanism", "none") == "none":
-            curve.append((int(body["round"]), None))
-            continue
-        # Ledgers before the guarantee was recorded carry the configured multiplier only.
-        multiplier = float(
-            client["guaranteed_noise_multiplier"]
-            if "guaranteed_noise_multiplier" in client
-            else client.get("noise_multiplier", 0)
-        )
-        run = (multiplier, float(body["participation_rate"]), 1)
-        runs.append(run)
-        curve.append((int(body["round"]), run))
-        configured.add(float(client["noise_multiplier"]))
-        honest.add(float(client.get("honest_fraction", 1)))
-        if client.get("delta") is not None:
-            deltas.append(float(client["delta"]))
+    curve = [(int(body["round"]), _client_run(body)) for body in rounds]
+    runs = [run for _, run in curve if run is not None]
+    clients = [dict(body["client_dp"]) for body in noised]
+    configured = {float(client["noise_multiplier"]) for client in clients}
+    honest = {float(client.get("honest_fraction", 1)) for client in clients}
+    deltas = [float(client["delta"]) for client in clients if client.get("delta") is not None]
     own_delta = delta if delta is not None else (min(deltas) if deltas else 1e-5)
     by_round = accounting.epsilon_over_rounds(curve, own_delta, accountant)
     value = by_round[-1][1] if by_round else math.inf
     unnoised = len(rounds) - len(noised)
-    note = (
-        "assumes at least the honest fraction of each round's participants added their "
-        "noise share, and that participants are selected at random at the recorded "
-        "participation rate; the Skellam noise is accounted as the Gaussian of the same "
-        "variance"
-    )
+    note = CLIENT_LEVEL_ASSUMES
     if unnoised:
         note = f"{unnoised} released round(s) without client-level noise: unbounded; " + note
     return {
@@ -204,6 +188,25 @@ def _client_level(audit: Audit, delta: float | None, accountant: str) -> dict[st
         "epsilon_by_round": [[r, _finite(e)] for r, e in by_round],
         "note": note,
     }
+
+
+CLIENT_LEVEL_ASSUMES = (
+    "assumes at least the honest fraction of each round's participants added their "
+    "noise share, and that participants are selected at random at the recorded "
+    "participation rate; the Skellam noise is accounted as the Gaussian of the same "
+    "variance"
+)
+
+
+def _client_run(body: dict[str, Any]) -> accounting.Run | None:
+    """A released round's client-level run: (guaranteed multiplier, rate, 1); None unnoised."""
+    client = dict(body.get("client_dp", {}))
+    if client.get("mechanism", "none") == "none":
+        return None
+    # Ledgers before the guarantee was recorded carry the configured multiplier only.
+    key = "guaranteed_noise_multiplier"
+    multiplier = client[key] if key in client else client.get("noise_multiplier", 0)
+    return (float(multiplier), float(body["participation_rate"]), 1)
 
 
 def _run(dp: dict[str, Any]) -> accounting.Run | None:
