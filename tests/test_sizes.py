@@ -23,8 +23,6 @@ BACKLOG_MODULES = {
 }
 
 BACKLOG_FUNCTIONS = {
-    "accord/audit/ledgers.py:load": 64,
-    "accord/audit/output.py:print_budget": 81,
     "accord/audit/trust.py:pinned_key": 63,
     "accord/demo/faults.py:plan": 78,
     "accord/demo/report.py:print_summary": 73,

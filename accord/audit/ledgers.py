@@ -181,31 +181,38 @@ def load(
     keys = roster_keys(roster, roots, notes, certificate)
     pinned = pinned_key(coordinator_key, roots, notes, certificate)
     heads = [kept_head(path) for path in find(roots, HEAD_FILE)]
-    ledgers: list[Ledger] = []
-    for path in files:
-        lines = read_lines(path)
-        opening = opening_entry(lines)
-        role = str(opening.get("role", "?"))
-        federation_id = str(opening.get("federation_id", "?"))
-        if role == "coordinator":
-            name = "coordinator"
-            key, source, kept = federation_ledger_key(opening, heads, notes, pinned)
-            report = verify_chain(lines, key, heads=kept)
-            authenticated = pinned is not None and key == pinned[0]
-        else:
-            name = str(opening.get("participant", path.parent.name))
-            key = keys.get(name)
-            source = ROSTER_SOURCE if key is not None else "the ledger itself"
-            report = verify_chain(lines, key)
-            authenticated = key is not None
-        ledgers.append(
-            Ledger(path, role, name, federation_id, source, report, authenticated=authenticated)
-        )
+    ledgers = [_verified(path, keys, heads, notes, pinned) for path in files]
     audit = Audit(ledgers, heads, notes, ca_source=pinned_ca[1] if pinned_ca else None)
     if pinned_ca is None:
         notes.append("no CA pinned: no key found under the audited folder was trusted")
     _cross_check(audit)
     return audit
+
+
+def _verified(
+    path: Path,
+    keys: dict[str, bytes],
+    heads: list[KeptHead],
+    notes: list[str],
+    pinned: tuple[bytes, str] | None,
+) -> Ledger:
+    """One ledger file, verified with the key its role calls for."""
+    lines = read_lines(path)
+    opening = opening_entry(lines)
+    role = str(opening.get("role", "?"))
+    federation_id = str(opening.get("federation_id", "?"))
+    if role == "coordinator":
+        name = "coordinator"
+        key, source, kept = federation_ledger_key(opening, heads, notes, pinned)
+        report = verify_chain(lines, key, heads=kept)
+        authenticated = pinned is not None and key == pinned[0]
+    else:
+        name = str(opening.get("participant", path.parent.name))
+        key = keys.get(name)
+        source = ROSTER_SOURCE if key is not None else "the ledger itself"
+        report = verify_chain(lines, key)
+        authenticated = key is not None
+    return Ledger(path, role, name, federation_id, source, report, authenticated=authenticated)
 
 
 def _cross_check(audit: Audit) -> None:

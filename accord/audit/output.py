@@ -113,20 +113,41 @@ def print_verify(audit: Audit) -> None:
 
 def print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> None:
     console = Console()
-    accountant = summary["accountant"]
-    table = Table(title=f"Sample-level DP per participant ({accountant})")
-    for column in (
-        "participant",
-        "rounds",
-        "mechanism",
-        "steps",
-        "epsilon",
-        "updates only",
-        "delta",
-        "recorded",
-        "refusals",
-        "verified",
-    ):
+    console.print(_participant_table(summary))
+    console.print(_federation_table(summary["federation"]))
+    if summary["accountant_may_understate"]:
+        console.print(
+            "[yellow]warning:[/yellow] GDP is a central-limit approximation that may understate "
+            "epsilon; use --accountant rdp or prv for a bound"
+        )
+    _print_missing(audit, console)
+    if not audit.ok:
+        console.print(
+            "[red]warning:[/red] a ledger does not verify; its numbers cannot be trusted (run "
+            "`accord audit verify`)"
+        )
+    if plot is not None:
+        console.print(f"plot: {plot}")
+
+
+BUDGET_COLUMNS = (
+    "participant",
+    "rounds",
+    "mechanism",
+    "steps",
+    "epsilon",
+    "updates only",
+    "delta",
+    "recorded",
+    "refusals",
+    "verified",
+)
+
+
+def _participant_table(summary: dict[str, Any]) -> Table:
+    """Sample-level DP per participant: one row each, missing members included."""
+    table = Table(title=f"Sample-level DP per participant ({summary['accountant']})")
+    for column in BUDGET_COLUMNS:
         table.add_column(
             column, justify="left" if column in ("participant", "mechanism") else "right"
         )
@@ -154,8 +175,11 @@ def print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> No
             "-" if p["refusals"] is None else str(p["refusals"]),
             "yes" if p["verified"] else "NO",
         )
-    console.print(table)
-    federation = summary["federation"]
+    return table
+
+
+def _federation_table(federation: dict[str, Any]) -> Table:
+    """The federation's record-level (max, composed) and client-level epsilon."""
     record = federation["record_level"]
     client = federation["client_level"]
     rows = Table(title=f"Federation (delta {federation['delta']:g})")
@@ -178,20 +202,7 @@ def print_budget(summary: dict[str, Any], audit: Audit, plot: Path | None) -> No
         "-" if client["status"] != "on" else _epsilon(client["epsilon"], 1),
         client.get("note", client["status"]),
     )
-    console.print(rows)
-    if summary["accountant_may_understate"]:
-        console.print(
-            "[yellow]warning:[/yellow] GDP is a central-limit approximation that may understate "
-            "epsilon; use --accountant rdp or prv for a bound"
-        )
-    _print_missing(audit, console)
-    if not audit.ok:
-        console.print(
-            "[red]warning:[/red] a ledger does not verify; its numbers cannot be trusted (run "
-            "`accord audit verify`)"
-        )
-    if plot is not None:
-        console.print(f"plot: {plot}")
+    return rows
 
 
 def print_contributions(rows: list[dict[str, Any]], audit: Audit) -> None:
