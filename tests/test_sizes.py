@@ -23,7 +23,6 @@ BACKLOG_MODULES = {
 }
 
 BACKLOG_FUNCTIONS = {
-    "accord/audit/trust.py:pinned_key": 63,
     "accord/demo/faults.py:plan": 78,
     "accord/demo/report.py:print_summary": 73,
     "accord/demo/report.py:summary": 88,

@@ -113,38 +113,8 @@ def pinned_key(
     given: str | None, roots: Sequence[Path], notes: list[str], ca: Any | None
 ) -> tuple[bytes, str] | None:
     """The coordinator ledger key: `--coordinator-key`, else a kit's the pinned CA certified."""
-    from accord.crypto import ledger_key
-
     if given is not None:
-        path = Path(given)
-        kit_file = path / KIT_FILE if path.is_dir() else None
-        if path.is_dir():
-            path = path / PINNED_KEY_FILE
-        if path.is_file():
-            key = ledger_key.from_pem(path.read_bytes(), what=str(path))
-            # A kit folder carries the CA's certification: with a pinned CA, it must hold.
-            if (
-                ca is not None
-                and kit_file is not None
-                and kit_file.is_file()
-                and _certified_kit_key(kit_file, ca) != key
-            ):
-                raise ConfigError(
-                    f"--coordinator-key {given}: the pinned CA did not certify its "
-                    f"{PINNED_KEY_FILE} ({kit_file}); name a kit the operator packaged, or "
-                    "the key itself (64 hex digits) as the operator gave it"
-                )
-            return key, f"--coordinator-key {path}"
-        try:
-            raw = bytes.fromhex(given)
-        except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            raise ConfigError(
-                f"--coordinator-key {given}: not a kit folder, a {PINNED_KEY_FILE} file, or 64 "
-                "hex digits"
-            )
-        return raw, "--coordinator-key"
+        return _given_key(given, ca)
     folders = [r for r in roots if r.is_dir()]
     if ca is None:
         if find(folders, PINNED_KEY_FILE):
@@ -172,6 +142,41 @@ def pinned_key(
             "--coordinator-key"
         )
     return None
+
+
+def _given_key(given: str, ca: Any | None) -> tuple[bytes, str]:
+    """The key `--coordinator-key` names: a kit folder, a PEM file or 64 hex digits."""
+    from accord.crypto import ledger_key
+
+    path = Path(given)
+    kit_file = path / KIT_FILE if path.is_dir() else None
+    if path.is_dir():
+        path = path / PINNED_KEY_FILE
+    if path.is_file():
+        key = ledger_key.from_pem(path.read_bytes(), what=str(path))
+        # A kit folder carries the CA's certification: with a pinned CA, it must hold.
+        if (
+            ca is not None
+            and kit_file is not None
+            and kit_file.is_file()
+            and _certified_kit_key(kit_file, ca) != key
+        ):
+            raise ConfigError(
+                f"--coordinator-key {given}: the pinned CA did not certify its "
+                f"{PINNED_KEY_FILE} ({kit_file}); name a kit the operator packaged, or "
+                "the key itself (64 hex digits) as the operator gave it"
+            )
+        return key, f"--coordinator-key {path}"
+    try:
+        raw = bytes.fromhex(given)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(
+            f"--coordinator-key {given}: not a kit folder, a {PINNED_KEY_FILE} file, or 64 "
+            "hex digits"
+        )
+    return raw, "--coordinator-key"
 
 
 def _certified_kit_key(path: Path, ca: Any) -> bytes | None:
