@@ -22,7 +22,6 @@ BACKLOG_MODULES = {
 }
 
 BACKLOG_FUNCTIONS = {
-    "accord/demo/faults.py:plan": 78,
     "accord/demo/report.py:print_summary": 73,
     "accord/demo/report.py:summary": 88,
     "participant/daemon.py:_download": 64,

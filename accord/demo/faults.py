@@ -104,7 +104,24 @@ def plan(
         UsageError: a malformed value, an unknown participant or stage, a round outside
             the federation, or more participants lost than the threshold allows.
     """
-    known = ", ".join(names)
+    dropped = _drops(names, profile, drops)
+    coordinator_round, coordinator_stage = _coordinator_restart(
+        profile, rounds, restart_coordinator
+    )
+    restarted = _participant_restarts(names, rounds, restart_participants, dropped)
+    lost = len(dropped) + len(restarted)
+    spare = len(names) - threshold
+    if lost > spare:
+        raise UsageError(
+            f"--drop and --restart-participant take {lost} of the {len(names)} participants "
+            f"({', '.join(names)}) out of a round, but a round needs threshold {threshold} of "
+            f"them, so at most {spare} may go (lower --threshold, or add --participants)"
+        )
+    return FaultPlan(dropped, coordinator_round, coordinator_stage, restarted)
+
+
+def _drops(names: Sequence[str], profile: Profile, drops: Sequence[str]) -> dict[str, Stage]:
+    """`--drop NAME:STAGE` values: each participant once, at a stage it sends a message."""
     dropped: dict[str, Stage] = {}
     for value in drops:
         name, stage_name = _split(value, "--drop", "NAME:STAGE", "energy:upload")
@@ -120,23 +137,36 @@ def plan(
         if name in dropped:
             raise UsageError(f"--drop {value}: {name} is already dropped; drop it once")
         dropped[name] = stage
-    coordinator_round, coordinator_stage = None, Stage.UPLOAD
-    if restart_coordinator is not None:
-        what = f"--restart-coordinator {restart_coordinator}"
-        round_text, _, stage_name = restart_coordinator.partition(":")
-        if not round_text.isdigit():
-            raise UsageError(f"{what}: expected ROUND[:STAGE], e.g. 1 or 1:aggregate")
-        coordinator_round = int(round_text)
-        _check_round(coordinator_round, rounds, what)
-        strikes = [s for s in COORDINATOR_STAGES if profile.uses_masks or s is not Stage.UNMASK]
-        if stage_name:
-            found = next((s for s in strikes if s.value == stage_name), None)
-            if found is None:
-                listed = ", ".join(s.value for s in strikes)
-                raise UsageError(f"{what}: STAGE must be one of {listed} (profile {profile.value})")
-            coordinator_stage = found
+    return dropped
+
+
+def _coordinator_restart(
+    profile: Profile, rounds: int, restart_coordinator: str | None
+) -> tuple[int | None, Stage]:
+    """`--restart-coordinator ROUND[:STAGE]`: the round (None: no restart) and stage."""
+    if restart_coordinator is None:
+        return None, Stage.UPLOAD
+    what = f"--restart-coordinator {restart_coordinator}"
+    round_text, _, stage_name = restart_coordinator.partition(":")
+    if not round_text.isdigit():
+        raise UsageError(f"{what}: expected ROUND[:STAGE], e.g. 1 or 1:aggregate")
+    _check_round(int(round_text), rounds, what)
+    if not stage_name:
+        return int(round_text), Stage.UPLOAD
+    strikes = [s for s in COORDINATOR_STAGES if profile.uses_masks or s is not Stage.UNMASK]
+    found = next((s for s in strikes if s.value == stage_name), None)
+    if found is None:
+        listed = ", ".join(s.value for s in strikes)
+        raise UsageError(f"{what}: STAGE must be one of {listed} (profile {profile.value})")
+    return int(round_text), found
+
+
+def _participant_restarts(
+    names: Sequence[str], rounds: int, values: Sequence[str], dropped: dict[str, Stage]
+) -> dict[str, int]:
+    """`--restart-participant NAME:ROUND` values: each participant once, none dropped."""
     restarted: dict[str, int] = {}
-    for value in restart_participants:
+    for value in values:
         name, round_text = _split(value, "--restart-participant", "NAME:ROUND", "energy:2")
         what = f"--restart-participant {value}"
         _check_name(name, names, what)
@@ -148,15 +178,7 @@ def plan(
         if name in restarted:
             raise UsageError(f"{what}: {name} is already restarted; restart it once")
         restarted[name] = int(round_text)
-    lost = len(dropped) + len(restarted)
-    spare = len(names) - threshold
-    if lost > spare:
-        raise UsageError(
-            f"--drop and --restart-participant take {lost} of the {len(names)} participants "
-            f"({known}) out of a round, but a round needs threshold {threshold} of them, so at "
-            f"most {spare} may go (lower --threshold, or add --participants)"
-        )
-    return FaultPlan(dropped, coordinator_round, coordinator_stage, restarted)
+    return restarted
 
 
 def _split(value: str, flag: str, form: str, example: str) -> tuple[str, str]:
