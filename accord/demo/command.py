@@ -52,7 +52,8 @@ selected, who survived and who dropped.
 This module tells the story of a run as named steps: plan (`accord.demo.options`, which
 also declares every option), set up, run the federation, report. What is written before
 anything starts is in `accord.demo.setup`, the child processes in
-`accord.demo.processes`, and the watching and the summary in `accord.demo.report`.
+`accord.demo.processes`, the watching in `accord.demo.progress` and the summary in
+`accord.demo.report`.
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ def run_federation(run: DemoPlan, setup: DemoSetup) -> DemoOutcome:
     Raises:
         typer.Exit: 130 on Ctrl-C, once every child is stopped.
     """
-    from accord.demo import report as demo_report
+    from accord.demo import progress as demo_progress
 
     workdir = run.workdir
     started = time.monotonic()
@@ -266,7 +267,7 @@ def run_federation(run: DemoPlan, setup: DemoSetup) -> DemoOutcome:
             round_applied=lambda name: round_applied(workdir / "participants" / name),
             started_s=started,
         )
-        final = demo_report.watch(
+        final = demo_progress.watch(
             address,
             coordinator,
             children[1:],

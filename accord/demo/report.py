@@ -1,4 +1,4 @@
-"""What `accord demo` shows: the live view while rounds run, the summary table, the JSON.
+"""What `accord demo` shows once the rounds ran: the summary tables and the JSON.
 
 Everything about the federation comes from the coordinator's `GetStatus` RPC (rounds,
 stages, bytes); the participants' own metrics (losses) come from their `metrics.jsonl`
@@ -7,179 +7,21 @@ files, which the launcher may read because it made their folders.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
-from accord.errors import RoundAborted
 from accord.proto.v1 import federation_pb2 as pb
-from accord.proto.v1 import federation_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from accord.demo.faults import Faults
-    from accord.demo.processes import Child
-
-POLL_S = 0.25
-FAST_POLL_S = 0.01
-"""While a restart is due: rounds of the demo model last a fraction of a second."""
-STATUS_TIMEOUT_S = 5.0
-
-
-def watch(
-    address: str,
-    coordinator: Child,
-    participants: Sequence[Child],
-    *,
-    profile: Profile,
-    timeout_s: float,
-    credentials: grpc.ChannelCredentials | None = None,
-    faults: Faults | None = None,
-) -> pb.StatusResponse:
-    """Show live progress until every participant exited; return the last status.
-
-    `credentials` are the mTLS credentials to call `GetStatus` with (any certificate of
-    the federation will do); None calls over plaintext (`--insecure-plaintext`).
-    `faults` fires the planned restarts as the status reaches them, and says which
-    exits are planned drops.
-
-    Raises:
-        RoundAborted: a process failed, or the federation did not finish in `timeout_s`.
-    """
-    console = Console()
-    started = time.monotonic()
-    shown = 0.0
-    status = pb.StatusResponse()
-    if credentials is None:
-        channel = grpc.insecure_channel(address)
-    else:
-        channel = grpc.secure_channel(address, credentials)
-    with channel, Live(console=console, refresh_per_second=8, transient=False) as live:
-        stub = pb_grpc.CoordinatorStub(channel)
-        while True:
-            # Starting up or busy: the process checks below decide whether that matters.
-            with contextlib.suppress(grpc.RpcError):
-                status = stub.GetStatus(pb.StatusRequest(), timeout=STATUS_TIMEOUT_S)
-                if faults is not None:
-                    faults.on_status(status)
-            elapsed = time.monotonic() - started
-            if elapsed - shown >= POLL_S:
-                live.update(_live_view(status, participants, profile, elapsed, faults))
-                shown = elapsed
-            if _check_processes(coordinator, participants, faults):
-                status = _final_status(stub)
-                live.update(_live_view(status, participants, profile, elapsed, faults))
-                return status
-            if elapsed > timeout_s:
-                raise RoundAborted(f"the federation did not finish within {timeout_s:g} s")
-            time.sleep(FAST_POLL_S if faults is not None and faults.pending else POLL_S)
-
-
-def _final_status(stub: pb_grpc.CoordinatorStub) -> pb.StatusResponse:
-    """The coordinator's last word; a restarted one may need a moment to answer again."""
-    deadline = time.monotonic() + STATUS_TIMEOUT_S
-    while True:
-        try:
-            return stub.GetStatus(pb.StatusRequest(), timeout=STATUS_TIMEOUT_S)
-        except grpc.RpcError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(POLL_S)
-
-
-def _check_processes(
-    coordinator: Child, participants: Sequence[Child], faults: Faults | None
-) -> bool:
-    """True once every participant exited as it should (0, or a planned drop).
-
-    Raises:
-        RoundAborted: the coordinator exited, or a participant failed.
-    """
-    if coordinator.process.poll() is not None:
-        raise RoundAborted(
-            f"the coordinator exited with status {coordinator.process.returncode}; "
-            f"its output ({coordinator.output}) ends:\n{coordinator.tail()}"
-        )
-    finished = True
-    for child in participants:
-        code = child.process.poll()
-        if code is None:
-            finished = False
-        elif code != 0 and not (faults is not None and faults.expected_exit(child, code)):
-            raise RoundAborted(
-                f"participant {child.name} exited with status {code}; its output "
-                f"({child.output}) ends:\n{child.tail()}"
-            )
-    return finished
-
-
-def _live_view(
-    status: pb.StatusResponse,
-    participants: Sequence[Child],
-    profile: Profile,
-    elapsed_s: float,
-    faults: Faults | None = None,
-) -> Group:
-    stage = pb.Stage.Name(status.stage).lower() if status.federation_id else "starting"
-    planned = status.rounds_planned or "?"
-    headline = Text.assemble(
-        ("Accord demo ", "bold"),
-        f"profile {profile.value} · round {status.round}/{planned} · stage {stage} · ",
-        f"{status.rounds_completed} done · {elapsed_s:5.1f} s",
-    )
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("participant", "process", "online", "state", "bytes up", "bytes down"):
-        table.add_column(column, justify="right" if column.startswith("bytes") else "left")
-    by_name = {p.participant_id: p for p in status.participants}
-    for child in participants:
-        code = child.process.poll()
-        if child.dropped_at is not None:
-            process = f"dropped at {child.dropped_at}"
-        elif code is None:
-            process = f"pid {child.process.pid}"
-        else:
-            process = f"exited {code}"
-        if child.restarts:
-            process += f" (restarted {child.restarts}x)"
-        entry = by_name.get(child.name)
-        table.add_row(
-            child.name,
-            process,
-            ("yes" if entry.online else "no") if entry else "-",
-            entry.state if entry else "starting",
-            f"{entry.bytes_up:,}" if entry else "0",
-            f"{entry.bytes_down:,}" if entry else "0",
-        )
-    lines: list[Text] = [headline]
-    if faults is not None:
-        lines += [Text(_describe(event), style="yellow") for event in faults.events[-5:]]
-    return Group(*lines, table)
-
-
-def _describe(event: dict[str, Any]) -> str:
-    """One line for an event of `accord.demo.faults`."""
-    where = f"round {event.get('round')}" + (f" {event['stage']}" if event.get("stage") else "")
-    if event["event"] == "dropped":
-        return f"{event['name']} dropped at {where} (exit status {event['exit_status']})"
-    if event["event"] == "restarted":
-        return (
-            f"{event['name']} killed ({event['signal']}) in {where} and started again "
-            f"({event['restart_s']:.1f} s)"
-        )
-    if event["event"] == "not_reached":
-        return f"{event['name']}: the federation finished before {where}; nothing done"
-    return f"{event['name']}: {event['event']} ({where})"
+    pass
 
 
 def summary(
@@ -394,7 +236,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         )
         console.print(f"Trained: the fusion head, {trained['head']:,} parameters; {lora}.")
     for event in summary["events"]:
-        console.print(_describe(event))
+        console.print(describe_event(event))
     identical = summary["metrics"]["adapters_identical"]
     stayed = (
         " that stayed" if any(p.get("dropped_at") for p in summary["processes"].values()) else ""
@@ -503,3 +345,18 @@ def _adapter_digest(folder: Path) -> str | None:
         return None
     weights = folder / adapter / "adapter_model.safetensors"
     return hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """One line for an event of `accord.demo.faults`."""
+    where = f"round {event.get('round')}" + (f" {event['stage']}" if event.get("stage") else "")
+    if event["event"] == "dropped":
+        return f"{event['name']} dropped at {where} (exit status {event['exit_status']})"
+    if event["event"] == "restarted":
+        return (
+            f"{event['name']} killed ({event['signal']}) in {where} and started again "
+            f"({event['restart_s']:.1f} s)"
+        )
+    if event["event"] == "not_reached":
+        return f"{event['name']}: the federation finished before {where}; nothing done"
+    return f"{event['name']}: {event['event']} ({where})"
