@@ -21,8 +21,6 @@ BACKLOG_MODULES = {
 }
 
 BACKLOG_FUNCTIONS = {
-    "accord/demo/report.py:print_summary": 73,
-    "accord/demo/report.py:summary": 88,
     "participant/daemon.py:_download": 64,
     "participant/daemon.py:_upload": 66,
     "participant/daemon.py:_work": 82,

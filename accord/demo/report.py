@@ -51,50 +51,8 @@ def summary(
     the adapter's `accord.json`; None for other trainers), `data` (the demo's
     `DIR/data/benchmark.json`, None without it), `wall_s` and `workdir`.
     """
-    rounds = []
-    for record in status.recent_rounds:
-        outcome = pb.Stage.Name(record.outcome).lower()
-        selected = list(record.selected)
-        survivors = list(record.survivors)
-        rounds.append(
-            {
-                "round": record.round,
-                "outcome": outcome,
-                "reason": record.message,
-                "duration_s": round(record.duration_s, 4),
-                "stage_durations_s": {
-                    stage.value: round(record.stage_durations_s[stage.value], 4)
-                    for stage in Stage
-                    if stage.value in record.stage_durations_s
-                },
-                "selected": selected,
-                "survivors": survivors,
-                "dropped": [n for n in selected if n not in survivors] if outcome == "done" else [],
-                "bytes_up": {name: int(record.bytes_up.get(name, 0)) for name in names},
-                "bytes_down": {name: int(record.bytes_down.get(name, 0)) for name in names},
-                "message": record.message,
-            }
-        )
-    metrics: dict[str, Any] = {"participants": {}}
-    digests = set()
-    # A participant that dropped out on purpose left the federation: the others' adapters
-    # are compared.
-    left = {name for name, p in (processes or {}).items() if p.get("dropped_at")}
-    for name in names:
-        folder = workdir / "participants" / name
-        lines = _read_lines(folder / "metrics.jsonl")
-        last = dict(lines[-1]) if lines else {}
-        if lines:
-            last["initial_eval_loss"] = lines[0].get("eval_loss_before")
-        metrics["participants"][name] = last
-        if name not in left:
-            digests.add(_adapter_digest(folder))
-    losses = [m.get("global_eval_loss") for m in metrics["participants"].values()]
-    known = [loss for loss in losses if isinstance(loss, float)]
-    if known:
-        metrics["global_eval_loss_mean"] = sum(known) / len(known)
-    metrics["adapters_identical"] = len(digests) == 1 and None not in digests
-    metrics["adapter_sha256"] = sorted(d for d in digests if d)[0] if any(digests) else None
+    rounds = [_round_summary(record, names) for record in status.recent_rounds]
+    metrics = _participant_metrics(workdir, names, processes or {})
     return {
         "federation_id": status.federation_id,
         "profile": Profile[pb.Profile.Name(status.profile)].value,
@@ -112,6 +70,57 @@ def summary(
         "wall_s": round(wall_s, 3),
         "workdir": str(workdir),
     }
+
+
+def _round_summary(record: pb.RoundSummary, names: Sequence[str]) -> dict[str, Any]:
+    """One round of the summary: outcome, durations, who took part and the bytes moved."""
+    outcome = pb.Stage.Name(record.outcome).lower()
+    selected = list(record.selected)
+    survivors = list(record.survivors)
+    return {
+        "round": record.round,
+        "outcome": outcome,
+        "reason": record.message,
+        "duration_s": round(record.duration_s, 4),
+        "stage_durations_s": {
+            stage.value: round(record.stage_durations_s[stage.value], 4)
+            for stage in Stage
+            if stage.value in record.stage_durations_s
+        },
+        "selected": selected,
+        "survivors": survivors,
+        "dropped": [n for n in selected if n not in survivors] if outcome == "done" else [],
+        "bytes_up": {name: int(record.bytes_up.get(name, 0)) for name in names},
+        "bytes_down": {name: int(record.bytes_down.get(name, 0)) for name in names},
+        "message": record.message,
+    }
+
+
+def _participant_metrics(
+    workdir: Path, names: Sequence[str], processes: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Each participant's last metrics, the mean global loss, and whether adapters agree."""
+    metrics: dict[str, Any] = {"participants": {}}
+    digests = set()
+    # A participant that dropped out on purpose left the federation: the others' adapters
+    # are compared.
+    left = {name for name, p in processes.items() if p.get("dropped_at")}
+    for name in names:
+        folder = workdir / "participants" / name
+        lines = _read_lines(folder / "metrics.jsonl")
+        last = dict(lines[-1]) if lines else {}
+        if lines:
+            last["initial_eval_loss"] = lines[0].get("eval_loss_before")
+        metrics["participants"][name] = last
+        if name not in left:
+            digests.add(_adapter_digest(folder))
+    losses = [m.get("global_eval_loss") for m in metrics["participants"].values()]
+    known = [loss for loss in losses if isinstance(loss, float)]
+    if known:
+        metrics["global_eval_loss_mean"] = sum(known) / len(known)
+    metrics["adapters_identical"] = len(digests) == 1 and None not in digests
+    metrics["adapter_sha256"] = sorted(d for d in digests if d)[0] if any(digests) else None
+    return metrics
 
 
 ACCURACY_METHOD = (
@@ -181,43 +190,9 @@ def write_json(summary: dict[str, Any], path: Path) -> None:
 def print_summary(summary: dict[str, Any]) -> None:
     """The closing tables: one row per round, one per participant."""
     console = Console()
-    rounds = Table(title="Rounds", show_edge=False)
-    for column in ("round", "outcome", "seconds", "stages (s)", "survivors", "up", "down"):
-        rounds.add_column(column)
-    for record in summary["rounds"]:
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in record["stage_durations_s"].items())
-        outcome = record["outcome"]
-        if record["reason"]:
-            outcome += f": {record['reason']}"
-        survivors = str(len(record["survivors"]))
-        if record["dropped"]:
-            survivors += f" ({', '.join(record['dropped'])} dropped)"
-        rounds.add_row(
-            str(record["round"]),
-            outcome,
-            f"{record['duration_s']:.2f}",
-            stages,
-            survivors,
-            f"{sum(record['bytes_up'].values()):,}",
-            f"{sum(record['bytes_down'].values()):,}",
-        )
-    people = Table(title="Participants", show_edge=False)
-    for column in ("participant", "bytes up", "bytes down", "loss at start", "global loss"):
-        people.add_column(column)
-    for name in summary["participants"]:
-        up = sum(r["bytes_up"][name] for r in summary["rounds"])
-        down = sum(r["bytes_down"][name] for r in summary["rounds"])
-        last = summary["metrics"]["participants"].get(name, {})
-        people.add_row(
-            name,
-            f"{up:,}",
-            f"{down:,}",
-            _number(last.get("initial_eval_loss")),
-            _number(last.get("global_eval_loss")),
-        )
     console.print()
-    console.print(rounds)
-    console.print(people)
+    console.print(_rounds_table(summary))
+    console.print(_participants_table(summary))
     accuracy = summary.get("accuracy")
     if accuracy:
         console.print(_accuracy_table(accuracy))
@@ -251,6 +226,50 @@ def print_summary(summary: dict[str, Any]) -> None:
         )
         + f"; everything is in {summary['workdir']}"
     )
+
+
+def _rounds_table(summary: dict[str, Any]) -> Table:
+    """One row per round: outcome, seconds by stage, survivors, bytes."""
+    rounds = Table(title="Rounds", show_edge=False)
+    for column in ("round", "outcome", "seconds", "stages (s)", "survivors", "up", "down"):
+        rounds.add_column(column)
+    for record in summary["rounds"]:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in record["stage_durations_s"].items())
+        outcome = record["outcome"]
+        if record["reason"]:
+            outcome += f": {record['reason']}"
+        survivors = str(len(record["survivors"]))
+        if record["dropped"]:
+            survivors += f" ({', '.join(record['dropped'])} dropped)"
+        rounds.add_row(
+            str(record["round"]),
+            outcome,
+            f"{record['duration_s']:.2f}",
+            stages,
+            survivors,
+            f"{sum(record['bytes_up'].values()):,}",
+            f"{sum(record['bytes_down'].values()):,}",
+        )
+    return rounds
+
+
+def _participants_table(summary: dict[str, Any]) -> Table:
+    """One row per participant: bytes moved over all rounds, loss at start and at the end."""
+    people = Table(title="Participants", show_edge=False)
+    for column in ("participant", "bytes up", "bytes down", "loss at start", "global loss"):
+        people.add_column(column)
+    for name in summary["participants"]:
+        up = sum(r["bytes_up"][name] for r in summary["rounds"])
+        down = sum(r["bytes_down"][name] for r in summary["rounds"])
+        last = summary["metrics"]["participants"].get(name, {})
+        people.add_row(
+            name,
+            f"{up:,}",
+            f"{down:,}",
+            _number(last.get("initial_eval_loss")),
+            _number(last.get("global_eval_loss")),
+        )
+    return people
 
 
 def _accuracy_table(accuracy: dict[str, Any]) -> Table:
