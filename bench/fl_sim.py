@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from accord.participant.data import folder as datasets
+from accord.participant.training import csprng, models, privacy
 from accord.participant.training import local as train
-from accord.participant.training import models, privacy
 
 MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DELTA = 1e-5
@@ -183,7 +183,7 @@ class Simulation:
         plan: Plan,
     ) -> None:
         self.base, self.fit, self.validation, self.plan = base, fit, validation, plan
-        self.source = privacy.CsprngGaussian()
+        self.source = csprng.CsprngGaussian()
         self.spent: dict[float, float] = {}  # epsilon target -> the federation's spent
 
     def _train(

@@ -28,7 +28,7 @@ from pathlib import Path
 from report import replace_section
 
 from accord.participant.client_dp_share import skellam
-from accord.participant.training.privacy import CsprngGaussian
+from accord.participant.training.csprng import CsprngGaussian
 
 SECTION = "## Client-level noise"
 MUS = (0.5, 5.0, 50.0, 500.0, 50_000.0)

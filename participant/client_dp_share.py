@@ -12,7 +12,7 @@ sigma^2 as long as h of them really added theirs. Nobody, the coordinator includ
 sees the noise-free sum; the noise is exact integers, so modular arithmetic (and
 CKKS's exact-integer decoding, DESIGN.md guarantee 6) is unaffected.
 
-Randomness: every Poisson draw comes from `privacy.CsprngGaussian`'s AES-CTR stream,
+Randomness: every Poisson draw comes from `csprng.CsprngGaussian`'s AES-CTR stream,
 never from numpy's generators. Poisson(lam) is drawn by inversion for lam < 10 and by
 Hoermann's transformed rejection (PTRS, 1993; the algorithm numpy uses) above, both
 vectorised over the whole vector.
@@ -47,7 +47,7 @@ from accord.crypto.client_dp import honest_participants
 from accord.crypto.messages import RoundConfig
 from accord.crypto.quantize import ALLOWED_MODULUS_BITS
 from accord.errors import ConfigError
-from accord.participant.training.privacy import CsprngGaussian
+from accord.participant.training.csprng import CsprngGaussian
 
 _PTRS_THRESHOLD = 10.0
 

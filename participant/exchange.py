@@ -16,7 +16,7 @@ decodes anything: an aggregate that is not the sum of the survivors' uploads rai
 IntegrityError and is never applied.
 
 Client-level noise (`client_noise.py`, DESIGN.md guarantee 4) is drawn from a CSPRNG
-(`privacy.CsprngGaussian`, a fresh key per update unless a test injects one); the
+(`csprng.CsprngGaussian`, a fresh key per update unless a test injects one); the
 plaintext profile refuses it, since its shares only hide anything inside the masked sum.
 """
 
@@ -37,7 +37,7 @@ from accord.errors import ConfigError, IntegrityError, InternalError
 from accord.participant.training.protocol import LocalUpdate
 
 if TYPE_CHECKING:  # opacus loads with privacy.py: only when client-level noise is on
-    from accord.participant.training.privacy import CsprngGaussian
+    from accord.participant.training.csprng import CsprngGaussian
 
 
 def encode_update(
@@ -75,9 +75,9 @@ def encode_update(
         values = quantize.encode(update.delta, update.sample_count, config.quant, rng)
         if config.client_noise is not None:
             from accord.participant import client_dp_share as client_noise
-            from accord.participant.training import privacy
+            from accord.participant.training import csprng
 
-            source = noise_source or privacy.CsprngGaussian()
+            source = noise_source or csprng.CsprngGaussian()
             values = client_noise.add_share(values, config, source)
         # The tags cover the noised values: they must be linear in what is summed.
         return integrity.append_tags(

@@ -43,7 +43,7 @@ from torch import nn
 
 from accord.errors import RoundAborted
 from accord.participant.config import ParticipantConfig
-from accord.participant.training import privacy
+from accord.participant.training import csprng, privacy
 from accord.participant.training.models import HEAD_NAME, BaseModel
 from accord.participant.training.privacy import History, PrivacySpent
 from accord.participant.training.settings import TrainingConfig
@@ -264,7 +264,7 @@ def train_local(
     generator: torch.Generator,
     forward: Forward = call_module,
     history: privacy.History | None = None,
-    noise_source: privacy.CsprngGaussian | None = None,
+    noise_source: csprng.CsprngGaussian | None = None,
     report_privacy: bool = True,
 ) -> RoundResult:
     """Train `module`'s trainable parameters for one round; return the change.
@@ -310,7 +310,7 @@ def train_local(
             batch_size=settings.batch_size,
             settings=settings.dp,
             history=list(history or []),
-            noise_source=noise_source or privacy.CsprngGaussian(),
+            noise_source=noise_source or csprng.CsprngGaussian(),
         )
         trained, optimizer = private.module, private.optimizer
         batches: Iterator[torch.Tensor] = privacy.poisson_batches(

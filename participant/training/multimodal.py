@@ -59,8 +59,8 @@ from accord.errors import ConfigError, InternalError
 from accord.participant.config import ParticipantConfig
 from accord.participant.data import city_safety
 from accord.participant.data import folder as datasets
+from accord.participant.training import csprng, models, privacy
 from accord.participant.training import local as train
-from accord.participant.training import models, privacy
 from accord.participant.training.privacy import PrivacySpent, SideTraining
 from accord.participant.training.protocol import LocalUpdate
 from accord.participant.training.server_optimizer import (
@@ -122,7 +122,7 @@ class MultimodalTrainer:
         self,
         config: ParticipantConfig,
         *,
-        noise_source: privacy.CsprngGaussian | None = None,
+        noise_source: csprng.CsprngGaussian | None = None,
         with_data: bool = True,
     ) -> None:
         self._config = config

@@ -5,10 +5,8 @@ every logical batch is a Poisson sample of the training set (each sample in with
 probability q = batch_size / n, independently); each sample's gradient is clipped to
 L2 norm C (`max_grad_norm`); the clipped gradients are summed, Gaussian noise of
 standard deviation sigma * C (`noise_multiplier` sigma) is added, and the result is
-divided by the expected batch size q * n. The privacy loss of the whole history of
-(sigma, q, steps) is tracked by opacus's RDP accountant (Mironov 2017; the default, the
-bound `accord audit` recomputes) or its PRV accountant (Gopi et al. 2021, numerically
-tighter) and reported as epsilon at a given delta.
+divided by the expected batch size q * n. The history of (sigma, q, steps) is accounted
+by opacus's RDP (Mironov 2017; default) or PRV (Gopi et al. 2021) accountant.
 
 Built from opacus's parts, not `PrivacyEngine.make_private`, for one reason: the
 randomness. `make_private` draws the noise with `torch.normal` and the Poisson sample
@@ -21,13 +19,7 @@ with `torch.rand`, neither of which is a cryptographically secure generator; opa
 - `poisson_batches` draws each logical batch with the same CSPRNG;
 - the accountant is attached to the optimizer's step hook as `make_private` does.
 
-`CsprngGaussian`: a 256-bit key from `os.urandom` expands into an AES-256-CTR
-keystream (`cryptography`); 53-bit uniforms in (0, 1) from it feed Box-Muller in
-float64, and the float64 normals are rounded to float32 noise. Known gap: this is a
-continuous Gaussian rounded to floating point; it does not defend against the
-floating-point attacks on noise (Mironov 2012; Jin et al. 2022), which opacus's
-`secure_mode` mitigates by summing two draws and which only a discrete sampler fully
-removes. The client-level noise (`client_noise.py`) is discrete and exact.
+`CsprngGaussian` (`csprng.py`, with its known gap: floating-point noise) draws both.
 
 Traps handled here, each with a test:
 - BatchNorm mixes samples in a batch and its running statistics would move with the
@@ -43,7 +35,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,9 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from opacus import GradSampleModule
 from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
@@ -62,6 +51,7 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from accord.errors import BudgetExhausted, ConfigError
+from accord.participant.training.csprng import CsprngGaussian
 
 ACCOUNTANTS = ("prv", "rdp")
 
@@ -174,45 +164,6 @@ class SideTraining:
     purpose: str
     steps: int
     spent: PrivacySpent | None
-
-
-# ---- the CSPRNG ----
-
-
-class CsprngGaussian:
-    """Gaussian and uniform draws from an AES-256-CTR keystream (see module docstring).
-
-    Args:
-        key: 32 bytes; None draws a fresh key from `os.urandom` (always, outside tests).
-    """
-
-    def __init__(self, key: bytes | None = None) -> None:
-        key = os.urandom(32) if key is None else key
-        if len(key) != 32:
-            raise ValueError("the CSPRNG key must be 32 bytes")
-        self._encryptor = Cipher(algorithms.AES(key), modes.CTR(b"\x00" * 16)).encryptor()
-
-    def random_bytes(self, count: int) -> bytes:
-        """The next `count` bytes of the keystream."""
-        return self._encryptor.update(b"\x00" * count)
-
-    def uniform(self, count: int) -> npt.NDArray[np.float64]:
-        """`count` uniforms in the open interval (0, 1), 53 random bits each."""
-        words = np.frombuffer(self.random_bytes(8 * count), dtype="<u8")
-        return ((words >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-
-    def normal(self, count: int, std: float = 1.0) -> npt.NDArray[np.float64]:
-        """`count` draws of N(0, std^2), by Box-Muller in float64."""
-        pairs = (count + 1) // 2
-        u1, u2 = self.uniform(pairs), self.uniform(pairs)
-        radius = np.sqrt(-2.0 * np.log(u1))
-        angle = 2.0 * np.pi * u2
-        values = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
-        return values * std
-
-    def bernoulli(self, count: int, probability: float) -> npt.NDArray[np.bool_]:
-        """`count` independent coin flips that come up True with `probability`."""
-        return self.uniform(count) < probability
 
 
 class CsprngDPOptimizer(DPOptimizer):

@@ -25,7 +25,7 @@ from accord.errors import ConfigError
 from accord.participant import exchange
 from accord.participant import privacy_ledger as ledger
 from accord.participant.config import ParticipantConfig
-from accord.participant.training.privacy import CsprngGaussian
+from accord.participant.training.csprng import CsprngGaussian
 from accord.participant.training.protocol import LocalUpdate
 from accord.wire.round_config import round_config_from_proto, round_config_to_proto
 from tests.support.rounds import plain_sum

@@ -8,7 +8,7 @@ import pytest
 from accord.crypto import quantize
 from accord.errors import ConfigError
 from accord.participant import client_dp_share as client_noise
-from accord.participant.training.privacy import CsprngGaussian
+from accord.participant.training.csprng import CsprngGaussian
 
 KEY = bytes(32)
 

@@ -15,8 +15,8 @@ from accord.errors import ConfigError, RoundAborted
 from accord.participant.config import ParticipantConfig
 from accord.participant.data import city_safety
 from accord.participant.data import incident_sets as benchmarks
+from accord.participant.training import csprng, models, privacy
 from accord.participant.training import local as train
-from accord.participant.training import models, privacy
 from accord.participant.training.multimodal import PRIVACY_FILE, MultimodalTrainer
 
 KEY = bytes(range(32))
@@ -41,7 +41,7 @@ def dp_round(model: nn.Module, key: bytes = KEY, **changes: object) -> train.Rou
         problem(),
         dp_settings(**changes),
         generator=torch.Generator().manual_seed(0),
-        noise_source=privacy.CsprngGaussian(key),
+        noise_source=csprng.CsprngGaussian(key),
     )
 
 
@@ -49,11 +49,11 @@ def dp_round(model: nn.Module, key: bytes = KEY, **changes: object) -> train.Rou
 
 
 def test_the_csprng_is_keyed_and_gaussian() -> None:
-    draws = privacy.CsprngGaussian(KEY).normal(200_001, std=2.0)
-    assert np.array_equal(draws, privacy.CsprngGaussian(KEY).normal(200_001, std=2.0))
-    assert not np.array_equal(draws[:10], privacy.CsprngGaussian().normal(10, std=2.0))
+    draws = csprng.CsprngGaussian(KEY).normal(200_001, std=2.0)
+    assert np.array_equal(draws, csprng.CsprngGaussian(KEY).normal(200_001, std=2.0))
+    assert not np.array_equal(draws[:10], csprng.CsprngGaussian().normal(10, std=2.0))
     assert abs(draws.mean()) < 0.02 and abs(draws.std() - 2.0) < 0.02
-    uniforms = privacy.CsprngGaussian(KEY).uniform(100_000)
+    uniforms = csprng.CsprngGaussian(KEY).uniform(100_000)
     assert uniforms.min() > 0 and uniforms.max() < 1
 
 
@@ -125,7 +125,7 @@ def test_the_tiny_towers_batchnorm_statistics_survive_a_private_round(tmp_path) 
         ParticipantConfig,
         "participant",
     )
-    trainer = MultimodalTrainer(config, noise_source=privacy.CsprngGaussian(KEY))
+    trainer = MultimodalTrainer(config, noise_source=csprng.CsprngGaussian(KEY))
     stats = {n: b.clone() for n, b in trainer.model.named_buffers() if "running" in n}
     update = trainer.train_round(1)
     assert update.privacy is not None and update.privacy.steps == 2
@@ -156,7 +156,7 @@ def test_a_target_epsilon_is_met_over_the_planned_steps_and_then_refused() -> No
             settings,
             generator=torch.Generator().manual_seed(0),
             history=history,
-            noise_source=privacy.CsprngGaussian(KEY),
+            noise_source=csprng.CsprngGaussian(KEY),
         )
 
     for _ in range(2):
@@ -198,11 +198,11 @@ def test_the_trainer_records_privacy_before_returning_and_resumes_it(tmp_path) -
         "dp": {"enabled": True, "noise_multiplier": 1.2},
     }
     config = configfile.validate(table, ParticipantConfig, "participant")
-    update = MultimodalTrainer(config, noise_source=privacy.CsprngGaussian(KEY)).train_round(1)
+    update = MultimodalTrainer(config, noise_source=csprng.CsprngGaussian(KEY)).train_round(1)
     assert update.privacy is not None
     assert update.metrics["dp_steps"] == 3 and update.metrics["dp_noise_multiplier"] == 1.2
     assert update.metrics["dp_sample_rate"] == pytest.approx(16 / 40)
     assert privacy.load_history(tmp_path / "s" / PRIVACY_FILE, "rdp") == [(1.2, 0.4, 3)]
-    again = MultimodalTrainer(config, noise_source=privacy.CsprngGaussian(KEY)).train_round(2)
+    again = MultimodalTrainer(config, noise_source=csprng.CsprngGaussian(KEY)).train_round(2)
     assert again.privacy is not None and again.privacy.steps == 6
     assert again.privacy.epsilon > update.privacy.epsilon
