@@ -33,7 +33,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -71,7 +71,7 @@ from accord.participant.state_files import (
     write_json,
 )
 from accord.participant.terms import check_own_settings, check_round, load_kit_terms
-from accord.participant.training.protocol import Trainer, make_trainer
+from accord.participant.training.protocol import LocalUpdate, Trainer, make_trainer
 from accord.participant.workers import ChunkWorkers
 from accord.proto.v1 import federation_pb2 as pb
 from accord.proto.v1 import federation_pb2_grpc as pb_grpc
@@ -550,17 +550,8 @@ class ParticipantDaemon:
             return
         self._round_uploaded = config.round
         write_json(self.config.state_dir / UPLOAD_STATE, {"round_uploaded": config.round})
-        self._set_state("training")
         started = self._clock.monotonic()
-        try:
-            update = self._trainer.train_round(config.round)
-        except BudgetExhausted as error:
-            # The trainer's own budget (e.g. target_epsilon's planned steps) is spent: a
-            # refusal like max_epsilon's, recorded before the daemon stops.
-            refused = ledger.trainer_refused(
-                self.config, self._identity_private, config.round, str(error)
-            )
-            self._stop_contributing(config.round, refused)
+        update = self._train(config.round)
         train_s = self._clock.monotonic() - started
         self._set_state("uploading")
         started = self._clock.monotonic()
@@ -607,6 +598,16 @@ class ParticipantDaemon:
             bytes=stream.sent,
             chunks=stream.count,
         )
+
+    def _train(self, round: int) -> LocalUpdate:
+        """Train `round`; a trainer out of its own budget (e.g. target_epsilon's planned steps)
+        is a refusal like max_epsilon's, recorded before the daemon stops."""
+        self._set_state("training")
+        try:
+            return self._trainer.train_round(round)
+        except BudgetExhausted as error:
+            refused = ledger.trainer_refused(self.config, self._identity_private, round, str(error))
+            self._stop_contributing(round, refused)
 
     def _stop_contributing(self, round: int, reason: str) -> NoReturn:
         """End the daemon: the privacy budget forbids this round (the ledger recorded why)."""
@@ -657,17 +658,7 @@ class ParticipantDaemon:
         adapter_dir = self.config.adapters_dir / f"round-{config.round:04d}"
         self._trainer.save(adapter_dir)
         self._mark_applied(config.round, adapter_dir)
-        pending = self._pending_metrics if self._round_uploaded == config.round else {}
-        metrics = {
-            "round": config.round,
-            **pending,
-            **{f"global_{k}": v for k, v in self._trainer.evaluate().items()},
-            "download_s": round(self._clock.monotonic() - started, 4),
-            "bytes_down": stream.received,
-        }
-        with self.config.metrics_file.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(metrics) + "\n")
-        ledger.after_apply(self.config, self._identity_private, config.round, metrics)
+        metrics = self._record_metrics(config.round, started, stream.received)
         if self._round is not None and self._round.config.round <= number:
             self._round = None
         self._set_state("applied")
@@ -680,6 +671,21 @@ class ParticipantDaemon:
             bytes=metrics["bytes_down"],
             global_eval_loss=metrics.get("global_eval_loss"),
         )
+
+    def _record_metrics(self, number: int, started: float, received: int) -> dict[str, Any]:
+        """Append the round's metrics to `metrics.jsonl`, its validation gain to the ledger."""
+        pending = self._pending_metrics if self._round_uploaded == number else {}
+        metrics = {
+            "round": number,
+            **pending,
+            **{f"global_{k}": v for k, v in self._trainer.evaluate().items()},
+            "download_s": round(self._clock.monotonic() - started, 4),
+            "bytes_down": received,
+        }
+        with self.config.metrics_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        ledger.after_apply(self.config, self._identity_private, number, metrics)
+        return metrics
 
     def _check_evidence(self, config: RoundConfig, first: pb.AggregateChunk) -> tuple[str, ...]:
         """Whose uploads the aggregate sums: `threshold` members must have signed the set.
@@ -765,14 +771,7 @@ class ParticipantDaemon:
         return number
 
     def _header(self, *, round: int = 0, stage: Stage | None = None) -> pb.RequestHeader:
-        return header_to_proto(
-            Header(
-                federation_id=self.config.federation_id,
-                round=round,
-                stage=stage,
-                participant=self.config.name,
-            )
-        )
+        return header_to_proto(Header(self.config.federation_id, round, stage, self.config.name))
 
     def _set_state(self, state: str) -> None:
         self._state = state
