@@ -335,16 +335,7 @@ class ParticipantDaemon:
             if task.stage != pb.KEY_CEREMONY:
                 self._catch_up(task.config.round - 1)  # earlier rounds are all closed
             if task.stage == pb.KEY_CEREMONY:
-                recipients = tuple(sorted(e.participant_id for e in task.ceremony_keys))
-                try:
-                    if self._revocations is not None:
-                        self._revocations.check(recipients, what="the key ceremony")
-                except ProtocolError as error:
-                    logs.event(
-                        self._log, "ceremony_refused", reason=str(error), level=logging.ERROR
-                    )
-                    continue
-                self._make_key(task)
+                self._ceremony_task(task)
                 continue
             stage = stage_from_proto(task.stage)
             if stage is None:
@@ -364,31 +355,40 @@ class ParticipantDaemon:
                     )
                     self._call(self._stub.ConfirmApplied, applied)
             except (ProtocolError, errors.IntegrityError, grpc.RpcError) as error:
-                # The round moved on without us (deadline passed, aborted): wait for the next.
-                # An IntegrityError is the coordinator caught deviating from the protocol
-                # (a survivor set too few members signed, an aggregate of another set):
-                # nothing is revealed or applied, and it is logged as an error.
-                what = accord_error(error) if isinstance(error, grpc.RpcError) else error
-                if isinstance(what, grpc.RpcError):
-                    reason = f"{what.code().name}: {what.details()}"
-                else:
-                    reason = f"{type(what).__name__}: {what}"
-                logs.event(
-                    self._log,
-                    "round_step_refused",
-                    round=config.round,
-                    stage=stage.value,
-                    reason=reason,
-                    level=logging.ERROR
-                    if isinstance(what, errors.IntegrityError)
-                    else logging.WARNING,
-                )
-                self._round = None
-                if isinstance(error, grpc.RpcError) and error.code() in RETRY_CODES:
-                    # A stream broke off (the coordinator is restarting): ask again for the
-                    # current task once it is back, instead of waiting for the next change.
-                    seen_round, seen_stage = 0, pb.STAGE_UNSPECIFIED
+                if self._step_refused(error, config.round, stage):
+                    seen_round, seen_stage = 0, pb.STAGE_UNSPECIFIED  # ask anew once it is back
                     self._clock.sleep(1.0)
+
+    def _ceremony_task(self, task: pb.Task) -> None:
+        """Make the key, unless a recipient is revoked (then refused and logged)."""
+        if self._revocations is not None:
+            recipients = tuple(sorted(e.participant_id for e in task.ceremony_keys))
+            try:
+                self._revocations.check(recipients, what="the key ceremony")
+            except ProtocolError as error:
+                logs.event(self._log, "ceremony_refused", reason=str(error), level=logging.ERROR)
+                return
+        self._make_key(task)
+
+    def _step_refused(self, error: Exception, round: int, stage: Stage) -> bool:
+        """Log a step the round moved on without (an error where the coordinator deviated:
+        IntegrityError, nothing revealed or applied); True when a stream broke off (the
+        coordinator restarts) and the caller should ask for the task anew."""
+        what = accord_error(error) if isinstance(error, grpc.RpcError) else error
+        if isinstance(what, grpc.RpcError):
+            reason = f"{what.code().name}: {what.details()}"
+        else:
+            reason = f"{type(what).__name__}: {what}"
+        logs.event(
+            self._log,
+            "round_step_refused",
+            round=round,
+            stage=stage.value,
+            reason=reason,
+            level=logging.ERROR if isinstance(what, errors.IntegrityError) else logging.WARNING,
+        )
+        self._round = None
+        return isinstance(error, grpc.RpcError) and error.code() in RETRY_CODES
 
     def _on_task(self, stage: Stage, config: RoundConfig, task: pb.Task) -> None:
         """Perform what the task means for this member (`crypto.member_tasks.plan`).

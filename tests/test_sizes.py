@@ -20,7 +20,6 @@ BACKLOG_MODULES = {
 }
 
 BACKLOG_FUNCTIONS = {
-    "participant/daemon.py:_work": 82,
     "participant/training/local.py:train_local": 122,
     "participant/training/multimodal.py:__init__": 94,
 }
