@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from accord import errors
 from accord.crypto.messages import UploadDone
 from accord.errors import ProtocolError
 from accord.participant.rpc_errors import accord_error
@@ -80,8 +79,9 @@ class UploadStream:
                 self.sent += len(chunk)
                 header = self._header()
                 if last:
-                    self._before_receipt(self.digest, self.count, self.sent)
-                    signed = self._receipt(self.digest, self.count)
+                    digest = self.digest
+                    self._before_receipt(digest, self.count, self.sent)
+                    signed = self._receipt(digest, self.count)
                     header.sequence = signed.sequence
                     header.signature = signed.signature
                 yield pb.UpdateChunk(header=header, chunk=chunk)
@@ -131,7 +131,7 @@ class AggregateStream:
         try:
             first = next(responses, None)
         except grpc.RpcError as error:
-            raise _translated(error) from None
+            raise accord_error(error) from None
         if first is None or first.config.round != round:
             self.cancel()
             raise ProtocolError(f"the aggregate of round {round} came without its round config")
@@ -147,19 +147,13 @@ class AggregateStream:
                 self.received += len(message.chunk)
                 yield message.chunk
         except grpc.RpcError as error:
-            raise _translated(error) from None
+            raise accord_error(error) from None
 
     def cancel(self) -> None:
         """End the call (after an error, so the coordinator stops sending)."""
         cancel = getattr(self._responses, "cancel", None)
         if cancel is not None:
             cancel()
-
-
-def _translated(error: grpc.RpcError) -> BaseException:
-    """The Accord error a refusal names, else the RPC error itself."""
-    what = accord_error(error)
-    return what if isinstance(what, errors.AccordError) else error
 
 
 def with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:

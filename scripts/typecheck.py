@@ -26,14 +26,19 @@ ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT / "build" / "typecheck"
 
 
+def package_dir() -> dict[str, str]:
+    """pyproject's setuptools `package-dir`: import name -> folder."""
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    mapping: dict[str, str] = settings["tool"]["setuptools"]["package-dir"]
+    return mapping
+
+
 def lay_out() -> Path:
     """The installed namespace as links into this repository; returns its `accord` folder."""
-    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    package_dir: dict[str, str] = settings["tool"]["setuptools"]["package-dir"]
     shutil.rmtree(TREE, ignore_errors=True)
     top = TREE / "accord"
     top.mkdir(parents=True)
-    mapped = {name.removeprefix("accord."): folder for name, folder in package_dir.items()}
+    mapped = {name.removeprefix("accord."): folder for name, folder in package_dir().items()}
     for entry in sorted((ROOT / mapped.pop("accord")).iterdir()):
         if entry.name != "__pycache__":
             (top / entry.name).symlink_to(entry)
@@ -59,9 +64,7 @@ def main() -> int:
 
 def real_paths(text: str) -> str:
     """Each `accord/<mapped>/...` path of mypy's output as the repository's own path."""
-    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    package_dir: dict[str, str] = settings["tool"]["setuptools"]["package-dir"]
-    for name, folder in sorted(package_dir.items(), key=lambda item: -len(item[0])):
+    for name, folder in sorted(package_dir().items(), key=lambda item: -len(item[0])):
         if name != "accord":
             prefix = name.replace(".", "/") + "/"
             text = re.sub(rf"(?m)^{re.escape(prefix)}", folder + "/", text)
