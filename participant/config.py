@@ -186,6 +186,26 @@ class ParticipantConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _personal_round_within_the_budget(self) -> ParticipantConfig:
+        round = self.training.personalize_round
+        if self.dp.enabled and round is not None and round > self.dp.rounds:
+            raise ValueError(
+                f"[participant.training] personalize_round = {round}, but [participant.dp] "
+                f"rounds = {self.dp.rounds}: this member trains no round after its budget's "
+                f"last, so no personal model would be made; set personalize_round <= "
+                f"{self.dp.rounds}"
+            )
+        personal = self.training.personal_rounds
+        calibrated = self.dp.enabled and self.dp.target_epsilon is not None
+        if round is not None and calibrated and personal > self.dp.rounds:
+            raise ValueError(
+                f"[participant.training] personal_rounds = {personal}, but the noise is "
+                f"calibrated for [participant.dp] rounds = {self.dp.rounds} rounds of steps, "
+                f"and no model may take more; set personal_rounds <= {self.dp.rounds}"
+            )
+        return self
+
     @field_validator("trainer")
     @classmethod
     def _trainer(cls, value: str) -> str:

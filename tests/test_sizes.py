@@ -16,12 +16,9 @@ FUNCTION_LINES = 60
 
 BACKLOG_MODULES = {
     "participant/daemon.py": 825,
-    "participant/training/multimodal.py": 637,
 }
 
 BACKLOG_FUNCTIONS = {
-    "participant/training/local.py:train_local": 122,
-    "participant/training/multimodal.py:__init__": 94,
 }
 
 

@@ -232,6 +232,7 @@ def _provision(
             trainer=run.trainer,
             data=data,
             privacy=privacy,
+            rounds=given.rounds,
         ),
     )
     return provision_demo(run.workdir, run.names, given.profile, port=port, terms=terms)
@@ -309,6 +310,7 @@ def _start_participants(
             trainer=run.trainer,
             data=setup.data,
             privacy=setup.privacy,
+            rounds=given.rounds,
         )
         children.append(start_child(name, participant_entry(config, dropped_at), config.parent))
 

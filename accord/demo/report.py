@@ -129,10 +129,10 @@ ACCURACY_METHOD = (
     "updates). local_only: the same model (same base, head, local steps, batch, learning "
     "rate and sample-level DP settings, its own noise) trained by that participant on its "
     "own data alone, round by round alongside the federation, never aggregated nor sent. "
-    "personalized: the global adapter plus that participant's own last DP update (its "
-    "local fine-tuning from the global model, no extra privacy cost). epsilon: the "
-    "composition of everything trained on the participant's records (updates and the "
-    "local-only baseline). "
+    "personalized: that participant's own model, fine-tuned in the last round from the "
+    "global adapter on its own data, with its own DP noise, for as many steps as the "
+    "local-only model takes in all rounds. epsilon: the composition of everything trained "
+    "on the participant's records (updates, the local-only baseline, the personal model). "
     "own_test: that participant's test split; pooled_test: every enterprise's test split "
     "together (the shared evaluation set)."
 )
@@ -198,9 +198,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         console.print(_accuracy_table(accuracy))
         console.print(_accuracy_verdict(accuracy))
         console.print(
-            "fed.: the global adapter; alone: local-only; pers.: personalized, the global "
-            "adapter plus the participant's own update; eps.: epsilon of everything trained on "
-            "the participant's records (updates and the local-only model)."
+            "fed.: the global adapter; alone: local-only; pers.: personalized, fine-tuned from "
+            "the global adapter on the participant's own data (DP); eps.: epsilon of everything "
+            "trained on the participant's records (updates, local-only and personal models)."
         )
     trained = summary.get("trained")
     if trained:

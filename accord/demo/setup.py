@@ -320,6 +320,7 @@ def participant_table(
     trainer: str = DemoTrainer.MULTIMODAL.value,
     data: DemoData | None = None,
     privacy: DemoPrivacy | None = None,
+    rounds: int | None = None,
 ) -> dict[str, object]:
     """One participant's `[participant]` table (`write_participant_config` writes it).
 
@@ -327,7 +328,9 @@ def participant_table(
     trainer with an adapter of that size; otherwise `trainer` names it (by its import path
     in `DEMO_TRAINER_PATHS`, but multimodal). The multimodal trainer gets the demo profile
     (`DEMO_TRAINING`, one torch thread per process), its folder of `data` with the shared
-    test set and feature cache, and with `privacy` sample-level DP-SGD.
+    test set and feature cache, with `privacy` sample-level DP-SGD, and with `rounds` (the
+    federation's) a personal model fine-tuned in the last round for as many local steps as
+    the local-only baseline takes in all of them.
     """
     table: dict[str, object] = {
         "coordinator": coordinator,
@@ -347,6 +350,8 @@ def participant_table(
         # The local-only baseline exists for the demo's comparison only (off elsewhere);
         # its DP steps are counted in each participant's ledger.
         training: dict[str, object] = {"torch_threads": 1, "report_local_only": True}
+        if rounds is not None:
+            training.update(personalize_round=rounds, personal_rounds=rounds)
         if data is not None:
             table["data_dir"] = str(data.folders[name])
             training["eval_data_dir"] = str(data.pooled_test)

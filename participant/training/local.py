@@ -2,8 +2,8 @@
 
     base    = models.load_base_model(...)              frozen towers + fresh fusion head
     model   = wrap_with_lora(base, lora, seed)         FFA-LoRA by default, head in modules_to_save
-    update  = train_local(module, data, settings, ...) one round: AdamW, DP if asked,
-                                                       FedProx if asked, returns the delta
+    update  = train_local(module, data, settings, ...) one round (AdamW, DP and FedProx
+                                                       if asked): the delta
 
 The adapter that the federation averages is a flat float32 vector: every parameter
 with `requires_grad`, in `named_parameters` order (`trainable_names`).
@@ -30,8 +30,8 @@ a known failure mode (peft + opacus) is LoRA weights that silently never update.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -47,6 +47,7 @@ from accord.participant.training import csprng, privacy
 from accord.participant.training.models import HEAD_NAME, BaseModel
 from accord.participant.training.privacy import History, PrivacySpent
 from accord.participant.training.settings import TrainingConfig
+from accord.participant.training.steps import run_steps
 
 
 class AdapterMode(str, Enum):
@@ -152,6 +153,25 @@ class LocalSettings:
         if self.epochs is None:
             return self.steps
         return max(1, math.ceil(self.epochs * samples / self.batch_size))
+
+
+def round_settings(
+    config: ParticipantConfig, train_size: int
+) -> tuple[privacy.DpSettings | None, LocalSettings]:
+    """A round's DP settings (None without DP; the noise planned over `dp.rounds` rounds
+    of this data size) and local training settings."""
+    settings = LocalSettings.from_config(config)
+    if not config.dp.enabled:
+        return None, settings
+    dp = privacy.DpSettings(
+        max_grad_norm=config.dp.max_grad_norm,
+        noise_multiplier=config.dp.noise_multiplier,
+        target_epsilon=config.dp.target_epsilon,
+        delta=config.dp.delta,
+        accountant=config.dp.accountant,
+        planned_steps=settings.steps_for(train_size) * config.dp.rounds,
+    )
+    return dp, replace(settings, dp=dp)
 
 
 @dataclass
@@ -286,22 +306,12 @@ def train_local(
         RoundAborted: a trained tensor did not change (adapter weights never updated),
             the loss is not finite, or the privacy budget is spent.
     """
-    labels = data[-1]
-    samples = int(labels.shape[0])
-    if samples == 0:
-        raise RoundAborted("no training samples: the local data set is empty")
-    names = trainable_names(module)
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    if not parameters:
-        raise RoundAborted("the model has no trainable parameters")
-    start = [p.detach().clone() for p in parameters]
-    optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-        parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    samples, parameters = _trainable(module, data)
+    names, start = trainable_names(module), [p.detach().clone() for p in parameters]
+    optimizer = torch.optim.AdamW(
+        parameters, settings.learning_rate, weight_decay=settings.weight_decay
     )
-
-    # ---- make private ----
     private = None
-    trained: nn.Module = module
     if settings.dp is not None:
         private = privacy.make_private(
             module,
@@ -312,55 +322,47 @@ def train_local(
             history=list(history or []),
             noise_source=noise_source or csprng.CsprngGaussian(),
         )
-        trained, optimizer = private.module, private.optimizer
-        batches: Iterator[torch.Tensor] = privacy.poisson_batches(
-            samples, private.sample_rate, private.optimizer.noise_source
-        )
-    else:
-        batches = _shuffled_batches(samples, settings.batch_size, generator)
-
-    # ---- loop ----
-    steps = settings.steps_for(samples)
-    losses: list[float] = []
-    trained.train()
-    privacy.freeze_batchnorm(trained)
     try:
-        with privacy.per_sample_gradients():
-            for _ in range(steps):
-                batch = next(batches)
-                micro_batches = _split(batch, settings.grad_accumulation)
-                for index, micro in enumerate(micro_batches):
-                    inputs = [t[micro] for t in data[:-1]]
-                    logits = forward(trained, inputs)
-                    loss = nn.functional.cross_entropy(logits, labels[micro])
-                    if micro.numel() > 0:
-                        if not torch.isfinite(loss):
-                            raise RoundAborted(f"local training diverged (loss {float(loss)})")
-                        losses.append(float(loss.detach()))
-                    if private is None:
-                        (loss * micro.numel() / max(1, batch.numel())).backward()
-                    else:
-                        # Per-sample gradients of every micro-batch are clipped and summed;
-                        # only the last one adds noise and steps (opacus's virtual steps).
-                        # An empty Poisson batch still reaches the noisy step.
-                        loss.backward()
-                        last = index == len(micro_batches) - 1
-                        optimizer.signal_skip_step(do_skip=not last)  # type: ignore[attr-defined]
-                        if not last:
-                            optimizer.step()
-                            optimizer.zero_grad()
-                optimizer.step()
-                optimizer.zero_grad()
-                if settings.fedprox_mu > 0:
-                    _proximal_step(parameters, start, settings.learning_rate * settings.fedprox_mu)
+        losses = run_steps(module, private, optimizer, data, settings, forward, generator, start)
     finally:
         module.eval()
-        spent = private.spent() if private is not None and report_privacy else None
-        new_history = private.history() if private is not None else []
-        if private is not None:
-            private.close()
+        spent, new_history = _close(private, report_privacy)
+    return RoundResult(
+        delta=_delta(names, parameters, start),
+        steps=settings.steps_for(samples),
+        train_loss=float(np.mean(losses)) if losses else float("nan"),
+        privacy=spent,
+        history=new_history,
+    )
 
-    # ---- export delta ----
+
+def _trainable(module: nn.Module, data: Sequence[torch.Tensor]) -> tuple[int, list[nn.Parameter]]:
+    """The sample count and the trainable parameters; refused when either is none."""
+    samples = int(data[-1].shape[0])
+    if samples == 0:
+        raise RoundAborted("no training samples: the local data set is empty")
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    if not parameters:
+        raise RoundAborted("the model has no trainable parameters")
+    return samples, parameters
+
+
+def _close(
+    private: privacy.PrivateTraining | None, report_privacy: bool
+) -> tuple[PrivacySpent | None, History]:
+    """Detach opacus from the module; the privacy spent (if asked) and the new history."""
+    if private is None:
+        return None, []
+    spent = private.spent() if report_privacy else None
+    history = private.history()
+    private.close()
+    return spent, history
+
+
+def _delta(
+    names: Sequence[str], parameters: Sequence[torch.Tensor], start: Sequence[torch.Tensor]
+) -> npt.NDArray[np.float32]:
+    """Trained minus starting parameters, flat float32; refused when a tensor never moved."""
     unchanged = [n for n, p, s in zip(names, parameters, start, strict=True) if torch.equal(p, s)]
     if unchanged:
         raise RoundAborted(
@@ -371,13 +373,7 @@ def train_local(
     delta = torch.cat(
         [(p.detach() - s).reshape(-1) for p, s in zip(parameters, start, strict=True)]
     )
-    return RoundResult(
-        delta=delta.float().numpy().astype(np.float32, copy=True),
-        steps=steps,
-        train_loss=float(np.mean(losses)) if losses else float("nan"),
-        privacy=spent,
-        history=new_history,
-    )
+    return delta.float().numpy().astype(np.float32, copy=True)
 
 
 def predict(
@@ -404,32 +400,6 @@ def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, f
     loss = float(nn.functional.cross_entropy(logits, labels))
     correct = float((logits.argmax(dim=-1) == labels).float().mean())
     return {"accuracy": correct, "loss": loss}
-
-
-def _shuffled_batches(
-    samples: int, batch_size: int, generator: torch.Generator
-) -> Iterator[torch.Tensor]:
-    """Epochs of shuffled fixed-size batches (the last one of an epoch may be smaller)."""
-    while True:
-        order = torch.randperm(samples, generator=generator)
-        for begin in range(0, samples, batch_size):
-            yield order[begin : begin + batch_size]
-
-
-def _split(batch: torch.Tensor, parts: int) -> list[torch.Tensor]:
-    """`batch` in at most `parts` micro-batches; an empty batch stays one empty micro-batch."""
-    if batch.numel() == 0:
-        return [batch]
-    return [piece for piece in torch.tensor_split(batch, parts) if piece.numel() > 0]
-
-
-def _proximal_step(
-    parameters: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], rate: float
-) -> None:
-    """w <- w - lr * mu * (w - w_global): FedProx's proximal gradient, decoupled."""
-    with torch.no_grad():
-        for parameter, anchor in zip(parameters, anchors, strict=True):
-            parameter.sub_(rate * (parameter - anchor))
 
 
 def _as_peft_targets(targets: str | tuple[str, ...]) -> Any:

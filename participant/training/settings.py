@@ -98,6 +98,28 @@ class TrainingConfig(BaseModel):
         "(the demo's comparison; its weights stay in state_dir, its DP steps are counted in "
         "the privacy ledger as a side training; doubles the cost of a round)",
     )
+    personalize_round: int | None = Field(
+        None,
+        ge=1,
+        description="the round in which this member also fine-tunes its personal model from "
+        "the global adapter, on its own data with the round's DP settings (kept in state_dir "
+        "for its own use, never aggregated or shared; its DP steps are counted in the privacy "
+        "ledger as a side training). Set the federation's last round (with DP, at most "
+        "[participant.dp] rounds); unset: no personal model",
+    )
+    personal_rounds: int = Field(
+        5,
+        ge=1,
+        description="the personal model's fine-tuning, in rounds' worth of local steps",
+    )
+    personal_global_weight: float = Field(
+        1 / 3,
+        ge=0,
+        lt=1,
+        description="the personal model predicts (1 - w) * its own probabilities + w * the "
+        "global adapter's: the global model's knowledge of what this member rarely sees "
+        "(0: the fine-tuned model alone). Post-processing: no privacy cost",
+    )
     feature_cache_dir: Path | None = Field(
         None,
         description="folder for cached tower features; unset means state_dir/features. "

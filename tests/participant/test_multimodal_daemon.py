@@ -192,7 +192,10 @@ def test_a_daemon_with_the_multimodal_trainer_completes_a_private_masked_round(
             seed=index + 1,
             local_steps=3,
             batch_size=16,
-            training={"eval_data_dir": str(digits["pooled"])},
+            training={
+                "eval_data_dir": str(digits["pooled"]),
+                **({"personalize_round": 1, "personal_rounds": 1} if index == 0 else {}),
+            },
             dp={"enabled": True, "target_epsilon": TARGET_EPSILON, "rounds": 1},
         )
         for index, name in enumerate(NAMES)
@@ -206,13 +209,12 @@ def test_a_daemon_with_the_multimodal_trainer_completes_a_private_masked_round(
     adapters = set()
     for name, config in configs.items():
         (metrics,) = [json.loads(line) for line in config.metrics_file.read_text().splitlines()]
-        for key in (
-            "global_accuracy",
-            "global_pooled_accuracy",
-            "global_personalized_accuracy",
-            "global_personalized_pooled_accuracy",
-        ):
-            assert 0.0 <= metrics[key] <= 1.0, (name, key)
+        personal = name == NAMES[0]  # only the first asked for a personal model
+        keys = ["global_accuracy", "global_pooled_accuracy"]
+        keys += ["global_personalized_accuracy", "global_personalized_pooled_accuracy"]
+        for key in keys:
+            assert (key in metrics) == (personal or "personalized" not in key), (name, key)
+            assert 0.0 <= metrics.get(key, 0.0) <= 1.0, (name, key)
         assert "global_local_only_accuracy" not in metrics  # the baseline is off by default
         assert 0 < metrics["dp_epsilon"] <= TARGET_EPSILON
         (entry,) = entries(config, ledger.ROUND)
@@ -226,6 +228,9 @@ def test_a_daemon_with_the_multimodal_trainer_completes_a_private_masked_round(
         assert entry["samples"] == metrics["sample_count"] > 0
         assert entry["local_steps"] == 3 and entry["profile"] == "masks"
         assert entry["data_quality"] == {"filter": "not run", "flagged": 0, "excluded": 0}
+        # The personal model's steps are in the ledger with the round that trained it.
+        side = [(s["purpose"], s["steps"]) for s in entry.get("side_dp", [])]
+        assert side == ([("personalized", 3)] if personal else [])
         state = json.loads((config.state_dir / "state.json").read_text())
         adapters.add(
             (config.state_dir / state["adapter"] / "adapter_model.safetensors").read_bytes()

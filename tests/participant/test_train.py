@@ -15,11 +15,8 @@ from accord.participant.config import ParticipantConfig
 from accord.participant.data import city_safety
 from accord.participant.training import local as train
 from accord.participant.training import models
-from accord.participant.training.multimodal import (
-    MultimodalTrainer,
-    PrivateUpdate,
-    load_adapter_model,
-)
+from accord.participant.training.adapted_model import load_adapter_model
+from accord.participant.training.multimodal import MultimodalTrainer, PrivateUpdate
 from accord.participant.training.protocol import Trainer
 from tests.support.multimodal import small_city_benchmark, tiny_model_config
 
