@@ -292,24 +292,12 @@ def test_a_participant_out_of_budget_stops_and_the_federation_continues(tmp_path
     from accord.audit.ledgers import load
     from accord.audit.reports import budget_summary
     from accord.coordinator import server
-    from accord.coordinator.config import CoordinatorConfig
     from accord.participant.daemon import ParticipantDaemon
+    from tests.coordinator.plaintext_federation import make_config
 
     keys = {name: keypair(name) for name in NAMES}
-    coordinator_config = configfile.validate(
-        {
-            "participants": list(NAMES),
-            "identity_keys": {name: pair.public.hex() for name, pair in keys.items()},
-            "profile": "none",
-            "insecure_plaintext": True,
-            "state_dir": str(tmp_path / "coordinator"),
-            "rounds": 2,
-            "threshold": 2,
-            "stage_deadline_s": 2.0,
-            "heartbeat_interval_s": 0.2,
-        },
-        CoordinatorConfig,
-        "coordinator",
+    coordinator_config = make_config(
+        tmp_path, keys, threshold=2, stage_deadline_s=2.0, heartbeat_interval_s=0.2
     )
     coordinator_config.state_dir.mkdir()
     log = logging.getLogger("accord.test-ledger")
