@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import tenseal
-from report import replace_section
+from report import cpu_model, publish
 
 from accord.crypto import masks, pipeline, quantize
 from accord.crypto.aggregate import UpdateSum
@@ -341,17 +341,10 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (
-        f'{os.cpu_count()} CPUs (nproc), CPU model "{model}", Python {platform.python_version()}, '
-        f"numpy {np.__version__}, TenSEAL {tenseal.__version__}, {platform.system()} "
+        f'{os.cpu_count()} CPUs (nproc), CPU model "{cpu_model()}", '
+        f"Python {platform.python_version()}, numpy {np.__version__}, "
+        f"TenSEAL {tenseal.__version__}, {platform.system()} "
         f"{platform.release()}; the benchmark process pinned to one CPU"
     )
 
@@ -521,10 +514,7 @@ def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         allowed = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {args.cpu if args.cpu is not None else allowed[0]})
-    section = report(args)
-    print(section)
-    if args.write:
-        replace_section(args.write, "## Crypto core", section)
+    publish(report(args), args.write, "## Crypto core")
     return 0
 
 

@@ -40,7 +40,7 @@ import baselines
 import fl_sim
 import numpy as np
 import torch
-from report import replace_section
+from report import publish
 
 from accord.core import configfile
 from accord.participant.config import ParticipantConfig
@@ -420,10 +420,7 @@ def main() -> int:
         help="keep the towers' features in this folder (a rerun skips extracting them)",
     )
     args = parser.parse_args()
-    section = report(args)
-    print(section)
-    if args.write:
-        replace_section(args.write, "## Federated learning", section)
+    publish(report(args), args.write, "## Federated learning")
     return 0
 
 

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from report import replace_section
+from report import publish
 
 from accord.participant.client_dp_share import skellam
 from accord.participant.training.csprng import CsprngGaussian
@@ -81,10 +81,7 @@ def main() -> int:
     arguments = parser.parse_args()
     rows = measure(arguments.parameters, arguments.repeats)
     command = "python bench/noise_bench.py " + shlex.join(sys.argv[1:])
-    section = render(rows, command.strip())
-    print(section)
-    if arguments.write is not None:
-        replace_section(arguments.write, SECTION, section)
+    publish(render(rows, command.strip()), arguments.write, SECTION)
     return 0
 
 

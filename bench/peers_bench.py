@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from report import replace_section  # noqa: E402
+from report import publish  # noqa: E402
 
 from accord.crypto import quantize  # noqa: E402
 from accord.crypto.messages import Stage  # noqa: E402
@@ -146,9 +146,7 @@ Accord's coordinator only adds ciphertexts (and the participants decrypt).
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
-    if args.write is not None:
-        replace_section(args.write, SECTION, section)
-    print(section)
+    publish(section, args.write, SECTION)
 
 
 if __name__ == "__main__":

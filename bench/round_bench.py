@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import replace_section
+from report import cpu_model, replace_section
 
 SECTION = "## Rounds over gRPC"
 STAGES = ("advertise", "share", "upload", "unmask", "aggregate")
@@ -50,17 +50,9 @@ def human(count: int) -> str:
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "nproc": os.cpu_count(),
-        "cpu": model,
+        "cpu": cpu_model(unknown=""),
         "python": platform.python_version(),
         "kernel": platform.release(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),

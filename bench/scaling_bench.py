@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from report import replace_section  # noqa: E402
+from report import publish  # noqa: E402
 
 from accord.crypto.messages import Stage  # noqa: E402
 from tests.crypto.harness import FederationHarness  # noqa: E402
@@ -144,9 +144,7 @@ scaling ...`). {os.cpu_count()} CPUs; {started:%Y-%m-%d %H:%M} UTC; load average
 
 {table("dropped at upload (of 10)", drops, by_drop)}
 """
-    if args.write is not None:
-        replace_section(args.write, SECTION, section)
-    print(section)
+    publish(section, args.write, SECTION)
 
 
 if __name__ == "__main__":

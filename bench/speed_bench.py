@@ -19,13 +19,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tenseal as ts
-from report import replace_section
+from report import publish
 
 from accord.coordinator.aggregation.round_sum import RoundSum
 from accord.coordinator.aggregation.spool import Spool
@@ -35,7 +35,7 @@ from accord.crypto import masks, pipeline, quantize
 from accord.crypto.aggregate import UpdateSum
 from accord.crypto.ckks import SecretContext
 from accord.crypto.messages import RoundConfig
-from accord.crypto.packing import choose_packing
+from accord.crypto.packing import PackingSpec, choose_packing
 from accord.crypto.profile import Profile
 from accord.crypto.quantize import QuantSpec
 from accord.participant.workers import ChunkWorkers
@@ -59,6 +59,59 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def med(xs: list[float]) -> str:
     return f"{statistics.median(xs):.3f} ({min(xs):.3f})"
+
+
+def protect_update(
+    values: np.ndarray,
+    terms: list[masks.MaskTerm],
+    packing: PackingSpec,
+    secret: SecretContext,
+    runner: pipeline.ChunkRunner = pipeline.SERIAL,
+) -> Iterator[bytes]:
+    """`pipeline.protect` as every row here runs it: `ckks+masks`, b = B, round 1."""
+    return pipeline.protect(
+        values,
+        profile=Profile.CKKS_MASKS,
+        federation_id="bench",
+        round=1,
+        mask_terms=terms,
+        modulus_bits=B,
+        packing=packing,
+        secret=secret,
+        runner=runner,
+    )
+
+
+def reveal_aggregate(
+    aggregate: list[bytes],
+    d: int,
+    packing: PackingSpec,
+    secret: SecretContext,
+    runner: pipeline.ChunkRunner = pipeline.SERIAL,
+) -> Any:
+    """`pipeline.reveal` of the aggregate of `d` parameters (and the weight slot)."""
+    return pipeline.reveal(
+        aggregate,
+        profile=Profile.CKKS_MASKS,
+        element_count=d + 1,
+        modulus_bits=B,
+        packing=packing,
+        secret=secret,
+        runner=runner,
+    )
+
+
+def update_sum(d: int, packing: PackingSpec, secret: SecretContext) -> UpdateSum:
+    """An empty coordinator sum of `d` parameters (and the weight slot)."""
+    return UpdateSum(
+        Profile.CKKS_MASKS,
+        d + 1,
+        modulus_bits=B,
+        packing=packing,
+        public=secret.public(),
+        federation_id="bench",
+        round=1,
+    )
 
 
 def reference_encode(delta: np.ndarray, weight: int, spec: QuantSpec, rng: Any) -> np.ndarray:
@@ -108,30 +161,14 @@ def bench_workers(d: int, repeats: int, secret: SecretContext) -> tuple[list[str
     terms = [masks.MaskTerm(rng.bytes(16), 1)] + [
         masks.MaskTerm(rng.bytes(16), 1 if i % 2 else -1) for i in range(N - 1)
     ]
-    common = dict(
-        profile=Profile.CKKS_MASKS,
-        federation_id="bench",
-        round=1,
-        modulus_bits=B,
-        packing=packing,
-        secret=secret,
-    )
-    total = UpdateSum(
-        Profile.CKKS_MASKS,
-        d + 1,
-        modulus_bits=B,
-        packing=packing,
-        public=secret.public(),
-        federation_id="bench",
-        round=1,
-    )
-    for chunk in pipeline.protect(values, mask_terms=terms, **common):  # type: ignore[arg-type]
+    total = update_sum(d, packing, secret)
+    for chunk in protect_update(values, terms, packing, secret):
         total.add(chunk)
     aggregate = list(total.chunks())
     pools = {1: ChunkWorkers(1), 2: ChunkWorkers(2)}
     start_s, _ = timed(
         lambda: list(
-            pools[2].map(pipeline.protect_chunk, _warm_jobs(values, terms, common), secret)
+            pools[2].map(pipeline.protect_chunk, _warm_jobs(values, terms, packing), secret)
         )
     )
     protect: dict[int, list[float]] = {1: [], 2: []}
@@ -141,22 +178,11 @@ def bench_workers(d: int, repeats: int, secret: SecretContext) -> tuple[list[str
         for count, pool in pools.items():
             t, _ = timed(
                 lambda pool=pool: sum(
-                    len(c)
-                    for c in pipeline.protect(values, mask_terms=terms, runner=pool, **common)
+                    len(c) for c in protect_update(values, terms, packing, secret, pool)
                 )
             )
             protect[count].append(t)
-            t, out = timed(
-                lambda pool=pool: pipeline.reveal(
-                    aggregate,
-                    profile=Profile.CKKS_MASKS,
-                    element_count=d + 1,
-                    modulus_bits=B,
-                    packing=packing,
-                    secret=secret,
-                    runner=pool,
-                )
-            )
+            t, out = timed(lambda pool=pool: reveal_aggregate(aggregate, d, packing, secret, pool))
             reveal[count].append(t)
             revealed[count] = out.tobytes()
     assert revealed[1] == revealed[2], "aggregates differ between 1 and 2 workers"
@@ -181,7 +207,7 @@ def bench_workers(d: int, repeats: int, secret: SecretContext) -> tuple[list[str
     return lines, start_s
 
 
-def _warm_jobs(values: np.ndarray, terms: list[masks.MaskTerm], common: dict) -> Any:
+def _warm_jobs(values: np.ndarray, terms: list[masks.MaskTerm], packing: PackingSpec) -> Any:
     """Two small chunks' jobs: starts the pool's processes (they load TenSEAL)."""
     head = values[: 2 * 16384]
     return (
@@ -189,12 +215,12 @@ def _warm_jobs(values: np.ndarray, terms: list[masks.MaskTerm], common: dict) ->
             index=i,
             piece=head[i * 16384 : (i + 1) * 16384],
             start=i * 16384,
-            profile=common["profile"],
+            profile=Profile.CKKS_MASKS,
             federation_id="bench",
             round=1,
             terms=tuple(terms),
             modulus_bits=B,
-            packing=common["packing"],
+            packing=packing,
             plan=((0, 16384), (16384, 16384)),
         )
         for i in range(2)
@@ -215,18 +241,7 @@ def bench_ingest(d: int, repeats: int, secret: SecretContext, directory: Path) -
         graph_seed=b"\x00" * 32,
     )
     values = np.random.default_rng(4).integers(0, 2**B, d + 1, dtype=np.uint32)
-    chunks = list(
-        pipeline.protect(
-            values,
-            profile=Profile.CKKS_MASKS,
-            federation_id="bench",
-            round=1,
-            mask_terms=[masks.MaskTerm(b"\x01" * 16, 1)],
-            modulus_bits=B,
-            packing=packing,
-            secret=secret,
-        )
-    )
+    chunks = list(protect_update(values, [masks.MaskTerm(b"\x01" * 16, 1)], packing, secret))
     size = sum(len(c) for c in chunks)
     spool = Spool(directory)
     for chunk in chunks:
@@ -311,31 +326,12 @@ def bench_peers(d: int, repeats: int, secret: SecretContext) -> list[str]:
 
         def accord_protect() -> list[bytes]:
             values = quantize.encode(delta, 5, spec, np.random.default_rng(6))
-            return list(
-                pipeline.protect(
-                    values,
-                    profile=Profile.CKKS_MASKS,
-                    federation_id="bench",
-                    round=1,
-                    mask_terms=terms,
-                    modulus_bits=B,
-                    packing=packing,
-                    secret=secret,
-                )
-            )
+            return list(protect_update(values, terms, packing, secret))
 
         t, chunks = timed(accord_protect)
         rows["a_enc"].append(t)
         a_bytes = sum(len(c) for c in chunks)
-        fresh = UpdateSum(
-            Profile.CKKS_MASKS,
-            d + 1,
-            modulus_bits=B,
-            packing=packing,
-            public=secret.public(),
-            federation_id="bench",
-            round=1,
-        )
+        fresh = update_sum(d, packing, secret)
 
         def accord_add(fresh: UpdateSum = fresh, chunks: list[bytes] = chunks) -> None:
             for chunk in chunks:  # one upload checked and added (FLARE's: 2 loads, 1 add)
@@ -343,16 +339,7 @@ def bench_peers(d: int, repeats: int, secret: SecretContext) -> list[str]:
 
         rows["a_add"].append(timed(accord_add)[0])
         aggregate = list(fresh.chunks())
-        t, _ = timed(
-            lambda aggregate=aggregate: pipeline.reveal(
-                aggregate,
-                profile=Profile.CKKS_MASKS,
-                element_count=d + 1,
-                modulus_bits=B,
-                packing=packing,
-                secret=secret,
-            )
-        )
+        t, _ = timed(lambda aggregate=aggregate: reveal_aggregate(aggregate, d, packing, secret))
         rows["a_dec"].append(t)
     lines = [
         "| | client protect/encrypt s | server add s (per upload) | client reveal/decrypt s "
@@ -503,9 +490,7 @@ reveals exact integers only.
 
 {chr(10).join(p)}
 """
-    if args.write is not None:
-        replace_section(args.write, SECTION, section)
-    print(section)
+    publish(section, args.write, SECTION)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import tenseal
-from report import replace_section
+from report import cpu_model, publish
 
 from accord.coordinator.aggregation.round_sum import RoundSum
 from accord.coordinator.aggregation.spool import Spool
@@ -138,13 +138,8 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def machine() -> str:
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
     return (
-        f'{len(os.sched_getaffinity(0))} CPUs, CPU model "{model}", Python '
+        f'{len(os.sched_getaffinity(0))} CPUs, CPU model "{cpu_model()}", Python '
         f"{platform.python_version()}, numpy {np.__version__}, TenSEAL {tenseal.__version__}, "
         f"{platform.system()} {platform.release()}"
     )
@@ -260,10 +255,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per count (least time)")
     parser.add_argument("--write", type=Path, help="write the section into this markdown file")
     args = parser.parse_args()
-    section = report(args)
-    print(section)
-    if args.write:
-        replace_section(args.write, SECTION, section)
+    publish(report(args), args.write, SECTION)
     return 0
 
 

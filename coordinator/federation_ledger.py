@@ -8,7 +8,7 @@ every task it hands out carries the ledger's latest signed head and public key
 verify` can tell if this ledger's tail was cut off later.
 
 The key. With mTLS it is the coordinator's Ed25519 ledger key made at provisioning,
-`tls_dir/ledger.key` (`accord.ledgerkey`: the CA certifies its public key, and every
+`tls_dir/ledger.key` (`accord.crypto.ledger_key`: the CA certifies its public key, and every
 startup kit pins it, so participants refuse heads signed by any other key); the
 coordinator never makes one of its own then. Only with `insecure_plaintext` (no kits,
 nothing to pin) is it `state_dir/coordinator_identity.key` (PKCS#8 PEM, 0600), made on
@@ -47,17 +47,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord.core import ledger_store
 from accord.core.configfile import dump_versioned_json, read_versioned_json
 from accord.core.kitformat import write_public
-from accord.core.ledger_store import (
-    LedgerFile,
-    load_or_create_key,
-    load_private_key,
-    read_lines,
-    write_private_key,
-)
+from accord.core.private_files import read_private
 from accord.crypto import client_dp, identity, integrity, ledger_key
 from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_book import LedgerBook
 from accord.crypto.ledger_encoding import decimal
 from accord.crypto.messages import RoundConfig, Stage
 from accord.crypto.round import CoordinatorRound
@@ -102,7 +98,8 @@ class FederationLedger:
         self, state_dir: Path, federation_id: str, *, key_file: Path | None = None
     ) -> None:
         if key_file is None:
-            private = load_or_create_key(state_dir / KEY_FILE)
+            own_key = state_dir / KEY_FILE
+            private = load_key(own_key) if own_key.exists() else _make_key(own_key)
         else:
             if not key_file.exists():
                 raise ConfigError(
@@ -110,21 +107,26 @@ class FederationLedger:
                     "provisioning (`accord provision ledger-key --ca CA_DIR --coordinator-dir "
                     f"{key_file.parent}` makes one for a federation provisioned before)"
                 )
-            private = load_private_key(key_file)
+            private = load_key(key_file)
             _check_started_with(state_dir / LEDGER_FILE, private, key_file)
-        self._file = LedgerFile.open(
-            state_dir / LEDGER_FILE,
+        self._path = state_dir / LEDGER_FILE
+        lines, torn = ledger_store.read_for_append(self._path)
+        self._book, new = LedgerBook.open(
+            lines,
             ledger_id(federation_id),
             private,
             open_body={"role": "coordinator", "federation_id": federation_id},
+            torn_tail=torn,
+            where=str(self._path),
         )
-        self._head = self._file.signed_head().to_bytes()
+        ledger_store.append_lines(self._path, new)
+        self._head = self._book.signed_head().to_bytes()
         self._uploads: dict[int, dict[str, str]] = {}
 
     @property
     def public_key(self) -> bytes:
         """The raw Ed25519 key that signs this ledger."""
-        return self._file.public_key
+        return self._book.public_key
 
     @property
     def signed_head(self) -> bytes:
@@ -183,7 +185,7 @@ class FederationLedger:
 
     def recorded_rounds(self) -> set[int]:
         """The rounds this ledger has a `round` entry for."""
-        return {int(e.body["round"]) for e in self._file.entries if e.kind == ROUND}
+        return {int(e.body["round"]) for e in self._book.entries if e.kind == ROUND}
 
     def _append_round(
         self,
@@ -197,7 +199,7 @@ class FederationLedger:
         uploads_known: bool,
         aggregate_sha256: str | None,
     ) -> None:
-        self._file.append(
+        book, lines = self._book.append(
             ROUND,
             {
                 "round": config.round,
@@ -219,18 +221,20 @@ class FederationLedger:
                 "aggregate_sha256": aggregate_sha256,
             },
         )
-        self._head = self._file.signed_head().to_bytes()
+        ledger_store.append_lines(self._path, lines)  # on disk before the book moves on
+        self._book = book
+        self._head = book.signed_head().to_bytes()
 
 
 def _check_started_with(path: Path, private: bytes, key_file: Path) -> None:
     """Refuse, with the way out, a ledger begun under another key (before kits pinned one)."""
     if not path.exists():
         return
-    first = next((line for line in read_lines(path) if line.strip()), "")
+    first = next((line for line in ledger_store.read_lines(path) if line.strip()), "")
     try:
         started = str(chain.Entry.from_line(first).body.get("public_key", ""))
     except IntegrityError:
-        return  # `LedgerFile.open` names what is wrong with it
+        return  # `LedgerBook.open` names what is wrong with it
     ours = identity.public_from_private(private).hex()
     if started and started != ours:
         raise ConfigError(
@@ -241,6 +245,31 @@ def _check_started_with(path: Path, private: bytes, key_file: Path) -> None:
             f"{key_file} and CA_DIR/{CERTIFIED_KEY_FILE}, copy it to {key_file}, run `accord "
             "provision ledger-key`, and approve the participants' requests again"
         )
+
+
+def load_key(path: Path) -> bytes:
+    """The raw Ed25519 ledger key in `path` (PKCS#8 PEM), refused if others may read it.
+
+    Raises:
+        ConfigError: the file is missing, holds no Ed25519 key, or others may read it.
+    """
+    pem = read_private(path, "the ledger key", missing="no such ledger key")
+    return identity.load_private(pem, what=f"ledger key {path}")
+
+
+def save_key(path: Path, private: bytes) -> None:
+    """Write a new ledger key file (PKCS#8 PEM, mode 0600), fsynced; never overwrites one.
+
+    Raises:
+        FileExistsError: `path` exists.
+    """
+    ledger_store.write_key(path, identity.dump_private(private))
+
+
+def _make_key(path: Path) -> bytes:
+    private = identity.generate_identity().private
+    save_key(path, private)
+    return private
 
 
 def client_dp_record(config: RoundConfig, *, survivors: int | None) -> dict[str, Any]:
@@ -322,7 +351,7 @@ def provision_key(authority: CertificateAuthority, coordinator_dir: Path) -> Cer
     key_path = Path(coordinator_dir) / PROVISIONED_KEY_FILE
     recorded = certified_key(authority.root)
     if key_path.exists():
-        public = identity.public_from_private(load_private_key(key_path))
+        public = identity.public_from_private(load_key(key_path))
         if recorded is not None and recorded.public_key != public:
             raise UsageError(
                 f"{key_path} is not the ledger key the CA certified "
@@ -332,9 +361,7 @@ def provision_key(authority: CertificateAuthority, coordinator_dir: Path) -> Cer
     elif recorded is not None:
         return recorded  # its private half lives in another coordinator folder
     else:
-        private = identity.generate_identity().private
-        write_private_key(key_path, private)
-        public = identity.public_from_private(private)
+        public = identity.public_from_private(_make_key(key_path))
     if recorded is not None:
         return recorded
     certified = CertifiedKey(

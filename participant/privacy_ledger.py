@@ -57,10 +57,12 @@ machine, so its steps are not in any run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord.core.ledger_store import LedgerFile
+from accord.core import ledger_store
 from accord.crypto import ledger_chain as chain
+from accord.crypto.ledger_book import LedgerBook
 from accord.crypto.ledger_encoding import decimal
 from accord.participant.config import ParticipantConfig
 from accord.participant.ledger_entries import (
@@ -93,8 +95,9 @@ def ledger_id(federation_id: str, participant: str) -> str:
 class ParticipantLedger:
     """One participant's ledger, opened and verified (see the module docstring)."""
 
-    def __init__(self, file: LedgerFile, config: ParticipantConfig) -> None:
-        self.file = file
+    def __init__(self, path: Path, book: LedgerBook, config: ParticipantConfig) -> None:
+        self.path = path
+        self.book = book
         self._config = config
 
     @classmethod
@@ -104,8 +107,10 @@ class ParticipantLedger:
         Raises:
             IntegrityError: the existing ledger does not verify with this identity key.
         """
-        file = LedgerFile.open(
-            config.state_dir / LEDGER_FILE,
+        path = config.state_dir / LEDGER_FILE
+        lines, torn = ledger_store.read_for_append(path)
+        book, new = LedgerBook.open(
+            lines,
             ledger_id(config.federation_id, config.name),
             identity_private,
             open_body={
@@ -113,8 +118,11 @@ class ParticipantLedger:
                 "federation_id": config.federation_id,
                 "participant": config.name,
             },
+            torn_tail=torn,
+            where=str(path),
         )
-        return cls(file, config)
+        ledger_store.append_lines(path, new)
+        return cls(path, book, config)
 
     # ---- reading ----
 
@@ -124,7 +132,7 @@ class ParticipantLedger:
         Rounds without DP contribute none.
         """
         found: list[Run] = []
-        for entry in self.file.entries:
+        for entry in self.book.entries:
             if entry.kind != ROUND:
                 continue
             side = entry.body.get("side_dp") or []
@@ -137,7 +145,7 @@ class ParticipantLedger:
 
     def steps_total(self) -> int:
         """The trainer's step count at the last round or refusal that recorded one."""
-        for entry in reversed(self.file.entries):
+        for entry in reversed(self.book.entries):
             if entry.kind == ROUND:
                 dp = entry.body.get("sample_dp", {})
                 if dp.get("mechanism") == DP_SGD:
@@ -239,7 +247,7 @@ class ParticipantLedger:
         by: str = "max_epsilon",
     ) -> str:
         dp = self._config.dp
-        self.file.append(
+        self._append(
             REFUSAL,
             {
                 "round": round,
@@ -255,6 +263,13 @@ class ParticipantLedger:
         return reason
 
     # ---- writing ----
+
+    def _append(self, kind: str, body: Mapping[str, Any]) -> chain.Entry:
+        """Append an entry and its checkpoint; return the entry once both are on disk."""
+        book, lines = self.book.append(kind, body)
+        ledger_store.append_lines(self.path, lines)
+        self.book = book  # only once written: a failed write leaves the ledger as it was
+        return book.entries[-2]
 
     def record_round(self, config: RoundConfig, update: LocalUpdate) -> chain.Entry:
         """Record a round's release: call before the first chunk is sent."""
@@ -273,7 +288,7 @@ class ParticipantLedger:
             for side in getattr(update, "side_training", ())
         ]
         metrics = update.metrics
-        return self.file.append(
+        return self._append(
             ROUND,
             {
                 "round": config.round,
@@ -292,7 +307,7 @@ class ParticipantLedger:
     def record_upload(self, round: int, digest: bytes, chunks: int, size: int) -> chain.Entry:
         """Record what a round's upload sent: call before its signed receipt leaves."""
         upload = {"sha256": digest.hex(), "chunks": chunks, "bytes": size}
-        return self.file.append(UPLOAD, {"round": round, "upload": upload})
+        return self._append(UPLOAD, {"round": round, "upload": upload})
 
     def record_applied(self, round: int, metrics: Mapping[str, Any]) -> chain.Entry | None:
         """Record the local validation gain of the new global adapter (None: nothing measured).
@@ -304,7 +319,7 @@ class ParticipantLedger:
         validation = validation_gain(metrics)
         if validation is None:
             return None
-        return self.file.append(APPLIED, {"round": round, "validation": validation})
+        return self._append(APPLIED, {"round": round, "validation": validation})
 
 
 # ---- the daemon's calls ----

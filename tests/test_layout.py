@@ -70,13 +70,6 @@ ALLOWED: dict[str, set[str]] = {
     "accord": {"accord.cli"},  # __main__: `python -m accord` is the `accord` command
 }
 
-# Module-level exceptions, each with its reason.
-EXCEPTIONS = {
-    # The ledger file keeps the chain that `accord.crypto.ledger_chain` signs and checks;
-    # both roles and the audit share it, so it sits on the ground floor, above crypto.
-    ("accord/core/ledger_store.py", "accord.crypto"): "stores the crypto ledger chain",
-}
-
 # Third-party roots a unit must not import (torch stays out of everything but training).
 FORBIDDEN = {
     "accord.crypto": {"torch", "grpc", "peft", "opacus", "sqlite3", "psycopg"},
@@ -138,8 +131,6 @@ def edges() -> dict[tuple[str, str], list[str]]:
             target = unit_of_module(name)
             if target is None or target == source:
                 continue
-            if (path.relative_to(ROOT).as_posix(), target) in EXCEPTIONS:
-                continue
             found.setdefault((source, target), []).append(f"{path.relative_to(ROOT)}: {name}")
     return found
 
@@ -180,6 +171,23 @@ def test_the_unit_graph_has_no_cycle() -> None:
     for unit in graph:
         if unit not in state:
             visit(unit, [])
+
+
+def beyond_the_ground_floor(path: Path) -> set[str]:
+    """The units of ours, besides its own and `accord.errors`, that a module imports."""
+    units = {unit_of_module(name) for name in imports(path)}
+    return {unit for unit in units if unit is not None} - {"accord.core", "accord.errors"}
+
+
+def test_the_ground_floor_imports_nothing_of_ours_but_errors(tmp_path) -> None:
+    """DESIGN.md section 4: the ledger's chain and checks are crypto's, and
+    `accord/core/ledger_store.py` keeps only the file; no module is excepted."""
+    assert ALLOWED["accord.core"] == GROUND == {"accord.errors"}
+    for path in sorted((ROOT / "accord" / "core").glob("*.py")):
+        assert not beyond_the_ground_floor(path), path.relative_to(ROOT)
+    planted = tmp_path / "ledger_store.py"
+    planted.write_text("from accord.crypto import ledger_chain as chain\n", encoding="utf-8")
+    assert beyond_the_ground_floor(planted) == {"accord.crypto"}
 
 
 def test_nothing_below_imports_the_top_floor_and_roles_never_import_each_other() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +10,6 @@ from typing import Any
 from accord.core.ledger_store import read_lines
 from accord.crypto import ledger_chain as chain
 from accord.errors import IntegrityError, UsageError
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
-    pass
-
 
 LEDGER_FILE = "ledger.jsonl"
 HEAD_FILE = "federation_head.json"

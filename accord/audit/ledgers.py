@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from accord.core.ledger_store import read_lines
-from accord.crypto.ledger_report import Finding, Problem, Report
-from accord.crypto.ledger_trust import missing_members
-from accord.crypto.ledger_verify import verify_chain
-from accord.errors import UsageError
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
-    pass
-
 
 from accord.audit.files import (
     HEAD_FILE,
@@ -30,6 +17,11 @@ from accord.audit.files import (
     opening_entry,
 )
 from accord.audit.trust import federation_ledger_key, load_pinned_ca, pinned_key, roster_keys
+from accord.core.ledger_store import read_lines
+from accord.crypto.ledger_report import Finding, Problem, Report
+from accord.crypto.ledger_trust import missing_members
+from accord.crypto.ledger_verify import verify_chain
+from accord.errors import UsageError
 
 # ---- loading ----
 

@@ -1,154 +1,50 @@
-"""A ledger on disk: `ledger.jsonl`, append-only, verified when opened, fsynced on write.
+"""A ledger on disk: `ledger.jsonl`, append-only lines, fsynced on write; its key file.
 
-The chain, the signatures and their checks are `accord.crypto.ledger_chain`'s; this module
-only keeps them in a file, for both roles (the participant's privacy ledger and the
-coordinator's federation ledger) and for `accord audit`, which reads it.
+Only the file: which lines to append, and whether the ledger verifies, is
+`accord.crypto.ledger_book`'s (the chain and its checks are `accord.crypto`'s); each role
+composes the two (the participant's privacy ledger, the coordinator's federation
+ledger), and `accord audit` reads the lines.
 
-    LedgerFile.open(path, ledger_id, key)   read and verify an existing ledger, or start
-                                            one (open entry + checkpoint)
-    .append(kind, body)                     the entry and a checkpoint after it, written
-                                            with one write(2) and fsynced before returning
-    read_lines(path)                        the lines, for verifying with another key
+    read_for_append(path)          the lines of an existing ledger (None: none yet) and
+                                   whether a torn tail was set aside first
+    append_lines(path, lines)      whole lines, with one write(2), fsynced before returning
+    read_lines(path)               the lines, for verifying
+    write_key(path, data)          a new private key file (mode 0600, never overwritten;
+                                   `private_files.read_private` reads it back)
 
-Writes are one `write` of two whole lines (entry, checkpoint) on an O_APPEND descriptor,
-then `fsync`. A crash can still leave a last line without its newline (a torn write,
-never fsynced, so nothing it recorded was acted on): `open` moves such a fragment to
-`ledger.jsonl.torn` and, when the entry before it then lacks its checkpoint, closes the
-ledger with one. Anything else that does not verify makes `open` refuse with the
-finding: a writer never appends to a ledger it cannot vouch for.
+Writes are one `write` of whole lines (an entry and its checkpoint) on an O_APPEND
+descriptor, then `fsync`. A crash can still leave a last line without its newline (a torn
+write, never fsynced, so nothing it recorded was acted on): `read_for_append` moves such a
+fragment to `ledger.jsonl.torn` and says so, and the book then closes the ledger again.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from accord.core.private_files import refuse_if_readable
-from accord.crypto import identity
-from accord.crypto import ledger_chain as chain
-from accord.crypto.ledger_report import Problem
-from accord.crypto.ledger_verify import verify_chain
-from accord.errors import ConfigError, IntegrityError
+from accord.errors import ConfigError
 
 TORN_SUFFIX = ".torn"
 
 
-class LedgerFile:
-    """One ledger file and its writer's key (use `LedgerFile.open`).
+def read_for_append(path: Path) -> tuple[list[str] | None, bool]:
+    """The lines of the ledger at `path` before a writer appends to it (its folder is made).
 
-    Args:
-        path: the `ledger.jsonl` file.
-        ledger_id: the ledger's name, e.g. `accord-demo/participant/energy`.
-        identity_private: the writer's raw Ed25519 private key.
-        entries: the verified entries, in order.
+    An unterminated last line (a torn write) is moved to `<path>.torn` first.
+
+    Returns:
+        The lines (None when there is no file yet), and whether a torn tail was set aside.
+
+    Raises:
+        ConfigError: the file is not UTF-8 text.
     """
-
-    def __init__(
-        self,
-        path: Path,
-        ledger_id: str,
-        identity_private: bytes,
-        entries: tuple[chain.Entry, ...],
-    ) -> None:
-        self.path = path
-        self.ledger_id = ledger_id
-        self._private = identity_private
-        self._entries = list(entries)
-
-    @classmethod
-    def open(
-        cls,
-        path: Path,
-        ledger_id: str,
-        identity_private: bytes,
-        *,
-        open_body: Mapping[str, Any] | None = None,
-    ) -> LedgerFile:
-        """Read and verify the ledger at `path`, or start it there.
-
-        Args:
-            path: the ledger file; its folder is created.
-            ledger_id: the ledger's name; an existing file must carry the same.
-            identity_private: the writer's key; an existing file must be signed by it.
-            open_body: extra fields of the open entry of a new ledger (role, names).
-
-        Raises:
-            IntegrityError: the existing ledger does not verify (the first finding is
-                named; `accord audit verify PATH` lists them all).
-        """
-        public = identity.public_from_private(identity_private)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            first = chain.open_ledger(ledger_id, identity_private, open_body)
-            closing = chain.checkpoint(first.head, ledger_id, identity_private)
-            _append_lines(path, [first, closing])
-            _fsync_folder(path.parent)
-            return cls(path, ledger_id, identity_private, (first, closing))
-        torn = _remove_torn_tail(path)
-        report = verify_chain(read_lines(path), public)
-        findings = list(report.findings)
-        last = report.entries[-1] if report.entries else None
-        reopened = (
-            torn
-            and last is not None
-            and len(findings) == 1
-            and findings[0].problem is Problem.TRUNCATED
-            and findings[0].seq == last.seq
-        )
-        if reopened and last is not None:
-            closing = chain.checkpoint(last.head, ledger_id, identity_private)
-            _append_lines(path, [closing])
-            findings = []
-            entries = (*report.entries, closing)
-        else:
-            entries = report.entries
-        if findings:
-            raise IntegrityError(
-                f"{path}: the ledger does not verify ({findings[0]}); see `accord audit verify "
-                f"{path}`, and keep the file as evidence: move it aside to start a new ledger"
-            )
-        if report.ledger_id != ledger_id:
-            raise IntegrityError(
-                f"{path}: the ledger of {report.ledger_id!r}, not of {ledger_id!r}; move it aside"
-            )
-        return cls(path, ledger_id, identity_private, entries)
-
-    @property
-    def entries(self) -> tuple[chain.Entry, ...]:
-        """Every entry, in order (checkpoints included)."""
-        return tuple(self._entries)
-
-    @property
-    def head(self) -> chain.Head:
-        """The head after the last entry."""
-        return self._entries[-1].head
-
-    @property
-    def public_key(self) -> bytes:
-        """The writer's raw Ed25519 public key."""
-        return identity.public_from_private(self._private)
-
-    def signed_head(self) -> chain.SignedHead:
-        """The signed head of the latest checkpoint (what others keep)."""
-        for entry in reversed(self._entries):
-            if entry.kind == chain.CHECKPOINT:
-                return chain.head_of_checkpoint(entry)
-        raise IntegrityError(f"{self.path}: no checkpoint")  # pragma: no cover - open adds one
-
-    def append(self, kind: str, body: Mapping[str, Any]) -> chain.Entry:
-        """Append an entry and its checkpoint; return once both are on disk (fsync).
-
-        Raises:
-            UsageError: a body that is not canonical JSON (e.g. a float).
-            OSError: the file cannot be written; nothing was appended in memory.
-        """
-        entry = chain.append(self.head, kind, body, self._private)
-        closing = chain.checkpoint(entry.head, self.ledger_id, self._private)
-        _append_lines(self.path, [entry, closing])
-        self._entries.extend((entry, closing))
-        return entry
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return None, False
+    torn = _remove_torn_tail(path)
+    return read_lines(path), torn
 
 
 def read_lines(path: Path) -> list[str]:
@@ -165,34 +61,8 @@ def read_lines(path: Path) -> list[str]:
         raise ConfigError(f"{path}: not a ledger (not UTF-8 text)") from None
 
 
-def load_or_create_key(path: Path) -> bytes:
-    """A raw Ed25519 private key kept in `path` (PKCS#8 PEM, mode 0600), made once.
-
-    Raises:
-        ConfigError: the file exists but holds no Ed25519 key, or others may read it.
-    """
-    if path.exists():
-        return load_private_key(path)
-    private = identity.generate_identity().private
-    write_private_key(path, private)
-    return private
-
-
-def load_private_key(path: Path) -> bytes:
-    """The raw Ed25519 private key in `path` (PKCS#8 PEM), refused if others may read it.
-
-    Raises:
-        ConfigError: the file is missing, holds no Ed25519 key, or others may read it.
-    """
-    try:
-        refuse_if_readable(path, "the ledger key")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such ledger key") from None
-    return identity.load_private(path.read_bytes(), what=f"ledger key {path}")
-
-
-def write_private_key(path: Path, private: bytes) -> None:
-    """Write a new key file (PKCS#8 PEM, mode 0600), fsynced; never overwrites one.
+def write_key(path: Path, data: bytes) -> None:
+    """Write a new key file (mode 0600), fsynced with its folder; never overwrites one.
 
     Raises:
         FileExistsError: `path` exists.
@@ -200,14 +70,24 @@ def write_private_key(path: Path, private: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
-        handle.write(identity.dump_private(private))
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     _fsync_folder(path.parent)
 
 
-def _append_lines(path: Path, entries: list[chain.Entry]) -> None:
-    data = "".join(entry.to_line() + "\n" for entry in entries).encode("ascii")
+def append_lines(path: Path, lines: Sequence[str]) -> None:
+    """Append whole lines with one write(2) and fsync them (and the folder, for a new file).
+
+    Nothing is written for no lines.
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    if not lines:
+        return
+    created = not path.exists()
+    data = "".join(line + "\n" for line in lines).encode("ascii")
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         view = memoryview(data)
@@ -217,6 +97,8 @@ def _append_lines(path: Path, entries: list[chain.Entry]) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+    if created:
+        _fsync_folder(path.parent)
 
 
 def _remove_torn_tail(path: Path) -> bool:

@@ -16,7 +16,7 @@ from accord.coordinator.operator.server_certs import issue_server_cert
 from accord.coordinator.orchestrator import Orchestrator
 from accord.coordinator.store.database import open_store
 from accord.coordinator.store.persistence import FederationRecords
-from accord.core.ledger_store import read_lines, write_private_key
+from accord.core.ledger_store import read_lines
 from accord.crypto import identity, integrity
 from accord.crypto.ledger_key import check
 from accord.crypto.ledger_verify import verify_chain
@@ -140,11 +140,11 @@ def test_a_federation_provisioned_before_adopts_its_key_and_never_replaces_it(tm
     authority = ca(tmp_path)
     folder = tmp_path / "coordinator"
     old = identity.generate_identity()
-    write_private_key(folder / federation_ledger.PROVISIONED_KEY_FILE, old.private)
+    federation_ledger.save_key(folder / federation_ledger.PROVISIONED_KEY_FILE, old.private)
     adopted = federation_ledger.provision_key(authority, folder)
     assert adopted.public_key == old.public
     elsewhere = tmp_path / "elsewhere"
-    write_private_key(
+    federation_ledger.save_key(
         elsewhere / federation_ledger.PROVISIONED_KEY_FILE, identity.generate_identity().private
     )
     with pytest.raises(UsageError, match="not the ledger key the CA certified"):

@@ -23,7 +23,6 @@ from accord.audit.reports import budget_summary
 from accord.coordinator import federation_ledger, server
 from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile, logs
-from accord.core.ledger_store import write_private_key
 from accord.crypto import identity
 from accord.errors import BudgetExhausted, IntegrityError
 from accord.federation.provision import ProvisionedFederation
@@ -205,7 +204,7 @@ def test_a_coordinator_signing_with_another_ledger_key_is_refused(tmp_path) -> N
     # The coordinator's folder gets another key than the one the CA certified.
     key_file = fed.coordinator_dir / federation_ledger.PROVISIONED_KEY_FILE
     key_file.unlink()
-    write_private_key(key_file, identity.generate_identity().private)
+    federation_ledger.save_key(key_file, identity.generate_identity().private)
     running = server.start(
         coordinator_config(tmp_path, fed, port),
         log=logs.configure("coordinator", tmp_path / "coordinator.log"),

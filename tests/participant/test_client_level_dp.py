@@ -16,7 +16,6 @@ from accord.coordinator.aggregation.round_sum import round_config
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.store.persistence import round_config_from_json, round_config_to_json
 from accord.core import configfile
-from accord.core.ledger_store import LedgerFile
 from accord.crypto import integrity, pipeline, quantize
 from accord.crypto.client_dp import ClientNoise
 from accord.crypto.messages import RoundConfig
@@ -223,12 +222,8 @@ def test_the_participant_ledger_records_the_share_it_added(tmp_path) -> None:
     )
     update = updates()[0]
     assert ledger.before_upload(settings, pair.private, config, update) is None
-    file = LedgerFile.open(
-        settings.state_dir / ledger.LEDGER_FILE,
-        ledger.ledger_id(settings.federation_id, "energy"),
-        pair.private,
-    )
-    body = next(e.body for e in file.entries if e.kind == ledger.ROUND)
+    book = ledger.ParticipantLedger.open(settings, pair.private).book
+    body = next(e.body for e in book.entries if e.kind == ledger.ROUND)
     share = body["client_dp"]
     assert share["mechanism"] == "skellam"
     assert float(share["noise_multiplier"]) == 0.5

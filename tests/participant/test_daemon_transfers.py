@@ -142,7 +142,7 @@ def test_the_upload_is_protected_as_the_stream_takes_it_and_recorded_before_its_
     assert rest[-1].header.sequence == machine.receipt.sequence  # type: ignore[union-attr]
     # The privacy entry came before any chunk; the digest of what was sent after the last.
     assert ledger_kinds(tmp_path) == [("open", None), ("round", 1), ("upload", 1)]
-    upload = ledger.ParticipantLedger.open(settings, KEYS["energy"].private).file.entries[-2]
+    upload = ledger.ParticipantLedger.open(settings, KEYS["energy"].private).book.entries[-2]
     assert upload.kind == ledger.UPLOAD
     assert upload.body["upload"] == {
         "sha256": digest.hex(),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from accord.core import configfile
-from accord.core.ledger_store import TORN_SUFFIX, LedgerFile, read_lines
+from accord.core.ledger_store import TORN_SUFFIX, read_lines
 from accord.crypto import identity
 from accord.crypto import ledger_chain as chain
 from accord.crypto.ledger_verify import verify_chain
@@ -110,12 +110,8 @@ def release(config: ParticipantConfig, round: RoundConfig, update: LocalUpdate) 
 
 
 def entries(config: ParticipantConfig, kind: str) -> list[dict[str, Any]]:
-    file = LedgerFile.open(
-        config.state_dir / ledger.LEDGER_FILE,
-        ledger.ledger_id(config.federation_id, config.name),
-        KEY.private,
-    )
-    return [dict(e.body) for e in file.entries if e.kind == kind]
+    book = ledger.ParticipantLedger.open(config, KEY.private).book
+    return [dict(e.body) for e in book.entries if e.kind == kind]
 
 
 def test_a_round_is_recorded_with_its_mechanism_counts_and_upload_digest(tmp_path) -> None:
@@ -242,7 +238,7 @@ def test_a_torn_last_line_is_set_aside_and_the_ledger_closed_again(tmp_path) -> 
     path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 20])  # half a checkpoint line
     opened = ledger.ParticipantLedger.open(config, KEY.private)
     assert (path.parent / (path.name + TORN_SUFFIX)).exists()
-    assert opened.file.entries[-1].kind == chain.CHECKPOINT
+    assert opened.book.entries[-1].kind == chain.CHECKPOINT
     assert verify_chain(read_lines(path), KEY.public).ok
     assert len(entries(config, ledger.ROUND)) == 1
 
@@ -296,24 +292,12 @@ def test_a_participant_out_of_budget_stops_and_the_federation_continues(tmp_path
     from accord.audit.ledgers import load
     from accord.audit.reports import budget_summary
     from accord.coordinator import server
-    from accord.coordinator.config import CoordinatorConfig
     from accord.participant.daemon import ParticipantDaemon
+    from tests.coordinator.plaintext_federation import make_config
 
     keys = {name: keypair(name) for name in NAMES}
-    coordinator_config = configfile.validate(
-        {
-            "participants": list(NAMES),
-            "identity_keys": {name: pair.public.hex() for name, pair in keys.items()},
-            "profile": "none",
-            "insecure_plaintext": True,
-            "state_dir": str(tmp_path / "coordinator"),
-            "rounds": 2,
-            "threshold": 2,
-            "stage_deadline_s": 2.0,
-            "heartbeat_interval_s": 0.2,
-        },
-        CoordinatorConfig,
-        "coordinator",
+    coordinator_config = make_config(
+        tmp_path, keys, threshold=2, stage_deadline_s=2.0, heartbeat_interval_s=0.2
     )
     coordinator_config.state_dir.mkdir()
     log = logging.getLogger("accord.test-ledger")

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from accord.core import configfile
-from accord.core.ledger_store import LedgerFile
 from accord.crypto import identity
 from accord.demo.lora_mlp import LoraMlpTrainer
 from accord.errors import ConfigError, RoundAborted
@@ -117,12 +116,8 @@ def start_coordinator(tmp_path: Path, profile: str) -> Any:
 
 
 def entries(config: ParticipantConfig, kind: str) -> list[dict[str, Any]]:
-    file = LedgerFile.open(
-        config.state_dir / ledger.LEDGER_FILE,
-        ledger.ledger_id(config.federation_id, config.name),
-        KEYS[config.name].private,
-    )
-    return [dict(e.body) for e in file.entries if e.kind == kind]
+    book = ledger.ParticipantLedger.open(config, KEYS[config.name].private).book
+    return [dict(e.body) for e in book.entries if e.kind == kind]
 
 
 # ---- settings ----
