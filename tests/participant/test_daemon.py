@@ -108,10 +108,10 @@ def test_a_survivor_that_lost_its_round_machine_still_applies_the_aggregate(
 
     downloads = []
 
-    def download(number: int) -> None:
+    def download(number: int, *, machine: object) -> None:
         downloads.append(number)
 
-    daemon._download = download  # type: ignore[method-assign]
+    daemon._applier.download = download  # type: ignore[method-assign]
     config = _round_config(tmp_path, 2)
     assert daemon._round is None  # restarted, or its download broke off
     task = pb.Task(stage=pb.AGGREGATE, survivors=["energy", "urban"])
@@ -127,23 +127,25 @@ def test_a_survivor_that_lost_its_round_machine_still_applies_the_aggregate(
 
 
 def test_a_round_is_trained_and_uploaded_at_most_once_across_restarts(tmp_path) -> None:
+    from accord.crypto.member_tasks import Step
     from accord.crypto.participant_round import ParticipantRound
+    from accord.proto.v1 import federation_pb2 as pb
 
     first = _daemon(tmp_path)
     config = _round_config(tmp_path, 3)
     machine = ParticipantRound(config, "energy", first._identity_private, {})
     first._round = machine
-    with pytest.raises(TrainingStarted):
-        first._upload(machine)  # the process dies while it trains or sends
+    with pytest.raises(TrainingStarted):  # the process dies while it trains or sends
+        first._perform(Step.UPLOAD, machine, config, pb.Task(stage=pb.UPLOAD))
     assert (tmp_path / "upload.json").read_text().count('"round_uploaded": 3') == 1
 
     second = _daemon(tmp_path)  # restarted on the same state folder
     second._round = machine
-    second._upload(machine)  # returns without training
+    second._perform(Step.UPLOAD, machine, config, pb.Task(stage=pb.UPLOAD))  # no training
     assert second._round is None
     later = ParticipantRound(_round_config(tmp_path, 4), "energy", second._identity_private, {})
     with pytest.raises(TrainingStarted):
-        second._upload(later)
+        second._uploader.upload(later)
 
 
 def test_a_member_that_cannot_apply_a_missed_aggregate_stops_instead_of_diverging(
@@ -151,13 +153,13 @@ def test_a_member_that_cannot_apply_a_missed_aggregate_stops_instead_of_divergin
 ) -> None:
     from accord import errors
 
-    def gone(number: int) -> None:
+    def gone(number: int, *, machine: object) -> None:
         raise errors.Expired(f"round {number}'s aggregate is no longer kept")
 
-    daemon._download = gone  # type: ignore[method-assign]
+    daemon._applier.download = gone  # type: ignore[method-assign]
     with pytest.raises(errors.Expired, match=r"round 1's aggregate cannot be applied .* diverge"):
         daemon._catch_up(1)
-    assert daemon._round_applied == 0  # nothing was marked applied
+    assert daemon._applier.round_applied == 0  # nothing was marked applied
     events = (tmp_path / "participant.log").read_text(encoding="utf-8")
     assert '"adapter_diverged"' in events and '"adapter_lags"' not in events
 
