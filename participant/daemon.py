@@ -21,10 +21,12 @@ and what a task means to this member is `accord.crypto.member_tasks.plan`'s; thi
 drives them, with a few collaborators that own the effects: `session.py` (the
 connection, enrolment, roster and heartbeat), `ceremony_keys.py` (the key ceremony and
 the federation secret), `uploading.py` (training, the privacy ledger, the upload) and
-`applying.py` (the aggregates). After a
-restart it resumes from `state.json` and the last saved adapter, and from
-`upload.json`, the last round it trained and uploaded for: it never trains or uploads
-twice for one round. A survivor that lost its round machine (this process restarted,
+`applying.py` (the aggregates). The daemon holds the round machine and hands each
+collaborator what it needs explicitly.
+
+After a restart the daemon resumes from `state.json` and the last saved adapter, and
+from `upload.json`, the last round it trained and uploaded for: it never trains or
+uploads twice for one round. A survivor that lost its round machine (this process restarted,
 or a download broke off while the coordinator restarted) still downloads and applies
 the round's aggregate, which holds its update.
 """
