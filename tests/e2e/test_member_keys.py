@@ -122,18 +122,18 @@ def test_a_substituted_identity_key_is_refused_and_never_used(
     urban.identity_public_key = ATTACKER_KEY
     daemon = kit_daemon(federation, "energy", tmp_path)
     coordinator = DoctoredCoordinator(doctored)
-    daemon._stub = coordinator  # type: ignore[assignment]
+    daemon._session.stub = coordinator  # type: ignore[assignment]
 
-    daemon._enroll()
+    daemon._session.enroll()
 
-    assert "urban" not in daemon._identities
-    assert set(daemon._identities) == {"energy", "residential"}
+    assert "urban" not in daemon._session.identities
+    assert set(daemon._session.identities) == {"energy", "residential"}
     (refused,) = events(tmp_path / "participant.log", "member_refused")
     assert refused["participant"] == "urban"
     assert "its identity key is not the one the CA certified" in refused["reason"]
     # A round with urban is refused before this participant signs or sends anything.
     with pytest.raises(ProtocolError, match="round 1 refused: no keys of urban certified"):
-        daemon._know(["energy", "residential", "urban"], what="round 1")
+        daemon._session.know(["energy", "residential", "urban"], what="round 1")
     assert set(coordinator.calls) == {"Enroll"}
 
 
@@ -142,8 +142,8 @@ def test_the_maker_seals_the_ckks_key_to_no_key_the_ca_did_not_certify(
 ) -> None:
     daemon = kit_daemon(federation, "energy", tmp_path)
     coordinator = DoctoredCoordinator(genuine_response(federation))
-    daemon._stub = coordinator  # type: ignore[assignment]
-    daemon._enroll()
+    daemon._session.stub = coordinator  # type: ignore[assignment]
+    daemon._session.enroll()
     # The key-ceremony task relays each member's signed ceremony key; for residential
     # the coordinator slips in a key of its own (it cannot sign it as residential).
     task = pb.Task(stage=pb.KEY_CEREMONY, key_epoch=1)
@@ -164,7 +164,7 @@ def test_the_maker_seals_the_ckks_key_to_no_key_the_ca_did_not_certify(
             participant_id=name, ceremony_public_key=public, ceremony_key_signature=signature
         )
     with pytest.raises(ProtocolError, match="ceremony key relayed for residential is not the one"):
-        daemon._make_key(task)
+        daemon._keys.make(task)
     assert "PostCeremony" not in coordinator.calls
 
 

@@ -108,10 +108,10 @@ def test_a_survivor_that_lost_its_round_machine_still_applies_the_aggregate(
 
     downloads = []
 
-    def download(number: int) -> None:
+    def download(number: int, *, machine: object) -> None:
         downloads.append(number)
 
-    daemon._download = download  # type: ignore[method-assign]
+    daemon._applier.download = download  # type: ignore[method-assign]
     config = _round_config(tmp_path, 2)
     assert daemon._round is None  # restarted, or its download broke off
     task = pb.Task(stage=pb.AGGREGATE, survivors=["energy", "urban"])
@@ -127,23 +127,25 @@ def test_a_survivor_that_lost_its_round_machine_still_applies_the_aggregate(
 
 
 def test_a_round_is_trained_and_uploaded_at_most_once_across_restarts(tmp_path) -> None:
+    from accord.crypto.member_tasks import Step
     from accord.crypto.participant_round import ParticipantRound
+    from accord.proto.v1 import federation_pb2 as pb
 
     first = _daemon(tmp_path)
     config = _round_config(tmp_path, 3)
     machine = ParticipantRound(config, "energy", first._identity_private, {})
     first._round = machine
-    with pytest.raises(TrainingStarted):
-        first._upload(machine)  # the process dies while it trains or sends
+    with pytest.raises(TrainingStarted):  # the process dies while it trains or sends
+        first._perform(Step.UPLOAD, machine, config, pb.Task(stage=pb.UPLOAD))
     assert (tmp_path / "upload.json").read_text().count('"round_uploaded": 3') == 1
 
     second = _daemon(tmp_path)  # restarted on the same state folder
     second._round = machine
-    second._upload(machine)  # returns without training
+    second._perform(Step.UPLOAD, machine, config, pb.Task(stage=pb.UPLOAD))  # no training
     assert second._round is None
     later = ParticipantRound(_round_config(tmp_path, 4), "energy", second._identity_private, {})
     with pytest.raises(TrainingStarted):
-        second._upload(later)
+        second._uploader.upload(later)
 
 
 def test_a_member_that_cannot_apply_a_missed_aggregate_stops_instead_of_diverging(
@@ -151,13 +153,13 @@ def test_a_member_that_cannot_apply_a_missed_aggregate_stops_instead_of_divergin
 ) -> None:
     from accord import errors
 
-    def gone(number: int) -> None:
+    def gone(number: int, *, machine: object) -> None:
         raise errors.Expired(f"round {number}'s aggregate is no longer kept")
 
-    daemon._download = gone  # type: ignore[method-assign]
+    daemon._applier.download = gone  # type: ignore[method-assign]
     with pytest.raises(errors.Expired, match=r"round 1's aggregate cannot be applied .* diverge"):
         daemon._catch_up(1)
-    assert daemon._round_applied == 0  # nothing was marked applied
+    assert daemon._applier.round_applied == 0  # nothing was marked applied
     events = (tmp_path / "participant.log").read_text(encoding="utf-8")
     assert '"adapter_diverged"' in events and '"adapter_lags"' not in events
 
@@ -251,3 +253,89 @@ def test_the_daemon_gives_up_connecting_on_its_clock_without_sleeping(tmp_path) 
     # It retried with backoff until its clock passed the deadline, never sleeping for real.
     assert len(clock.slept) >= 2 and sum(clock.slept) > 2.0
     assert clock.fake() == pytest.approx(1000.0 + sum(clock.slept))  # only its sleeps moved it
+
+
+class Failing(grpc.RpcError):
+    """A refusal of the coordinator's, as gRPC raises it."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+def test_a_call_is_retried_on_the_daemons_clock_while_the_coordinator_is_away(
+    tmp_path,
+) -> None:
+    """`Session.call`: retry UNAVAILABLE until `connect_timeout_s`, refuse the rest at once."""
+    from accord.core import logs
+    from accord.crypto import identity
+
+    (tmp_path / "identity.pem").write_bytes(
+        identity.dump_private(identity.generate_identity().private)
+    )
+    config = configfile.validate(
+        {
+            "name": "energy",
+            "state_dir": str(tmp_path),
+            "insecure_plaintext": True,
+            "connect_timeout_s": 2.0,
+        },
+        ParticipantConfig,
+        "participant",
+        base_dir=tmp_path,
+    )
+    clock = SteppingClock()
+    log = logs.configure("participant", tmp_path / "participant.log")
+    daemon = ParticipantDaemon(config, log=log, trainer=FakeTrainer(), clock=clock)  # type: ignore[arg-type]
+    session = daemon._session
+    away = Failing(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+    calls: list[float] = []
+
+    def back_after_two(request: str, *, timeout: float) -> str:
+        calls.append(timeout)
+        if len(calls) <= 2:
+            raise away
+        return f"answer to {request}"
+
+    assert session.call(back_after_two, "ask", timeout=7.0) == "answer to ask"
+    assert calls == [7.0, 7.0, 7.0] and len(clock.slept) == 2
+
+    def never_back(request: str, *, timeout: float) -> str:
+        raise away
+
+    clock.slept.clear()
+    with pytest.raises(Failing) as caught:
+        session.call(never_back, "ask")
+    assert caught.value is away  # no Accord error named: the RpcError itself
+    assert sum(clock.slept) > 2.0  # it gave up only once its clock passed the deadline
+
+    def refusing(request: str, *, timeout: float) -> str:
+        raise Failing(grpc.StatusCode.PERMISSION_DENIED, "NotAllowed: 'energy' is revoked")
+
+    clock.slept.clear()
+    with pytest.raises(NotAllowed, match="'energy' is revoked"):
+        session.call(refusing, "ask")
+    assert clock.slept == []  # a refusal is not retried
+
+
+def test_a_caught_up_round_leaves_no_round_machine_behind(daemon, tmp_path) -> None:
+    """The daemon drops its machine of a round once catch-up applied that round."""
+    from accord.crypto.participant_round import ParticipantRound
+
+    def applied(number: int, *, machine: object) -> None:
+        daemon._applier.mark_applied(number, None)
+
+    daemon._applier.download = applied  # type: ignore[method-assign]
+    later = ParticipantRound(_round_config(tmp_path, 3), "energy", daemon._identity_private, {})
+    daemon._round = later
+    daemon._catch_up(2)
+    assert daemon._applier.round_applied == 2
+    assert daemon._round is later  # round 3 is still to come
+    daemon._catch_up(3)
+    assert daemon._applier.round_applied == 3
+    assert daemon._round is None
