@@ -1,8 +1,9 @@
 """A ratchet on module and function size (issue 13: ~450 lines, ~60 lines).
 
 `BACKLOG_*` lists what is over the limit today, with its size: the backlog of issue 13's
-split, not a permission. A new module or function over the limit fails, and so does one
-on the list that grew; shrink an entry (or drop it) when its code is split.
+split, not a permission (empty since the split was finished). A new module or function
+over the limit fails, and so does one on the list that grew; shrink an entry (or drop
+it) when its code is split.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULE_LINES = 450
 FUNCTION_LINES = 60
 
-BACKLOG_MODULES = {
-}
+BACKLOG_MODULES: dict[str, int] = {}
 
-BACKLOG_FUNCTIONS = {
-}
+BACKLOG_FUNCTIONS: dict[str, int] = {}
 
 
 def sizes() -> tuple[dict[str, int], dict[str, int]]:
