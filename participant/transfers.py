@@ -5,9 +5,9 @@ revealed while it arrives.
               one message at a time, and each chunk is protected only when it is asked
               for (the runner, `workers.ChunkWorkers`, a window ahead), so chunk k is
               encrypted while chunk k-1 is on the wire. Guarantee 4 (DESIGN.md): the
-              round's privacy entry is in the ledger before the stream starts (the
-              daemon's `privacy_ledger.before_upload`); the upload's digest, chunk count
-              and bytes are recorded (`before_receipt`) after the last chunk is produced
+              round's privacy entry is in the ledger before the stream starts
+              (`privacy_ledger.before_upload`, from uploading.py); the upload's digest,
+              chunk count and bytes are recorded (`before_receipt`) after the last chunk is produced
               and before its message, which carries the signed receipt, is handed over.
     download  AggregateStream reads the first message of `DownloadAggregate` (the round
               config and the signed survivor set) before anything else, so every check

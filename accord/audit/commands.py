@@ -44,21 +44,11 @@ the participants measured, and digests of protected uploads.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 
 from accord.audit import accounting
-from accord.core.commands import ReportingGroup
-from accord.errors import UsageError
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
-    pass
-
-
 from accord.audit.ledgers import load
 from accord.audit.output import (
     print_budget,
@@ -68,6 +58,8 @@ from accord.audit.output import (
     write_plot,
 )
 from accord.audit.reports import budget_summary, contribution_rows
+from accord.core.commands import ReportingGroup
+from accord.errors import UsageError
 
 audit_app = typer.Typer(
     cls=ReportingGroup,

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
-    pass
-
 
 from accord.audit.files import UNAUTHENTICATED_FIX
 from accord.audit.ledgers import Audit

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from accord.audit import accounting
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
-    pass
-
-
 from accord.audit.ledgers import Audit, Ledger, Missing
 
 # ---- budgets ----

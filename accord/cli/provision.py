@@ -26,7 +26,6 @@ it is for one-machine federations and the demo only; real enterprises run
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +54,6 @@ from accord.federation.provision import load_federation, provision_federation
 from accord.participant.kit import packaging, preflight
 from accord.participant.kit import startup_kit as kits
 from accord.participant.kit.check_report import CheckStatus
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
-    pass
 
 __all__ = ["kit_app", "provision_app"]
 
