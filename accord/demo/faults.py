@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from accord.crypto.lifecycle import RUNNING
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
 from accord.errors import UsageError
@@ -49,15 +50,6 @@ DROP_ROUND = 1
 MASKING_STAGES = (Stage.ADVERTISE, Stage.SHARE, Stage.UPLOAD, Stage.CONSISTENCY, Stage.UNMASK)
 """Where a participant sends a message of its own, in the profiles with masks."""
 
-ROUND_STAGES = (
-    Stage.ADVERTISE,
-    Stage.SHARE,
-    Stage.UPLOAD,
-    Stage.CONSISTENCY,
-    Stage.UNMASK,
-    Stage.AGGREGATE,
-)
-"""The stages of a round in progress, in order."""
 COORDINATOR_STAGES = (Stage.UPLOAD, Stage.UNMASK, Stage.AGGREGATE)
 """Where `--restart-coordinator` may strike: from uploads on, a round has state to lose."""
 
@@ -252,7 +244,7 @@ class Faults:
         for participant, due_round in list(self._participants_due.items()):
             # Round R shows before every survivor of R-1 has saved it; killed in between,
             # a participant would have nothing of R-1 to resume from.
-            started = status.round >= due_round and stage in ROUND_STAGES
+            started = status.round >= due_round and stage in RUNNING
             if started and self._round_applied(participant) >= min(due_round, status.round) - 1:
                 assert stage is not None
                 del self._participants_due[participant]

@@ -25,7 +25,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -37,11 +37,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from accord.core.pki import fingerprint, normalize_fingerprint
 from accord.crypto.credential import MemberKeys, verify_member
 from accord.errors import ConfigError, ProtocolError
+from accord.proto.v1 import federation_pb2 as pb
 
 __all__ = [
     "RENEW_FIX",
     "CertifiedRoster",
-    "MemberEntry",
     "ca_problem",
     "certify_roster",
     "chain_problems",
@@ -184,22 +184,6 @@ def pkcs8_pem(key: ec.EllipticCurvePrivateKey | X25519PrivateKey) -> bytes:
     )
 
 
-class MemberEntry(Protocol):
-    """One member as the coordinator's Enroll response lists it (``pb.RosterEntry``)."""
-
-    @property
-    def participant_id(self) -> str: ...
-
-    @property
-    def identity_public_key(self) -> bytes: ...
-
-    @property
-    def ceremony_public_key(self) -> bytes: ...
-
-    @property
-    def certificate(self) -> bytes: ...
-
-
 @dataclass(frozen=True)
 class CertifiedRoster:
     """The members whose keys the federation's CA certified, and why others were refused.
@@ -253,7 +237,7 @@ class CertifiedRoster:
 
 
 def certify_roster(
-    entries: Iterable[MemberEntry], ca: x509.Certificate, *, now: dt.datetime
+    entries: Iterable[pb.RosterEntry], ca: x509.Certificate, *, now: dt.datetime
 ) -> CertifiedRoster:
     """Keep the members whose keys ``ca`` certified; say why each other one was refused.
 

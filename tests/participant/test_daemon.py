@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -225,11 +227,12 @@ class SteppingClock:
         return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=self.fake())
 
 
-def test_the_daemon_gives_up_connecting_on_its_clock_without_sleeping(tmp_path) -> None:
-    """Nothing listens on the port: the retries sleep on the injected clock only."""
+def daemon_on_a_stepping_clock(
+    tmp_path: Path, **settings: object
+) -> tuple[ParticipantDaemon, SteppingClock]:
+    """A plaintext daemon (a fake trainer, `connect_timeout_s` 2) and the clock it reads."""
     from accord.core import logs
     from accord.crypto import identity
-    from tests.support import free_port
 
     key_file = tmp_path / "identity.pem"
     key_file.write_bytes(identity.dump_private(identity.generate_identity().private))
@@ -238,8 +241,8 @@ def test_the_daemon_gives_up_connecting_on_its_clock_without_sleeping(tmp_path) 
             "name": "energy",
             "state_dir": str(tmp_path),
             "insecure_plaintext": True,
-            "coordinator": f"127.0.0.1:{free_port()}",
             "connect_timeout_s": 2.0,
+            **settings,
         },
         ParticipantConfig,
         "participant",
@@ -248,6 +251,14 @@ def test_the_daemon_gives_up_connecting_on_its_clock_without_sleeping(tmp_path) 
     clock = SteppingClock()
     log = logs.configure("participant", tmp_path / "participant.log")
     daemon = ParticipantDaemon(config, log=log, trainer=FakeTrainer(), clock=clock)  # type: ignore[arg-type]
+    return daemon, clock
+
+
+def test_the_daemon_gives_up_connecting_on_its_clock_without_sleeping(tmp_path) -> None:
+    """Nothing listens on the port: the retries sleep on the injected clock only."""
+    from tests.support import free_port
+
+    daemon, clock = daemon_on_a_stepping_clock(tmp_path, coordinator=f"127.0.0.1:{free_port()}")
     with pytest.raises(ConfigError, match="no answer within 2 s"):
         daemon.run()
     # It retried with backoff until its clock passed the deadline, never sleeping for real.
@@ -272,26 +283,7 @@ def test_a_call_is_retried_on_the_daemons_clock_while_the_coordinator_is_away(
     tmp_path,
 ) -> None:
     """`Session.call`: retry UNAVAILABLE until `connect_timeout_s`, refuse the rest at once."""
-    from accord.core import logs
-    from accord.crypto import identity
-
-    (tmp_path / "identity.pem").write_bytes(
-        identity.dump_private(identity.generate_identity().private)
-    )
-    config = configfile.validate(
-        {
-            "name": "energy",
-            "state_dir": str(tmp_path),
-            "insecure_plaintext": True,
-            "connect_timeout_s": 2.0,
-        },
-        ParticipantConfig,
-        "participant",
-        base_dir=tmp_path,
-    )
-    clock = SteppingClock()
-    log = logs.configure("participant", tmp_path / "participant.log")
-    daemon = ParticipantDaemon(config, log=log, trainer=FakeTrainer(), clock=clock)  # type: ignore[arg-type]
+    daemon, clock = daemon_on_a_stepping_clock(tmp_path)
     session = daemon._session
     away = Failing(grpc.StatusCode.UNAVAILABLE, "Socket closed")
     calls: list[float] = []
