@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from accord.audit import accounting
+from accord.core import accounting
 
 dp_accounting = pytest.importorskip("dp_accounting")
 
@@ -47,9 +47,8 @@ def test_rdp_and_prv_agree_with_dp_accounting_at_every_sampling_rate(
     prv = accounting.epsilon([(sigma, rate, steps)], DELTA, "prv")
     gdp = accounting.epsilon([(sigma, rate, steps)], DELTA, "gdp")
     pld = their_pld(sigma, rate, steps)
-    # opacus's RDP skips the fractional orders whose series does not converge at large q:
-    # it may sit below dp_accounting's RDP, by at most 0.2% on this grid (docs/audit.md).
-    assert rdp == pytest.approx(their_rdp(sigma, rate, steps), rel=0.002)
+    # The audit's RDP, and the participant's (the same function), is dp_accounting's.
+    assert rdp == pytest.approx(their_rdp(sigma, rate, steps), rel=1e-9)
     # RDP is a bound: never below the tight PLD value.
     assert rdp >= pld
     # PRV is tight: within 3% of PLD (and on the safe side of it).
@@ -57,6 +56,18 @@ def test_rdp_and_prv_agree_with_dp_accounting_at_every_sampling_rate(
     assert prv >= pld * 0.999
     # GDP is the CLT approximation: it may understate (the audit says so).
     assert gdp < prv and "gdp" in accounting.UNDERSTATES
+
+
+@pytest.mark.parametrize(("sigma", "rate", "steps"), GRID)
+def test_the_calibrated_noise_spends_the_target_and_no_more(
+    sigma: float, rate: float, steps: int
+) -> None:
+    """What a participant calibrates with target_epsilon is what the audit reads back."""
+    del sigma  # the grid's rates and step counts; the noise is what is calibrated
+    for target in (2.0, 8.0):
+        noise = accounting.noise_multiplier(target, DELTA, rate, steps, "rdp")
+        spent = their_rdp(noise, rate, steps)
+        assert target - 0.01 <= spent <= target, (target, noise, spent)
 
 
 @pytest.mark.parametrize("accountant", accounting.ACCOUNTANTS)

@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from accord.audit import accounting
 from accord.audit.ledgers import load
 from accord.audit.reports import budget_summary, contribution_rows
 from accord.cli.main import app
 from accord.coordinator.federation_ledger import FederationLedger
 from accord.coordinator.roster import RosterEntry, RosterSnapshot
-from accord.core import configfile
+from accord.core import accounting, configfile
 from accord.crypto import identity
 from accord.crypto.messages import RoundConfig, Stage
 from accord.crypto.profile import Profile

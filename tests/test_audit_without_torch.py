@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.audit import accounting
+from accord.core import accounting
 from tests.test_audit import DELTA, pinned_federation
 
 BLOCKED = ("torch", "opacus", "peft", "transformers", "torchvision")

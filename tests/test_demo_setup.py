@@ -196,7 +196,18 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
     demo_report.print_summary(summary)
     printed = capsys.readouterr().out
     assert "federated vs local-only" in printed and "88.0%" in printed and "55.0%" in printed
-    assert "beats" in printed
+    words = " ".join(printed.split())  # rich wraps lines at the terminal's width
+    assert "beats every participant training alone (at best 60.0%" in words
+
+
+def test_the_verdict_names_a_personal_model_behind_local_only() -> None:
+    energy = {**metrics_line(0.9, 0.95, 0.88, 0.5), "global_personalized_accuracy": 0.97}
+    urban = {**metrics_line(0.8, 0.85, 0.88, 0.9), "global_personalized_accuracy": 0.84}
+    accuracy = demo_report.accuracy_summary({"energy": energy, "urban": urban})
+    assert accuracy is not None
+    verdict = demo_report._accuracy_verdict(accuracy)
+    assert "does not beat every participant training alone (at best 90.0%" in verdict
+    assert "matches or beats local-only for 1 of 2 participants (behind: urban)" in verdict
 
 
 def test_the_demo_signs_terms_that_hold_its_coordinator_and_its_members(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ ALLOWED: dict[str, set[str]] = {
 FORBIDDEN = {
     "accord.crypto": {"torch", "grpc", "peft", "opacus", "sqlite3", "psycopg"},
     "accord.proto": {"torch", "numpy", "tenseal"},
-    "accord.core": {"torch", "peft", "opacus", "transformers", "tenseal"},
+    "accord.core": {"torch", "peft", "transformers", "tenseal"},  # opacus lazily, for PRV
     "accord.coordinator": {"torch", "peft", "opacus", "transformers"},
     "accord.audit": {"torch", "peft", "transformers"},  # opacus only lazily, for PRV
     "accord.wire": {"torch", "grpc", "peft", "opacus", "transformers", "sqlite3", "psycopg"},

@@ -48,7 +48,6 @@ from pathlib import Path
 
 import typer
 
-from accord.audit import accounting
 from accord.audit.ledgers import load
 from accord.audit.output import (
     print_budget,
@@ -58,6 +57,7 @@ from accord.audit.output import (
     write_plot,
 )
 from accord.audit.reports import budget_summary, contribution_rows
+from accord.core import accounting
 from accord.core.commands import ReportingGroup
 from accord.errors import UsageError
 

@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from accord.audit import accounting
 from accord.audit.ledgers import Audit, Ledger, Missing
+from accord.core import accounting
 
 # ---- budgets ----
 

@@ -198,9 +198,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         console.print(_accuracy_table(accuracy))
         console.print(_accuracy_verdict(accuracy))
         console.print(
-            "fed.: the global adapter; alone: local-only; pers.: personalized, fine-tuned from "
-            "the global adapter on the participant's own data (DP); eps.: epsilon of everything "
-            "trained on the participant's records (updates, local-only and personal models)."
+            "fed.: the global adapter; alone: local-only; pers.: the personal model, fine-tuned "
+            "from the global adapter on the participant's own data (DP) and predicting with it "
+            "(2/3 own, 1/3 global); eps.: epsilon of everything trained on the participant's "
+            "records (updates, local-only and personal models)."
         )
     trained = summary.get("trained")
     if trained:
@@ -310,17 +311,33 @@ def _accuracy_table(accuracy: dict[str, Any]) -> Table:
 
 
 def _accuracy_verdict(accuracy: dict[str, Any]) -> str:
-    """One sentence: does the federation beat training alone on the pooled test set?"""
+    """Does the federation beat every participant training alone on the pooled test set,
+    and does each personal model keep up with its local-only one on its own test split?"""
     pooled = accuracy["mean"]["pooled_test"]
     federated, local = pooled.get("federated"), pooled.get("local_only")
     if federated is None or local is None:
         return "local-only: the same model trained on each participant's data alone"
-    verdict = "beats" if federated > local else "does not beat"
-    return (
+    rows = accuracy["participants"]
+    best_alone = max(r["pooled_test"].get("local_only") or 0.0 for r in rows.values())
+    verdict = "beats" if federated > best_alone else "does not beat"
+    sentences = [
         f"On the pooled test set the federated adapter ({_percent(federated)}) {verdict} "
-        f"training alone ({_percent(local)} on average); local-only: the same model, steps "
-        "and DP settings on each participant's own data, trained alongside the rounds."
+        f"every participant training alone (at best {_percent(best_alone)}, "
+        f"{_percent(local)} on average)."
+    ]
+    own = {n: r["own_test"] for n, r in rows.items() if r["own_test"].get("personalized")}
+    if own:
+        behind = [n for n, r in own.items() if r["personalized"] < (r.get("local_only") or 0.0)]
+        sentences.append(
+            f"On its own test split the personal model matches or beats local-only for "
+            f"{len(own) - len(behind)} of {len(own)} participants"
+            + (f" (behind: {', '.join(behind)})." if behind else ".")
+        )
+    sentences.append(
+        "local-only: the same model, steps and DP settings on each participant's own data, "
+        "trained alongside the rounds."
     )
+    return " ".join(sentences)
 
 
 def _trained(workdir: Path, names: Sequence[str]) -> dict[str, int] | None:

@@ -6,7 +6,8 @@ probability q = batch_size / n, independently); each sample's gradient is clippe
 L2 norm C (`max_grad_norm`); the clipped gradients are summed, Gaussian noise of
 standard deviation sigma * C (`noise_multiplier` sigma) is added, and the result is
 divided by the expected batch size q * n. The history of (sigma, q, steps) is accounted
-by opacus's RDP (Mironov 2017; default) or PRV (Gopi et al. 2021) accountant.
+by RDP (Mironov 2017; dp-accounting's, the default) or PRV (Gopi et al. 2021; opacus's),
+computed by `accord/core/accounting.py`, the audit's own code.
 
 Built from opacus's parts, not `PrivacyEngine.make_private`, for one reason: the
 randomness. `make_private` draws the noise with `torch.normal` and the Poisson sample
@@ -46,10 +47,10 @@ import numpy as np
 import torch
 from opacus import GradSampleModule
 from opacus.accountants import PRVAccountant, RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
+from accord.core import accounting
 from accord.errors import BudgetExhausted, ConfigError
 from accord.participant.training.csprng import CsprngGaussian
 
@@ -308,66 +309,23 @@ def noise_for(settings: DpSettings, sample_rate: float) -> float:
     )
 
 
-CALIBRATION_MARGIN = 0.99  # RDP: opacus's 8.00 is dp_accounting's (the audit's) 8.02 at q=0.32
-
-
 @functools.lru_cache(maxsize=32)
 def _noise_for_target(
     target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
 ) -> float:
-    # A binary search over sigma, each probe a full accountant run: seconds with PRV,
-    # so it is done once per setting, not once per round.
-    with _quiet_accountant():
-        return float(
-            get_noise_multiplier(
-                target_epsilon=target_epsilon * (CALIBRATION_MARGIN if accountant == "rdp" else 1),
-                target_delta=delta,
-                sample_rate=sample_rate,
-                steps=steps,
-                accountant=accountant,
-                epsilon_tolerance=0.01,
-            )
-        )
+    # A bisection over sigma, each probe a full accountant run: seconds with PRV, so it
+    # is done once per setting, not once per round. The accountant is the audit's
+    # (accord/core/accounting.py), so the audit reads back what was calibrated.
+    return accounting.noise_multiplier(target_epsilon, delta, sample_rate, steps, accountant)
 
 
 def epsilon(accountant: str, history: Sequence[tuple[float, float, int]], delta: float) -> float:
-    """Epsilon at `delta` of a history; 0.0 for an empty one (no step, no privacy loss)."""
-    if not history or all(int(n) == 0 for _, _, n in history):
-        return 0.0
-    # PRV where its numerics hold; else (and for "rdp") the RDP bound, never an understatement.
-    if accountant == "prv" and (bound := _prv_or_none(history, delta)) is not None:
-        return bound
-    instance = RDPAccountant()
-    instance.history = [tuple(entry) for entry in history]
-    with _quiet_accountant():
-        return float(instance.get_epsilon(delta=delta))
+    """Epsilon at `delta` of a history; 0.0 for an empty one (no step, no privacy loss).
 
-
-PRV_LIMIT = 100.0
-"""Above this RDP epsilon, PRV is not attempted and the RDP bound is reported."""
-
-
-def _prv_or_none(history: Sequence[tuple[float, float, int]], delta: float) -> float | None:
-    """PRV's epsilon, or None where its numerics fail (then the RDP bound is reported).
-
-    PRV discretises the privacy loss; where that loss is enormous (a noise multiplier far
-    below 1, e.g. client-level z = 0.01: epsilon in the thousands) it fails ("Discrete
-    mean differs significantly from continuous mean") or runs for minutes. Such budgets
-    are checked with the RDP bound first: above `PRV_LIMIT` the RDP value is reported,
-    an upper bound, so a budget is never understated.
+    The audit's computation (accord/core/accounting.py): dp-accounting's RDP, or opacus's
+    PRV where its numerics hold (else the RDP bound, never an understatement).
     """
-    taken = [tuple(entry) for entry in history if int(entry[2]) > 0]
-    rdp = RDPAccountant()
-    rdp.history = taken
-    with _quiet_accountant():
-        if not rdp.get_epsilon(delta=delta) <= PRV_LIMIT:
-            return None
-        instance = PRVAccountant()
-        instance.history = taken
-        try:
-            return float(instance.get_epsilon(delta=delta))
-        except (RuntimeError, ValueError, OverflowError, FloatingPointError):
-            return None
+    return accounting.epsilon(history, delta, accountant)
 
 
 def save_history(path: Path, accountant: str, history: History) -> None:
@@ -423,23 +381,6 @@ def per_sample_gradients() -> Iterator[None]:
             "ignore",
             message="Full backward hook is firing when gradients are computed with respect "
             "to module outputs since no inputs require gradients",
-            category=UserWarning,
-        )
-        yield
-
-
-@contextmanager
-def _quiet_accountant() -> Iterator[None]:
-    with warnings.catch_warnings():
-        # The PRV accountant's numerics divide by zero on degenerate grids and warn;
-        # its result is still the bound it computes (or we never call it: empty history).
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"opacus\.")
-        # The PRV accountant sizes its grid with an RDP bound; when that bound's best order
-        # is the largest one tried, opacus suggests more orders. The grid is still safe
-        # (it only gets wider), so the advice does not apply to this internal use.
-        warnings.filterwarnings(
-            "ignore",
-            message="Optimal order is the largest alpha",
             category=UserWarning,
         )
         yield

@@ -53,10 +53,17 @@ def test_the_federated_adapter_beats_local_only_training(demo_run) -> None:
     for name in NAMES:
         row = accuracy["participants"][name]
         assert row["pooled_test"]["federated"] > row["pooled_test"]["local_only"], (name, row)
-        # The composed epsilon of the updates and the local-only baseline: two runs of
-        # the budget on the same records, so above the target, never below it.
-        assert TARGET_EPSILON < row["dp_epsilon"] <= 2 * TARGET_EPSILON
-    assert "federated vs local-only" in stdout
+        # The composed epsilon of the updates, the local-only baseline and the personal
+        # model: three runs of the budget on the same records, above the target, never below.
+        assert TARGET_EPSILON < row["dp_epsilon"] <= 3 * TARGET_EPSILON
+        # The personal model keeps much of the federation's gain on the pooled set.
+        assert row["pooled_test"]["personalized"] > row["pooled_test"]["local_only"], (name, row)
+    # On the own test splits the personal model is at least local-only's, on average (per
+    # participant it is, in the runs docs/ml.md reports, but 100 test records and fresh
+    # DP noise make a single participant's point a coin flip where both are at the ceiling).
+    own = accuracy["mean"]["own_test"]
+    assert own["personalized"] >= own["local_only"], accuracy
+    assert "federated vs local-only" in stdout and "personal model" in stdout
 
 
 def test_every_ledger_records_dp_sgd_within_the_budget(demo_run) -> None:
