@@ -2,8 +2,8 @@
 
 Each enterprise's training split is cut into a fit part and a validation part
 (`non_iid.split_validation`); models train on the fit parts only, and every choice
-(learning rate and steps without DP, learning rate and clip with DP, the personal mix
-weight) is made on validation accuracy, never on a test split:
+(learning rate and steps without DP, learning rate and clip with DP) is made on
+validation accuracy, never on a test split:
 
 - local-only: each enterprise trains the head on its own data; it keeps the grid point
   best on its own validation split;
@@ -12,14 +12,16 @@ weight) is made on validation accuracy, never on a test split:
   computes exactly up to the quantization error); the grid point best on the pooled
   validation set (what the federation could average from its members' validation counts);
 - centralized: one head trained on all fit data pooled; best on the pooled validation set;
-- personalized: each enterprise mixes the FedAvg global model's and its local-only
-  model's class probabilities, w * global + (1 - w) * local, with w from `MIX_WEIGHTS`
-  chosen on its own validation split (w = 0 is its local-only model, so on validation
-  it never loses to going alone).
+- personalized: the product's personal model (`personalize_round`): each enterprise
+  fine-tunes the FedAvg global head on its own fit data with its local-only grid point,
+  for as many steps as its local-only model takes (with DP at the same epsilon, its own
+  accountant: a second DP training on the same records), and predicts
+  `(1 - w) * p_personal + w * p_global` with the product's fixed w =
+  `PERSONAL_GLOBAL_WEIGHT` (post-processing; nothing chosen on any split).
 
 Without DP the trained models are not private; with DP every training is sample-level
-DP-SGD at the stated epsilon, the personalized mix choosing w on validation data that is
-not DP-accounted (one of five values).
+DP-SGD at the stated epsilon, and an enterprise's personalized model has cost the
+composition of its federated updates and its fine-tuning (`composed_epsilon`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ from accord.participant.data import folder as datasets
 from accord.participant.training import csprng, models, privacy
 from accord.participant.training import local as train
 
-MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+PERSONAL_GLOBAL_WEIGHT = 1 / 3
+"""The global model's share of the personal prediction (the product's
+`personal_global_weight` default)."""
+PERSONAL_SEED = 1000
+"""Offsets the personal trainings' batch-sampling seeds from the rounds' (`Simulation._train`)."""
 DELTA = 1e-5
 
 
@@ -185,6 +191,8 @@ class Simulation:
         self.base, self.fit, self.validation, self.plan = base, fit, validation, plan
         self.source = csprng.CsprngGaussian()
         self.spent: dict[float, float] = {}  # epsilon target -> the federation's spent
+        # (grid point, epsilon) -> each enterprise's accountant history of its FedAvg updates
+        self.federated_histories: dict[tuple[Hyper, float | None], list[privacy.History]] = {}
 
     def _train(
         self, head: torch.nn.Module, data: Features, hyper: Hyper, epsilon: float | None, seed: int
@@ -240,11 +248,44 @@ class Simulation:
             mean = sum(w * d for w, d in zip(weights, deltas, strict=True)) / weights.sum()
             vector = (vector + mean).astype(np.float32)
         train.set_vector(head, names, vector)
+        self.federated_histories[(hyper, epsilon)] = histories
         if epsilon is not None:
             dp = settings(hyper, self.plan, epsilon, len(self.fit[0])).dp
             assert dp is not None
             self.spent[epsilon] = privacy.spent_from_history(dp, histories[0]).epsilon
         return head
+
+    def personalized(
+        self, global_head: torch.nn.Module, hypers: Sequence[Hyper], epsilon: float | None
+    ) -> tuple[list[torch.nn.Module], list[privacy.History]]:
+        """Each enterprise's personal head and the history of its own accountant.
+
+        The head starts from `global_head`'s weights and trains on the enterprise's fit
+        data with its grid point in `hypers` (its local-only choice) for `plan.rounds`
+        rounds' worth of steps, as many as its local-only model; with DP at `epsilon`,
+        from an empty history.
+        """
+        names = train.trainable_names(global_head)
+        start = train.get_vector(global_head, names)
+        heads, histories = [], []
+        for index, (data, hyper) in enumerate(zip(self.fit, hypers, strict=True)):
+            head = head_for(self.base)
+            train.set_vector(head, names, start)
+            histories.append(self._train(head, data, hyper, epsilon, PERSONAL_SEED + index))
+            heads.append(head)
+        return heads, histories
+
+    def composed_epsilon(
+        self, federated: Hyper, epsilon: float, personal: Sequence[privacy.History]
+    ) -> list[float]:
+        """Per enterprise, the epsilon of its FedAvg updates (at grid point `federated`)
+        and its personal fine-tuning together, over the concatenated histories (as the
+        participant's trainer composes its side trainings)."""
+        updates = self.federated_histories[(federated, epsilon)]
+        return [
+            privacy.epsilon("prv", own + side, DELTA)
+            for own, side in zip(updates, personal, strict=True)
+        ]
 
     def best(self, epsilon: float | None) -> dict[str, tuple[list[torch.nn.Module], list[Hyper]]]:
         """Per setting, the heads (one per enterprise) and grid points chosen on validation."""
@@ -274,15 +315,6 @@ class Simulation:
                         scores[setting][k] = score[k]
                         kept_heads[k], kept_hypers[k] = group[k], hyper
         return chosen
-
-
-def mix_weight(
-    global_head: torch.nn.Module, local_head: torch.nn.Module, validation: Features
-) -> float:
-    """The `MIX_WEIGHTS` value best on `validation` (ties: the smallest, most local)."""
-    ours, theirs = probabilities(local_head, validation), probabilities(global_head, validation)
-    scores = [accuracy_of(w * theirs + (1 - w) * ours, validation) for w in MIX_WEIGHTS]
-    return MIX_WEIGHTS[int(np.argmax(scores))]
 
 
 def mixed_accuracy(
