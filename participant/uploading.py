@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 from typing import Any, NoReturn
 
+import numpy as np
+
 from accord.core import logs
 from accord.crypto.messages import Stage
 from accord.crypto.participant_round import ParticipantRound
-from accord.errors import BudgetExhausted
+from accord.errors import BudgetExhausted, RoundAborted
 from accord.participant import exchange, transfers
 from accord.participant import privacy_ledger as ledger
 from accord.participant.ceremony_keys import CeremonyKeys
@@ -168,12 +170,19 @@ class Uploader:
         is a refusal like max_epsilon's, recorded before the daemon stops."""
         self._session.set_state("training")
         try:
-            return self._trainer.train_round(round)
+            update = self._trainer.train_round(round)
         except BudgetExhausted as error:
             refused = ledger.trainer_refused(
                 self._config, self._identity_private, round, str(error)
             )
             self._stop_contributing(round, refused)
+        if not np.isfinite(update.delta).all():
+            raise RoundAborted(
+                f"round {round}: local training diverged, the update holds a NaN or an "
+                "infinity (nothing was recorded or sent); lower learning_rate, or check the "
+                "global adapter (e.g. client-level noise too large for this federation)"
+            )
+        return update
 
     def _stop_contributing(self, round: int, reason: str) -> NoReturn:
         """End the daemon: the privacy budget forbids this round (the ledger recorded why)."""

@@ -200,6 +200,21 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
     assert "beats every participant training alone (at best 60.0%" in words
 
 
+def test_the_privacy_line_sets_client_level_beside_record_level() -> None:
+    off = {
+        "accountant": "rdp",
+        "delta": 1e-5,
+        "record_level_max": 15.03,
+        "client_level": {"status": "off", "epsilon": None, "noise_multipliers": []},
+    }
+    line = demo_report._privacy_line(off)
+    assert "record-level epsilon 15.03" in line and "client-level: off" in line
+    on = {**off, "client_level": {"status": "on", "epsilon": 7.37, "noise_multipliers": [1.0]}}
+    line = demo_report._privacy_line(on)
+    assert "record-level epsilon 15.03" in line
+    assert "client-level epsilon 7.37 (aggregate noise z = 1)" in line
+
+
 def test_the_verdict_names_a_personal_model_behind_local_only() -> None:
     energy = {**metrics_line(0.9, 0.95, 0.88, 0.5), "global_personalized_accuracy": 0.97}
     urban = {**metrics_line(0.8, 0.85, 0.88, 0.9), "global_personalized_accuracy": 0.84}

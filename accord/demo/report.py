@@ -18,6 +18,7 @@ from rich.table import Table
 
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
+from accord.errors import AccordError
 from accord.proto.v1 import federation_pb2 as pb
 
 if TYPE_CHECKING:
@@ -49,7 +50,9 @@ def summary(
     drop out), `accuracy` (`accuracy_summary`; None for a trainer that reports no
     accuracy), `trained` (parameters of the fusion head and of LoRA in the towers, from
     the adapter's `accord.json`; None for other trainers), `data` (the demo's
-    `DIR/data/benchmark.json`, None without it), `wall_s` and `workdir`.
+    `DIR/data/benchmark.json`, None without it), `privacy` (`privacy_summary`: the
+    record-level and client-level epsilon as `accord audit budget` computes them from the
+    run's ledgers), `wall_s` and `workdir`.
     """
     rounds = [_round_summary(record, names) for record in status.recent_rounds]
     metrics = _participant_metrics(workdir, names, processes or {})
@@ -67,8 +70,37 @@ def summary(
         "accuracy": accuracy_summary(metrics["participants"]),
         "trained": _trained(workdir, names),
         "data": _read_json(workdir / "data" / "benchmark.json"),
+        "privacy": privacy_summary(workdir),
         "wall_s": round(wall_s, 3),
         "workdir": str(workdir),
+    }
+
+
+def privacy_summary(workdir: Path) -> dict[str, Any] | None:
+    """The epsilon `accord audit budget` (RDP) computes from the run's ledgers: record-level
+    (the largest participant's) and client-level (status "off" without aggregate noise);
+    None when the ledgers do not verify."""
+    from accord.audit.ledgers import load
+    from accord.audit.reports import budget_summary
+
+    ca = workdir / "provision" / "ca" / "ca.pem"
+    try:
+        audit = load([workdir], ca=ca if ca.exists() else None)
+    except AccordError:
+        return None
+    if not audit.ok or not audit.participants:
+        return None
+    federation = budget_summary(audit, accountant="rdp")["federation"]
+    client = federation["client_level"]
+    return {
+        "accountant": "rdp",
+        "delta": federation["delta"],
+        "record_level_max": federation["record_level"]["max"],
+        "client_level": {
+            "status": client["status"],
+            "epsilon": client["epsilon"],
+            "noise_multipliers": client.get("noise_multipliers", []),
+        },
     }
 
 
@@ -203,6 +235,9 @@ def print_summary(summary: dict[str, Any]) -> None:
             "(2/3 own, 1/3 global); eps.: epsilon of everything trained on the participant's "
             "records (updates, local-only and personal models)."
         )
+    privacy = summary.get("privacy")
+    if privacy:
+        console.print(_privacy_line(privacy))
     trained = summary.get("trained")
     if trained:
         lora = (
@@ -338,6 +373,24 @@ def _accuracy_verdict(accuracy: dict[str, Any]) -> str:
         "trained alongside the rounds."
     )
     return " ".join(sentences)
+
+
+def _privacy_line(privacy: dict[str, Any]) -> str:
+    """Record-level and client-level epsilon side by side, as the audit computes them."""
+    record = privacy["record_level_max"]
+    client = privacy["client_level"]
+    if client["status"] == "on":
+        z = ", ".join(f"{value:g}" for value in client["noise_multipliers"])
+        level = "unbounded" if client["epsilon"] is None else f"{client['epsilon']:.2f}"
+        client_text = f"client-level epsilon {level} (aggregate noise z = {z})"
+    else:
+        client_text = "client-level: off (no noise on the aggregate; docs/ml.md says when it helps)"
+    record_text = "unbounded" if record is None else f"{record:.2f}"
+    return (
+        f"Privacy (accord audit budget, {privacy['accountant']}, delta {privacy['delta']:g}): "
+        f"record-level epsilon {record_text} (the largest participant's, everything it "
+        f"trained); {client_text}."
+    )
 
 
 def _trained(workdir: Path, names: Sequence[str]) -> dict[str, int] | None:

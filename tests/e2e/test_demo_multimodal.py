@@ -64,6 +64,11 @@ def test_the_federated_adapter_beats_local_only_training(demo_run) -> None:
     own = accuracy["mean"]["own_test"]
     assert own["personalized"] > own["federated"], accuracy
     assert "federated vs local-only" in stdout and "personal model" in stdout
+    # The demo's epsilon is the audit's: one accountant (accord/core/accounting.py).
+    privacy = summary["privacy"]
+    worst = max(row["dp_epsilon"] for row in accuracy["participants"].values())
+    assert privacy["record_level_max"] == pytest.approx(worst, rel=1e-9)
+    assert privacy["client_level"]["status"] == "off"  # off by default
 
 
 def test_every_ledger_records_dp_sgd_within_the_budget(demo_run) -> None:
@@ -85,7 +90,10 @@ def test_every_ledger_records_dp_sgd_within_the_budget(demo_run) -> None:
     spent = budget_summary(audit, accountant="rdp")
     for participant in spent["participants"]:
         assert 0 < participant["epsilon_released_updates"] <= TARGET_EPSILON, participant
-        assert participant["side_trainings"] == {"local_only": 10 * ROUNDS}, participant
+        # The local-only baseline's steps and the personal model's (in the last round, as
+        # many as the baseline takes in all rounds), each in the ledger.
+        expected = {"local_only": 10 * ROUNDS, "personalized": 10 * ROUNDS}
+        assert participant["side_trainings"] == expected, participant
         assert participant["epsilon"] > participant["epsilon_released_updates"], participant
     for accountant in ("prv", "gdp"):  # no accountant crashes on the demo's ledgers
         assert budget_summary(audit, accountant=accountant)["participants"]

@@ -12,7 +12,9 @@ from accord.errors import ConfigError, NotAllowed
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.rpc_errors import accord_error
+from accord.participant.training.protocol import LocalUpdate
 from accord.participant.transfers import with_last
+from tests.support.trainers import FakeTrainer
 
 
 class Refusal(grpc.RpcError):
@@ -51,14 +53,9 @@ def test_plaintext_needs_the_flag_and_a_key_is_required(tmp_path) -> None:
         ParticipantDaemon(settings(insecure_plaintext=True), log=None)  # type: ignore[arg-type]
 
 
-class FakeTrainer:
-    """Enough of a `Trainer` for the daemon's bookkeeping; training is refused."""
-
-    parameter_count = 10
-    base_model_hash = "ab" * 32
-
-    def train_round(self, round: int):
-        raise TrainingStarted(round)
+def _refuse_training(round: int) -> LocalUpdate:
+    """The daemon's trainer here: enough for its bookkeeping; training is refused."""
+    raise TrainingStarted(round)
 
 
 class TrainingStarted(Exception):
@@ -84,7 +81,8 @@ def _daemon(tmp_path) -> ParticipantDaemon:
         base_dir=tmp_path,
     )
     log = logs.configure("participant", tmp_path / "participant.log")
-    return ParticipantDaemon(config, log=log, trainer=FakeTrainer())  # type: ignore[arg-type]
+    trainer = FakeTrainer(train=_refuse_training)
+    return ParticipantDaemon(config, log=log, trainer=trainer)  # type: ignore[arg-type]
 
 
 def _round_config(tmp_path, round: int):
@@ -331,3 +329,23 @@ def test_a_caught_up_round_leaves_no_round_machine_behind(daemon, tmp_path) -> N
     daemon._catch_up(3)
     assert daemon._applier.round_applied == 3
     assert daemon._round is None
+
+
+def test_a_diverged_update_is_refused_before_anything_is_recorded_or_sent(tmp_path) -> None:
+    """A trainer that returns NaN (e.g. after a too-noisy aggregate) gets a clear error."""
+    import numpy as np
+
+    from accord.crypto.participant_round import ParticipantRound
+    from accord.errors import RoundAborted
+
+    def diverged(round: int) -> LocalUpdate:
+        delta = np.full(11, np.nan, dtype=np.float32)
+        return LocalUpdate(delta=delta, sample_count=50, metrics={"local_steps": 4.0})
+
+    daemon = _daemon(tmp_path)
+    daemon._uploader._trainer = FakeTrainer(train=diverged)
+    machine = ParticipantRound(_round_config(tmp_path, 1), "energy", daemon._identity_private, {})
+    with pytest.raises(RoundAborted, match=r"local training diverged.*lower learning_rate"):
+        daemon._uploader.upload(machine)
+    ledger = tmp_path / "ledger.jsonl"
+    assert not ledger.exists() or '"round"' not in ledger.read_text(encoding="utf-8")
