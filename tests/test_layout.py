@@ -65,7 +65,8 @@ ALLOWED: dict[str, set[str]] = {
     "accord.participant": ROLE_BASE,
     "accord.federation": ROLE_BASE | ROLES,
     "accord.audit": GROUND | {"accord.core", "accord.crypto"} | ROLES,
-    "accord.demo": ROLE_BASE | ROLES | {"accord.federation"},
+    # The demo's closing line shows the epsilon the audit computes from its ledgers.
+    "accord.demo": ROLE_BASE | ROLES | {"accord.federation", "accord.audit"},
     "accord.cli": ROLE_BASE | ROLES | {"accord.federation", "accord.audit", "accord.demo"},
     "accord": {"accord.cli"},  # __main__: `python -m accord` is the `accord` command
 }

@@ -377,8 +377,7 @@ def _accuracy_verdict(accuracy: dict[str, Any]) -> str:
 
 def _privacy_line(privacy: dict[str, Any]) -> str:
     """Record-level and client-level epsilon side by side, as the audit computes them."""
-    record = privacy["record_level_max"]
-    client = privacy["client_level"]
+    record, client = privacy["record_level_max"], privacy["client_level"]
     if client["status"] == "on":
         z = ", ".join(f"{value:g}" for value in client["noise_multipliers"])
         level = "unbounded" if client["epsilon"] is None else f"{client['epsilon']:.2f}"
