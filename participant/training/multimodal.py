@@ -236,22 +236,24 @@ class MultimodalTrainer:
 
     def evaluate(self) -> dict[str, float]:
         self._require_data()
-        own = self._scores(self._global, self._test)
-        metrics = {"eval_loss": own["loss"], "accuracy": own["accuracy"]}
-        if self._eval is not None:
-            pooled = self._scores(self._global, self._eval)
-            metrics.update(pooled_loss=pooled["loss"], pooled_accuracy=pooled["accuracy"])
-        mix = self._config.training.personal_global_weight
-        for model, name, weight in (
-            (self._personal, "personalized", mix),
-            (self._local_only, LOCAL_ONLY, 0.0),
-        ):
-            if model.vector is not None:
-                own = self._scores(model.vector, self._test, global_weight=weight)
-                metrics[f"{name}_accuracy"] = own["accuracy"]
-                if self._eval is not None:
-                    shared = self._scores(model.vector, self._eval, global_weight=weight)
-                    metrics[f"{name}_pooled_accuracy"] = shared["accuracy"]
+        training = self._config.training
+        side = [(self._personal, "personalized", training.personal_global_weight)]
+        side = side if training.personalize_round is not None else []
+        if training.report_local_only:
+            side.append((self._local_only, LOCAL_ONLY, 0.0))
+        metrics: dict[str, float] = {}
+        for split, data in (("", self._test), ("pooled_", self._eval)):
+            if data is None:
+                continue
+            shared = self._logits(self._global, data)  # once per split, for every model
+            scores = train.accuracy_and_loss(shared, data[-1])
+            metrics[f"{split or 'eval_'}loss"] = scores["loss"]
+            metrics[f"{split}accuracy"] = scores["accuracy"]
+            for model, name, weight in side:
+                if model.vector is not None:
+                    logits = _mixed(self._logits(model.vector, data), shared, weight)
+                    scores = train.accuracy_and_loss(logits, data[-1])
+                    metrics[f"{name}_{split}accuracy"] = scores["accuracy"]
         return metrics
 
     def save(self, directory: Path) -> None:
@@ -390,10 +392,7 @@ class MultimodalTrainer:
         prediction mixed with the global adapter's (the personal model's use)."""
         logits = self._logits(vector, data)
         if global_weight > 0:
-            mixed = (1 - global_weight) * torch.softmax(logits, -1) + global_weight * torch.softmax(
-                self._logits(self._global, data), -1
-            )
-            logits = torch.log(mixed)
+            logits = _mixed(logits, self._logits(self._global, data), global_weight)
         return train.accuracy_and_loss(logits, data[-1])
 
     def _logits(self, vector: Vector, data: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -439,3 +438,11 @@ class MultimodalTrainer:
         text_all = torch.cat(texts) if texts else torch.zeros(0, network.text_tower.dim)
         image_all = torch.cat(images) if images else torch.zeros(0, network.image_tower.dim)
         return text_all, image_all
+
+
+def _mixed(logits: torch.Tensor, shared: torch.Tensor, weight: float) -> torch.Tensor:
+    """Log-probabilities of `(1 - weight) * softmax(logits) + weight * softmax(shared)`;
+    `logits` unchanged at weight 0."""
+    if weight == 0:
+        return logits
+    return torch.log((1 - weight) * torch.softmax(logits, -1) + weight * torch.softmax(shared, -1))
