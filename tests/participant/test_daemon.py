@@ -9,6 +9,7 @@ import pytest
 
 from accord.core import configfile
 from accord.errors import ConfigError, NotAllowed
+from accord.participant.clock import SYSTEM_CLOCK, Clock
 from accord.participant.config import ParticipantConfig
 from accord.participant.daemon import ParticipantDaemon
 from accord.participant.rpc_errors import accord_error
@@ -67,7 +68,8 @@ def daemon(tmp_path) -> ParticipantDaemon:
     return _daemon(tmp_path)
 
 
-def _daemon(tmp_path) -> ParticipantDaemon:
+def _daemon(tmp_path, *, clock: Clock = SYSTEM_CLOCK, **settings: object) -> ParticipantDaemon:
+    """A plaintext daemon whose trainer refuses to train; `settings` join its config."""
     from accord.core import logs
     from accord.crypto import identity
 
@@ -75,14 +77,14 @@ def _daemon(tmp_path) -> ParticipantDaemon:
     if not key_file.exists():
         key_file.write_bytes(identity.dump_private(identity.generate_identity().private))
     config = configfile.validate(
-        {"name": "energy", "state_dir": str(tmp_path), "insecure_plaintext": True},
+        {"name": "energy", "state_dir": str(tmp_path), "insecure_plaintext": True, **settings},
         ParticipantConfig,
         "participant",
         base_dir=tmp_path,
     )
     log = logs.configure("participant", tmp_path / "participant.log")
     trainer = FakeTrainer(train=_refuse_training)
-    return ParticipantDaemon(config, log=log, trainer=trainer)  # type: ignore[arg-type]
+    return ParticipantDaemon(config, log=log, trainer=trainer, clock=clock)  # type: ignore[arg-type]
 
 
 def _round_config(tmp_path, round: int):
@@ -228,28 +230,9 @@ class SteppingClock:
 def daemon_on_a_stepping_clock(
     tmp_path: Path, **settings: object
 ) -> tuple[ParticipantDaemon, SteppingClock]:
-    """A plaintext daemon (a fake trainer, `connect_timeout_s` 2) and the clock it reads."""
-    from accord.core import logs
-    from accord.crypto import identity
-
-    key_file = tmp_path / "identity.pem"
-    key_file.write_bytes(identity.dump_private(identity.generate_identity().private))
-    config = configfile.validate(
-        {
-            "name": "energy",
-            "state_dir": str(tmp_path),
-            "insecure_plaintext": True,
-            "connect_timeout_s": 2.0,
-            **settings,
-        },
-        ParticipantConfig,
-        "participant",
-        base_dir=tmp_path,
-    )
+    """A plaintext daemon with `connect_timeout_s` 2, and the clock it reads."""
     clock = SteppingClock()
-    log = logs.configure("participant", tmp_path / "participant.log")
-    daemon = ParticipantDaemon(config, log=log, trainer=FakeTrainer(), clock=clock)  # type: ignore[arg-type]
-    return daemon, clock
+    return _daemon(tmp_path, clock=clock, connect_timeout_s=2.0, **settings), clock
 
 
 def test_the_daemon_gives_up_connecting_on_its_clock_without_sleeping(tmp_path) -> None:
