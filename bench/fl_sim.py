@@ -74,13 +74,15 @@ class Hyper:
 
 @dataclass(frozen=True)
 class Plan:
-    """Rounds, batch size, and the grid searched without DP and with DP."""
+    """Rounds, batch size, the grid searched without DP and with DP, and the accountant
+    that calibrates the noise (`prv`; the demo's `rdp`)."""
 
     rounds: int
     batch_size: int
     dp_batch_size: int
     grid: tuple[Hyper, ...]
     dp_grid: tuple[Hyper, ...]
+    accountant: str = "prv"
 
 
 def grid(rates: Sequence[float], steps: Sequence[int], clips: Sequence[float | None]) -> tuple:
@@ -172,7 +174,7 @@ def settings(hyper: Hyper, plan: Plan, epsilon: float | None, samples: int) -> t
             target_epsilon=epsilon,
             delta=DELTA,
             max_grad_norm=hyper.clip or 1.0,
-            accountant="prv",
+            accountant=plan.accountant,
             planned_steps=hyper.steps * plan.rounds,
         ),
     )
@@ -283,7 +285,7 @@ class Simulation:
         participant's trainer composes its side trainings)."""
         updates = self.federated_histories[(federated, epsilon)]
         return [
-            privacy.epsilon("prv", own + side, DELTA)
+            privacy.epsilon(self.plan.accountant, own + side, DELTA)
             for own, side in zip(updates, personal, strict=True)
         ]
 

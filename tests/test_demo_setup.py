@@ -292,3 +292,30 @@ def test_the_summary_says_what_the_adapter_trains(tmp_path: Path, capsys) -> Non
         )
     assert demo_report._trained(tmp_path, ["energy"]) == {"head": 10, "tower_lora": 7}
     assert demo_report._trained(tmp_path, ["urban"]) is None
+
+
+def test_a_personal_model_behind_says_by_how_many_records_and_how_likely_by_chance() -> None:
+    paired = {
+        "global_personalized_gains": 3,
+        "global_personalized_losses": 5,
+        "global_test_records": 100,
+    }
+    urban = {**metrics_line(0.8, 0.85, 0.88, 0.9), "global_personalized_accuracy": 0.83}
+    accuracy = demo_report.accuracy_summary({"urban": {**urban, **paired}})
+    assert accuracy is not None
+    assert accuracy["participants"]["urban"]["own_test"]["paired"] == {
+        "gains": 3,
+        "losses": 5,
+        "records": 100,
+        "p": pytest.approx(2 * (1 + 8 + 28 + 56) / 256),  # P(at most 3 of 8 | fair coin)
+    }
+    verdict = demo_report._accuracy_verdict(accuracy)
+    assert "(behind: urban by 2 of 100 records (3 right only by the personal model, 5 only by " in (
+        verdict
+    )
+    assert "sign test p = 0.73, within the noise of one DP draw)" in verdict
+    lopsided = {**paired, "global_personalized_gains": 0, "global_personalized_losses": 9}
+    accuracy = demo_report.accuracy_summary({"urban": {**urban, **lopsided}})
+    assert accuracy is not None
+    verdict = demo_report._accuracy_verdict(accuracy)
+    assert "sign test p = 0.00)" in verdict and "within the noise" not in verdict

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,7 +187,8 @@ def accuracy_summary(participants: dict[str, dict[str, Any]]) -> dict[str, Any] 
     synthetic trainers). Otherwise `method` (how the numbers were made, in words),
     `participants` (per name: `federated_accuracy` and `local_only_accuracy` on the
     pooled test set; `own_test` and `pooled_test`, each `federated` and `local_only`;
-    `dp_epsilon` spent, None without DP; and `round`) and `mean` (the
+    `dp_epsilon` spent, None without DP; `round`; and `own_test.paired`, the personal
+    and local-only models record by record, see `_paired`) and `mean` (the
     same two tables averaged over the participants that reported them).
     """
     rows: dict[str, Any] = {}
@@ -203,6 +205,7 @@ def accuracy_summary(participants: dict[str, dict[str, Any]]) -> dict[str, Any] 
         epsilon = last.get("dp_epsilon_composed", last.get("dp_epsilon"))
         row["dp_epsilon"] = float(epsilon) if isinstance(epsilon, (int, float)) else None
         row["round"] = last.get("round")
+        row["own_test"]["paired"] = _paired(last)
         rows[name] = row
     if not rows:
         return None
@@ -366,13 +369,45 @@ def _accuracy_verdict(accuracy: dict[str, Any]) -> str:
         sentences.append(
             f"On its own test split the personal model matches or beats local-only for "
             f"{len(own) - len(behind)} of {len(own)} participants"
-            + (f" (behind: {', '.join(behind)})." if behind else ".")
+            + (
+                f" (behind: {'; '.join(_behind(n, own[n].get('paired')) for n in behind)})."
+                if behind
+                else "."
+            )
         )
     sentences.append(
         "local-only: the same model, steps and DP settings on each participant's own data, "
         "trained alongside the rounds."
     )
     return " ".join(sentences)
+
+
+def _paired(last: dict[str, Any]) -> dict[str, Any] | None:
+    """The personal and local-only models on the same own test records: how many only the
+    personal model gets right (`gains`), only local-only (`losses`), of `records`, and the
+    exact two-sided sign test's p (McNemar's) that they differ by chance."""
+    counts = [last.get(f"global_{key}") for key in _PAIRED_KEYS]
+    numbers = [int(c) for c in counts if isinstance(c, (int, float))]
+    if len(numbers) != len(counts):
+        return None
+    gains, losses, records = numbers
+    split = gains + losses
+    tail = sum(math.comb(split, i) for i in range(min(gains, losses) + 1)) / 2**split
+    return {"gains": gains, "losses": losses, "records": records, "p": min(1.0, 2 * tail)}
+
+
+_PAIRED_KEYS = ("personalized_gains", "personalized_losses", "test_records")
+
+
+def _behind(name: str, paired: dict[str, Any] | None) -> str:
+    if paired is None:
+        return name
+    gap = paired["losses"] - paired["gains"]
+    return (
+        f"{name} by {gap} of {paired['records']} records ({paired['gains']} right only by the "
+        f"personal model, {paired['losses']} only by local-only; sign test p = "
+        f"{paired['p']:.2f}" + (", within the noise of one DP draw)" if paired["p"] > 0.05 else ")")
+    )
 
 
 def _privacy_line(privacy: dict[str, Any]) -> str:

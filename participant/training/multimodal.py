@@ -242,6 +242,7 @@ class MultimodalTrainer:
         if training.report_local_only:
             side.append((self._local_only, LOCAL_ONLY, 0.0))
         metrics: dict[str, float] = {}
+        right: dict[str, torch.Tensor] = {}  # own test split: which records each side model gets
         for split, data in (("", self._test), ("pooled_", self._eval)):
             if data is None:
                 continue
@@ -254,6 +255,14 @@ class MultimodalTrainer:
                     logits = _mixed(self._logits(model.vector, data), shared, weight)
                     scores = train.accuracy_and_loss(logits, data[-1])
                     metrics[f"{name}_{split}accuracy"] = scores["accuracy"]
+                    if not split:
+                        right[name] = logits.argmax(dim=-1) == data[-1]
+        if "personalized" in right and LOCAL_ONLY in right:
+            # The paired comparison on the same records: what only one of the two gets right.
+            mine, alone = right["personalized"], right[LOCAL_ONLY]
+            metrics["personalized_gains"] = float((mine & ~alone).sum())
+            metrics["personalized_losses"] = float((alone & ~mine).sum())
+            metrics["test_records"] = float(mine.numel())
         return metrics
 
     def save(self, directory: Path) -> None:

@@ -185,3 +185,26 @@ def test_a_personal_model_past_the_dp_budget_is_refused(tmp_path, data) -> None:
         tiny_model_config(
             tmp_path, data, dp=calibrated, training={"personalize_round": 2, "personal_rounds": 3}
         )
+
+
+def test_the_personal_and_local_only_models_are_compared_record_by_record(tmp_path, data) -> None:
+    config = make_config(
+        tmp_path, data, personalize_round=1, personal_rounds=1, report_local_only=True
+    )
+    trainer = MultimodalTrainer(config)
+    trainer.train_round(1)
+    metrics = trainer.evaluate()
+    records = metrics["test_records"]
+    assert records == len(trainer._test[-1])
+    gains, losses = metrics["personalized_gains"], metrics["personalized_losses"]
+    # What only one of the two gets right is the whole difference of their accuracies.
+    difference = metrics["personalized_accuracy"] - metrics["local_only_accuracy"]
+    assert gains - losses == pytest.approx(difference * records)
+    assert 0 <= gains + losses <= records
+
+
+def test_no_paired_comparison_without_the_local_only_baseline(tmp_path, data) -> None:
+    config = make_config(tmp_path, data, personalize_round=1, personal_rounds=1)
+    trainer = MultimodalTrainer(config)
+    trainer.train_round(1)
+    assert not {"personalized_gains", "test_records"} & set(trainer.evaluate())
