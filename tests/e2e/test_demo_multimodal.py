@@ -58,6 +58,10 @@ def test_the_federated_adapter_beats_local_only_training(demo_run) -> None:
         assert TARGET_EPSILON < row["dp_epsilon"] <= 3 * TARGET_EPSILON
         # The personal model keeps much of the federation's gain on the pooled set.
         assert row["pooled_test"]["personalized"] > row["pooled_test"]["local_only"], (name, row)
+        # Record by record on the own test split: the accuracies' difference, whole.
+        own, paired = row["own_test"], row["own_test"]["paired"]
+        gap = round((own["personalized"] - own["local_only"]) * paired["records"])
+        assert paired["gains"] - paired["losses"] == gap and 0 < paired["p"] <= 1, (name, row)
     # On the own test splits the personal model gains over the global adapter (4-6 points
     # on average in docs/ml.md's runs). Against local-only it is ahead in most runs, not
     # all (100 test records and fresh DP noise: docs/ml.md), so that is not asserted here.
