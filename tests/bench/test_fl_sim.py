@@ -4,10 +4,6 @@ its own, and predicts with the product's fixed share of the global model."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -17,23 +13,14 @@ import torch
 from accord.participant.training import local as train
 from accord.participant.training import models, privacy
 from accord.participant.training.settings import TrainingConfig
+from tests.bench import load_bench
 
 LABELS = ("fire", "flood", "outage")
 OFFSET = 5.0  # how far the global head is moved from a fresh head's weights
 EPSILON = 4.0
 
 
-def load_fl_sim() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "fl_sim.py"
-    spec = importlib.util.spec_from_file_location("fl_sim", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("fl_sim", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-fl_sim = load_fl_sim()
+fl_sim = load_bench("fl_sim")
 
 
 @pytest.fixture(scope="module")

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
+from tests.bench import load_bench
 
-from tests.bench.test_fl_sim import fl_sim
-
-
-def load_personal_draws() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "personal_draws.py"
-    spec = importlib.util.spec_from_file_location("personal_draws", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("fl_sim", fl_sim)
-    spec.loader.exec_module(module)
-    return module
-
-
-personal_draws = load_personal_draws()
+fl_sim = load_bench("fl_sim")
+personal_draws = load_bench("personal_draws")
 
 
 def test_the_table_counts_draws_at_or_above_local_only() -> None:
