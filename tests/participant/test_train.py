@@ -102,6 +102,7 @@ def test_the_records_carry_what_the_config_says() -> None:
                 "lora_dropout": 0.1,
                 "lora_target_modules": ["fc"],
                 "local_epochs": 1.5,
+                "tower_learning_rate": 0.005,
                 "grad_accumulation": 2,
                 "weight_decay": 0.01,
                 "fedprox_mu": 0.2,
@@ -119,6 +120,7 @@ def test_the_records_carry_what_the_config_says() -> None:
         batch_size=8,
         grad_accumulation=2,
         learning_rate=0.5,
+        tower_learning_rate=0.005,
         weight_decay=0.01,
         fedprox_mu=0.2,
     )
@@ -271,6 +273,33 @@ def test_tuning_the_towers_trains_their_b_matrices(tmp_path, data) -> None:
     assert any("image_tower" in n and "lora_B" in n for n in names)
     update = tuned.train_round(1)
     assert update.delta.shape == (tuned.parameter_count,)
+
+
+def _one_step_of_the_towers(tmp_path: Path, data, tower_learning_rate: float):
+    """(tower LoRA B change, head change) of one step with `tower_learning_rate`."""
+    config = tiny_model_config(
+        tmp_path,
+        data,
+        local_steps=1,
+        training={"tune_towers": True, "tower_learning_rate": tower_learning_rate},
+    )
+    tuned = MultimodalTrainer(config)
+    named = dict(tuned.model.named_parameters())
+    names = train.trainable_names(tuned.model)
+    is_lora = np.concatenate([np.full(named[n].numel(), "lora_B" in n) for n in names])
+    delta = tuned.train_round(1).delta
+    return delta[is_lora], delta[~is_lora]
+
+
+def test_the_towers_lora_has_its_own_learning_rate(tmp_path, data) -> None:
+    same_lora, same_head = _one_step_of_the_towers(tmp_path / "same", data, 0.05)
+    slow_lora, slow_head = _one_step_of_the_towers(tmp_path / "slow", data, 0.0005)
+    assert same_lora.size > 0 and np.abs(same_lora).max() > 0
+    # AdamW's first step moves each parameter by about its learning rate.
+    assert np.abs(slow_lora).max() < 0.05 * np.abs(same_lora).max()
+    assert np.abs(slow_lora).max() > 0
+    # The fusion head keeps learning_rate.
+    assert np.linalg.norm(slow_head) == pytest.approx(np.linalg.norm(same_head), rel=0.1)
 
 
 def test_flagged_samples_can_be_excluded(tmp_path, data) -> None:
