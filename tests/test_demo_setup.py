@@ -285,10 +285,27 @@ def test_a_demo_threshold_of_half_or_less_is_refused() -> None:
 
 def test_the_summary_says_what_the_adapter_trains(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "participants" / "energy" / "adapters"
-    for round_, trained in ((1, {"head": 10, "tower_lora": 0}), (2, {"head": 10, "tower_lora": 7})):
+    tuned = {"head": 16_650, "tower_lora": 92_160, "tower_lora_targets": ["query", "_conv_head"]}
+    for round_, trained in ((1, {"head": 10, "tower_lora": 0}), (2, tuned)):
         (folder / f"round-{round_:04d}").mkdir(parents=True)
         (folder / f"round-{round_:04d}" / "accord.json").write_text(
             json.dumps({"parameters": 17, "trained": trained})
         )
-    assert demo_report._trained(tmp_path, ["energy"]) == {"head": 10, "tower_lora": 7}
+    assert demo_report._trained(tmp_path, ["energy"]) == tuned
     assert demo_report._trained(tmp_path, ["urban"]) is None
+    assert demo_report._trained_line(tuned) == (
+        "Trained: the fusion head, 16,650 parameters; LoRA in the towers (query, _conv_head), "
+        "92,160 parameters."
+    )
+    frozen = demo_report._trained(tmp_path, ["energy"]) | {"tower_lora": 0}
+    assert demo_report._trained_line(frozen) == (
+        "Trained: the fusion head, 16,650 parameters; the towers frozen (no LoRA trained in "
+        "them: tune_towers = false)."
+    )
+    # An adapter folder written before the targets were recorded still reads.
+    (folder / "round-0002" / "accord.json").write_text(
+        json.dumps({"trained": {"head": 1, "tower_lora": 2}})
+    )
+    older = demo_report._trained(tmp_path, ["energy"])
+    assert older == {"head": 1, "tower_lora": 2, "tower_lora_targets": []}
+    assert "LoRA in the towers (targets unknown), 2 parameters" in demo_report._trained_line(older)

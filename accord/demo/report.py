@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,9 +20,6 @@ from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
 from accord.errors import AccordError
 from accord.proto.v1 import federation_pb2 as pb
-
-if TYPE_CHECKING:
-    pass
 
 
 def summary(
@@ -44,13 +41,13 @@ def summary(
     `dropped` (selected but not survivors of a completed round), and `bytes_up` and
     `bytes_down` for every participant. At the top: `federation_id`, `profile`,
     `transport` (`mtls` or `plaintext`), `participants`, `threshold`,
-    `rounds_completed`, `rounds`, `events` (drops and restarts, see
-    `accord.demo.faults`), `processes` (each one's exit status, drop stage and
-    restarts), `metrics` (`adapters_identical` compares the participants that did not
-    drop out), `accuracy` (`accuracy_summary`; None for a trainer that reports no
-    accuracy), `trained` (parameters of the fusion head and of LoRA in the towers, from
-    the adapter's `accord.json`; None for other trainers), `data` (the demo's
-    `DIR/data/benchmark.json`, None without it), `privacy` (`privacy_summary`: the
+    `rounds_completed`, `rounds`, `events` (drops and restarts, see `accord.demo.faults`),
+    `processes` (each one's exit status, drop stage and restarts), `metrics`
+    (`adapters_identical` compares the participants that did not drop out), `accuracy`
+    (`accuracy_summary`; None for a trainer that reports no accuracy), `trained`
+    (parameters of the fusion head and of LoRA in the towers, and the LoRA targets
+    trained, from the adapter's `accord.json`; None for other trainers), `data` (the
+    demo's `DIR/data/benchmark.json`, None without it), `privacy` (`privacy_summary`: the
     record-level and client-level epsilon as `accord audit budget` computes them from the
     run's ledgers), `wall_s` and `workdir`.
     """
@@ -238,14 +235,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     privacy = summary.get("privacy")
     if privacy:
         console.print(_privacy_line(privacy))
-    trained = summary.get("trained")
-    if trained:
-        lora = (
-            f"LoRA in the towers, {trained['tower_lora']:,} parameters"
-            if trained["tower_lora"]
-            else "the towers frozen (no LoRA trained in them: tune_towers = false)"
-        )
-        console.print(f"Trained: the fusion head, {trained['head']:,} parameters; {lora}.")
+    if summary.get("trained"):
+        console.print(_trained_line(summary["trained"]))
     for event in summary["events"]:
         console.print(describe_event(event))
     identical = summary["metrics"]["adapters_identical"]
@@ -392,15 +383,24 @@ def _privacy_line(privacy: dict[str, Any]) -> str:
     )
 
 
-def _trained(workdir: Path, names: Sequence[str]) -> dict[str, int] | None:
+def _trained(workdir: Path, names: Sequence[str]) -> dict[str, Any] | None:
     """What the global adapter trains, from the newest adapter folder's `accord.json`."""
     for name in names:
         folders = sorted((workdir / "participants" / name / "adapters").glob("round-*"))
         for folder in reversed(folders):
             meta = _read_json(folder / "accord.json")
             if isinstance(meta, dict) and isinstance(meta.get("trained"), dict):
-                return {k: int(v) for k, v in meta["trained"].items()}
+                return {"tower_lora_targets": [], **meta["trained"]}
     return None
+
+
+def _trained_line(trained: dict[str, Any]) -> str:
+    """What the adapter trains: the head, and LoRA in the towers (which targets) or not."""
+    lora = "the towers frozen (no LoRA trained in them: tune_towers = false)"
+    if trained["tower_lora"]:
+        targets = ", ".join(trained["tower_lora_targets"]) or "targets unknown"
+        lora = f"LoRA in the towers ({targets}), {trained['tower_lora']:,} parameters"
+    return f"Trained: the fusion head, {trained['head']:,} parameters; {lora}."
 
 
 def _percent(value: Any) -> str:

@@ -47,6 +47,7 @@ from torch import nn
 from accord.errors import ConfigError, InternalError
 from accord.participant.config import ParticipantConfig
 from accord.participant.data import folder as datasets
+from accord.participant.training import adapted_model as adapted
 from accord.participant.training import csprng, feature_cache, models, privacy
 from accord.participant.training import local as train
 from accord.participant.training.adapted_model import ACCORD_FILE, adapted_model
@@ -279,15 +280,15 @@ class MultimodalTrainer:
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
 
-    def trained_parts(self) -> dict[str, int]:
-        """What the exchanged adapter trains: parameter counts of the head and of the LoRA
-        matrices in the towers (0 when the towers are frozen, `tune_towers = false`)."""
-        named = dict(self._model.named_parameters())
-        parts = {"head": 0, "tower_lora": 0}
-        for name in self._names:
-            part = "tower_lora" if "lora_" in name else "head"
-            parts[part] += int(named[name].numel())
-        return parts
+    def trained_parts(self) -> dict[str, Any]:
+        """What the exchanged adapter trains (`adapted_model.trained_parts`)."""
+        return adapted.trained_parts(self._model, self._names)
+
+    def check_clip_norm(self, clip_norm: float) -> None:
+        """Refuse (ConfigError) tower settings whose update would exceed the federation's
+        `clip_norm` (`adapted_model.check_clip_norm`)."""
+        steps = self._settings.steps_for(int(self._train[-1].shape[0]) if self._train else 0)
+        adapted.check_clip_norm(self._config, self.trained_parts(), steps, clip_norm)
 
     def load(self, directory: Path) -> None:
         meta_path = directory / ACCORD_FILE
