@@ -65,7 +65,12 @@ from accord.participant.revocations import RevocationKeeper
 from accord.participant.rpc_errors import RETRY_CODES, accord_error
 from accord.participant.session import Session, load_kit
 from accord.participant.state_files import load_identity
-from accord.participant.terms import check_own_settings, check_round, load_kit_terms
+from accord.participant.terms import (
+    check_clip_norm,
+    check_own_settings,
+    check_round,
+    load_kit_terms,
+)
 from accord.participant.training.protocol import Trainer, make_trainer
 from accord.participant.uploading import Uploader
 from accord.participant.workers import ChunkWorkers
@@ -370,7 +375,8 @@ def _own_terms(
     config: ParticipantConfig, kit: Kit | None, trainer: Trainer
 ) -> FederationTerms | None:
     """The kit's signed federation terms (None: none), checked against this member's own
-    settings (its name, base model and adapter size) before it connects.
+    settings (its name, base model and adapter size, and that its updates fit the clip)
+    before it connects.
 
     Raises:
         ConfigError: the terms do not verify, or this member's settings depart from them.
@@ -383,4 +389,5 @@ def _own_terms(
             base_model_hash=trainer.base_model_hash,
             adapter_parameters=trainer.parameter_count,
         )
+        check_clip_norm(trainer, terms.clip_norm)
     return terms

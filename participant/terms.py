@@ -9,7 +9,7 @@ receives (task, aggregate download, catch-up) before acting on it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from accord.core.kitformat import TERMS_FILE
 from accord.crypto import terms as signed_terms
@@ -62,6 +62,23 @@ def check_own_settings(
         raise ConfigError(
             f"[participant] {error}: set base_model and lora_rank as the federation's terms say"
         ) from None
+
+
+@runtime_checkable
+class ChecksClipNorm(Protocol):
+    """A trainer that can tell whether its own settings fit the federation's clip."""
+
+    def check_clip_norm(self, clip_norm: float) -> None:
+        """Raise a `ConfigError` when its updates would exceed `clip_norm`."""
+        ...
+
+
+def check_clip_norm(trainer: object, clip_norm: float) -> None:
+    """Refuse (`ConfigError`, exit 2) a trainer whose settings would make every update exceed
+    the federation's `clip_norm` (the multimodal trainer's tower LoRA: `tower_learning_rate`);
+    a trainer that cannot tell is not checked."""
+    if isinstance(trainer, ChecksClipNorm):
+        trainer.check_clip_norm(clip_norm)
 
 
 def check_round(terms: FederationTerms | None, config: RoundConfig) -> None:

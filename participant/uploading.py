@@ -1,7 +1,9 @@
 """What leaves this member in a round: its training, the privacy ledger's say, its upload.
 
     before_round  the privacy ledger allows the round, or the daemon stops (budget spent)
-    upload        train (once per round, even across restarts: `upload.json`), record the
+    upload        refuse tower settings whose update would exceed the round's clip_norm
+                  (`ConfigError`, before anything is trained or recorded), then
+                  train (once per round, even across restarts: `upload.json`), record the
                   round in the privacy ledger, then protect the update
                   (`accord.crypto.pipeline`, on the workers) while it streams
                   (`transfers.UploadStream`); the upload is recorded too before the last
@@ -30,6 +32,7 @@ from accord.participant.clock import Clock
 from accord.participant.config import ParticipantConfig
 from accord.participant.session import Session
 from accord.participant.state_files import read_round_uploaded, write_json
+from accord.participant.terms import check_clip_norm
 from accord.participant.training.protocol import LocalUpdate, Trainer
 from accord.participant.workers import ChunkWorkers
 
@@ -95,11 +98,16 @@ class Uploader:
         Returns:
             False, without training, when this round was trained (or began to be) before a
             restart: never twice for one round.
+
+        Raises:
+            ConfigError: the trainer's settings would make its update exceed the round's
+                clip_norm (nothing trained, recorded or sent; the daemon stops, exit 2).
         """
         config = current.config
         if config.round <= self.round_uploaded:
             logs.event(self._log, "upload_skipped", round=config.round, stage=Stage.UPLOAD.value)
             return False
+        check_clip_norm(self._trainer, config.quant.clip_norm)
         self.round_uploaded = config.round
         write_json(self._config.state_dir / UPLOAD_STATE, {"round_uploaded": config.round})
         started = self._clock.monotonic()

@@ -15,6 +15,7 @@ import pytest
 from accord.coordinator.config import CoordinatorConfig
 from accord.core import configfile
 from accord.crypto.profile import Profile
+from accord.demo import accuracy as demo_accuracy
 from accord.demo import command as demo
 from accord.demo import data as demo_data
 from accord.demo import report as demo_report
@@ -160,7 +161,7 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
         "energy": metrics_line(0.9, 0.95, 0.88, 0.5),
         "residential": metrics_line(0.8, 0.85, 0.88, 0.6),
     }
-    accuracy = demo_report.accuracy_summary(participants)
+    accuracy = demo_accuracy.accuracy_summary(participants)
     assert accuracy is not None
     assert accuracy["participants"]["energy"]["pooled_test"] == {
         "federated": 0.88,
@@ -176,11 +177,11 @@ def test_the_summary_sets_federated_beside_local_only_and_says_how(capsys) -> No
     # The composed epsilon of everything trained (updates and baseline) wins when reported.
     composed = {**metrics_line(0.9, 0.95, 0.88, 0.5), "dp_epsilon_composed": 11.5}
     composed["global_personalized_accuracy"] = 0.97
-    again = demo_report.accuracy_summary({"energy": composed})
+    again = demo_accuracy.accuracy_summary({"energy": composed})
     assert again is not None
     assert again["participants"]["energy"]["dp_epsilon"] == 11.5
     assert again["participants"]["energy"]["own_test"]["personalized"] == 0.97
-    assert demo_report.accuracy_summary({"energy": {"global_eval_loss": 0.5}}) is None
+    assert demo_accuracy.accuracy_summary({"energy": {"global_eval_loss": 0.5}}) is None
 
     summary = {
         "rounds": [],
@@ -218,9 +219,9 @@ def test_the_privacy_line_sets_client_level_beside_record_level() -> None:
 def test_the_verdict_names_a_personal_model_behind_local_only() -> None:
     energy = {**metrics_line(0.9, 0.95, 0.88, 0.5), "global_personalized_accuracy": 0.97}
     urban = {**metrics_line(0.8, 0.85, 0.88, 0.9), "global_personalized_accuracy": 0.84}
-    accuracy = demo_report.accuracy_summary({"energy": energy, "urban": urban})
+    accuracy = demo_accuracy.accuracy_summary({"energy": energy, "urban": urban})
     assert accuracy is not None
-    verdict = demo_report._accuracy_verdict(accuracy)
+    verdict = demo_accuracy.accuracy_verdict(accuracy)
     assert "does not beat every participant training alone (at best 90.0%" in verdict
     assert "matches or beats local-only for 1 of 2 participants (behind: urban)" in verdict
 
@@ -285,13 +286,30 @@ def test_a_demo_threshold_of_half_or_less_is_refused() -> None:
 
 def test_the_summary_says_what_the_adapter_trains(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "participants" / "energy" / "adapters"
-    for round_, trained in ((1, {"head": 10, "tower_lora": 0}), (2, {"head": 10, "tower_lora": 7})):
+    tuned = {"head": 16_650, "tower_lora": 92_160, "tower_lora_targets": ["query", "_conv_head"]}
+    for round_, trained in ((1, {"head": 10, "tower_lora": 0}), (2, tuned)):
         (folder / f"round-{round_:04d}").mkdir(parents=True)
         (folder / f"round-{round_:04d}" / "accord.json").write_text(
             json.dumps({"parameters": 17, "trained": trained})
         )
-    assert demo_report._trained(tmp_path, ["energy"]) == {"head": 10, "tower_lora": 7}
+    assert demo_report._trained(tmp_path, ["energy"]) == tuned
     assert demo_report._trained(tmp_path, ["urban"]) is None
+    assert demo_report._trained_line(tuned) == (
+        "Trained: the fusion head, 16,650 parameters; LoRA in the towers (query, _conv_head), "
+        "92,160 parameters."
+    )
+    frozen = demo_report._trained(tmp_path, ["energy"]) | {"tower_lora": 0}
+    assert demo_report._trained_line(frozen) == (
+        "Trained: the fusion head, 16,650 parameters; the towers frozen (no LoRA trained in "
+        "them: tune_towers = false)."
+    )
+    # An adapter folder written before the targets were recorded still reads.
+    (folder / "round-0002" / "accord.json").write_text(
+        json.dumps({"trained": {"head": 1, "tower_lora": 2}})
+    )
+    older = demo_report._trained(tmp_path, ["energy"])
+    assert older == {"head": 1, "tower_lora": 2, "tower_lora_targets": []}
+    assert "LoRA in the towers (targets unknown), 2 parameters" in demo_report._trained_line(older)
 
 
 def test_a_personal_model_behind_says_by_how_many_records_and_how_likely_by_chance() -> None:
@@ -301,7 +319,7 @@ def test_a_personal_model_behind_says_by_how_many_records_and_how_likely_by_chan
         "global_test_records": 100,
     }
     urban = {**metrics_line(0.8, 0.85, 0.88, 0.9), "global_personalized_accuracy": 0.83}
-    accuracy = demo_report.accuracy_summary({"urban": {**urban, **paired}})
+    accuracy = demo_accuracy.accuracy_summary({"urban": {**urban, **paired}})
     assert accuracy is not None
     assert accuracy["participants"]["urban"]["own_test"]["paired"] == {
         "gains": 3,
@@ -309,13 +327,13 @@ def test_a_personal_model_behind_says_by_how_many_records_and_how_likely_by_chan
         "records": 100,
         "p": pytest.approx(2 * (1 + 8 + 28 + 56) / 256),  # P(at most 3 of 8 | fair coin)
     }
-    verdict = demo_report._accuracy_verdict(accuracy)
+    verdict = demo_accuracy.accuracy_verdict(accuracy)
     assert "(behind: urban by 2 of 100 records (3 right only by the personal model, 5 only by " in (
         verdict
     )
     assert "sign test p = 0.73, within the noise of one DP draw)" in verdict
     lopsided = {**paired, "global_personalized_gains": 0, "global_personalized_losses": 9}
-    accuracy = demo_report.accuracy_summary({"urban": {**urban, **lopsided}})
+    accuracy = demo_accuracy.accuracy_summary({"urban": {**urban, **lopsided}})
     assert accuracy is not None
-    verdict = demo_report._accuracy_verdict(accuracy)
+    verdict = demo_accuracy.accuracy_verdict(accuracy)
     assert "sign test p = 0.00)" in verdict and "within the noise" not in verdict

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from accord.crypto.messages import Stage
 from accord.crypto.profile import Profile
+from accord.demo.accuracy import LEGEND, accuracy_summary, accuracy_table, accuracy_verdict
 from accord.errors import AccordError
 from accord.proto.v1 import federation_pb2 as pb
-
-if TYPE_CHECKING:
-    pass
 
 
 def summary(
@@ -45,13 +42,13 @@ def summary(
     `dropped` (selected but not survivors of a completed round), and `bytes_up` and
     `bytes_down` for every participant. At the top: `federation_id`, `profile`,
     `transport` (`mtls` or `plaintext`), `participants`, `threshold`,
-    `rounds_completed`, `rounds`, `events` (drops and restarts, see
-    `accord.demo.faults`), `processes` (each one's exit status, drop stage and
-    restarts), `metrics` (`adapters_identical` compares the participants that did not
-    drop out), `accuracy` (`accuracy_summary`; None for a trainer that reports no
-    accuracy), `trained` (parameters of the fusion head and of LoRA in the towers, from
-    the adapter's `accord.json`; None for other trainers), `data` (the demo's
-    `DIR/data/benchmark.json`, None without it), `privacy` (`privacy_summary`: the
+    `rounds_completed`, `rounds`, `events` (drops and restarts, see `accord.demo.faults`),
+    `processes` (each one's exit status, drop stage and restarts), `metrics`
+    (`adapters_identical` compares the participants that did not drop out), `accuracy`
+    (`accuracy_summary`; None for a trainer that reports no accuracy), `trained`
+    (parameters of the fusion head and of LoRA in the towers, and the LoRA targets
+    trained, from the adapter's `accord.json`; None for other trainers), `data` (the
+    demo's `DIR/data/benchmark.json`, None without it), `privacy` (`privacy_summary`: the
     record-level and client-level epsilon as `accord audit budget` computes them from the
     run's ledgers), `wall_s` and `workdir`.
     """
@@ -156,66 +153,6 @@ def _participant_metrics(
     return metrics
 
 
-ACCURACY_METHOD = (
-    "Accuracy after the last applied round, measured by each participant process. "
-    "federated: the global adapter every participant holds (the secure aggregate of all "
-    "updates). local_only: the same model (same base, head, local steps, batch, learning "
-    "rate and sample-level DP settings, its own noise) trained by that participant on its "
-    "own data alone, round by round alongside the federation, never aggregated nor sent. "
-    "personalized: that participant's own model, fine-tuned in the last round from the "
-    "global adapter on its own data, with its own DP noise, for as many steps as the "
-    "local-only model takes in all rounds. epsilon: the composition of everything trained "
-    "on the participant's records (updates, the local-only baseline, the personal model). "
-    "own_test: that participant's test split; pooled_test: every enterprise's test split "
-    "together (the shared evaluation set)."
-)
-
-_ACCURACY_KEYS = {
-    ("own_test", "federated"): "global_accuracy",
-    ("own_test", "local_only"): "global_local_only_accuracy",
-    ("pooled_test", "federated"): "global_pooled_accuracy",
-    ("pooled_test", "local_only"): "global_local_only_pooled_accuracy",
-    ("own_test", "personalized"): "global_personalized_accuracy",
-    ("pooled_test", "personalized"): "global_personalized_pooled_accuracy",
-}
-
-
-def accuracy_summary(participants: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """Federated vs local-only accuracy per participant, from their last metrics lines.
-
-    Returns None when no participant reported a local-only baseline (the lora-mlp and
-    synthetic trainers). Otherwise `method` (how the numbers were made, in words),
-    `participants` (per name: `federated_accuracy` and `local_only_accuracy` on the
-    pooled test set; `own_test` and `pooled_test`, each `federated` and `local_only`;
-    `dp_epsilon` spent, None without DP; `round`; and `own_test.paired`, the personal
-    and local-only models record by record, see `_paired`) and `mean` (the
-    same two tables averaged over the participants that reported them).
-    """
-    rows: dict[str, Any] = {}
-    for name, last in participants.items():
-        if not isinstance(last.get("global_local_only_accuracy"), (int, float)):
-            continue
-        row: dict[str, Any] = {"own_test": {}, "pooled_test": {}}
-        for (test_set, model), key in _ACCURACY_KEYS.items():
-            value = last.get(key)
-            row[test_set][model] = float(value) if isinstance(value, (int, float)) else None
-        # The issue's names, on the pooled test set (every domain): the headline figures.
-        row["federated_accuracy"] = row["pooled_test"]["federated"]
-        row["local_only_accuracy"] = row["pooled_test"]["local_only"]
-        epsilon = last.get("dp_epsilon_composed", last.get("dp_epsilon"))
-        row["dp_epsilon"] = float(epsilon) if isinstance(epsilon, (int, float)) else None
-        row["round"] = last.get("round")
-        row["own_test"]["paired"] = _paired(last)
-        rows[name] = row
-    if not rows:
-        return None
-    mean: dict[str, Any] = {"own_test": {}, "pooled_test": {}}
-    for test_set, model in _ACCURACY_KEYS:
-        values = [r[test_set][model] for r in rows.values() if r[test_set][model] is not None]
-        mean[test_set][model] = sum(values) / len(values) if values else None
-    return {"method": ACCURACY_METHOD, "participants": rows, "mean": mean}
-
-
 def write_json(summary: dict[str, Any], path: Path) -> None:
     """Write the summary as indented JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,25 +167,14 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(_participants_table(summary))
     accuracy = summary.get("accuracy")
     if accuracy:
-        console.print(_accuracy_table(accuracy))
-        console.print(_accuracy_verdict(accuracy))
-        console.print(
-            "fed.: the global adapter; alone: local-only; pers.: the personal model, fine-tuned "
-            "from the global adapter on the participant's own data (DP) and predicting with it "
-            "(2/3 own, 1/3 global); eps.: epsilon of everything trained on the participant's "
-            "records (updates, local-only and personal models)."
-        )
+        console.print(accuracy_table(accuracy))
+        console.print(accuracy_verdict(accuracy))
+        console.print(LEGEND)
     privacy = summary.get("privacy")
     if privacy:
         console.print(_privacy_line(privacy))
-    trained = summary.get("trained")
-    if trained:
-        lora = (
-            f"LoRA in the towers, {trained['tower_lora']:,} parameters"
-            if trained["tower_lora"]
-            else "the towers frozen (no LoRA trained in them: tune_towers = false)"
-        )
-        console.print(f"Trained: the fusion head, {trained['head']:,} parameters; {lora}.")
+    if summary.get("trained"):
+        console.print(_trained_line(summary["trained"]))
     for event in summary["events"]:
         console.print(describe_event(event))
     identical = summary["metrics"]["adapters_identical"]
@@ -311,105 +237,6 @@ def _participants_table(summary: dict[str, Any]) -> Table:
     return people
 
 
-def _accuracy_table(accuracy: dict[str, Any]) -> Table:
-    """Federated vs local-only accuracy, one row per participant and one for the mean."""
-    table = Table(
-        title="Accuracy, federated vs local-only: own test split | pooled test set",
-        show_edge=False,
-    )
-    for column in (
-        "participant",
-        "own fed.",
-        "alone",
-        "pers.",
-        "pooled fed.",
-        "alone",
-        "pers.",
-        "eps.",
-    ):
-        table.add_column(
-            column, justify="left" if column == "participant" else "right", no_wrap=True
-        )
-
-    def cells(row: dict[str, Any]) -> list[str]:
-        return [
-            _percent(row["own_test"]["federated"]),
-            _percent(row["own_test"]["local_only"]),
-            _percent(row["own_test"].get("personalized")),
-            _percent(row["pooled_test"]["federated"]),
-            _percent(row["pooled_test"]["local_only"]),
-            _percent(row["pooled_test"].get("personalized")),
-        ]
-
-    for name, row in accuracy["participants"].items():
-        epsilon = row.get("dp_epsilon")
-        table.add_row(name, *cells(row), f"{epsilon:.2f}" if epsilon is not None else "no DP")
-    table.add_row("mean", *cells(accuracy["mean"]), "", style="bold")
-    return table
-
-
-def _accuracy_verdict(accuracy: dict[str, Any]) -> str:
-    """Does the federation beat every participant training alone on the pooled test set,
-    and does each personal model keep up with its local-only one on its own test split?"""
-    pooled = accuracy["mean"]["pooled_test"]
-    federated, local = pooled.get("federated"), pooled.get("local_only")
-    if federated is None or local is None:
-        return "local-only: the same model trained on each participant's data alone"
-    rows = accuracy["participants"]
-    best_alone = max(r["pooled_test"].get("local_only") or 0.0 for r in rows.values())
-    verdict = "beats" if federated > best_alone else "does not beat"
-    sentences = [
-        f"On the pooled test set the federated adapter ({_percent(federated)}) {verdict} "
-        f"every participant training alone (at best {_percent(best_alone)}, "
-        f"{_percent(local)} on average)."
-    ]
-    own = {n: r["own_test"] for n, r in rows.items() if r["own_test"].get("personalized")}
-    if own:
-        behind = [n for n, r in own.items() if r["personalized"] < (r.get("local_only") or 0.0)]
-        sentences.append(
-            f"On its own test split the personal model matches or beats local-only for "
-            f"{len(own) - len(behind)} of {len(own)} participants"
-            + (
-                f" (behind: {'; '.join(_behind(n, own[n].get('paired')) for n in behind)})."
-                if behind
-                else "."
-            )
-        )
-    sentences.append(
-        "local-only: the same model, steps and DP settings on each participant's own data, "
-        "trained alongside the rounds."
-    )
-    return " ".join(sentences)
-
-
-def _paired(last: dict[str, Any]) -> dict[str, Any] | None:
-    """The personal and local-only models on the same own test records: how many only the
-    personal model gets right (`gains`), only local-only (`losses`), of `records`, and the
-    exact two-sided sign test's p (McNemar's) that they differ by chance."""
-    counts = [last.get(f"global_{key}") for key in _PAIRED_KEYS]
-    numbers = [int(c) for c in counts if isinstance(c, (int, float))]
-    if len(numbers) != len(counts):
-        return None
-    gains, losses, records = numbers
-    split = gains + losses
-    tail = sum(math.comb(split, i) for i in range(min(gains, losses) + 1)) / 2**split
-    return {"gains": gains, "losses": losses, "records": records, "p": min(1.0, 2 * tail)}
-
-
-_PAIRED_KEYS = ("personalized_gains", "personalized_losses", "test_records")
-
-
-def _behind(name: str, paired: dict[str, Any] | None) -> str:
-    if paired is None:
-        return name
-    gap = paired["losses"] - paired["gains"]
-    return (
-        f"{name} by {gap} of {paired['records']} records ({paired['gains']} right only by the "
-        f"personal model, {paired['losses']} only by local-only; sign test p = "
-        f"{paired['p']:.2f}" + (", within the noise of one DP draw)" if paired["p"] > 0.05 else ")")
-    )
-
-
 def _privacy_line(privacy: dict[str, Any]) -> str:
     """Record-level and client-level epsilon side by side, as the audit computes them."""
     record, client = privacy["record_level_max"], privacy["client_level"]
@@ -427,19 +254,24 @@ def _privacy_line(privacy: dict[str, Any]) -> str:
     )
 
 
-def _trained(workdir: Path, names: Sequence[str]) -> dict[str, int] | None:
+def _trained(workdir: Path, names: Sequence[str]) -> dict[str, Any] | None:
     """What the global adapter trains, from the newest adapter folder's `accord.json`."""
     for name in names:
         folders = sorted((workdir / "participants" / name / "adapters").glob("round-*"))
         for folder in reversed(folders):
             meta = _read_json(folder / "accord.json")
             if isinstance(meta, dict) and isinstance(meta.get("trained"), dict):
-                return {k: int(v) for k, v in meta["trained"].items()}
+                return {"tower_lora_targets": [], **meta["trained"]}
     return None
 
 
-def _percent(value: Any) -> str:
-    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "-"
+def _trained_line(trained: dict[str, Any]) -> str:
+    """What the adapter trains: the head, and LoRA in the towers (which targets) or not."""
+    lora = "the towers frozen (no LoRA trained in them: tune_towers = false)"
+    if trained["tower_lora"]:
+        targets = ", ".join(trained["tower_lora_targets"]) or "targets unknown"
+        lora = f"LoRA in the towers ({targets}), {trained['tower_lora']:,} parameters"
+    return f"Trained: the fusion head, {trained['head']:,} parameters; {lora}."
 
 
 def _read_json(path: Path) -> Any:

@@ -116,7 +116,10 @@ class LocalSettings:
             steps = ceil(epochs * n / batch_size).
         batch_size: samples per step (the expected Poisson batch size under DP).
         grad_accumulation: micro-batches per step (memory only; the step is the same).
-        learning_rate: AdamW's learning rate.
+        learning_rate: AdamW's learning rate (the fusion head's, and every parameter's
+            but the towers' LoRA matrices when `tower_learning_rate` is set).
+        tower_learning_rate: AdamW's learning rate of the LoRA matrices (names with
+            `lora_`: in the towers), their own parameter group; None means `learning_rate`.
         weight_decay: AdamW's decoupled weight decay.
         fedprox_mu: FedProx's proximal weight mu (0 turns it off).
         dp: sample-level DP, or None.
@@ -127,6 +130,7 @@ class LocalSettings:
     batch_size: int = _FLAT["batch_size"].default
     grad_accumulation: int = _TRAINING["grad_accumulation"].default
     learning_rate: float = _FLAT["learning_rate"].default
+    tower_learning_rate: float | None = _TRAINING["tower_learning_rate"].default
     weight_decay: float = _TRAINING["weight_decay"].default
     fedprox_mu: float = _TRAINING["fedprox_mu"].default
     dp: privacy.DpSettings | None = None
@@ -143,6 +147,7 @@ class LocalSettings:
             batch_size=config.batch_size,
             grad_accumulation=training.grad_accumulation,
             learning_rate=config.learning_rate,
+            tower_learning_rate=training.tower_learning_rate,
             weight_decay=training.weight_decay,
             fedprox_mu=training.fedprox_mu,
             dp=dp,
@@ -153,6 +158,13 @@ class LocalSettings:
         if self.epochs is None:
             return self.steps
         return max(1, math.ceil(self.epochs * samples / self.batch_size))
+
+    def rate_of(self, name: str) -> float:
+        """The learning rate of the parameter `name`: `tower_learning_rate` for a LoRA
+        matrix (when set), else `learning_rate`."""
+        if self.tower_learning_rate is not None and "lora_" in name:
+            return self.tower_learning_rate
+        return self.learning_rate
 
 
 def round_settings(
@@ -309,7 +321,9 @@ def train_local(
     samples, parameters = _trainable(module, data)
     names, start = trainable_names(module), [p.detach().clone() for p in parameters]
     optimizer = torch.optim.AdamW(
-        parameters, settings.learning_rate, weight_decay=settings.weight_decay
+        _parameter_groups(names, parameters, settings),
+        settings.learning_rate,
+        weight_decay=settings.weight_decay,
     )
     private = None
     if settings.dp is not None:
@@ -345,6 +359,16 @@ def _trainable(module: nn.Module, data: Sequence[torch.Tensor]) -> tuple[int, li
     if not parameters:
         raise RoundAborted("the model has no trainable parameters")
     return samples, parameters
+
+
+def _parameter_groups(
+    names: Sequence[str], parameters: Sequence[nn.Parameter], settings: LocalSettings
+) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: one per learning rate (`LocalSettings.rate_of`)."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in zip(names, parameters, strict=True):
+        groups.setdefault(settings.rate_of(name), []).append(parameter)
+    return [{"params": group, "lr": rate} for rate, group in groups.items()]
 
 
 def _close(

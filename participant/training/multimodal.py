@@ -47,7 +47,8 @@ from torch import nn
 from accord.errors import ConfigError, InternalError
 from accord.participant.config import ParticipantConfig
 from accord.participant.data import folder as datasets
-from accord.participant.training import csprng, feature_cache, models, privacy
+from accord.participant.training import adapted_model as adapted
+from accord.participant.training import csprng, feature_cache, models, privacy, side_models
 from accord.participant.training import local as train
 from accord.participant.training.adapted_model import ACCORD_FILE, adapted_model
 from accord.participant.training.items import Item, image_of, load_items, model_labels
@@ -237,7 +238,7 @@ class MultimodalTrainer:
     def evaluate(self) -> dict[str, float]:
         self._require_data()
         training = self._config.training
-        side = [(self._personal, "personalized", training.personal_global_weight)]
+        side = [(self._personal, PERSONAL, training.personal_global_weight)]
         side = side if training.personalize_round is not None else []
         if training.report_local_only:
             side.append((self._local_only, LOCAL_ONLY, 0.0))
@@ -252,17 +253,13 @@ class MultimodalTrainer:
             metrics[f"{split}accuracy"] = scores["accuracy"]
             for model, name, weight in side:
                 if model.vector is not None:
-                    logits = _mixed(self._logits(model.vector, data), shared, weight)
+                    logits = side_models.mixed(self._logits(model.vector, data), shared, weight)
                     scores = train.accuracy_and_loss(logits, data[-1])
                     metrics[f"{name}_{split}accuracy"] = scores["accuracy"]
                     if not split:
                         right[name] = logits.argmax(dim=-1) == data[-1]
-        if "personalized" in right and LOCAL_ONLY in right:
-            # The paired comparison on the same records: what only one of the two gets right.
-            mine, alone = right["personalized"], right[LOCAL_ONLY]
-            metrics["personalized_gains"] = float((mine & ~alone).sum())
-            metrics["personalized_losses"] = float((alone & ~mine).sum())
-            metrics["test_records"] = float(mine.numel())
+        if PERSONAL in right and LOCAL_ONLY in right:
+            metrics.update(side_models.paired(right[PERSONAL], right[LOCAL_ONLY]))
         return metrics
 
     def save(self, directory: Path) -> None:
@@ -288,15 +285,15 @@ class MultimodalTrainer:
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
 
-    def trained_parts(self) -> dict[str, int]:
-        """What the exchanged adapter trains: parameter counts of the head and of the LoRA
-        matrices in the towers (0 when the towers are frozen, `tune_towers = false`)."""
-        named = dict(self._model.named_parameters())
-        parts = {"head": 0, "tower_lora": 0}
-        for name in self._names:
-            part = "tower_lora" if "lora_" in name else "head"
-            parts[part] += int(named[name].numel())
-        return parts
+    def trained_parts(self) -> dict[str, Any]:
+        """What the exchanged adapter trains (`adapted_model.trained_parts`)."""
+        return adapted.trained_parts(self._model, self._names)
+
+    def check_clip_norm(self, clip_norm: float) -> None:
+        """Refuse (ConfigError) tower settings whose update would exceed the federation's
+        `clip_norm` (`adapted_model.check_clip_norm`)."""
+        steps = self._settings.steps_for(int(self._train[-1].shape[0]) if self._train else 0)
+        adapted.check_clip_norm(self._config, self.trained_parts(), steps, clip_norm)
 
     def load(self, directory: Path) -> None:
         meta_path = directory / ACCORD_FILE
@@ -401,7 +398,7 @@ class MultimodalTrainer:
         prediction mixed with the global adapter's (the personal model's use)."""
         logits = self._logits(vector, data)
         if global_weight > 0:
-            logits = _mixed(logits, self._logits(self._global, data), global_weight)
+            logits = side_models.mixed(logits, self._logits(self._global, data), global_weight)
         return train.accuracy_and_loss(logits, data[-1])
 
     def _logits(self, vector: Vector, data: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -447,11 +444,3 @@ class MultimodalTrainer:
         text_all = torch.cat(texts) if texts else torch.zeros(0, network.text_tower.dim)
         image_all = torch.cat(images) if images else torch.zeros(0, network.image_tower.dim)
         return text_all, image_all
-
-
-def _mixed(logits: torch.Tensor, shared: torch.Tensor, weight: float) -> torch.Tensor:
-    """Log-probabilities of `(1 - weight) * softmax(logits) + weight * softmax(shared)`;
-    `logits` unchanged at weight 0."""
-    if weight == 0:
-        return logits
-    return torch.log((1 - weight) * torch.softmax(logits, -1) + weight * torch.softmax(shared, -1))

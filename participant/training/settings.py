@@ -63,6 +63,13 @@ class TrainingConfig(BaseModel):
         description="false: towers frozen, their features cached once, only the fusion head "
         "trained (fast); true: LoRA on the towers trained too (slow on CPU)",
     )
+    tower_learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="AdamW's learning rate of the LoRA matrices in the towers (with "
+        "tune_towers = true), their own parameter group; unset means learning_rate. "
+        "The fusion head keeps learning_rate",
+    )
     head_hidden: int = Field(
         0, ge=0, description="hidden width of the fusion head; 0 is a Linear head"
     )

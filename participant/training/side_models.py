@@ -7,6 +7,9 @@ never aggregated, never written into an adapter folder (which may be shared).
     .vector                                      None until first trained (or restored)
     .train(start, runs, dp) -> SideTraining      train from `start`, persist weights and
                                                  history, return what it spent
+    mixed(logits, shared, weight)                the personal model's prediction, mixed
+                                                 with the global adapter's
+    paired(personal_right, local_only_right)     the two side models record by record
 
 Two side models exist (`multimodal.py` drives them):
 
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from accord.participant.training import local as train
 from accord.participant.training import privacy
@@ -78,3 +82,23 @@ def _save_vector(path: Path, vector: npt.NDArray[np.float32]) -> None:
     staging = path.with_name(path.name + ".tmp.npy")
     np.save(staging, vector)
     staging.replace(path)
+
+
+def mixed(logits: torch.Tensor, shared: torch.Tensor, weight: float) -> torch.Tensor:
+    """The personal model's prediction: log-probabilities of `(1 - weight) *
+    softmax(logits) + weight * softmax(shared)` (shared: the global adapter's logits);
+    `logits` unchanged at weight 0."""
+    if weight == 0:
+        return logits
+    return torch.log((1 - weight) * torch.softmax(logits, -1) + weight * torch.softmax(shared, -1))
+
+
+def paired(personal_right: torch.Tensor, local_only_right: torch.Tensor) -> dict[str, float]:
+    """The personal and local-only models on the same records (booleans: which each gets
+    right): how many only the personal model gets right (`personalized_gains`), how many
+    only local-only (`personalized_losses`), of `test_records`."""
+    return {
+        "personalized_gains": float((personal_right & ~local_only_right).sum()),
+        "personalized_losses": float((local_only_right & ~personal_right).sum()),
+        "test_records": float(personal_right.numel()),
+    }

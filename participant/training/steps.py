@@ -40,7 +40,9 @@ def run_steps(
         trained, optimizer = private.module, private.optimizer
         batches = privacy.poisson_batches(samples, private.sample_rate, optimizer.noise_source)
     step = _Step(trained, optimizer, data, settings, forward)
-    parameters = [p for p in module.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
+    rates = [settings.rate_of(n) * settings.fedprox_mu for n, _ in named]
     losses: list[float] = []
     trained.train()
     privacy.freeze_batchnorm(trained)
@@ -48,7 +50,7 @@ def run_steps(
         for _ in range(settings.steps_for(samples)):
             losses += step(next(batches), private is not None)
             if settings.fedprox_mu > 0:
-                _proximal_step(parameters, start, settings.learning_rate * settings.fedprox_mu)
+                _proximal_step(parameters, start, rates)
     return losses
 
 
@@ -108,9 +110,10 @@ def _split(batch: torch.Tensor, parts: int) -> list[torch.Tensor]:
 
 
 def _proximal_step(
-    parameters: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], rate: float
+    parameters: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], rates: Sequence[float]
 ) -> None:
-    """w <- w - lr * mu * (w - w_global): FedProx's proximal gradient, decoupled."""
+    """w <- w - lr * mu * (w - w_global): FedProx's proximal gradient, decoupled (`rates`:
+    each parameter's lr * mu)."""
     with torch.no_grad():
-        for parameter, anchor in zip(parameters, anchors, strict=True):
+        for parameter, anchor, rate in zip(parameters, anchors, rates, strict=True):
             parameter.sub_(rate * (parameter - anchor))

@@ -332,3 +332,24 @@ def test_a_diverged_update_is_refused_before_anything_is_recorded_or_sent(tmp_pa
         daemon._uploader.upload(machine)
     ledger = tmp_path / "ledger.jsonl"
     assert not ledger.exists() or '"round"' not in ledger.read_text(encoding="utf-8")
+
+
+def test_tower_settings_over_the_rounds_clip_are_refused_before_training(tmp_path) -> None:
+    """Without signed terms the round's clip_norm is the one checked, before anything is
+    trained, marked uploaded or ledgered (with terms, the daemon checks at start)."""
+    from accord.crypto.participant_round import ParticipantRound
+    from accord.participant.training.multimodal import MultimodalTrainer
+    from tests.support.multimodal import small_city_benchmark, tiny_model_config
+
+    data = small_city_benchmark(tmp_path / "city")
+    training = {"tune_towers": True, "tower_learning_rate": 5.0}
+    trainer = MultimodalTrainer(tiny_model_config(tmp_path / "tiny", data, training=training))
+    daemon = _daemon(tmp_path)
+    daemon._uploader._trainer = trainer
+    config = _round_config(tmp_path, 1)
+    machine = ParticipantRound(config, "energy", daemon._identity_private, {})
+    with pytest.raises(ConfigError, match=r"tower_learning_rate = 5 .* clip_norm 40\b"):
+        daemon._uploader.upload(machine)
+    assert not (tmp_path / "upload.json").exists()
+    ledger = tmp_path / "ledger.jsonl"
+    assert not ledger.exists() or '"round"' not in ledger.read_text(encoding="utf-8")

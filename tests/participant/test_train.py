@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from accord.core import configfile
 from accord.errors import ConfigError, RoundAborted
 from accord.participant.config import ParticipantConfig
 from accord.participant.data import city_safety
+from accord.participant.training import adapted_model as adapted
 from accord.participant.training import local as train
 from accord.participant.training import models
 from accord.participant.training.adapted_model import load_adapter_model
@@ -102,6 +105,7 @@ def test_the_records_carry_what_the_config_says() -> None:
                 "lora_dropout": 0.1,
                 "lora_target_modules": ["fc"],
                 "local_epochs": 1.5,
+                "tower_learning_rate": 0.005,
                 "grad_accumulation": 2,
                 "weight_decay": 0.01,
                 "fedprox_mu": 0.2,
@@ -119,6 +123,7 @@ def test_the_records_carry_what_the_config_says() -> None:
         batch_size=8,
         grad_accumulation=2,
         learning_rate=0.5,
+        tower_learning_rate=0.005,
         weight_decay=0.01,
         fedprox_mu=0.2,
     )
@@ -271,6 +276,88 @@ def test_tuning_the_towers_trains_their_b_matrices(tmp_path, data) -> None:
     assert any("image_tower" in n and "lora_B" in n for n in names)
     update = tuned.train_round(1)
     assert update.delta.shape == (tuned.parameter_count,)
+    parts = tuned.trained_parts()  # what the demo's summary says was trained
+    assert parts["tower_lora_targets"] == ["query", "value", "conv1", "conv2"]
+    assert parts["head"] + parts["tower_lora"] == tuned.parameter_count
+    tuned.save(tmp_path / "adapter")
+    saved = json.loads((tmp_path / "adapter" / "accord.json").read_text())["trained"]
+    assert saved == parts
+
+
+def _one_step_of_the_towers(tmp_path: Path, data, tower_learning_rate: float):
+    """(tower LoRA B change, head change) of one step with `tower_learning_rate`."""
+    config = tiny_model_config(
+        tmp_path,
+        data,
+        local_steps=1,
+        training={"tune_towers": True, "tower_learning_rate": tower_learning_rate},
+    )
+    tuned = MultimodalTrainer(config)
+    named = dict(tuned.model.named_parameters())
+    names = train.trainable_names(tuned.model)
+    is_lora = np.concatenate([np.full(named[n].numel(), "lora_B" in n) for n in names])
+    delta = tuned.train_round(1).delta
+    return delta[is_lora], delta[~is_lora]
+
+
+def test_the_towers_lora_has_its_own_learning_rate(tmp_path, data) -> None:
+    same_lora, same_head = _one_step_of_the_towers(tmp_path / "same", data, 0.05)
+    slow_lora, slow_head = _one_step_of_the_towers(tmp_path / "slow", data, 0.0005)
+    assert same_lora.size > 0 and np.abs(same_lora).max() > 0
+    # AdamW's first step moves each parameter by about its learning rate.
+    assert np.abs(slow_lora).max() < 0.05 * np.abs(same_lora).max()
+    assert np.abs(slow_lora).max() > 0
+    # The fusion head keeps learning_rate.
+    assert np.linalg.norm(slow_head) == pytest.approx(np.linalg.norm(same_head), rel=0.1)
+
+
+# ---- the update's norm against the federation's clip ----
+
+
+def test_the_update_norm_estimate_sums_each_groups_share() -> None:
+    assert adapted.update_norm_estimate([], 10) == 0.0
+    assert adapted.update_norm_estimate([(0.05, 16_650)], 10) == pytest.approx(20.40, abs=0.01)
+    # The demo's head with LoRA in the towers at one learning rate: the audit's 57 > 40.
+    both = adapted.update_norm_estimate([(0.05, 16_650), (0.05, 92_160)], 10)
+    assert both == pytest.approx(52.16, abs=0.01)
+    # Random-sign steps of size lr (DP-SGD's noise) move a vector about that far.
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(10, 20_000))
+    walked = np.linalg.norm(0.05 * signs.sum(axis=0))
+    assert walked == pytest.approx(adapted.update_norm_estimate([(0.05, 20_000)], 10), rel=0.05)
+
+
+def test_tower_settings_over_the_clip_are_refused_naming_the_fix(tmp_path, data) -> None:
+    def trainer(tower_rate: float, **settings: object) -> MultimodalTrainer:
+        training = {"tune_towers": True, "tower_learning_rate": tower_rate}
+        config = tiny_model_config(tmp_path, data, learning_rate=0.01, training=training)
+        return MultimodalTrainer(
+            configfile.validate(
+                {**config.model_dump(mode="json"), **settings}, ParticipantConfig, "participant"
+            )
+        )
+
+    tuned = trainer(0.05)
+    parts = tuned.trained_parts()  # head 490 at 0.01, tower LoRA 608 at 0.05, 5 steps
+    largest = math.sqrt((1.0 - 0.01**2 * 5 * parts["head"]) / (5 * parts["tower_lora"]))
+    fits = math.floor(largest * 1e4) / 1e4  # 0.01575..: three digits, rounded down
+    with pytest.raises(ConfigError) as refused:
+        tuned.check_clip_norm(1.0)
+    message = str(refused.value)
+    assert message.startswith("[participant.training] tower_learning_rate = 0.05 ")
+    assert "learning_rate = 0.01, local_steps = 5" in message
+    estimate = adapted.update_norm_estimate([(0.01, parts["head"]), (0.05, parts["tower_lora"])], 5)
+    assert f"about {estimate:.1f}" in message and "clip_norm 1," in message
+    assert f"set tower_learning_rate <= {fits:.3g}" in message
+    assert "ask the operator for a larger clip_norm" in message
+    tuned.check_clip_norm(3.0)  # the same settings fit a larger clip
+    trainer(float(f"{fits:.3g}")).check_clip_norm(1.0)  # the fix fits
+    with pytest.raises(ConfigError, match="the head alone exceeds it"):
+        tuned.check_clip_norm(0.1)
+
+
+def test_head_only_training_is_not_checked_against_the_clip(tmp_path, data) -> None:
+    config = tiny_model_config(tmp_path, data, learning_rate=5.0)
+    MultimodalTrainer(config).check_clip_norm(0.01)
 
 
 def test_flagged_samples_can_be_excluded(tmp_path, data) -> None:

@@ -1,0 +1,365 @@
+"""LoRA in the towers vs the frozen-tower head, at the same epsilon (issue 14).
+
+Run: ``.venv/bin/python bench/tower_lora.py [--image-size 32] [--rank 4] [--write PATH]``
+
+The digits benchmark (`digits_benchmark(3, source="digits")`: 1,797 real 8x8 digits as
+camera frames with generated reports; its image-only frozen accuracy is low, so adapting
+the image tower has room), trained centralized on every enterprise's fit split pooled
+(`non_iid.split_validation`: 20% of each training split held out for validation), with
+sample-level DP-SGD at epsilon 8, delta 1e-5 (the product's `train.train_local`, PRV
+calibration over all the run's steps). Two settings on the same data, base model and
+image size:
+
+- frozen: both towers frozen, their features cached, the fusion head trained;
+- towers: the same head and FFA-LoRA B matrices in the image tower (`IMAGE_TARGETS`,
+  EfficientNet-Lite0's 1x1 convolutions; A frozen from the seed), their own learning rate
+  (`tower_learning_rate`), the text tower frozen (its features cached: exact, it has no
+  LoRA). Per-sample gradients run through the image tower, so this is the slow one.
+
+Every choice is made on the validation split, never on the test split: the head's
+learning rate and DP clip for the frozen setting (`FROZEN_GRID`); the towers setting
+keeps them and picks `tower_learning_rate` from `TOWER_RATES`. The test split is
+scored once per setting, for the chosen point only.
+
+With ``--write PATH`` the section "## LoRA in the towers vs the frozen head" of PATH is
+written or replaced (its own `## ` section: `ml_bench.py` rewrites "## Federated learning"
+whole).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import platform
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fl_sim
+import torch
+from report import cpu_model, publish
+from torch import nn
+
+from accord.participant.data import digit_incidents, non_iid
+from accord.participant.data import folder as datasets
+from accord.participant.training import csprng, models, privacy
+from accord.participant.training import local as train
+
+SECTION = "## LoRA in the towers vs the frozen head"
+TARGETS = {
+    "1x1 convs": (
+        r".*image_tower\.network\._blocks\.\d+\.(_expand_conv|_project_conv)"
+        r"|.*image_tower\.network\._conv_head"
+    ),
+    "_conv_head": r".*image_tower\.network\._conv_head",
+}
+"""LoRA targets in the image tower: every 1x1 convolution (the bundled model's image
+targets, `BUNDLED_LORA_TARGETS`), or only the last one (`_conv_head`, 320 -> 1280)."""
+EPSILON = 8.0
+DELTA = 1e-5
+VALIDATION = 0.2
+FROZEN_GRID = tuple(itertools.product((0.05, 0.2), (0.5, 2.0)))
+"""(head learning_rate, DP clip max_grad_norm) searched for the frozen head."""
+RANK = 4
+IMAGE_SIZE = 64
+"""The image tower's input side (`--image-size`); the frozen baseline uses the same."""
+TOWER_GRID = tuple(itertools.product(TARGETS, (1, 8), (0.01, 0.05)))
+"""(targets, lora_alpha, tower_learning_rate) searched for LoRA in the image tower, rank 4
+(alpha 8 is the default 2 * rank); the head keeps the frozen setting's choice."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split's tensors: cached text and frozen image features, pixels, labels."""
+
+    text: torch.Tensor
+    image: torch.Tensor
+    pixels: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Rounds of `steps` DP-SGD steps of expected batch `batch_size`."""
+
+    rounds: int
+    steps: int
+    batch_size: int
+
+
+class ImageTuned(nn.Module):
+    """The PEFT model's image tower (with its LoRA) and fusion head, on cached text
+    features: `forward(text_features, pixels)`, the same logits as the whole model."""
+
+    def __init__(self, peft_model: nn.Module) -> None:
+        super().__init__()
+        inner: nn.Module = peft_model.base_model.model  # type: ignore[union-attr,assignment]
+        self.image_tower = inner.image_tower
+        self.head = models.fusion_head(peft_model)
+
+    def forward(self, text: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head(text, self.image_tower(pixels))  # type: ignore[no-any-return]
+
+
+def split_of(base: models.BaseModel, examples: tuple[datasets.Example, ...]) -> Split:
+    """Features (frozen towers) and pixels of `examples`."""
+    from PIL import Image
+
+    features = fl_sim.features_of(base, examples)
+    pixels = base.preprocess.images([Image.fromarray(e.image) for e in examples])
+    return Split(features.text, features.image, pixels, features.labels)
+
+
+def pooled(parts: list[Split]) -> Split:
+    return Split(*(torch.cat([getattr(p, f) for p in parts]) for f in Split.__dataclass_fields__))
+
+
+def load_data(
+    image_size: int, limit: int | None
+) -> tuple[models.BaseModel, Split, Split, Split, dict[str, int]]:
+    """The base model and the pooled fit, validation and test splits."""
+    bench = digit_incidents.digits_benchmark(3, source="digits", seed=0, limit=limit)
+    base = models.load_base_model(models.BUNDLED_MODEL, bench.labels, image_size=image_size)
+    fit, val = zip(
+        *(non_iid.split_validation(e, VALIDATION, seed=i) for i, e in enumerate(bench.enterprises)),
+        strict=True,
+    )
+    splits = [pooled([split_of(base, part) for part in parts]) for parts in (fit, val)]
+    test = pooled([split_of(base, e.test) for e in bench.enterprises])
+    sizes = {"fit": len(splits[0].labels), "validation": len(splits[1].labels)}
+    return base, splits[0], splits[1], test, {**sizes, "test": len(test.labels)}
+
+
+def settings(
+    plan: Plan, samples: int, rate: float, clip: float, tower_rate: float | None = None
+) -> train.LocalSettings:
+    return train.LocalSettings(
+        steps=plan.steps,
+        batch_size=plan.batch_size,
+        learning_rate=rate,
+        tower_learning_rate=tower_rate,
+        dp=privacy.DpSettings(
+            target_epsilon=EPSILON,
+            delta=DELTA,
+            max_grad_norm=clip,
+            accountant="prv",
+            planned_steps=plan.steps * plan.rounds,
+        ),
+    )
+
+
+def run_rounds(
+    module: nn.Module, data: list[torch.Tensor], local: train.LocalSettings, plan: Plan
+) -> tuple[float, float]:
+    """Train `plan.rounds` rounds; (the epsilon spent, the last round's update L2)."""
+    history: privacy.History = []
+    source, norm = csprng.CsprngGaussian(), 0.0
+    for round_ in range(plan.rounds):
+        result = train.train_local(
+            module,
+            data,
+            local,
+            generator=torch.Generator().manual_seed(round_),
+            history=history,
+            noise_source=source,
+            report_privacy=False,
+        )
+        history, norm = result.history, float(result.delta.astype("float64").dot(result.delta))
+    assert local.dp is not None
+    return privacy.spent_from_history(local.dp, history).epsilon, norm**0.5
+
+
+def frozen_run(
+    base: models.BaseModel, fit: Split, plan: Plan, rate: float, clip: float
+) -> tuple[nn.Module, dict[str, float]]:
+    """The head on the frozen towers' cached features."""
+    head = fl_sim.head_for(base)
+    local = settings(plan, len(fit.labels), rate, clip)
+    epsilon, norm = run_rounds(head, [fit.text, fit.image, fit.labels], local, plan)
+    return head, {"epsilon": epsilon, "update_l2": norm}
+
+
+def tower_run(
+    base: models.BaseModel,
+    fit: Split,
+    plan: Plan,
+    head: tuple[float, float],
+    tower: tuple[str, int, float],
+) -> tuple[nn.Module, dict[str, float]]:
+    """The head (from the frozen setting's initial weights) and FFA-LoRA in the image
+    tower: `head` (learning_rate, clip), `tower` (targets, lora_alpha, tower_learning_rate)."""
+    targets, alpha, tower_rate = tower
+    lora = train.LoraSettings(rank=RANK, alpha=alpha, target_modules=TARGETS[targets])
+    model = train.wrap_with_lora(base, lora, seed=0)
+    module = ImageTuned(model)
+    module.head.load_state_dict(fl_sim.head_for(base).state_dict())
+    local = settings(plan, len(fit.labels), *head, tower_rate)
+    epsilon, norm = run_rounds(module, [fit.text, fit.pixels, fit.labels], local, plan)
+    return module, {"epsilon": epsilon, "update_l2": norm}
+
+
+def score(module: nn.Module, split: Split, towers: bool) -> float:
+    inputs = [split.text, split.pixels if towers else split.image]
+    logits = train.predict(module, inputs, batch_size=128)
+    return train.accuracy_and_loss(logits, split.labels)["accuracy"]
+
+
+def fresh_base(base: models.BaseModel) -> models.BaseModel:
+    """A fresh copy of the base model (peft modifies the one it wraps)."""
+    return models.load_base_model(models.BUNDLED_MODEL, base.labels, image_size=IMAGE_SIZE)
+
+
+def probe(args: argparse.Namespace) -> None:
+    """Seconds per DP step of each setting on a few samples (the cost, before a search)."""
+    base, fit, _, _, sizes = load_data(args.image_size, 200)
+    plan = Plan(1, 3, args.batch_size)
+    runs = {
+        "frozen": lambda: frozen_run(base, fit, plan, 0.05, 1.0),
+        **{
+            f"towers ({targets})": functools.partial(
+                tower_run, fresh_base(base), fit, plan, (0.05, 1.0), (targets, 8, 0.01)
+            )
+            for targets in TARGETS
+        },
+    }
+    for name, run in runs.items():
+        started = time.perf_counter()
+        run()
+        print(f"{name}: {(time.perf_counter() - started) / plan.steps:.2f} s per step", sizes)
+
+
+Trained = tuple[float, nn.Module, dict[str, float]]
+"""(validation accuracy, the trained module, its epsilon and last update L2)."""
+
+
+def choose(grid: dict[Any, Trained], label: str) -> tuple[Any, Trained]:
+    """The grid point best on validation (the first of equals)."""
+    for point, (accuracy, _, info) in grid.items():
+        print(f"{label} {point}: validation {accuracy:.3f}", info, flush=True)
+    return max(grid.items(), key=lambda kv: kv[1][0])
+
+
+def search(args: argparse.Namespace) -> list[str]:
+    """Both settings chosen on validation; the chosen points scored on test (`--repeats`
+    trainings each, fresh DP noise: their mean and range)."""
+    plan, started = Plan(args.rounds, args.steps, args.batch_size), time.perf_counter()
+    base, fit, val, test, sizes = load_data(args.image_size, None)
+    frozen: dict[Any, Trained] = {}
+    for rate, clip in FROZEN_GRID:
+        head, info = frozen_run(base, fit, plan, rate, clip)
+        frozen[(rate, clip)] = (score(head, val, False), head, info)
+    head_point, frozen_best = choose(frozen, "frozen (lr, clip)")
+    frozen_s, towers = time.perf_counter() - started, {}
+    for tower in TOWER_GRID:
+        module, info = tower_run(fresh_base(base), fit, plan, head_point, tower)
+        towers[tower] = (score(module, val, True), module, info)
+    tower_point, tower_best = choose(towers, "towers (targets, alpha, tower_lr)")
+    tower_s = (time.perf_counter() - started - frozen_s) / len(TOWER_GRID)
+    frozen_tests = [score(frozen_best[1], test, False)] + [
+        score(frozen_run(base, fit, plan, *head_point)[0], test, False)
+        for _ in range(args.repeats - 1)
+    ]
+    tower_tests = [score(tower_best[1], test, True)] + [
+        score(tower_run(fresh_base(base), fit, plan, head_point, tower_point)[0], test, True)
+        for _ in range(args.repeats - 1)
+    ]
+    rows = {
+        "frozen towers + head": (
+            "lr {:g}, clip {:g}".format(*head_point),
+            frozen_best,
+            frozen_tests,
+        ),
+        f"head + FFA-LoRA in the image tower (rank {RANK})": (
+            "lr {:g}, clip {:g}; ".format(*head_point)
+            + "LoRA on {}, lora_alpha {}, tower_learning_rate {:g}".format(*tower_point),
+            tower_best,
+            tower_tests,
+        ),
+    }
+    grids = "; ".join(
+        f"{name}: " + ", ".join(f"{point}: {v[0]:.3f}" for point, v in grid.items())
+        for name, grid in (("frozen (lr, clip)", frozen), ("towers (targets, alpha, lr)", towers))
+    )
+    return [
+        *report_lines(args, plan, sizes, rows, grids),
+        "",
+        f"Seconds: the frozen grid with feature extraction {frozen_s:.0f}; one towers run "
+        f"{tower_s:.0f} on average.",
+    ]
+
+
+def report_lines(
+    args: argparse.Namespace,
+    plan: Plan,
+    sizes: dict[str, int],
+    rows: dict[str, tuple[str, Trained, list[float]]],
+    grids: str,
+) -> list[str]:
+    """The section's text: data, table, every grid point's validation accuracy, verdict."""
+    means = {name: statistics.mean(tests) for name, (_, _, tests) in rows.items()}
+    frozen, towers = means.values()
+    won = towers > frozen
+    lines = [
+        f'Data: the digits benchmark (`digits_benchmark(3, source="digits")`), centralized '
+        f"on the 3 enterprises' fit splits pooled: fit/validation/test {sizes['fit']}/"
+        f"{sizes['validation']}/{sizes['test']} samples. Bundled model at image_size "
+        f"{args.image_size}; DP-SGD at epsilon {EPSILON:g}, delta {DELTA:g} (PRV), "
+        f"{plan.rounds} rounds of {plan.steps} steps, expected batch {plan.batch_size}.",
+        "",
+        f"| setting | chosen on validation | validation | test (mean of {args.repeats} "
+        "trainings; min-max) | epsilon | last round's update L2 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, (chosen, (val, _, info), tests) in rows.items():
+        lines.append(
+            f"| {name} | {chosen} | {val:.3f} | {means[name]:.3f} ({min(tests):.3f}-"
+            f"{max(tests):.3f}) | {info['epsilon']:.2f} | {info['update_l2']:.1f} |"
+        )
+    return [
+        *lines,
+        "",
+        f"Validation accuracy of every grid point: {grids}.",
+        "",
+        f"**LoRA in the towers {'won' if won else 'did not win'}**: mean test accuracy "
+        f"{towers:.3f} vs {frozen:.3f} for the frozen head at the same epsilon.",
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="test trainings per setting")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--probe", action="store_true", help="time a few steps, then stop")
+    parser.add_argument("--write", type=Path, help="replace SECTION of this markdown file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    global IMAGE_SIZE
+    IMAGE_SIZE = args.image_size
+    if args.probe:
+        probe(args)
+        return 0
+    lines = search(args)
+    command = "bench/tower_lora.py " + shlex.join(sys.argv[1:])
+    body = [
+        SECTION,
+        "",
+        f"`.venv/bin/python {command}` on {cpu_model()} ({platform.machine()}),"
+        f" {args.threads} torch threads, {time.strftime('%Y-%m-%d')}.",
+        "",
+        *lines,
+    ]
+    publish("\n".join(body), args.write, SECTION)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
