@@ -1,6 +1,6 @@
 """LoRA in the towers vs the frozen-tower head, at the same epsilon (issue 14).
 
-Run: ``.venv/bin/python bench/tower_lora.py [--image-size 32] [--rank 4] [--write PATH]``
+Run: ``.venv/bin/python bench/tower_lora.py [--image-size 32] [--write PATH]``
 
 The digits benchmark (`digits_benchmark(3, source="digits")`: 1,797 real 8x8 digits as
 camera frames with generated reports; its image-only frozen accuracy is low, so adapting
@@ -67,7 +67,7 @@ FROZEN_GRID = tuple(itertools.product((0.05, 0.2), (0.5, 2.0)))
 """(head learning_rate, DP clip max_grad_norm) searched for the frozen head."""
 RANK = 4
 IMAGE_SIZE = 64
-"""The image tower's input side (`--image-size`); the frozen baseline uses the same."""
+"""The image tower's input side by default (`--image-size`); the frozen baseline uses the same."""
 TOWER_GRID = tuple(itertools.product(TARGETS, (1, 8), (0.01, 0.05)))
 """(targets, lora_alpha, tower_learning_rate) searched for LoRA in the image tower, rank 4
 (alpha 8 is the default 2 * rank); the head keeps the frozen setting's choice."""
@@ -211,7 +211,8 @@ def score(module: nn.Module, split: Split, towers: bool) -> float:
 
 def fresh_base(base: models.BaseModel) -> models.BaseModel:
     """A fresh copy of the base model (peft modifies the one it wraps)."""
-    return models.load_base_model(models.BUNDLED_MODEL, base.labels, image_size=IMAGE_SIZE)
+    size = int(base.descriptor["image_size"])
+    return models.load_base_model(models.BUNDLED_MODEL, base.labels, image_size=size)
 
 
 def probe(args: argparse.Namespace) -> None:
@@ -332,7 +333,7 @@ def report_lines(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -342,8 +343,6 @@ def main() -> int:
     parser.add_argument("--write", type=Path, help="replace SECTION of this markdown file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    global IMAGE_SIZE
-    IMAGE_SIZE = args.image_size
     if args.probe:
         probe(args)
         return 0

@@ -14,7 +14,6 @@ bench = load_bench("tower_lora")
 
 
 def test_both_settings_train_at_the_epsilon_and_the_verdict_follows_the_figures() -> None:
-    bench.IMAGE_SIZE = 32
     base, fit, val, _, sizes = bench.load_data(32, 60)
     assert sizes["fit"] + sizes["validation"] + sizes["test"] == 60
     plan = bench.Plan(rounds=2, steps=2, batch_size=16)
