@@ -1,6 +1,7 @@
 """How often the personal model keeps up with local-only, over fresh draws of DP noise.
 
-Run: ``.venv/bin/python bench/personal_draws.py --seeds 1 2 3 --draws 8``
+Run: ``.venv/bin/python bench/personal_draws.py --seeds 1 2 3 --draws 8
+[--test-records N] [--no-dp]``
 
 `accord demo` trains every model once, with one draw of DP noise, and scores it on each
 participant's 100 own test records, so one run's "personal vs local-only" comparison moves
@@ -16,6 +17,10 @@ It prints, per seed and enterprise, the mean own-test accuracy of local-only and
 over the draws, the mean and standard deviation of their difference, and in how many
 draws the personal model is at or above local-only; and in how many draws that holds for
 every enterprise at once. Use seeds other than 0: the demo reports seed 0.
+
+`--test-records N` gives every enterprise N own test records instead of the demo's 100
+(the training records stay the same: they are drawn first); `--no-dp` trains every model
+without DP, which shows how much of the comparison is the data rather than the noise.
 """
 
 from __future__ import annotations
@@ -39,18 +44,25 @@ PLAN = fl_sim.Plan(
 
 
 def draws_of(
-    base: models.BaseModel, seed: int, draws: int, cache: Path | None
+    base: models.BaseModel,
+    seed: int,
+    draws: int,
+    cache: Path | None,
+    *,
+    test_records: int = 100,
+    epsilon: float | None = EPSILON,
 ) -> list[list[tuple[float, float]]]:
-    """Per draw, per enterprise: (local-only, personal) accuracy on its own test split."""
-    bench = city_safety.city_safety_benchmark(3, seed=seed)
+    """Per draw, per enterprise: (local-only, personal) accuracy on its own test split
+    (`test_records` records; DP at `epsilon`, None for none)."""
+    bench = city_safety.city_safety_benchmark(3, seed=seed, test_per_enterprise=test_records)
     fit = [fl_sim.cached_features(base, e.train, cache) for e in bench.enterprises]
     test = [fl_sim.cached_features(base, e.test, cache) for e in bench.enterprises]
     results = []
     for _ in range(draws):
         simulation = fl_sim.Simulation(base, fit, fit, PLAN)  # a fresh CSPRNG key
-        alone = simulation.local_only(DEMO, EPSILON)
-        global_head = simulation.federated(DEMO, EPSILON)
-        personal, _ = simulation.personalized(global_head, [DEMO] * len(fit), EPSILON)
+        alone = simulation.local_only(DEMO, epsilon)
+        global_head = simulation.federated(DEMO, epsilon)
+        personal, _ = simulation.personalized(global_head, [DEMO] * len(fit), epsilon)
         results.append(
             [
                 (
@@ -88,7 +100,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--feature-cache", type=Path, help="keep the towers' features here")
+    parser.add_argument("--test-records", type=int, default=100, help="own test records each")
+    parser.add_argument("--no-dp", action="store_true", help="train every model without DP")
     args = parser.parse_args()
+    epsilon = None if args.no_dp else EPSILON
     base = models.load_base_model(
         models.BUNDLED_MODEL, benchmarks.INCIDENT_LABELS, image_size=IMAGE_SIZE
     )
@@ -99,7 +114,15 @@ def main() -> None:
     ]
     for seed in args.seeds:
         names = [e.name for e in city_safety.city_safety_benchmark(3, seed=seed).enterprises]
-        lines += table(seed, names, draws_of(base, seed, args.draws, args.feature_cache))
+        results = draws_of(
+            base,
+            seed,
+            args.draws,
+            args.feature_cache,
+            test_records=args.test_records,
+            epsilon=epsilon,
+        )
+        lines += table(seed, names, results)
     print("\n".join(lines))
 
 

@@ -1,6 +1,7 @@
 """LoRA in the towers vs the frozen-tower head, at the same epsilon (issue 14).
 
-Run: ``.venv/bin/python bench/tower_lora.py [--image-size 32] [--write PATH]``
+Run: ``.venv/bin/python bench/tower_lora.py [--source mnist] [--image-size 32]
+[--probe-rounds 3] [--write PATH]``
 
 The digits benchmark (`digits_benchmark(3, source="digits")`: 1,797 real 8x8 digits as
 camera frames with generated reports; its image-only frozen accuracy is low, so adapting
@@ -15,6 +16,8 @@ image size:
   EfficientNet-Lite0's 1x1 convolutions; A frozen from the seed), their own learning rate
   (`tower_learning_rate`), the text tower frozen (its features cached: exact, it has no
   LoRA). Per-sample gradients run through the image tower, so this is the slow one.
+  With ``--probe-rounds k`` it is LP-FT: the head alone for the first k rounds (on cached
+  features), then the head and LoRA, under the same DP calibration over all rounds.
 
 Every choice is made on the validation split, never on the test split: the head's
 learning rate and DP clip for the frozen setting (`FROZEN_GRID`); the towers setting
@@ -61,7 +64,7 @@ TARGETS = {
 """LoRA targets in the image tower: every 1x1 convolution (the bundled model's image
 targets, `BUNDLED_LORA_TARGETS`), or only the last one (`_conv_head`, 320 -> 1280)."""
 EPSILON = 8.0
-DELTA = 1e-5
+DELTA = fl_sim.DELTA
 VALIDATION = 0.2
 FROZEN_GRID = tuple(itertools.product((0.05, 0.2), (0.5, 2.0)))
 """(head learning_rate, DP clip max_grad_norm) searched for the frozen head."""
@@ -120,10 +123,10 @@ def pooled(parts: list[Split]) -> Split:
 
 
 def load_data(
-    image_size: int, limit: int | None
+    image_size: int, limit: int | None, source: str = "digits"
 ) -> tuple[models.BaseModel, Split, Split, Split, dict[str, int]]:
-    """The base model and the pooled fit, validation and test splits."""
-    bench = digit_incidents.digits_benchmark(3, source="digits", seed=0, limit=limit)
+    """The base model and the pooled fit, validation and test splits of `source`'s digits."""
+    bench = digit_incidents.digits_benchmark(3, source=source, seed=0, limit=limit)
     base = models.load_base_model(models.BUNDLED_MODEL, bench.labels, image_size=image_size)
     fit, val = zip(
         *(non_iid.split_validation(e, VALIDATION, seed=i) for i, e in enumerate(bench.enterprises)),
@@ -136,7 +139,7 @@ def load_data(
 
 
 def settings(
-    plan: Plan, samples: int, rate: float, clip: float, tower_rate: float | None = None
+    plan: Plan, rate: float, clip: float, tower_rate: float | None = None
 ) -> train.LocalSettings:
     return train.LocalSettings(
         steps=plan.steps,
@@ -154,12 +157,16 @@ def settings(
 
 
 def run_rounds(
-    module: nn.Module, data: list[torch.Tensor], local: train.LocalSettings, plan: Plan
-) -> tuple[float, float]:
-    """Train `plan.rounds` rounds; (the epsilon spent, the last round's update L2)."""
-    history: privacy.History = []
+    module: nn.Module,
+    data: list[torch.Tensor],
+    local: train.LocalSettings,
+    rounds: range,
+    history: privacy.History,
+) -> tuple[privacy.History, float]:
+    """Train the rounds `rounds` (their indices seed the batches), continuing the
+    accountant's `history`; (the new history, the last round's update L2)."""
     source, norm = csprng.CsprngGaussian(), 0.0
-    for round_ in range(plan.rounds):
+    for round_ in rounds:
         result = train.train_local(
             module,
             data,
@@ -170,8 +177,13 @@ def run_rounds(
             report_privacy=False,
         )
         history, norm = result.history, float(result.delta.astype("float64").dot(result.delta))
+    return history, norm**0.5
+
+
+def spent(local: train.LocalSettings, history: privacy.History, norm: float) -> dict[str, float]:
+    """The epsilon `history` spent and the last round's update L2, as a report's info."""
     assert local.dp is not None
-    return privacy.spent_from_history(local.dp, history).epsilon, norm**0.5
+    return {"epsilon": privacy.spent_from_history(local.dp, history).epsilon, "update_l2": norm}
 
 
 def frozen_run(
@@ -179,9 +191,11 @@ def frozen_run(
 ) -> tuple[nn.Module, dict[str, float]]:
     """The head on the frozen towers' cached features."""
     head = fl_sim.head_for(base)
-    local = settings(plan, len(fit.labels), rate, clip)
-    epsilon, norm = run_rounds(head, [fit.text, fit.image, fit.labels], local, plan)
-    return head, {"epsilon": epsilon, "update_l2": norm}
+    local = settings(plan, rate, clip)
+    history, norm = run_rounds(
+        head, [fit.text, fit.image, fit.labels], local, range(plan.rounds), []
+    )
+    return head, spent(local, history, norm)
 
 
 def tower_run(
@@ -190,17 +204,29 @@ def tower_run(
     plan: Plan,
     head: tuple[float, float],
     tower: tuple[str, int, float],
+    probe_rounds: int = 0,
 ) -> tuple[nn.Module, dict[str, float]]:
     """The head (from the frozen setting's initial weights) and FFA-LoRA in the image
-    tower: `head` (learning_rate, clip), `tower` (targets, lora_alpha, tower_learning_rate)."""
+    tower: `head` (learning_rate, clip), `tower` (targets, lora_alpha, tower_learning_rate).
+
+    With `probe_rounds` > 0, linear probe then fine-tune (LP-FT, Kumar et al. 2022): the
+    first `probe_rounds` rounds train the head alone on the frozen towers' cached features,
+    the remaining rounds the head and the LoRA matrices from that head. One DP calibration
+    covers all `plan.rounds` rounds and the accountant counts every step of both phases.
+    """
     targets, alpha, tower_rate = tower
     lora = train.LoraSettings(rank=RANK, alpha=alpha, target_modules=TARGETS[targets])
     model = train.wrap_with_lora(base, lora, seed=0)
     module = ImageTuned(model)
     module.head.load_state_dict(fl_sim.head_for(base).state_dict())
-    local = settings(plan, len(fit.labels), *head, tower_rate)
-    epsilon, norm = run_rounds(module, [fit.text, fit.pixels, fit.labels], local, plan)
-    return module, {"epsilon": epsilon, "update_l2": norm}
+    local = settings(plan, *head, tower_rate)
+    history, norm = run_rounds(
+        module.head, [fit.text, fit.image, fit.labels], local, range(probe_rounds), []
+    )
+    history, norm = run_rounds(
+        module, [fit.text, fit.pixels, fit.labels], local, range(probe_rounds, plan.rounds), history
+    )
+    return module, spent(local, history, norm)
 
 
 def score(module: nn.Module, split: Split, towers: bool) -> float:
@@ -217,7 +243,7 @@ def fresh_base(base: models.BaseModel) -> models.BaseModel:
 
 def probe(args: argparse.Namespace) -> None:
     """Seconds per DP step of each setting on a few samples (the cost, before a search)."""
-    base, fit, _, _, sizes = load_data(args.image_size, 200)
+    base, fit, _, _, sizes = load_data(args.image_size, 200, args.source)
     plan = Plan(1, 3, args.batch_size)
     runs = {
         "frozen": lambda: frozen_run(base, fit, plan, 0.05, 1.0),
@@ -249,7 +275,7 @@ def search(args: argparse.Namespace) -> list[str]:
     """Both settings chosen on validation; the chosen points scored on test (`--repeats`
     trainings each, fresh DP noise: their mean and range)."""
     plan, started = Plan(args.rounds, args.steps, args.batch_size), time.perf_counter()
-    base, fit, val, test, sizes = load_data(args.image_size, None)
+    base, fit, val, test, sizes = load_data(args.image_size, None, args.source)
     frozen: dict[Any, Trained] = {}
     for rate, clip in FROZEN_GRID:
         head, info = frozen_run(base, fit, plan, rate, clip)
@@ -257,7 +283,7 @@ def search(args: argparse.Namespace) -> list[str]:
     head_point, frozen_best = choose(frozen, "frozen (lr, clip)")
     frozen_s, towers = time.perf_counter() - started, {}
     for tower in TOWER_GRID:
-        module, info = tower_run(fresh_base(base), fit, plan, head_point, tower)
+        module, info = tower_run(fresh_base(base), fit, plan, head_point, tower, args.probe_rounds)
         towers[tower] = (score(module, val, True), module, info)
     tower_point, tower_best = choose(towers, "towers (targets, alpha, tower_lr)")
     tower_s = (time.perf_counter() - started - frozen_s) / len(TOWER_GRID)
@@ -266,7 +292,11 @@ def search(args: argparse.Namespace) -> list[str]:
         for _ in range(args.repeats - 1)
     ]
     tower_tests = [score(tower_best[1], test, True)] + [
-        score(tower_run(fresh_base(base), fit, plan, head_point, tower_point)[0], test, True)
+        score(
+            tower_run(fresh_base(base), fit, plan, head_point, tower_point, args.probe_rounds)[0],
+            test,
+            True,
+        )
         for _ in range(args.repeats - 1)
     ]
     rows = {
@@ -306,11 +336,16 @@ def report_lines(
     frozen, towers = means.values()
     won = towers > frozen
     lines = [
-        f'Data: the digits benchmark (`digits_benchmark(3, source="digits")`), centralized '
+        f"Data: the digits benchmark (`digits_benchmark(3, source='{args.source}')`), centralized "
         f"on the 3 enterprises' fit splits pooled: fit/validation/test {sizes['fit']}/"
         f"{sizes['validation']}/{sizes['test']} samples. Bundled model at image_size "
         f"{args.image_size}; DP-SGD at epsilon {EPSILON:g}, delta {DELTA:g} (PRV), "
-        f"{plan.rounds} rounds of {plan.steps} steps, expected batch {plan.batch_size}.",
+        f"{plan.rounds} rounds of {plan.steps} steps, expected batch {plan.batch_size}"
+        + (
+            f"; LoRA from round {args.probe_rounds + 1} (the head alone before: LP-FT)."
+            if args.probe_rounds
+            else "."
+        ),
         "",
         f"| setting | chosen on validation | validation | test (mean of {args.repeats} "
         "trainings; min-max) | epsilon | last round's update L2 |",
@@ -334,6 +369,10 @@ def report_lines(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
+    parser.add_argument("--source", choices=("digits", "mnist"), default="digits")
+    parser.add_argument(
+        "--probe-rounds", type=int, default=0, help="rounds of the head alone before LoRA (LP-FT)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)

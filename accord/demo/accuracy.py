@@ -9,7 +9,6 @@ the numbers to its `metrics.jsonl`; this module only reads and compares them.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.table import Table
@@ -104,12 +103,12 @@ def accuracy_table(accuracy: dict[str, Any]) -> Table:
 
     def cells(row: dict[str, Any]) -> list[str]:
         return [
-            percent(row["own_test"]["federated"]),
-            percent(row["own_test"]["local_only"]),
-            percent(row["own_test"].get("personalized")),
-            percent(row["pooled_test"]["federated"]),
-            percent(row["pooled_test"]["local_only"]),
-            percent(row["pooled_test"].get("personalized")),
+            _percent(row["own_test"]["federated"]),
+            _percent(row["own_test"]["local_only"]),
+            _percent(row["own_test"].get("personalized")),
+            _percent(row["pooled_test"]["federated"]),
+            _percent(row["pooled_test"]["local_only"]),
+            _percent(row["pooled_test"].get("personalized")),
         ]
 
     for name, row in accuracy["participants"].items():
@@ -130,9 +129,9 @@ def accuracy_verdict(accuracy: dict[str, Any]) -> str:
     best_alone = max(r["pooled_test"].get("local_only") or 0.0 for r in rows.values())
     verdict = "beats" if federated > best_alone else "does not beat"
     sentences = [
-        f"On the pooled test set the federated adapter ({percent(federated)}) {verdict} "
-        f"every participant training alone (at best {percent(best_alone)}, "
-        f"{percent(local)} on average)."
+        f"On the pooled test set the federated adapter ({_percent(federated)}) {verdict} "
+        f"every participant training alone (at best {_percent(best_alone)}, "
+        f"{_percent(local)} on average)."
     ]
     own = {n: r["own_test"] for n, r in rows.items() if r["own_test"].get("personalized")}
     if own:
@@ -161,10 +160,11 @@ def _paired(last: dict[str, Any]) -> dict[str, Any] | None:
     numbers = [int(c) for c in counts if isinstance(c, (int, float))]
     if len(numbers) != len(counts):
         return None
+    from scipy.stats import binomtest  # scipy.stats takes a while to import: only here
+
     gains, losses, records = numbers
-    split = gains + losses
-    tail = sum(math.comb(split, i) for i in range(min(gains, losses) + 1)) / 2**split
-    return {"gains": gains, "losses": losses, "records": records, "p": min(1.0, 2 * tail)}
+    p = 1.0 if gains + losses == 0 else float(binomtest(gains, gains + losses).pvalue)
+    return {"gains": gains, "losses": losses, "records": records, "p": p}
 
 
 _PAIRED_KEYS = ("personalized_gains", "personalized_losses", "test_records")
@@ -181,6 +181,6 @@ def _behind(name: str, paired: dict[str, Any] | None) -> str:
     )
 
 
-def percent(value: Any) -> str:
+def _percent(value: Any) -> str:
     """A fraction as a percentage with one decimal; "-" when unknown."""
     return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "-"

@@ -24,3 +24,16 @@ def test_the_plan_is_the_demo_profile() -> None:
     settings = fl_sim.settings(hyper, plan, personal_draws.EPSILON, 400)
     assert settings.dp is not None and settings.dp.accountant == "rdp"
     assert settings.dp.planned_steps == 50 and settings.batch_size == 128
+
+
+def test_a_draw_without_dp_scores_the_asked_test_records() -> None:
+    from accord.participant.data import incident_sets
+    from accord.participant.training import models
+
+    base = models.load_base_model(models.TINY_MODEL, incident_sets.INCIDENT_LABELS)
+    [draw] = personal_draws.draws_of(base, 5, 1, None, test_records=7, epsilon=None)
+    assert len(draw) == 3
+    for pair in draw:
+        for accuracy in pair:
+            # Scored on exactly 7 own test records: a multiple of 1/7.
+            assert abs(accuracy * 7 - round(accuracy * 7)) < 1e-6, draw

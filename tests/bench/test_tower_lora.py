@@ -21,13 +21,20 @@ def test_both_settings_train_at_the_epsilon_and_the_verdict_follows_the_figures(
     module, towers = bench.tower_run(
         bench.fresh_base(base), fit, plan, (0.05, 1.0), ("_conv_head", 8, 0.01)
     )
+    # LP-FT: one round of the head alone, then head and LoRA; the same epsilon in all.
+    probed, lpft = bench.tower_run(
+        bench.fresh_base(base), fit, plan, (0.05, 1.0), ("_conv_head", 8, 0.01), probe_rounds=1
+    )
+    assert lpft["epsilon"] == pytest.approx(towers["epsilon"], abs=1e-6)
+    lora_b = [p for n, p in probed.named_parameters() if "lora_B" in n]
+    assert lora_b and all(torch.count_nonzero(p) > 0 for p in lora_b)
     for info in (frozen, towers):
         assert info["epsilon"] == pytest.approx(bench.EPSILON, abs=0.05)
     lora = [p for n, p in module.named_parameters() if "lora_B" in n]
     assert lora and all(torch.count_nonzero(p) > 0 for p in lora)
     assert 0 <= bench.score(head, val, False) <= 1 and 0 <= bench.score(module, val, True) <= 1
 
-    args = argparse.Namespace(image_size=32, repeats=2)
+    args = argparse.Namespace(image_size=32, repeats=2, source="digits", probe_rounds=0)
     rows = {
         "frozen": ("lr 0.05", (0.7, head, frozen), [0.60, 0.62]),
         "towers": ("lr 0.05; LoRA", (0.8, module, towers), [0.64, 0.66]),
