@@ -1,7 +1,7 @@
 """LoRA in the towers vs the frozen-tower head, at the same epsilon (issue 14).
 
 Run: ``.venv/bin/python bench/tower_lora.py [--source mnist] [--image-size 32]
-[--probe-rounds 3] [--write PATH]``
+[--probe-rounds 3] [--tower text --decoy-share 1] [--write PATH]``
 
 The digits benchmark (`digits_benchmark(3, source="digits")`: 1,797 real 8x8 digits as
 camera frames with generated reports; its image-only frozen accuracy is low, so adapting
@@ -12,21 +12,27 @@ calibration over all the run's steps). Two settings on the same data, base model
 image size:
 
 - frozen: both towers frozen, their features cached, the fusion head trained;
-- towers: the same head and FFA-LoRA B matrices in the image tower (`IMAGE_TARGETS`,
-  EfficientNet-Lite0's 1x1 convolutions; A frozen from the seed), their own learning rate
-  (`tower_learning_rate`), the text tower frozen (its features cached: exact, it has no
-  LoRA). Per-sample gradients run through the image tower, so this is the slow one.
+- towers: the same head and FFA-LoRA B matrices in one tower (A frozen from the seed),
+  with their own learning rate (`tower_learning_rate`). `--tower image` (the default):
+  in the image tower (`TARGETS`, EfficientNet-Lite0's 1x1 convolutions), the text tower
+  frozen (its features cached: exact, it has no LoRA); `--tower text`: in MiniLM's
+  attention (`TEXT_TARGETS`), the image tower frozen and cached. Per-sample gradients
+  run through the tuned tower, so this is the slow one.
   With ``--probe-rounds k`` it is LP-FT: the head alone for the first k rounds (on cached
   features), then the head and LoRA, under the same DP calibration over all rounds.
+
+`--decoy-share F` makes that share of the specific reports also name a ruled-out
+incident type (`digits_benchmark(decoy_share=F)`, e.g. "flames and thick smoke, not a
+flooded underpass"): a frozen sentence encoder averages both mentions, so that is the
+data on which tuning the text tower has something to learn.
 
 Every choice is made on the validation split, never on the test split: the head's
 learning rate and DP clip for the frozen setting (`FROZEN_GRID`); the towers setting
 keeps them and picks `tower_learning_rate` from `TOWER_RATES`. The test split is
 scored once per setting, for the chosen point only.
 
-With ``--write PATH`` the section "## LoRA in the towers vs the frozen head" of PATH is
-written or replaced (its own `## ` section: `ml_bench.py` rewrites "## Federated learning"
-whole).
+With ``--write PATH`` the tower's section of PATH (`SECTIONS`) is written or replaced
+(its own `## ` section: `ml_bench.py` rewrites "## Federated learning" whole).
 """
 
 from __future__ import annotations
@@ -53,7 +59,11 @@ from accord.participant.data import folder as datasets
 from accord.participant.training import csprng, models, privacy
 from accord.participant.training import local as train
 
-SECTION = "## LoRA in the towers vs the frozen head"
+SECTIONS = {
+    "image": "## LoRA in the towers vs the frozen head",
+    "text": "## LoRA in the text tower vs the frozen head",
+}
+"""The markdown section `--write` replaces, per `--tower`."""
 TARGETS = {
     "1x1 convs": (
         r".*image_tower\.network\._blocks\.\d+\.(_expand_conv|_project_conv)"
@@ -63,6 +73,10 @@ TARGETS = {
 }
 """LoRA targets in the image tower: every 1x1 convolution (the bundled model's image
 targets, `BUNDLED_LORA_TARGETS`), or only the last one (`_conv_head`, 320 -> 1280)."""
+TEXT_TARGETS = {
+    "query, value": r".*text_tower\.encoder\.encoder\.layer\.\d+\.attention\.self\.(query|value)",
+}
+"""LoRA targets in the text tower: MiniLM's attention query and value projections."""
 EPSILON = 8.0
 DELTA = fl_sim.DELTA
 VALIDATION = 0.2
@@ -71,19 +85,29 @@ FROZEN_GRID = tuple(itertools.product((0.05, 0.2), (0.5, 2.0)))
 RANK = 4
 IMAGE_SIZE = 64
 """The image tower's input side by default (`--image-size`); the frozen baseline uses the same."""
-TOWER_GRID = tuple(itertools.product(TARGETS, (1, 8), (0.01, 0.05)))
-"""(targets, lora_alpha, tower_learning_rate) searched for LoRA in the image tower, rank 4
+TOWER_GRIDS = {
+    "image": tuple(itertools.product(TARGETS, (1, 8), (0.01, 0.05))),
+    "text": tuple(itertools.product(TEXT_TARGETS, (8,), (0.002, 0.01))),
+}
+"""Per tower, the (targets, lora_alpha, tower_learning_rate) searched for its LoRA, rank 4
 (alpha 8 is the default 2 * rank); the head keeps the frozen setting's choice."""
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split's tensors: cached text and frozen image features, pixels, labels."""
+    """One split's tensors: cached text and frozen image features, pixels, the reports'
+    token ids and attention mask, labels."""
 
     text: torch.Tensor
     image: torch.Tensor
     pixels: torch.Tensor
+    ids: torch.Tensor
+    mask: torch.Tensor
     labels: torch.Tensor
+
+    def tuned_inputs(self, tower: str) -> list[torch.Tensor]:
+        """The inputs of `TowerTuned` for `tower` ("image" or "text")."""
+        return [self.text, self.pixels] if tower == "image" else [self.ids, self.mask, self.image]
 
 
 @dataclass(frozen=True)
@@ -95,47 +119,54 @@ class Plan:
     batch_size: int
 
 
-class ImageTuned(nn.Module):
-    """The PEFT model's image tower (with its LoRA) and fusion head, on cached text
-    features: `forward(text_features, pixels)`, the same logits as the whole model."""
+class TowerTuned(nn.Module):
+    """The PEFT model's `tower` ("image" or "text", with its LoRA) and fusion head, on the
+    other tower's cached features: `forward(text_features, pixels)` or `forward(ids,
+    mask, image_features)` (`Split.tuned_inputs`), the same logits as the whole model."""
 
-    def __init__(self, peft_model: nn.Module) -> None:
+    def __init__(self, peft_model: nn.Module, tower: str) -> None:
         super().__init__()
         inner: nn.Module = peft_model.base_model.model  # type: ignore[union-attr,assignment]
-        self.image_tower = inner.image_tower
+        self.tower_name = tower
+        self.tower = getattr(inner, f"{tower}_tower")
         self.head = models.fusion_head(peft_model)
 
-    def forward(self, text: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-        return self.head(text, self.image_tower(pixels))  # type: ignore[no-any-return]
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.tower_name == "image":
+            text, pixels = inputs
+            return self.head(text, self.tower(pixels))  # type: ignore[no-any-return]
+        ids, mask, image = inputs
+        return self.head(self.tower(ids, mask), image)  # type: ignore[no-any-return]
 
 
 def split_of(base: models.BaseModel, examples: tuple[datasets.Example, ...]) -> Split:
-    """Features (frozen towers) and pixels of `examples`."""
+    """Features (frozen towers), pixels and token ids of `examples`."""
     from PIL import Image
 
     features = fl_sim.features_of(base, examples)
     pixels = base.preprocess.images([Image.fromarray(e.image) for e in examples])
-    return Split(features.text, features.image, pixels, features.labels)
-
-
-def pooled(parts: list[Split]) -> Split:
-    return Split(*(torch.cat([getattr(p, f) for p in parts]) for f in Split.__dataclass_fields__))
+    ids, mask = base.preprocess.texts([e.text for e in examples])
+    return Split(features.text, features.image, pixels, ids, mask, features.labels)
 
 
 def load_data(
-    image_size: int, limit: int | None, source: str = "digits"
+    image_size: int, limit: int | None, source: str = "digits", decoy_share: float = 0.0
 ) -> tuple[models.BaseModel, Split, Split, Split, dict[str, int]]:
     """The base model and the pooled fit, validation and test splits of `source`'s digits."""
-    bench = digit_incidents.digits_benchmark(3, source=source, seed=0, limit=limit)
+    bench = digit_incidents.digits_benchmark(
+        3, source=source, seed=0, limit=limit, decoy_share=decoy_share
+    )
     base = models.load_base_model(models.BUNDLED_MODEL, bench.labels, image_size=image_size)
     fit, val = zip(
         *(non_iid.split_validation(e, VALIDATION, seed=i) for i, e in enumerate(bench.enterprises)),
         strict=True,
     )
-    splits = [pooled([split_of(base, part) for part in parts]) for parts in (fit, val)]
-    test = pooled([split_of(base, e.test) for e in bench.enterprises])
-    sizes = {"fit": len(splits[0].labels), "validation": len(splits[1].labels)}
-    return base, splits[0], splits[1], test, {**sizes, "test": len(test.labels)}
+    fit_split, val_split, test = (
+        split_of(base, tuple(x for part in parts for x in part))
+        for parts in (fit, val, [e.test for e in bench.enterprises])
+    )
+    sizes = {"fit": len(fit_split.labels), "validation": len(val_split.labels)}
+    return base, fit_split, val_split, test, {**sizes, "test": len(test.labels)}
 
 
 def settings(
@@ -205,9 +236,11 @@ def tower_run(
     head: tuple[float, float],
     tower: tuple[str, int, float],
     probe_rounds: int = 0,
+    kind: str = "image",
 ) -> tuple[nn.Module, dict[str, float]]:
-    """The head (from the frozen setting's initial weights) and FFA-LoRA in the image
-    tower: `head` (learning_rate, clip), `tower` (targets, lora_alpha, tower_learning_rate).
+    """The head (from the frozen setting's initial weights) and FFA-LoRA in the `kind`
+    tower ("image" or "text"): `head` (learning_rate, clip), `tower` (targets, lora_alpha,
+    tower_learning_rate).
 
     With `probe_rounds` > 0, linear probe then fine-tune (LP-FT, Kumar et al. 2022): the
     first `probe_rounds` rounds train the head alone on the frozen towers' cached features,
@@ -215,22 +248,28 @@ def tower_run(
     covers all `plan.rounds` rounds and the accountant counts every step of both phases.
     """
     targets, alpha, tower_rate = tower
-    lora = train.LoraSettings(rank=RANK, alpha=alpha, target_modules=TARGETS[targets])
-    model = train.wrap_with_lora(base, lora, seed=0)
-    module = ImageTuned(model)
+    regex = (TARGETS if kind == "image" else TEXT_TARGETS)[targets]
+    lora = train.LoraSettings(rank=RANK, alpha=alpha, target_modules=regex)
+    module = TowerTuned(train.wrap_with_lora(base, lora, seed=0), kind)
     module.head.load_state_dict(fl_sim.head_for(base).state_dict())
     local = settings(plan, *head, tower_rate)
     history, norm = run_rounds(
         module.head, [fit.text, fit.image, fit.labels], local, range(probe_rounds), []
     )
     history, norm = run_rounds(
-        module, [fit.text, fit.pixels, fit.labels], local, range(probe_rounds, plan.rounds), history
+        module,
+        [*fit.tuned_inputs(kind), fit.labels],
+        local,
+        range(probe_rounds, plan.rounds),
+        history,
     )
     return module, spent(local, history, norm)
 
 
-def score(module: nn.Module, split: Split, towers: bool) -> float:
-    inputs = [split.text, split.pixels if towers else split.image]
+def score(module: nn.Module, split: Split, tower: str | None) -> float:
+    """Accuracy on `split`: of the head on cached features (tower None), or of a
+    `TowerTuned` module on its tower's inputs."""
+    inputs = [split.text, split.image] if tower is None else split.tuned_inputs(tower)
     logits = train.predict(module, inputs, batch_size=128)
     return train.accuracy_and_loss(logits, split.labels)["accuracy"]
 
@@ -243,15 +282,22 @@ def fresh_base(base: models.BaseModel) -> models.BaseModel:
 
 def probe(args: argparse.Namespace) -> None:
     """Seconds per DP step of each setting on a few samples (the cost, before a search)."""
-    base, fit, _, _, sizes = load_data(args.image_size, 200, args.source)
+    base, fit, _, _, sizes = load_data(args.image_size, 200, args.source, args.decoy_share)
     plan = Plan(1, 3, args.batch_size)
+    targets_of = TARGETS if args.tower == "image" else TEXT_TARGETS
     runs = {
         "frozen": lambda: frozen_run(base, fit, plan, 0.05, 1.0),
         **{
             f"towers ({targets})": functools.partial(
-                tower_run, fresh_base(base), fit, plan, (0.05, 1.0), (targets, 8, 0.01)
+                tower_run,
+                fresh_base(base),
+                fit,
+                plan,
+                (0.05, 1.0),
+                (targets, 8, 0.01),
+                kind=args.tower,
             )
-            for targets in TARGETS
+            for targets in targets_of
         },
     }
     for name, run in runs.items():
@@ -275,28 +321,26 @@ def search(args: argparse.Namespace) -> list[str]:
     """Both settings chosen on validation; the chosen points scored on test (`--repeats`
     trainings each, fresh DP noise: their mean and range)."""
     plan, started = Plan(args.rounds, args.steps, args.batch_size), time.perf_counter()
-    base, fit, val, test, sizes = load_data(args.image_size, None, args.source)
+    base, fit, val, test, sizes = load_data(args.image_size, None, args.source, args.decoy_share)
     frozen: dict[Any, Trained] = {}
     for rate, clip in FROZEN_GRID:
         head, info = frozen_run(base, fit, plan, rate, clip)
-        frozen[(rate, clip)] = (score(head, val, False), head, info)
+        frozen[(rate, clip)] = (score(head, val, None), head, info)
     head_point, frozen_best = choose(frozen, "frozen (lr, clip)")
     frozen_s, towers = time.perf_counter() - started, {}
-    for tower in TOWER_GRID:
-        module, info = tower_run(fresh_base(base), fit, plan, head_point, tower, args.probe_rounds)
-        towers[tower] = (score(module, val, True), module, info)
+    tuned = functools.partial(tower_run, probe_rounds=args.probe_rounds, kind=args.tower)
+    grid = TOWER_GRIDS[args.tower]
+    for tower in grid:
+        module, info = tuned(fresh_base(base), fit, plan, head_point, tower)
+        towers[tower] = (score(module, val, args.tower), module, info)
     tower_point, tower_best = choose(towers, "towers (targets, alpha, tower_lr)")
-    tower_s = (time.perf_counter() - started - frozen_s) / len(TOWER_GRID)
-    frozen_tests = [score(frozen_best[1], test, False)] + [
-        score(frozen_run(base, fit, plan, *head_point)[0], test, False)
+    tower_s = (time.perf_counter() - started - frozen_s) / len(grid)
+    frozen_tests = [score(frozen_best[1], test, None)] + [
+        score(frozen_run(base, fit, plan, *head_point)[0], test, None)
         for _ in range(args.repeats - 1)
     ]
-    tower_tests = [score(tower_best[1], test, True)] + [
-        score(
-            tower_run(fresh_base(base), fit, plan, head_point, tower_point, args.probe_rounds)[0],
-            test,
-            True,
-        )
+    tower_tests = [score(tower_best[1], test, args.tower)] + [
+        score(tuned(fresh_base(base), fit, plan, head_point, tower_point)[0], test, args.tower)
         for _ in range(args.repeats - 1)
     ]
     rows = {
@@ -305,7 +349,7 @@ def search(args: argparse.Namespace) -> list[str]:
             frozen_best,
             frozen_tests,
         ),
-        f"head + FFA-LoRA in the image tower (rank {RANK})": (
+        f"head + FFA-LoRA in the {args.tower} tower (rank {RANK})": (
             "lr {:g}, clip {:g}; ".format(*head_point)
             + "LoRA on {}, lora_alpha {}, tower_learning_rate {:g}".format(*tower_point),
             tower_best,
@@ -335,8 +379,11 @@ def report_lines(
     means = {name: statistics.mean(tests) for name, (_, _, tests) in rows.items()}
     frozen, towers = means.values()
     won = towers > frozen
+    decoys = getattr(args, "decoy_share", 0.0)
     lines = [
-        f"Data: the digits benchmark (`digits_benchmark(3, source='{args.source}')`), centralized "
+        f"Data: the digits benchmark (`digits_benchmark(3, source='{args.source}'"
+        + (f", decoy_share={decoys:g}" if decoys else "")
+        + ")`), centralized "
         f"on the 3 enterprises' fit splits pooled: fit/validation/test {sizes['fit']}/"
         f"{sizes['validation']}/{sizes['test']} samples. Bundled model at image_size "
         f"{args.image_size}; DP-SGD at epsilon {EPSILON:g}, delta {DELTA:g} (PRV), "
@@ -370,6 +417,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     parser.add_argument("--source", choices=("digits", "mnist"), default="digits")
+    parser.add_argument("--tower", choices=tuple(TOWER_GRIDS), default="image")
+    parser.add_argument(
+        "--decoy-share", type=float, default=0.0, help="reports that also name a ruled-out type"
+    )
     parser.add_argument(
         "--probe-rounds", type=int, default=0, help="rounds of the head alone before LoRA (LP-FT)"
     )
@@ -379,7 +430,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="test trainings per setting")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--probe", action="store_true", help="time a few steps, then stop")
-    parser.add_argument("--write", type=Path, help="replace SECTION of this markdown file")
+    parser.add_argument("--write", type=Path, help="replace SECTIONS[tower] of this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.probe:
@@ -388,14 +439,14 @@ def main() -> int:
     lines = search(args)
     command = "bench/tower_lora.py " + shlex.join(sys.argv[1:])
     body = [
-        SECTION,
+        SECTIONS[args.tower],
         "",
         f"`.venv/bin/python {command}` on {cpu_model()} ({platform.machine()}),"
         f" {args.threads} torch threads, {time.strftime('%Y-%m-%d')}.",
         "",
         *lines,
     ]
-    publish("\n".join(body), args.write, SECTION)
+    publish("\n".join(body), args.write, SECTIONS[args.tower])
     return 0
 
 

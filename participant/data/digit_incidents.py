@@ -32,6 +32,7 @@ def digits_benchmark(
     seed: int = 0,
     dirichlet_alpha: float = 0.5,
     vague_share: float = 0.3,
+    decoy_share: float = 0.0,
     test_fraction: float = 0.2,
     frame_size: int = 48,
     limit: int | None = None,
@@ -44,11 +45,15 @@ def digits_benchmark(
         seed: every random choice derives from it.
         dirichlet_alpha: label-skew concentration (per class over enterprises).
         vague_share: share of reports that name no incident type.
+        decoy_share: share of the other reports that also name a ruled-out incident type
+            (`incident_sets.DECOY_TEMPLATES`); 0 leaves every report as it was.
         test_fraction: share of each enterprise's samples in its test split.
         frame_size: side of the camera frames, in pixels.
         limit: use only the first `limit` images (after a seeded shuffle).
     """
     check_common(n_enterprises, dirichlet_alpha, vague_share, test_fraction)
+    if not 0 <= decoy_share <= 1:
+        raise ConfigError(f"decoy_share = {decoy_share}: must be in [0, 1]")
     images, digits = _load_digits(source)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     order = rng.permutation(len(digits))
@@ -65,7 +70,8 @@ def digits_benchmark(
             label = INCIDENT_LABELS[int(digits[sample])]
             frame = _digit_frame(sub, images[sample], index % 3, frame_size)
             vague = bool(sub.random() < vague_share)
-            text = make_report(sub, label, index, vague=vague)
+            decoy = decoy_share > 0 and bool(sub.random() < decoy_share)
+            text = make_report(sub, label, index, vague=vague, decoy=decoy)
             split = "test" if position < round(test_fraction * len(members)) else "train"
             examples.append(Example(f"e{index}-{int(sample):05d}", frame, text, label, split))
         sub.shuffle(examples)
@@ -78,6 +84,7 @@ def digits_benchmark(
         settings={
             "source": source,
             **skew_settings(seed, dirichlet_alpha, vague_share),
+            **({"decoy_share": decoy_share} if decoy_share else {}),
             "n_enterprises": n_enterprises,
         },
     )

@@ -11,7 +11,10 @@ pooled test set (non-IID by design):
 
 A share of reports is deliberately vague (`vague_share`: they name no incident type)
 and a share of frames is nearly uninformative (dark, noisy or tiny), so neither
-modality alone suffices.
+modality alone suffices. Optionally (`decoy_share`, the digits benchmark only) a share of
+the specific reports also names an incident type that was ruled out ("flames and thick
+smoke, not a flooded underpass"): a frozen sentence encoder averages both mentions, so
+those reports are where tuning the text tower has something to learn.
 
 The benchmarks: `city_safety.py` (synthetic, for `accord demo`: three domains drawn
 procedurally) and `digit_incidents.py` (real handwritten digits as camera frames). This
@@ -129,6 +132,14 @@ PLACES = (
     "level 2",
 )
 
+DECOY_TEMPLATES = (
+    "{detail}, not {decoy}",
+    "not {decoy} but {detail}",
+    "{decoy} ruled out; {detail}",
+    "no {decoy}; {detail} instead",
+)
+"""How a report with a decoy words the incident (`detail`) and the ruled-out one."""
+
 REPORT_STYLES = (
     # formal operator log
     "Incident log {ref}: {detail} observed at {place} at {time}. Crew dispatched.",
@@ -139,16 +150,25 @@ REPORT_STYLES = (
 )
 
 
-def make_report(rng: np.random.Generator, label: str, style: int, *, vague: bool) -> str:
-    """An incident report in one of `REPORT_STYLES`; a vague one names no incident type."""
+def make_report(
+    rng: np.random.Generator, label: str, style: int, *, vague: bool, decoy: bool = False
+) -> str:
+    """An incident report in one of `REPORT_STYLES`; a vague one names no incident type;
+    a specific one with `decoy` also names another incident type, ruled out
+    (`DECOY_TEMPLATES`). Without a decoy it draws from `rng` exactly as before decoys
+    existed, so every benchmark made without them is unchanged."""
     phrases = VAGUE_PHRASES if vague else SPECIFIC_PHRASES[label]
     template = REPORT_STYLES[style % len(REPORT_STYLES)]
-    return template.format(
-        ref=f"#{int(rng.integers(1000, 9999))}",
-        detail=phrases[int(rng.integers(len(phrases)))],
-        place=PLACES[int(rng.integers(len(PLACES)))],
-        time=f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}",
-    )
+    ref = f"#{int(rng.integers(1000, 9999))}"
+    detail = phrases[int(rng.integers(len(phrases)))]
+    place = PLACES[int(rng.integers(len(PLACES)))]
+    time = f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}"
+    if decoy and not vague:
+        others = [other for other in SPECIFIC_PHRASES if other != label]
+        ruled_out = SPECIFIC_PHRASES[others[int(rng.integers(len(others)))]]
+        wording = DECOY_TEMPLATES[int(rng.integers(len(DECOY_TEMPLATES)))]
+        detail = wording.format(detail=detail, decoy=ruled_out[int(rng.integers(len(ruled_out)))])
+    return template.format(ref=ref, detail=detail, place=place, time=time)
 
 
 # ---- the benchmark container ----
