@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from accord.participant.data import folder as datasets
@@ -195,6 +196,10 @@ class Simulation:
         self.spent: dict[float, float] = {}  # epsilon target -> the federation's spent
         # (grid point, epsilon) -> each enterprise's accountant history of its FedAvg updates
         self.federated_histories: dict[tuple[Hyper, float | None], list[privacy.History]] = {}
+        # (grid point, epsilon) -> the global head's weights before the last round: where
+        # the demo's personal model starts (`personalize_round` = the last round trains its
+        # side models beside the round's update, before that round's aggregate exists)
+        self.before_last_round: dict[tuple[Hyper, float | None], npt.NDArray[np.float32]] = {}
 
     def _train(
         self, head: torch.nn.Module, data: Features, hyper: Hyper, epsilon: float | None, seed: int
@@ -233,6 +238,7 @@ class Simulation:
         histories: list[privacy.History] = [[] for _ in self.fit]
         weights = np.array([len(data) for data in self.fit], dtype=np.float64)
         for round_ in range(self.plan.rounds):
+            self.before_last_round[(hyper, epsilon)] = vector
             deltas = []
             for index, data in enumerate(self.fit):
                 train.set_vector(head, names, vector)
@@ -258,17 +264,22 @@ class Simulation:
         return head
 
     def personalized(
-        self, global_head: torch.nn.Module, hypers: Sequence[Hyper], epsilon: float | None
+        self,
+        global_head: torch.nn.Module,
+        hypers: Sequence[Hyper],
+        epsilon: float | None,
+        start: npt.NDArray[np.float32] | None = None,
     ) -> tuple[list[torch.nn.Module], list[privacy.History]]:
         """Each enterprise's personal head and the history of its own accountant.
 
-        The head starts from `global_head`'s weights and trains on the enterprise's fit
-        data with its grid point in `hypers` (its local-only choice) for `plan.rounds`
-        rounds' worth of steps, as many as its local-only model; with DP at `epsilon`,
-        from an empty history.
+        The head starts from `start` (default: `global_head`'s weights; the demo's start is
+        `before_last_round`) and trains on the enterprise's fit data with its grid point in
+        `hypers` (its local-only choice) for `plan.rounds` rounds' worth of steps, as many
+        as its local-only model; with DP at `epsilon`, from an empty history.
         """
         names = train.trainable_names(global_head)
-        start = train.get_vector(global_head, names)
+        if start is None:
+            start = train.get_vector(global_head, names)
         heads, histories = [], []
         for index, (data, hyper) in enumerate(zip(self.fit, hypers, strict=True)):
             head = head_for(self.base)

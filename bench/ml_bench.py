@@ -411,7 +411,7 @@ def report(args: argparse.Namespace) -> str:
         "### Demo profile and data quality",
         "",
         "One participant of the demo profile (`MultimodalTrainer` defaults, synthetic "
-        "city-safety data: 400 train, 100 own test, 300 pooled test samples): "
+        "city-safety data: 400 train, 300 own test, 900 pooled test samples): "
         f"start with feature caching {demo['init_s']:.1f} s, start with the cache "
         f"{demo['cached_init_s']:.1f} s, one round (20 steps, plus the local-only model) "
         f"{demo['round_s']:.2f} s; with DP (target epsilon 8, start + first round, "

@@ -1,24 +1,26 @@
 """How often the personal model keeps up with local-only, over fresh draws of DP noise.
 
 Run: ``.venv/bin/python bench/personal_draws.py --seeds 1 2 3 --draws 8
-[--test-records N] [--no-dp]``
+[--test-records N] [--no-dp] [--home-share F]``
 
 `accord demo` trains every model once, with one draw of DP noise, and scores it on each
-participant's 100 own test records, so one run's "personal vs local-only" comparison moves
+participant's 300 own test records, so one run's "personal vs local-only" comparison moves
 by a few records from run to run. This script repeats the demo profile in one process
-(`fl_sim.Simulation`: 3 enterprises of the city-safety data of seed S, the bundled model's
-frozen features, a Linear head, AdamW lr 0.05, 10 steps per round of expected batch 128,
+(`fl_sim.Simulation`: 3 enterprises of the city-safety data of seed S, the demo's
+`home_share` unless `--home-share` says otherwise (1: the disjoint domains), the bundled
+model's frozen features, a Linear head, AdamW lr 0.05, 10 steps per round of expected batch 128,
 5 rounds, DP-SGD at epsilon 8 over the rounds with clip 1, RDP-calibrated like the demo;
 FedAvg without the secure pipeline's quantization) and, per draw, trains anew: the
-local-only models, the federation and each personal model (`personalize_round`: the
-global head fine-tuned on own data for as many steps, predicting 2/3 own + 1/3 global).
+local-only models, the federation and each personal model (`personalize_round`, the
+demo's last round: the global head of the round before fine-tuned on own data for as
+many steps, predicting 2/3 own + 1/3 the final global head).
 
 It prints, per seed and enterprise, the mean own-test accuracy of local-only and personal
 over the draws, the mean and standard deviation of their difference, and in how many
 draws the personal model is at or above local-only; and in how many draws that holds for
 every enterprise at once. Use seeds other than 0: the demo reports seed 0.
 
-`--test-records N` gives every enterprise N own test records instead of the demo's 100
+`--test-records N` gives every enterprise N own test records instead of the demo's 300
 (the training records stay the same: they are drawn first); `--no-dp` trains every model
 without DP, which shows how much of the comparison is the data rather than the noise.
 """
@@ -49,12 +51,17 @@ def draws_of(
     draws: int,
     cache: Path | None,
     *,
-    test_records: int = 100,
+    test_records: int = 300,
     epsilon: float | None = EPSILON,
+    home_share: float | None = None,
 ) -> list[list[tuple[float, float]]]:
     """Per draw, per enterprise: (local-only, personal) accuracy on its own test split
-    (`test_records` records; DP at `epsilon`, None for none)."""
-    bench = city_safety.city_safety_benchmark(3, seed=seed, test_per_enterprise=test_records)
+    (`test_records` records; DP at `epsilon`, None for none; `home_share` None: the
+    generator's default, the demo's)."""
+    shares = {} if home_share is None else {"home_share": home_share}
+    bench = city_safety.city_safety_benchmark(
+        3, seed=seed, test_per_enterprise=test_records, **shares
+    )
     fit = [fl_sim.cached_features(base, e.train, cache) for e in bench.enterprises]
     test = [fl_sim.cached_features(base, e.test, cache) for e in bench.enterprises]
     results = []
@@ -62,7 +69,8 @@ def draws_of(
         simulation = fl_sim.Simulation(base, fit, fit, PLAN)  # a fresh CSPRNG key
         alone = simulation.local_only(DEMO, epsilon)
         global_head = simulation.federated(DEMO, epsilon)
-        personal, _ = simulation.personalized(global_head, [DEMO] * len(fit), epsilon)
+        start = simulation.before_last_round[(DEMO, epsilon)]  # as the demo's
+        personal, _ = simulation.personalized(global_head, [DEMO] * len(fit), epsilon, start)
         results.append(
             [
                 (
@@ -100,8 +108,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--feature-cache", type=Path, help="keep the towers' features here")
-    parser.add_argument("--test-records", type=int, default=100, help="own test records each")
+    parser.add_argument("--test-records", type=int, default=300, help="own test records each")
     parser.add_argument("--no-dp", action="store_true", help="train every model without DP")
+    parser.add_argument(
+        "--home-share", type=float, help="share of home-domain incidents (default: the demo's)"
+    )
     args = parser.parse_args()
     epsilon = None if args.no_dp else EPSILON
     base = models.load_base_model(
@@ -121,6 +132,7 @@ def main() -> None:
             args.feature_cache,
             test_records=args.test_records,
             epsilon=epsilon,
+            home_share=args.home_share,
         )
         lines += table(seed, names, results)
     print("\n".join(lines))

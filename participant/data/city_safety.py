@@ -2,8 +2,14 @@
 
 Three domains, each with its own label set (they overlap only partly) and its own image
 and report style; the frames are drawn procedurally, one motif per incident type. With N
-enterprises, N >= 3, enterprise i takes domain i mod 3 and enterprises of one domain get
-different Dirichlet label proportions within it; with N = 2 the first takes two domains.
+enterprises, N >= 3, enterprise i has domain i mod 3 as its home and enterprises of one
+home domain get different Dirichlet label proportions; with N = 2 the first has two home
+domains. A `home_share` of each enterprise's incidents (0.7 by default) happen in its home
+domain(s), the rest in the others: an energy utility's cameras mostly watch its sites, but
+about one incident in three is on a street or at a house next to them. That tail is what
+a member cannot learn well from its own records and learns from the federation; at
+`home_share = 1` the domains are disjoint and every member is self-sufficient on its own
+test split (docs/ml.md, "The demo").
 Every frame, report and label is generated: this data set is synthetic and says nothing
 about real incidents. What all benchmarks share (labels, reports, the `Benchmark`
 container) is in `incident_sets.py`.
@@ -63,12 +69,13 @@ def city_safety_benchmark(
     n_enterprises: int = 3,
     *,
     train_per_enterprise: int = 400,
-    test_per_enterprise: int = 100,
+    test_per_enterprise: int = 300,
     seed: int = 0,
     dirichlet_alpha: float = 1.0,
     vague_share: float = 0.3,
     dark_share: float = 0.25,
     frame_size: int = 64,
+    home_share: float = 0.7,
 ) -> Benchmark:
     """Synthetic city-safety incidents of three domains split across N enterprises.
 
@@ -80,32 +87,28 @@ def city_safety_benchmark(
         vague_share: share of reports that name no incident type.
         dark_share: share of frames that are dark and noisy (nearly uninformative).
         frame_size: side of the frames, in pixels.
+        home_share: share of each enterprise's samples from its home domain(s); 1 keeps
+            every enterprise inside its own.
     """
     check_common(n_enterprises, dirichlet_alpha, vague_share, 0.5)
     if not 0 <= dark_share < 1:
         raise ConfigError(f"dark_share = {dark_share}: must be in [0, 1)")
-    enterprises = []
-    for index in range(n_enterprises):
-        mine = _domains_of(index, n_enterprises)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC17, index]))
-        proportions = {
-            d: rng.dirichlet(np.full(len(CITY_DOMAINS[d]), dirichlet_alpha)) for d in mine
-        }
-        examples = [
-            _city_example(
-                rng,
-                f"{index}-{position:05d}",
-                mine,
-                proportions,
-                frame_size,
-                dark_share=dark_share,
-                vague_share=vague_share,
-                split="train" if position < train_per_enterprise else "test",
-            )
-            for position in range(train_per_enterprise + test_per_enterprise)
-        ]
-        name = _enterprise_name(index, n_enterprises, mine)
-        enterprises.append(Enterprise.of(name, "+".join(mine), examples))
+    if not 0 < home_share <= 1:
+        raise ConfigError(f"home_share = {home_share}: must be in (0, 1]")
+    enterprises = [
+        _enterprise(
+            index,
+            n_enterprises,
+            seed,
+            home_share,
+            dirichlet_alpha,
+            (train_per_enterprise, test_per_enterprise),
+            frame_size=frame_size,
+            dark_share=dark_share,
+            vague_share=vague_share,
+        )
+        for index in range(n_enterprises)
+    ]
     return Benchmark(
         name="city-safety",
         labels=CITY_LABELS,
@@ -113,10 +116,44 @@ def city_safety_benchmark(
         settings={
             **skew_settings(seed, dirichlet_alpha, vague_share),
             "dark_share": dark_share,
+            **({"home_share": home_share} if home_share < 1 else {}),
             "n_enterprises": n_enterprises,
             "synthetic": True,
         },
     )
+
+
+def _enterprise(
+    index: int,
+    n_enterprises: int,
+    seed: int,
+    home_share: float,
+    dirichlet_alpha: float,
+    sizes: tuple[int, int],
+    **look: Any,
+) -> Enterprise:
+    """Enterprise `index`: its home domains, its label mix per domain, then its samples
+    (`sizes`: train, test; `look`: `_city_example`'s frame and report settings)."""
+    mine = _domains_of(index, n_enterprises)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC17, index]))
+    # Home domains first, so that home_share = 1 draws exactly as before it existed.
+    away = [d for d in CITY_DOMAINS if d not in mine] if home_share < 1 else []
+    proportions = {
+        d: rng.dirichlet(np.full(len(CITY_DOMAINS[d]), dirichlet_alpha)) for d in mine + away
+    }
+    train, test = sizes
+    examples = [
+        _city_example(
+            rng,
+            f"{index}-{position:05d}",
+            _where(rng, mine, away, home_share),
+            proportions,
+            split="train" if position < train else "test",
+            **look,
+        )
+        for position in range(train + test)
+    ]
+    return Enterprise.of(_enterprise_name(index, n_enterprises, mine), "+".join(mine), examples)
 
 
 def _domains_of(index: int, n_enterprises: int) -> list[str]:
@@ -127,6 +164,16 @@ def _domains_of(index: int, n_enterprises: int) -> list[str]:
         if n_enterprises < len(domains)
         else [domains[index % len(domains)]]
     )
+
+
+def _where(
+    rng: np.random.Generator, home: list[str], away: list[str], home_share: float
+) -> list[str]:
+    """The domains a sample may come from: the home ones, or (1 - home_share) of the time
+    the others; no draw when home_share = 1 (`away` empty)."""
+    if not away or rng.random() < home_share:
+        return home
+    return away
 
 
 def _enterprise_name(index: int, n_enterprises: int, mine: Sequence[str]) -> str:
@@ -151,7 +198,7 @@ def _city_example(
     vague_share: float,
     split: str,
 ) -> Example:
-    """One sample: a domain of the enterprise's, a label by its proportions, frame, report."""
+    """One sample: one of the domains `mine`, a label by its proportions, frame, report."""
     domains = list(CITY_DOMAINS)
     domain = mine[int(rng.integers(len(mine)))]
     labels = CITY_DOMAINS[domain]

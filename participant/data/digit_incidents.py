@@ -61,22 +61,16 @@ def digits_benchmark(
         order = order[:limit]
     images, digits = images[order], digits[order]
     owner = _dirichlet_owners(rng, digits, n_enterprises, dirichlet_alpha)
-    enterprises = []
-    for index in range(n_enterprises):
-        sub = np.random.default_rng(np.random.SeedSequence([seed, 0xD161, index]))
-        members = np.flatnonzero(owner == index)
-        examples = []
-        for position, sample in enumerate(members):
-            label = INCIDENT_LABELS[int(digits[sample])]
-            frame = _digit_frame(sub, images[sample], index % 3, frame_size)
-            vague = bool(sub.random() < vague_share)
-            decoy = decoy_share > 0 and bool(sub.random() < decoy_share)
-            text = make_report(sub, label, index, vague=vague, decoy=decoy)
-            split = "test" if position < round(test_fraction * len(members)) else "train"
-            examples.append(Example(f"e{index}-{int(sample):05d}", frame, text, label, split))
-        sub.shuffle(examples)
-        domain = ("night-ir", "dashcam", "cctv")[index % 3]
-        enterprises.append(Enterprise.of(f"enterprise-{index}", domain, examples))
+    enterprises = [
+        _enterprise(
+            index,
+            [(images[i], int(digits[i]), int(i)) for i in np.flatnonzero(owner == index)],
+            seed,
+            frame_size,
+            (vague_share, decoy_share, test_fraction),
+        )
+        for index in range(n_enterprises)
+    ]
     return Benchmark(
         name=f"{source}-incidents",
         labels=INCIDENT_LABELS,
@@ -88,6 +82,31 @@ def digits_benchmark(
             "n_enterprises": n_enterprises,
         },
     )
+
+
+def _enterprise(
+    index: int,
+    members: list[tuple[npt.NDArray[np.float32], int, int]],
+    seed: int,
+    frame_size: int,
+    shares: tuple[float, float, float],
+) -> Enterprise:
+    """Enterprise `index` from its `members` (image, digit, sample number): frames in its
+    camera style, reports (`shares`: vague, decoy, test fraction), shuffled."""
+    vague_share, decoy_share, test_fraction = shares
+    sub = np.random.default_rng(np.random.SeedSequence([seed, 0xD161, index]))
+    examples = []
+    for position, (image, digit, sample) in enumerate(members):
+        label = INCIDENT_LABELS[digit]
+        frame = _digit_frame(sub, image, index % 3, frame_size)
+        vague = bool(sub.random() < vague_share)
+        decoy = decoy_share > 0 and bool(sub.random() < decoy_share)
+        text = make_report(sub, label, index, vague=vague, decoy=decoy)
+        split = "test" if position < round(test_fraction * len(members)) else "train"
+        examples.append(Example(f"e{index}-{sample:05d}", frame, text, label, split))
+    sub.shuffle(examples)
+    domain = ("night-ir", "dashcam", "cctv")[index % 3]
+    return Enterprise.of(f"enterprise-{index}", domain, examples)
 
 
 def _dirichlet_owners(

@@ -78,3 +78,20 @@ def test_the_personal_heads_spend_a_second_budget_of_their_own(sim: tuple[Any, A
 
 def test_the_personal_prediction_uses_the_products_global_weight() -> None:
     assert TrainingConfig().personal_global_weight == fl_sim.PERSONAL_GLOBAL_WEIGHT
+
+
+def test_the_demos_personal_start_is_the_global_head_before_the_last_round(
+    sim: tuple[Any, Any],
+) -> None:
+    simulation, hyper = sim
+    global_head = simulation.federated(hyper, None)
+    names = train.trainable_names(global_head)
+    final = train.get_vector(global_head, names)
+    fresh = train.get_vector(fl_sim.head_for(simulation.base), names)
+    start = simulation.before_last_round[(hyper, None)]
+    # two rounds: one FedAvg step from a fresh head, one short of the final head
+    assert not np.allclose(start, fresh) and not np.allclose(start, final)
+    heads, _ = simulation.personalized(global_head, [hyper, hyper], None, start)
+    for head in heads:
+        moved = np.abs(train.get_vector(head, names) - start)
+        assert 0 < moved.max() < 0.5

@@ -62,11 +62,15 @@ def test_the_federated_adapter_beats_local_only_training(demo_run) -> None:
         own, paired = row["own_test"], row["own_test"]["paired"]
         gap = round((own["personalized"] - own["local_only"]) * paired["records"])
         assert paired["gains"] - paired["losses"] == gap and 0 < paired["p"] <= 1, (name, row)
-    # On the own test splits the personal model gains over the global adapter (4-6 points
-    # on average in docs/ml.md's runs). Against local-only it is ahead in most runs, not
-    # all (100 test records and fresh DP noise: docs/ml.md), so that is not asserted here.
+        # At or above local-only for every member in 31 of 32 simulated runs (docs/ml.md):
+        # one run may leave a member a record or two behind, never significantly.
+        if own["personalized"] < own["local_only"]:
+            assert paired["p"] > 0.05, (name, row)
+    # On the own test splits the personal model gains over the global adapter and over
+    # local-only on average (+2.5 to +10.5 points per member in docs/ml.md's draws).
     own = accuracy["mean"]["own_test"]
     assert own["personalized"] > own["federated"], accuracy
+    assert own["personalized"] > own["local_only"], accuracy
     assert "federated vs local-only" in stdout and "personal model" in stdout
     # The demo's epsilon is the audit's: one accountant (accord/core/accounting.py).
     privacy = summary["privacy"]

@@ -23,7 +23,29 @@ def fingerprint(bench: benchmarks.Benchmark) -> list[tuple[str, str, str, bytes]
 
 @pytest.fixture(scope="module")
 def city() -> benchmarks.Benchmark:
-    return city_safety.city_safety_benchmark(3, train_per_enterprise=120, test_per_enterprise=40)
+    return city_safety.city_safety_benchmark(
+        3, train_per_enterprise=120, test_per_enterprise=40, home_share=1
+    )
+
+
+def test_by_default_a_share_of_each_enterprises_incidents_are_outside_its_home_domain() -> None:
+    bench = city_safety.city_safety_benchmark(3, train_per_enterprise=300, test_per_enterprise=100)
+    assert bench.settings["home_share"] == 0.7
+    for enterprise in bench.enterprises:
+        home = set(city_safety.CITY_DOMAINS[enterprise.domain])
+        # A label only another domain has marks an incident away from home.
+        others = {
+            label
+            for domain, labels in city_safety.CITY_DOMAINS.items()
+            if domain != enterprise.domain
+            for label in labels
+        } - home
+        for split in (enterprise.train, enterprise.test):
+            away = sum(e.label in others for e in split) / len(split)
+            assert 0.03 < away < 0.3, (enterprise.name, away)
+    # The pooled test set still holds labels each enterprise sees rarely.
+    pooled = benchmarks.label_counts(bench.pooled_test, bench.labels)
+    assert all(count > 0 for count in pooled)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +78,13 @@ def digest(bench: benchmarks.Benchmark) -> str:
 def test_generated_data_stays_byte_identical_for_a_seed() -> None:
     # Pinned before the generators were split into modules: a refactoring must not change
     # one pixel or word. (An upgrade of numpy's or Pillow's drawing may; then re-pin.)
-    small = {"train_per_enterprise": 12, "test_per_enterprise": 4, "frame_size": 32}
+    # home_share = 1: the disjoint domains these digests were pinned with.
+    small = {
+        "train_per_enterprise": 12,
+        "test_per_enterprise": 4,
+        "frame_size": 32,
+        "home_share": 1,
+    }
     assert digest(city_safety.city_safety_benchmark(2, **small)) == (
         "82830aac4210993d28e1779385ccda38bbee0a9c20c2c08a49d7b70ea9b46918"
     )
@@ -130,3 +158,24 @@ def test_bad_settings_are_refused() -> None:
         city_safety.city_safety_benchmark(1)
     with pytest.raises(ConfigError, match="'mnist' or 'digits'"):
         digit_incidents.digits_benchmark(3, source="cifar")
+
+
+def test_reports_with_a_decoy_name_the_incident_and_a_ruled_out_one() -> None:
+    plain = digit_incidents.digits_benchmark(2, source="digits", limit=60, frame_size=24)
+    decoyed = digit_incidents.digits_benchmark(
+        2, source="digits", limit=60, frame_size=24, decoy_share=1.0
+    )
+    assert decoyed.settings["decoy_share"] == 1.0 and "decoy_share" not in plain.settings
+    specific = 0
+    for enterprise in decoyed.enterprises:
+        for example in enterprise.train + enterprise.test:
+            if any(p in example.text for p in benchmarks.VAGUE_PHRASES):
+                continue
+            specific += 1
+            named = {
+                label
+                for label, phrases in benchmarks.SPECIFIC_PHRASES.items()
+                if any(p in example.text for p in phrases)
+            }
+            assert example.label in named and len(named) == 2, example.text
+    assert specific > 20
