@@ -28,7 +28,7 @@ data on which tuning the text tower has something to learn.
 
 Every choice is made on the validation split, never on the test split: the head's
 learning rate and DP clip for the frozen setting (`FROZEN_GRID`); the towers setting
-keeps them and picks `tower_learning_rate` from `TOWER_RATES`. The test split is
+keeps them and picks its LoRA point from `TOWER_GRIDS`. The test split is
 scored once per setting, for the chosen point only.
 
 With ``--write PATH`` the tower's section of PATH (`SECTIONS`) is written or replaced
@@ -77,6 +77,8 @@ TEXT_TARGETS = {
     "query, value": r".*text_tower\.encoder\.encoder\.layer\.\d+\.attention\.self\.(query|value)",
 }
 """LoRA targets in the text tower: MiniLM's attention query and value projections."""
+TOWER_TARGETS = {"image": TARGETS, "text": TEXT_TARGETS}
+"""Each tower's LoRA targets, by name (`--tower`)."""
 EPSILON = 8.0
 DELTA = fl_sim.DELTA
 VALIDATION = 0.2
@@ -248,8 +250,7 @@ def tower_run(
     covers all `plan.rounds` rounds and the accountant counts every step of both phases.
     """
     targets, alpha, tower_rate = tower
-    regex = (TARGETS if kind == "image" else TEXT_TARGETS)[targets]
-    lora = train.LoraSettings(rank=RANK, alpha=alpha, target_modules=regex)
+    lora = train.LoraSettings(rank=RANK, alpha=alpha, target_modules=TOWER_TARGETS[kind][targets])
     module = TowerTuned(train.wrap_with_lora(base, lora, seed=0), kind)
     module.head.load_state_dict(fl_sim.head_for(base).state_dict())
     local = settings(plan, *head, tower_rate)
@@ -284,7 +285,6 @@ def probe(args: argparse.Namespace) -> None:
     """Seconds per DP step of each setting on a few samples (the cost, before a search)."""
     base, fit, _, _, sizes = load_data(args.image_size, 200, args.source, args.decoy_share)
     plan = Plan(1, 3, args.batch_size)
-    targets_of = TARGETS if args.tower == "image" else TEXT_TARGETS
     runs = {
         "frozen": lambda: frozen_run(base, fit, plan, 0.05, 1.0),
         **{
@@ -297,7 +297,7 @@ def probe(args: argparse.Namespace) -> None:
                 (targets, 8, 0.01),
                 kind=args.tower,
             )
-            for targets in targets_of
+            for targets in TOWER_TARGETS[args.tower]
         },
     }
     for name, run in runs.items():
@@ -379,7 +379,7 @@ def report_lines(
     means = {name: statistics.mean(tests) for name, (_, _, tests) in rows.items()}
     frozen, towers = means.values()
     won = towers > frozen
-    decoys = getattr(args, "decoy_share", 0.0)
+    decoys = args.decoy_share
     lines = [
         f"Data: the digits benchmark (`digits_benchmark(3, source='{args.source}'"
         + (f", decoy_share={decoys:g}" if decoys else "")

@@ -43,7 +43,7 @@ def test_by_default_a_share_of_each_enterprises_incidents_are_outside_its_home_d
         for split in (enterprise.train, enterprise.test):
             away = sum(e.label in others for e in split) / len(split)
             assert 0.03 < away < 0.3, (enterprise.name, away)
-    # The pooled test set still holds labels each enterprise sees rarely.
+    # Every label of the three domains is in the pooled test set.
     pooled = benchmarks.label_counts(bench.pooled_test, bench.labels)
     assert all(count > 0 for count in pooled)
 
